@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Starts a private containerd (+ CRI plugin) under DIR, never touching a
+# containerd already on the machine, writes a CNI bridge config with a subnet
+# and bridge name unique to this run, and imports the lab images.
+#   usage: containerd-up.sh DIR IMAGEDIR
+# Leaves: DIR/containerd.sock, DIR/containerd.pid, DIR/cni/net.d, DIR/env
+# Stop with containerd-down.sh DIR.
+set -euo pipefail
+dir=$(realpath -m "${1:?usage: containerd-up.sh DIR IMAGEDIR}")
+images=${2:?usage: containerd-up.sh DIR IMAGEDIR}
+mkdir -p "$dir"/{root,state,cni/net.d,opt}
+sock="$dir/containerd.sock"
+
+# A unique /24 and bridge name per run: derived from the folder so parallel
+# runs differ; 10.213.x.0/24 is only ever addressed inside pod netns.
+n=$(( $(echo -n "$dir" | cksum | cut -d' ' -f1) % 250 + 2 ))
+bridge="kcpp${n}br$$"; bridge=${bridge:0:15}
+subnet="10.213.$n.0/24"
+cat > "$dir/cni/net.d/10-kcpp.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "kcpp-lab",
+  "plugins": [
+    {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$subnet"}]],
+              "dataDir": "$dir/cni/ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+JSON
+
+containerd config default > "$dir/config.toml"
+sed -i \
+  -e "s|^root = .*|root = \"$dir/root\"|" \
+  -e "s|^state = .*|state = \"$dir/state\"|" \
+  -e "0,/^  address = \"\/run\/containerd\/containerd.sock\"/s||  address = \"$sock\"|" \
+  -e "s|restrict_oom_score_adj = false|restrict_oom_score_adj = true|" \
+  -e "s|sandbox_image = .*|sandbox_image = \"kubelet-cpp.local/pause:3.9\"|" \
+  -e "s|bin_dir = \"/opt/cni/bin\"|bin_dir = \"/usr/lib/cni\"|" \
+  -e "s|conf_dir = \"/etc/cni/net.d\"|conf_dir = \"$dir/cni/net.d\"|" \
+  -e "s|SystemdCgroup = true|SystemdCgroup = false|" \
+  -e "s|netns_mounts_under_state_dir = false|netns_mounts_under_state_dir = true|" \
+  -e "s|path = \"/opt/containerd\"|path = \"$dir/opt\"|" \
+  "$dir/config.toml"
+grep -q "address = \"$sock\"" "$dir/config.toml" || { echo "containerd-up: could not set grpc address" >&2; exit 1; }
+
+setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 < /dev/null &
+echo $! > "$dir/containerd.pid"
+for _ in $(seq 1 100); do
+  [ -S "$sock" ] && ctr --address "$sock" version >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ -S "$sock" ] || { echo "containerd-up: no socket after 10s; log:" >&2; tail -20 "$dir/containerd.log" >&2; exit 1; }
+for img in "$images"/*.tar; do
+  ctr -n k8s.io --address "$sock" images import --all-platforms "$img" >/dev/null
+done
+cat > "$dir/env" <<ENV
+CONTAINERD_SOCK=$sock
+CNI_BRIDGE=$bridge
+CNI_SUBNET=$subnet
+ENV
+echo "containerd up: unix://$sock (bridge $bridge, subnet $subnet)"

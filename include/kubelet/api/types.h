@@ -1,0 +1,200 @@
+#pragma once
+// The subset of core/v1 the kubelet acts on, as typed structs. Each object
+// keeps the JSON it was decoded from (`raw`), so fields the kubelet does not
+// model survive a round trip to /pods and, later, to the API server.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kubelet/util/clock.h"
+
+namespace kubelet::api {
+
+using StringMap = std::map<std::string, std::string>;
+
+struct EnvVar {
+  std::string name;
+  std::string value;
+};
+
+struct ContainerPort {
+  std::string name;
+  int32_t container_port = 0;
+  int32_t host_port = 0;
+  std::string protocol = "TCP";
+  std::string host_ip;
+};
+
+struct VolumeMount {
+  std::string name;
+  std::string mount_path;
+  std::string sub_path;
+  bool read_only = false;
+  std::string mount_propagation;
+};
+
+struct ResourceRequirements {
+  StringMap requests;
+  StringMap limits;
+};
+
+struct Container {
+  std::string name;
+  std::string image;
+  std::vector<std::string> command;
+  std::vector<std::string> args;
+  std::string working_dir;
+  std::vector<EnvVar> env;
+  std::vector<ContainerPort> ports;
+  std::vector<VolumeMount> volume_mounts;
+  ResourceRequirements resources;
+  std::string image_pull_policy;  // Always, IfNotPresent, Never
+  std::string termination_message_path;
+  std::string termination_message_policy;
+  bool stdin = false;
+  bool stdin_once = false;
+  bool tty = false;
+  nlohmann::json raw;
+};
+
+struct HostPathVolumeSource {
+  std::string path;
+  std::string type;
+};
+
+struct EmptyDirVolumeSource {
+  std::string medium;
+  std::string size_limit;
+};
+
+struct Volume {
+  std::string name;
+  std::optional<HostPathVolumeSource> host_path;
+  std::optional<EmptyDirVolumeSource> empty_dir;
+  nlohmann::json raw;
+};
+
+struct PodDNSConfig {
+  std::vector<std::string> nameservers;
+  std::vector<std::string> searches;
+  std::vector<std::pair<std::string, std::optional<std::string>>> options;
+};
+
+struct PodSpec {
+  std::vector<Container> init_containers;
+  std::vector<Container> containers;
+  std::vector<Volume> volumes;
+  std::string restart_policy = "Always";
+  int64_t termination_grace_period_seconds = 30;
+  std::string dns_policy = "ClusterFirst";
+  std::optional<PodDNSConfig> dns_config;
+  std::string node_name;
+  bool host_network = false;
+  bool host_pid = false;
+  bool host_ipc = false;
+  std::string hostname;
+  std::string subdomain;
+  std::string runtime_class_name;
+  std::optional<int32_t> priority;
+};
+
+struct ObjectMeta {
+  std::string name;
+  std::string namespace_ = "default";
+  std::string uid;
+  std::string resource_version;
+  StringMap labels;
+  StringMap annotations;
+  std::optional<TimePoint> creation_timestamp;
+  std::optional<TimePoint> deletion_timestamp;
+  std::optional<int64_t> deletion_grace_period_seconds;
+};
+
+struct ContainerStateWaiting {
+  std::string reason;
+  std::string message;
+};
+struct ContainerStateRunning {
+  TimePoint started_at;
+};
+struct ContainerStateTerminated {
+  int32_t exit_code = 0;
+  int32_t signal = 0;
+  std::string reason;
+  std::string message;
+  TimePoint started_at;
+  TimePoint finished_at;
+  std::string container_id;
+};
+
+struct ContainerState {
+  std::optional<ContainerStateWaiting> waiting;
+  std::optional<ContainerStateRunning> running;
+  std::optional<ContainerStateTerminated> terminated;
+  bool operator==(const ContainerState& o) const;
+};
+
+struct ContainerStatus {
+  std::string name;
+  ContainerState state;
+  ContainerState last_termination_state;
+  bool ready = false;
+  int32_t restart_count = 0;
+  std::string image;
+  std::string image_id;
+  std::string container_id;
+  std::optional<bool> started;
+  bool operator==(const ContainerStatus& o) const;
+};
+
+struct PodCondition {
+  std::string type;
+  std::string status;  // True, False, Unknown
+  std::optional<TimePoint> last_probe_time;
+  TimePoint last_transition_time;
+  std::string reason;
+  std::string message;
+};
+
+struct PodStatus {
+  std::string phase = "Pending";
+  std::vector<PodCondition> conditions;
+  std::string message;
+  std::string reason;
+  std::string host_ip;
+  std::vector<std::string> host_ips;
+  std::string pod_ip;
+  std::vector<std::string> pod_ips;
+  std::optional<TimePoint> start_time;
+  std::vector<ContainerStatus> init_container_statuses;
+  std::vector<ContainerStatus> container_statuses;
+  std::string qos_class;
+};
+
+struct Pod {
+  ObjectMeta metadata;
+  PodSpec spec;
+  PodStatus status;
+  nlohmann::json raw;  // the object as received, defaults applied
+
+  /** "name_namespace", the kubelet's key for a pod across UIDs. */
+  std::string FullName() const { return metadata.name + "_" + metadata.namespace_; }
+};
+
+// Well-known annotations and labels.
+inline constexpr char kConfigSourceAnnotation[] = "kubernetes.io/config.source";
+inline constexpr char kConfigHashAnnotation[] = "kubernetes.io/config.hash";
+inline constexpr char kConfigSeenAnnotation[] = "kubernetes.io/config.seen";
+inline constexpr char kConfigMirrorAnnotation[] = "kubernetes.io/config.mirror";
+inline constexpr char kSourceFile[] = "file";
+inline constexpr char kSourceHTTP[] = "http";
+inline constexpr char kSourceAPI[] = "api";
+
+bool IsStaticPod(const Pod& pod);
+std::string QOSClass(const Pod& pod);
+
+}  // namespace kubelet::api

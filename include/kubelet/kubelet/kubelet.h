@@ -1,0 +1,116 @@
+#pragma once
+// The kubelet: the syncLoop that merges pod source updates, PLEG events and
+// periodic housekeeping, and drives pod workers that talk to the runtime.
+// Everything it uses is injected (Dependencies), so tests build it on a
+// fake runtime and temporary folders.
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kubelet/api/types.h"
+#include "kubelet/config/kubelet_config.h"
+#include "kubelet/config/pod_source.h"
+#include "kubelet/events/recorder.h"
+#include "kubelet/kubelet/pod_workers.h"
+#include "kubelet/kuberuntime/runtime_manager.h"
+#include "kubelet/metrics/metrics.h"
+#include "kubelet/pleg/pleg.h"
+#include "kubelet/status/status_manager.h"
+#include "kubelet/util/backoff.h"
+#include "kubelet/util/logging.h"
+#include "kubelet/volumemanager/volume_manager.h"
+
+namespace kubelet {
+
+struct Dependencies {
+  const Clock* clock = nullptr;
+  kuberuntime::RuntimeManager* runtime = nullptr;
+  volumemanager::VolumeManager* volumes = nullptr;
+  events::EventRecorder* recorder = nullptr;
+  metrics::KubeletMetrics* metrics = nullptr;
+};
+
+struct KubeletOptions {
+  config::KubeletConfiguration config;
+  std::string node_name;
+  std::string node_ip;
+  std::string root_dir = "/var/lib/kubelet";
+  size_t pod_worker_threads = 16;
+  Duration pleg_period = std::chrono::seconds(1);
+  Duration housekeeping_period = std::chrono::seconds(2);
+  Duration gc_period = std::chrono::minutes(1);
+  Duration worker_backoff = std::chrono::seconds(10);
+  Duration container_backoff_initial = std::chrono::seconds(10);
+  Duration container_backoff_max = std::chrono::minutes(5);
+};
+
+class Kubelet {
+ public:
+  Kubelet(KubeletOptions options, Dependencies deps);
+  ~Kubelet();
+  /** Starts the pod sources, PLEG, pod workers and the sync loop. */
+  void Start();
+  void Stop();
+
+  /** Pods the kubelet runs, with their current status (the /pods endpoint). */
+  std::vector<api::Pod> GetPods() const;
+  /** /healthz: the sync loop and PLEG are alive. */
+  bool Healthy(std::string* why) const;
+  bool SourcesReady() const;
+  /** Source snapshots enter here (public so tests can feed pods directly). */
+  void OnSnapshot(const std::string& source, std::vector<api::Pod> pods);
+  config::PodConfig& pod_config() { return *pod_config_; }
+
+ private:
+  struct LoopEvent {
+    enum Kind { kConfig, kPLEG } kind;
+    std::vector<config::PodChange> changes;
+    std::vector<pleg::PodLifecycleEvent> pleg;
+  };
+
+  void SyncLoop();
+  void HandleChanges(std::vector<config::PodChange> changes);
+  void HandlePLEG(const std::vector<pleg::PodLifecycleEvent>& events);
+  void Housekeeping();
+  void GCLoop();
+  void Push(LoopEvent ev, bool may_drop);
+  void RejectPod(const api::Pod& pod, const std::string& reason, const std::string& message);
+
+  absl::StatusOr<bool> SyncPod(const api::Pod& pod, UpdateType type);
+  absl::Status SyncTerminatingPod(const std::string& uid, const api::Pod* pod, std::optional<int64_t> grace);
+  absl::Status SyncTerminatedPod(const std::string& uid, const api::Pod* pod);
+  absl::StatusOr<api::PodStatus> RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs);
+
+  KubeletOptions o_;
+  Dependencies d_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<config::PodConfig> pod_config_;
+  std::vector<std::unique_ptr<config::PodSource>> sources_;
+  std::unique_ptr<PodWorkers> workers_;
+  std::unique_ptr<pleg::PLEG> pleg_;
+  status::StatusManager status_;
+  Backoff backoff_;
+
+  mutable std::mutex mu_;  // guards pods_, rejected_, start_recorded_
+  std::map<std::string, api::Pod> pods_;  // desired pods by UID
+  std::set<std::string> start_recorded_;
+  std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
+
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  std::deque<LoopEvent> loop_queue_;
+  size_t pleg_events_queued_ = 0;
+  bool stop_ = false;
+  std::thread loop_thread_;
+  std::thread gc_thread_;
+  std::atomic<int64_t> loop_heartbeat_{0};
+  std::atomic<bool> started_{false};
+};
+
+}  // namespace kubelet

@@ -1,0 +1,81 @@
+#pragma once
+// Pod workers: every pod has at most one sync in flight; newer updates for a
+// busy pod are coalesced and run when it finishes. A pod moves
+// syncing -> terminating -> terminated -> done, as upstream's podWorkers.
+// Work runs on a fixed pool of threads so the sync loop never blocks on the
+// runtime; finished work re-queues itself after the resync or back-off delay.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <absl/status/statusor.h>
+
+#include "kubelet/api/types.h"
+#include "kubelet/kuberuntime/types.h"
+
+namespace kubelet {
+
+enum class UpdateType { kCreate, kUpdate, kSync, kKill };
+
+class PodWorkers {
+ public:
+  struct Callbacks {
+    /** Syncs a running pod; returns true when the pod reached a terminal phase. */
+    std::function<absl::StatusOr<bool>(const api::Pod& pod, UpdateType type)> sync_pod;
+    /** Stops everything of the pod (pod may be absent for a pod known only to the runtime). */
+    std::function<absl::Status(const std::string& uid, const api::Pod* pod, std::optional<int64_t> grace)> sync_terminating;
+    /** Cleans up after a stopped pod. */
+    std::function<absl::Status(const std::string& uid, const api::Pod* pod)> sync_terminated;
+  };
+
+  PodWorkers(Callbacks cb, size_t threads, Duration resync, Duration backoff);
+  ~PodWorkers();
+  void Stop();
+
+  /** Delivers an update; a kKill moves the pod to terminating. `pod` may be empty for runtime-only pods. */
+  void UpdatePod(UpdateType type, const std::string& uid, std::optional<api::Pod> pod,
+                 std::optional<int64_t> grace = std::nullopt);
+  bool IsKnown(const std::string& uid) const;
+  bool IsTerminating(const std::string& uid) const;
+  /** True once the pod finished terminating and cleaning up. */
+  bool IsDone(const std::string& uid) const;
+  /** Drops finished workers not in `keep`. */
+  void ForgetDone(const std::function<bool(const std::string&)>& keep);
+  size_t Size() const;
+
+ private:
+  enum class Phase { kSyncing, kTerminating, kTerminated, kDone };
+  struct State {
+    std::optional<api::Pod> pod;
+    Phase phase = Phase::kSyncing;
+    UpdateType pending_type = UpdateType::kSync;
+    bool pending = false;
+    bool in_flight = false;
+    bool queued = false;
+    std::optional<int64_t> grace;
+    // The one resync that counts; older entries in delayed_ are stale and skipped.
+    std::chrono::steady_clock::time_point due{};
+  };
+  void Enqueue(const std::string& uid, State& s);
+  void Work();
+
+  Callbacks cb_;
+  Duration resync_;
+  Duration backoff_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::map<std::string, State> pods_;
+  std::deque<std::string> ready_;
+  std::multimap<std::chrono::steady_clock::time_point, std::string> delayed_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace kubelet

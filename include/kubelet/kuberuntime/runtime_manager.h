@@ -1,0 +1,107 @@
+#pragma once
+// KubeGenericRuntimeManager: turns a desired pod into CRI calls. SyncPod
+// computes the actions (as upstream's computePodActions) from the pod spec
+// and the runtime's PodStatus, then creates the sandbox, pulls images and
+// starts, kills and restarts containers.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <absl/status/statusor.h>
+
+#include "kubelet/api/types.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/events/recorder.h"
+#include "kubelet/kuberuntime/types.h"
+#include "kubelet/util/backoff.h"
+#include "kubelet/volumemanager/volume_manager.h"
+
+namespace kubelet::metrics {
+class KubeletMetrics;
+}
+
+namespace kubelet::kuberuntime {
+
+struct ContainerToKill {
+  std::string name;
+  std::string message;
+  std::string reason;
+};
+
+/** What SyncPod must do, as upstream's podActions. */
+struct PodActions {
+  bool kill_pod = false;
+  bool create_sandbox = false;
+  std::string sandbox_id;
+  uint32_t attempt = 0;
+  std::vector<size_t> containers_to_start;                  // indexes into spec.containers
+  std::map<std::string, ContainerToKill> containers_to_kill;  // by container ID
+};
+
+/** Whether the container should be (re)started given what the runtime shows. */
+bool ShouldContainerBeRestarted(const api::Pod& pod, const api::Container& c, const PodStatus& status);
+PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status);
+/** FNV-32a of the container's canonical JSON, hex: a changed spec restarts the container. */
+std::string HashContainer(const api::Container& c);
+
+/** Waiting reasons the status shows for containers that cannot start (CrashLoopBackOff, ErrImagePull, ...). */
+struct WaitingReason {
+  std::string reason;
+  std::string message;
+};
+
+struct SyncResult {
+  absl::Status error;  // the first failure, OK if none
+  bool started_any = false;
+};
+
+struct RuntimeManagerOptions {
+  std::string pod_logs_dir = "/var/log/pods";
+  std::string pods_dir = "/var/lib/kubelet/pods";
+  std::vector<std::string> cluster_dns;
+  std::string cluster_domain;
+  std::string resolv_conf = "/etc/resolv.conf";
+  bool serialize_image_pulls = true;
+  int max_parallel_image_pulls = 0;
+  bool cpu_cfs_quota = true;
+  Duration cpu_cfs_quota_period = std::chrono::milliseconds(100);
+  int64_t machine_memory_bytes = 0;
+  std::string node_name;
+};
+
+class RuntimeManager {
+ public:
+  virtual ~RuntimeManager() = default;
+  /** Runtime name and version, e.g. "containerd" "1.6.20~ds1". */
+  virtual absl::StatusOr<cri::rt::VersionResponse> Version() = 0;
+  /** Everything the runtime runs, grouped by pod UID (PLEG's relist). */
+  virtual absl::StatusOr<std::vector<RuntimePod>> GetPods(bool all) = 0;
+  /** Full status of one pod: sandboxes and containers with their details. */
+  virtual absl::StatusOr<PodStatus> GetPodStatus(const std::string& uid, const std::string& name,
+                                                 const std::string& ns) = 0;
+  virtual SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff) = 0;
+  /** Stops all containers with the grace period, then the sandboxes. */
+  virtual absl::Status KillPod(const api::Pod* pod, const RuntimePod& running, std::optional<int64_t> grace_override) = 0;
+  /** Removes a pod's stopped containers and sandboxes and its log folder. */
+  virtual absl::Status RemovePod(const RuntimePod& pod) = 0;
+  /** Removes dead containers beyond the newest per container name for kept pods. */
+  virtual absl::Status GarbageCollect(const std::vector<RuntimePod>& pods, const std::map<std::string, bool>& active_uids) = 0;
+  virtual std::optional<WaitingReason> GetWaitingReason(const std::string& uid, const std::string& container) = 0;
+  virtual void ForgetPod(const std::string& uid) = 0;
+  virtual std::string RuntimeType() = 0;
+};
+
+struct RuntimeManagerDeps {
+  cri::RuntimeService* runtime;
+  cri::ImageService* images;
+  volumemanager::VolumeManager* volumes;
+  events::EventRecorder* recorder;
+  metrics::KubeletMetrics* metrics;
+  const Clock* clock;
+};
+
+std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);
+
+}  // namespace kubelet::kuberuntime

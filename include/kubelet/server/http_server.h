@@ -1,0 +1,91 @@
+#pragma once
+// A small HTTP/1.1 server (keep-alive, optional TLS with optional client
+// certificates) for the kubelet's endpoints. Bounded: a fixed number of
+// concurrent connections, a deadline on every read and write, capped header
+// and body sizes.
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <absl/status/status.h>
+
+#include "kubelet/util/clock.h"
+
+namespace kubelet::server {
+
+struct Request {
+  std::string method;
+  std::string path;
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+  bool tls = false;
+  // The verified client certificate's subject CN, when one was presented and checked.
+  std::string client_cn;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+struct TLSOptions {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // empty: no client certificates
+};
+
+struct ServerOptions {
+  std::string address = "0.0.0.0";
+  int port = 0;  // 0: pick a free port
+  bool tls = false;
+  TLSOptions tls_options;
+  size_t max_connections = 256;
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration io_timeout = std::chrono::seconds(30);
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(ServerOptions options);
+  ~HttpServer();
+  /** The handler for requests whose path is `path`, or starts with it when it ends in '/'. */
+  void Handle(const std::string& path, Handler handler);
+  absl::Status Start();
+  void Stop();
+  int port() const { return port_; }
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd);
+  Response Dispatch(const Request& req);
+
+  ServerOptions o_;
+  std::map<std::string, Handler> handlers_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  void* ssl_ctx_ = nullptr;
+  std::thread accept_thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<int> conns_;
+  size_t active_ = 0;
+  int wake_[2] = {-1, -1};
+};
+
+/** Loads or creates a self-signed serving certificate in cert_dir (kubelet.crt, kubelet.key), as upstream. */
+absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
+                                  std::string* key_file);
+
+}  // namespace kubelet::server

@@ -1,0 +1,56 @@
+#pragma once
+// The kubelet's servers: the authenticated HTTPS API on address:port
+// (/healthz, /pods, /metrics, /runningpods/), the plain healthz endpoint on
+// healthzBindAddress:healthzPort and, when readOnlyPort is set, the
+// unauthenticated read-only port.
+#include <memory>
+#include <string>
+
+#include <absl/status/status.h>
+
+#include "kubelet/config/kubelet_config.h"
+#include "kubelet/server/http_server.h"
+
+namespace kubelet {
+class Kubelet;
+namespace kuberuntime {
+class RuntimeManager;
+}
+namespace metrics {
+class KubeletMetrics;
+}
+}  // namespace kubelet
+
+namespace kubelet::server {
+
+struct KubeletServerOptions {
+  config::KubeletConfiguration config;
+  std::string cert_dir;
+  std::string node_name;
+};
+
+class KubeletServer {
+ public:
+  KubeletServer(Kubelet* kubelet, kuberuntime::RuntimeManager* runtime, metrics::KubeletMetrics* metrics,
+                KubeletServerOptions options);
+  ~KubeletServer();
+  absl::Status Start();
+  void Stop();
+  int port() const;
+  int healthz_port() const;
+  int read_only_port() const;
+
+ private:
+  Response Authorize(const Request& req, const std::string& resource_path) const;
+  void Install(HttpServer* s, bool authenticated);
+
+  Kubelet* kubelet_;
+  kuberuntime::RuntimeManager* runtime_;
+  metrics::KubeletMetrics* metrics_;
+  KubeletServerOptions o_;
+  std::unique_ptr<HttpServer> main_;
+  std::unique_ptr<HttpServer> healthz_;
+  std::unique_ptr<HttpServer> read_only_;
+};
+
+}  // namespace kubelet::server

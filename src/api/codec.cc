@@ -1,0 +1,713 @@
+#include "kubelet/api/codec.h"
+
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "kubelet/api/quantity.h"
+
+namespace kubelet::api {
+namespace {
+
+using json = nlohmann::json;
+
+// --- YAML to JSON -----------------------------------------------------------
+
+bool IsNullScalar(const std::string& s) { return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL"; }
+
+std::optional<bool> BoolScalar(const std::string& s) {
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N"};
+  if (kTrue.count(s)) return true;
+  if (kFalse.count(s)) return false;
+  return std::nullopt;
+}
+
+json ScalarToJson(const YAML::Node& n) {
+  const std::string& s = n.Scalar();
+  // A tag of "!" marks a quoted scalar: always a string.
+  if (n.Tag() == "!") return s;
+  if (IsNullScalar(s)) return nullptr;
+  if (auto b = BoolScalar(s)) return *b;
+  static const std::regex kOctal("^[-+]?0[0-7]+$");
+  static const std::regex kHex("^[-+]?0x[0-9a-fA-F]+$");
+  static const std::regex kInt("^[-+]?(0|[1-9][0-9_]*)$");
+  static const std::regex kFloat("^[-+]?([0-9][0-9_]*)?\\.?[0-9]*([eE][-+]?[0-9]+)?$");
+  try {
+    if (std::regex_match(s, kOctal)) return static_cast<int64_t>(std::stoll(s, nullptr, 8));
+    if (std::regex_match(s, kHex)) return static_cast<int64_t>(std::stoll(s, nullptr, 16));
+    if (std::regex_match(s, kInt)) {
+      std::string digits;
+      for (char c : s)
+        if (c != '_') digits += c;
+      return static_cast<int64_t>(std::stoll(digits));
+    }
+    if (s.find_first_of("0123456789") != std::string::npos && std::regex_match(s, kFloat)) return std::stod(s);
+  } catch (const std::out_of_range&) {
+    return std::stod(s);
+  }
+  return s;
+}
+
+json NodeToJson(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return nullptr;
+    case YAML::NodeType::Scalar:
+      return ScalarToJson(n);
+    case YAML::NodeType::Sequence: {
+      json arr = json::array();
+      for (const auto& item : n) arr.push_back(NodeToJson(item));
+      return arr;
+    }
+    case YAML::NodeType::Map: {
+      json obj = json::object();
+      for (const auto& kv : n) obj[kv.first.as<std::string>()] = NodeToJson(kv.second);
+      return obj;
+    }
+  }
+  return nullptr;
+}
+
+// --- typed decoding -------------------------------------------------------------
+
+struct FieldError {
+  std::string path;
+  std::string message;
+};
+
+std::string TypeName(const json& j) {
+  switch (j.type()) {
+    case json::value_t::string: return "string";
+    case json::value_t::boolean: return "bool";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "integer";
+    case json::value_t::number_float: return "number";
+    case json::value_t::array: return "array";
+    case json::value_t::object: return "object";
+    default: return "null";
+  }
+}
+
+[[noreturn]] void Fail(const std::string& path, const std::string& want, const json& got) {
+  throw FieldError{path, "expected " + want + ", got " + TypeName(got)};
+}
+
+const json* Field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::string Join(const std::string& base, const char* key) { return base.empty() ? key : base + "." + key; }
+std::string Index(const std::string& base, size_t i) { return base + "[" + std::to_string(i) + "]"; }
+
+void Str(const json& obj, const char* key, const std::string& base, std::string* out) {
+  if (const json* v = Field(obj, key)) {
+    if (!v->is_string()) Fail(Join(base, key), "string", *v);
+    *out = v->get<std::string>();
+  }
+}
+
+template <typename T>
+void Int(const json& obj, const char* key, const std::string& base, T* out) {
+  if (const json* v = Field(obj, key)) {
+    if (v->is_number_float()) {
+      double d = v->get<double>();
+      if (d != static_cast<double>(static_cast<int64_t>(d))) Fail(Join(base, key), "integer", *v);
+      *out = static_cast<T>(d);
+      return;
+    }
+    if (!v->is_number_integer()) Fail(Join(base, key), "integer", *v);
+    *out = v->get<T>();
+  }
+}
+
+void Bool(const json& obj, const char* key, const std::string& base, bool* out) {
+  if (const json* v = Field(obj, key)) {
+    if (!v->is_boolean()) Fail(Join(base, key), "boolean", *v);
+    *out = v->get<bool>();
+  }
+}
+
+void StrList(const json& obj, const char* key, const std::string& base, std::vector<std::string>* out) {
+  if (const json* v = Field(obj, key)) {
+    if (!v->is_array()) Fail(Join(base, key), "array of strings", *v);
+    for (size_t i = 0; i < v->size(); ++i) {
+      if (!(*v)[i].is_string()) Fail(Index(Join(base, key), i), "string", (*v)[i]);
+      out->push_back((*v)[i].get<std::string>());
+    }
+  }
+}
+
+void StrMap(const json& obj, const char* key, const std::string& base, StringMap* out) {
+  if (const json* v = Field(obj, key)) {
+    if (!v->is_object()) Fail(Join(base, key), "object of strings", *v);
+    for (auto it = v->begin(); it != v->end(); ++it) {
+      if (!it.value().is_string()) Fail(Join(base, key) + "." + it.key(), "string", it.value());
+      (*out)[it.key()] = it.value().get<std::string>();
+    }
+  }
+}
+
+// Resource lists hold quantities, which JSON may give as numbers.
+void QuantityMap(const json& obj, const char* key, const std::string& base, StringMap* out) {
+  if (const json* v = Field(obj, key)) {
+    if (!v->is_object()) Fail(Join(base, key), "object", *v);
+    for (auto it = v->begin(); it != v->end(); ++it) {
+      std::string path = Join(base, key) + "." + it.key();
+      std::string text;
+      if (it.value().is_string()) {
+        text = it.value().get<std::string>();
+      } else if (it.value().is_number()) {
+        text = it.value().dump();
+      } else {
+        Fail(path, "quantity", it.value());
+      }
+      if (auto q = ParseQuantity(text); !q.ok()) throw FieldError{path, std::string(q.status().message())};
+      (*out)[it.key()] = text;
+    }
+  }
+}
+
+const json& Obj(const json& obj, const char* key, const std::string& base) {
+  static const json kEmpty = json::object();
+  const json* v = Field(obj, key);
+  if (!v) return kEmpty;
+  if (!v->is_object()) Fail(Join(base, key), "object", *v);
+  return *v;
+}
+
+template <typename F>
+void Each(const json& obj, const char* key, const std::string& base, F&& fn) {
+  const json* v = Field(obj, key);
+  if (!v) return;
+  if (!v->is_array()) Fail(Join(base, key), "array", *v);
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& item = (*v)[i];
+    std::string path = Index(Join(base, key), i);
+    if (!item.is_object()) Fail(path, "object", item);
+    fn(item, path);
+  }
+}
+
+std::optional<TimePoint> Time(const json& obj, const char* key, const std::string& base) {
+  const json* v = Field(obj, key);
+  if (!v) return std::nullopt;
+  TimePoint t;
+  if (!v->is_string() || !ParseRFC3339(v->get<std::string>(), &t))
+    throw FieldError{Join(base, key), "expected an RFC 3339 time"};
+  return t;
+}
+
+Container DecodeContainer(const json& c, const std::string& p) {
+  Container out;
+  out.raw = c;
+  Str(c, "name", p, &out.name);
+  Str(c, "image", p, &out.image);
+  StrList(c, "command", p, &out.command);
+  StrList(c, "args", p, &out.args);
+  Str(c, "workingDir", p, &out.working_dir);
+  Each(c, "env", p, [&](const json& e, const std::string& ep) {
+    EnvVar v;
+    Str(e, "name", ep, &v.name);
+    Str(e, "value", ep, &v.value);
+    out.env.push_back(std::move(v));
+  });
+  Each(c, "ports", p, [&](const json& e, const std::string& ep) {
+    ContainerPort port;
+    Str(e, "name", ep, &port.name);
+    Int(e, "containerPort", ep, &port.container_port);
+    Int(e, "hostPort", ep, &port.host_port);
+    Str(e, "protocol", ep, &port.protocol);
+    Str(e, "hostIP", ep, &port.host_ip);
+    out.ports.push_back(std::move(port));
+  });
+  Each(c, "volumeMounts", p, [&](const json& e, const std::string& ep) {
+    VolumeMount m;
+    Str(e, "name", ep, &m.name);
+    Str(e, "mountPath", ep, &m.mount_path);
+    Str(e, "subPath", ep, &m.sub_path);
+    Bool(e, "readOnly", ep, &m.read_only);
+    Str(e, "mountPropagation", ep, &m.mount_propagation);
+    out.volume_mounts.push_back(std::move(m));
+  });
+  const json& res = Obj(c, "resources", p);
+  QuantityMap(res, "requests", Join(p, "resources"), &out.resources.requests);
+  QuantityMap(res, "limits", Join(p, "resources"), &out.resources.limits);
+  Str(c, "imagePullPolicy", p, &out.image_pull_policy);
+  Str(c, "terminationMessagePath", p, &out.termination_message_path);
+  Str(c, "terminationMessagePolicy", p, &out.termination_message_policy);
+  Bool(c, "stdin", p, &out.stdin);
+  Bool(c, "stdinOnce", p, &out.stdin_once);
+  Bool(c, "tty", p, &out.tty);
+  return out;
+}
+
+// --- validation -------------------------------------------------------------------
+
+bool IsDNS1123Label(const std::string& s) {
+  static const std::regex re("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+  return s.size() <= 63 && std::regex_match(s, re);
+}
+
+bool IsDNS1123Subdomain(const std::string& s) {
+  static const std::regex re("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
+  return s.size() <= 253 && std::regex_match(s, re);
+}
+
+std::string Quote(const std::string& s) { return "\"" + s + "\""; }
+
+class ErrorList {
+ public:
+  void Required(const std::string& path) { errs_.push_back(path + ": Required value"); }
+  void Invalid(const std::string& path, const std::string& value, const std::string& why) {
+    errs_.push_back(path + ": Invalid value: " + Quote(value) + ": " + why);
+  }
+  void Duplicate(const std::string& path, const std::string& value) {
+    errs_.push_back(path + ": Duplicate value: " + Quote(value));
+  }
+  void NotFound(const std::string& path, const std::string& value) {
+    errs_.push_back(path + ": Not found: " + Quote(value));
+  }
+  void Unsupported(const std::string& path, const std::string& value, const std::vector<std::string>& ok) {
+    std::string list;
+    for (const auto& o : ok) list += (list.empty() ? "" : ", ") + Quote(o);
+    errs_.push_back(path + ": Unsupported value: " + Quote(value) + ": supported values: " + list);
+  }
+  absl::Status ToStatus() const {
+    if (errs_.empty()) return absl::OkStatus();
+    if (errs_.size() == 1) return absl::InvalidArgumentError(errs_[0]);
+    std::string all = "[";
+    for (size_t i = 0; i < errs_.size(); ++i) all += (i ? ", " : "") + errs_[i];
+    return absl::InvalidArgumentError(all + "]");
+  }
+
+ private:
+  std::vector<std::string> errs_;
+};
+
+const char kDNSLabelMsg[] =
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and "
+    "end with an alphanumeric character";
+const char kDNSSubdomainMsg[] =
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character";
+
+void ValidateContainers(const std::vector<Container>& cs, const std::string& field,
+                        const std::set<std::string>& volumes, std::set<std::string>* names, ErrorList* errs) {
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const Container& c = cs[i];
+    std::string p = "spec." + field + "[" + std::to_string(i) + "]";
+    if (c.name.empty()) {
+      errs->Required(p + ".name");
+    } else if (!IsDNS1123Label(c.name)) {
+      errs->Invalid(p + ".name", c.name, kDNSLabelMsg);
+    } else if (!names->insert(c.name).second) {
+      errs->Duplicate(p + ".name", c.name);
+    }
+    if (c.image.empty() || c.image.find_first_not_of(" \t") == std::string::npos) errs->Required(p + ".image");
+    if (!c.image_pull_policy.empty() && c.image_pull_policy != "Always" && c.image_pull_policy != "IfNotPresent" &&
+        c.image_pull_policy != "Never")
+      errs->Unsupported(p + ".imagePullPolicy", c.image_pull_policy, {"Always", "IfNotPresent", "Never"});
+    if (!c.termination_message_policy.empty() && c.termination_message_policy != "File" &&
+        c.termination_message_policy != "FallbackToLogsOnError")
+      errs->Unsupported(p + ".terminationMessagePolicy", c.termination_message_policy,
+                        {"File", "FallbackToLogsOnError"});
+    std::set<std::string> env_seen;
+    for (size_t j = 0; j < c.env.size(); ++j)
+      if (c.env[j].name.empty()) errs->Required(p + ".env[" + std::to_string(j) + "].name");
+    std::set<std::string> port_names;
+    for (size_t j = 0; j < c.ports.size(); ++j) {
+      const ContainerPort& port = c.ports[j];
+      std::string pp = p + ".ports[" + std::to_string(j) + "]";
+      if (port.container_port < 1 || port.container_port > 65535)
+        errs->Invalid(pp + ".containerPort", std::to_string(port.container_port), "must be between 1 and 65535, inclusive");
+      if (port.host_port < 0 || port.host_port > 65535)
+        errs->Invalid(pp + ".hostPort", std::to_string(port.host_port), "must be between 1 and 65535, inclusive");
+      if (port.protocol != "TCP" && port.protocol != "UDP" && port.protocol != "SCTP")
+        errs->Unsupported(pp + ".protocol", port.protocol, {"SCTP", "TCP", "UDP"});
+      if (!port.name.empty() && !port_names.insert(port.name).second) errs->Duplicate(pp + ".name", port.name);
+    }
+    std::set<std::string> mount_paths;
+    for (size_t j = 0; j < c.volume_mounts.size(); ++j) {
+      const VolumeMount& m = c.volume_mounts[j];
+      std::string mp = p + ".volumeMounts[" + std::to_string(j) + "]";
+      if (m.name.empty()) {
+        errs->Required(mp + ".name");
+      } else if (!volumes.count(m.name)) {
+        errs->NotFound(mp + ".name", m.name);
+      }
+      if (m.mount_path.empty()) {
+        errs->Required(mp + ".mountPath");
+      } else if (!mount_paths.insert(m.mount_path).second) {
+        errs->Invalid(mp + ".mountPath", m.mount_path, "must be unique");
+      }
+      if (m.sub_path.find("..") != std::string::npos || (!m.sub_path.empty() && m.sub_path[0] == '/'))
+        errs->Invalid(mp + ".subPath", m.sub_path, "must be a relative path without '..'");
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+
+absl::StatusOr<nlohmann::json> YamlToJson(std::string_view text) {
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+    std::vector<YAML::Node> non_empty;
+    for (auto& d : docs)
+      if (!d.IsNull()) non_empty.push_back(d);
+    if (non_empty.empty()) return absl::InvalidArgumentError("empty document");
+    if (non_empty.size() > 1)
+      return absl::InvalidArgumentError("multiple YAML documents; a manifest holds one object");
+    return NodeToJson(non_empty[0]);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(std::string("invalid YAML: ") + e.what());
+  }
+}
+
+absl::StatusOr<nlohmann::json> ParseDocument(std::string_view text) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && (text[first] == '{' || text[first] == '[')) {
+    try {
+      return json::parse(text);
+    } catch (const json::exception& e) {
+      // JSON is a subset of YAML: fall through so flow-style YAML still works,
+      // but keep the JSON error when YAML fails too.
+      auto y = YamlToJson(text);
+      if (y.ok()) return y;
+      return absl::InvalidArgumentError(std::string("invalid JSON: ") + e.what());
+    }
+  }
+  return YamlToJson(text);
+}
+
+void ApplyPodDefaults(json& pod) {
+  if (!pod.is_object()) return;
+  if (!pod.contains("metadata") || !pod["metadata"].is_object()) pod["metadata"] = json::object();
+  if (!pod.contains("spec") || !pod["spec"].is_object()) pod["spec"] = json::object();
+  json& spec = pod["spec"];
+  if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
+  if (!spec.contains("dnsPolicy")) spec["dnsPolicy"] = "ClusterFirst";
+  if (!spec.contains("terminationGracePeriodSeconds")) spec["terminationGracePeriodSeconds"] = 30;
+  if (!spec.contains("schedulerName")) spec["schedulerName"] = "default-scheduler";
+  if (!spec.contains("securityContext")) spec["securityContext"] = json::object();
+  if (!spec.contains("enableServiceLinks")) spec["enableServiceLinks"] = true;
+  for (const char* list : {"containers", "initContainers"}) {
+    if (!spec.contains(list) || !spec[list].is_array()) continue;
+    for (auto& c : spec[list]) {
+      if (!c.is_object()) continue;
+      if (!c.contains("imagePullPolicy")) {
+        std::string image = c.value("image", "");
+        // Untagged or :latest images are pulled every time, as upstream defaults.
+        std::string last = image.substr(image.find_last_of('/') == std::string::npos ? 0 : image.find_last_of('/') + 1);
+        bool has_digest = image.find('@') != std::string::npos;
+        bool latest = !has_digest && (last.find(':') == std::string::npos || last.substr(last.find(':') + 1) == "latest");
+        c["imagePullPolicy"] = latest ? "Always" : "IfNotPresent";
+      }
+      if (!c.contains("terminationMessagePath")) c["terminationMessagePath"] = "/dev/termination-log";
+      if (!c.contains("terminationMessagePolicy")) c["terminationMessagePolicy"] = "File";
+      if (c.contains("ports") && c["ports"].is_array())
+        for (auto& p : c["ports"])
+          if (p.is_object() && !p.contains("protocol")) p["protocol"] = "TCP";
+    }
+  }
+}
+
+absl::StatusOr<Pod> DecodePod(const json& obj) {
+  if (!obj.is_object()) return absl::InvalidArgumentError("pod: expected an object, got " + TypeName(obj));
+  std::string kind = obj.value("kind", "");
+  if (!kind.empty() && kind != "Pod") return absl::InvalidArgumentError("kind: expected Pod, got " + kind);
+  std::string api_version = obj.value("apiVersion", "");
+  if (!api_version.empty() && api_version != "v1")
+    return absl::InvalidArgumentError("apiVersion: expected v1, got " + api_version);
+  try {
+    Pod pod;
+    pod.raw = obj;
+    const json& meta = Obj(obj, "metadata", "");
+    Str(meta, "name", "metadata", &pod.metadata.name);
+    Str(meta, "namespace", "metadata", &pod.metadata.namespace_);
+    if (pod.metadata.namespace_.empty()) pod.metadata.namespace_ = "default";
+    Str(meta, "uid", "metadata", &pod.metadata.uid);
+    Str(meta, "resourceVersion", "metadata", &pod.metadata.resource_version);
+    StrMap(meta, "labels", "metadata", &pod.metadata.labels);
+    StrMap(meta, "annotations", "metadata", &pod.metadata.annotations);
+    pod.metadata.creation_timestamp = Time(meta, "creationTimestamp", "metadata");
+    pod.metadata.deletion_timestamp = Time(meta, "deletionTimestamp", "metadata");
+    if (Field(meta, "deletionGracePeriodSeconds")) {
+      int64_t g = 0;
+      Int(meta, "deletionGracePeriodSeconds", "metadata", &g);
+      pod.metadata.deletion_grace_period_seconds = g;
+    }
+    const json& spec = Obj(obj, "spec", "");
+    Each(spec, "initContainers", "spec",
+         [&](const json& c, const std::string& p) { pod.spec.init_containers.push_back(DecodeContainer(c, p)); });
+    Each(spec, "containers", "spec",
+         [&](const json& c, const std::string& p) { pod.spec.containers.push_back(DecodeContainer(c, p)); });
+    Each(spec, "volumes", "spec", [&](const json& v, const std::string& p) {
+      Volume vol;
+      vol.raw = v;
+      Str(v, "name", p, &vol.name);
+      if (Field(v, "hostPath")) {
+        const json& hp = Obj(v, "hostPath", p);
+        HostPathVolumeSource src;
+        Str(hp, "path", Join(p, "hostPath"), &src.path);
+        Str(hp, "type", Join(p, "hostPath"), &src.type);
+        vol.host_path = src;
+      }
+      if (Field(v, "emptyDir")) {
+        const json& ed = Obj(v, "emptyDir", p);
+        EmptyDirVolumeSource src;
+        Str(ed, "medium", Join(p, "emptyDir"), &src.medium);
+        if (const json* sl = Field(ed, "sizeLimit")) src.size_limit = sl->is_string() ? sl->get<std::string>() : sl->dump();
+        vol.empty_dir = src;
+      }
+      pod.spec.volumes.push_back(std::move(vol));
+    });
+    Str(spec, "restartPolicy", "spec", &pod.spec.restart_policy);
+    Int(spec, "terminationGracePeriodSeconds", "spec", &pod.spec.termination_grace_period_seconds);
+    Str(spec, "dnsPolicy", "spec", &pod.spec.dns_policy);
+    if (Field(spec, "dnsConfig")) {
+      const json& dc = Obj(spec, "dnsConfig", "spec");
+      PodDNSConfig cfg;
+      StrList(dc, "nameservers", "spec.dnsConfig", &cfg.nameservers);
+      StrList(dc, "searches", "spec.dnsConfig", &cfg.searches);
+      Each(dc, "options", "spec.dnsConfig", [&](const json& o, const std::string& p) {
+        std::string name, value;
+        Str(o, "name", p, &name);
+        std::optional<std::string> v;
+        if (Field(o, "value")) {
+          Str(o, "value", p, &value);
+          v = value;
+        }
+        cfg.options.emplace_back(name, v);
+      });
+      pod.spec.dns_config = cfg;
+    }
+    Str(spec, "nodeName", "spec", &pod.spec.node_name);
+    Bool(spec, "hostNetwork", "spec", &pod.spec.host_network);
+    Bool(spec, "hostPID", "spec", &pod.spec.host_pid);
+    Bool(spec, "hostIPC", "spec", &pod.spec.host_ipc);
+    Str(spec, "hostname", "spec", &pod.spec.hostname);
+    Str(spec, "subdomain", "spec", &pod.spec.subdomain);
+    Str(spec, "runtimeClassName", "spec", &pod.spec.runtime_class_name);
+    if (Field(spec, "priority")) {
+      int32_t prio = 0;
+      Int(spec, "priority", "spec", &prio);
+      pod.spec.priority = prio;
+    }
+    return pod;
+  } catch (const FieldError& e) {
+    return absl::InvalidArgumentError(e.path + ": " + e.message);
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(std::string("pod: ") + e.what());
+  }
+}
+
+absl::Status ValidatePod(const Pod& pod) {
+  ErrorList errs;
+  if (pod.metadata.name.empty()) {
+    errs.Required("metadata.name");
+  } else if (!IsDNS1123Subdomain(pod.metadata.name)) {
+    errs.Invalid("metadata.name", pod.metadata.name, kDNSSubdomainMsg);
+  }
+  if (!IsDNS1123Label(pod.metadata.namespace_)) errs.Invalid("metadata.namespace", pod.metadata.namespace_, kDNSLabelMsg);
+  std::set<std::string> volumes;
+  for (size_t i = 0; i < pod.spec.volumes.size(); ++i) {
+    const Volume& v = pod.spec.volumes[i];
+    std::string p = "spec.volumes[" + std::to_string(i) + "]";
+    if (v.name.empty()) {
+      errs.Required(p + ".name");
+    } else if (!IsDNS1123Label(v.name)) {
+      errs.Invalid(p + ".name", v.name, kDNSLabelMsg);
+    } else if (!volumes.insert(v.name).second) {
+      errs.Duplicate(p + ".name", v.name);
+    }
+    if (v.host_path && v.host_path->path.empty()) errs.Required(p + ".hostPath.path");
+    if (v.host_path) {
+      static const std::vector<std::string> kTypes = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File",
+                                                      "Socket", "CharDevice", "BlockDevice"};
+      if (std::find(kTypes.begin(), kTypes.end(), v.host_path->type) == kTypes.end())
+        errs.Unsupported(p + ".hostPath.type", v.host_path->type,
+                         {"BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"});
+    }
+    if (v.empty_dir && !v.empty_dir->medium.empty() && v.empty_dir->medium != "Memory" &&
+        v.empty_dir->medium != "HugePages")
+      errs.Unsupported(p + ".emptyDir.medium", v.empty_dir->medium, {"", "Memory", "HugePages"});
+  }
+  if (pod.spec.containers.empty()) errs.Required("spec.containers");
+  std::set<std::string> names;
+  ValidateContainers(pod.spec.init_containers, "initContainers", volumes, &names, &errs);
+  ValidateContainers(pod.spec.containers, "containers", volumes, &names, &errs);
+  const auto& rp = pod.spec.restart_policy;
+  if (rp != "Always" && rp != "OnFailure" && rp != "Never")
+    errs.Unsupported("spec.restartPolicy", rp, {"Always", "OnFailure", "Never"});
+  const auto& dp = pod.spec.dns_policy;
+  if (dp != "ClusterFirst" && dp != "ClusterFirstWithHostNet" && dp != "Default" && dp != "None")
+    errs.Unsupported("spec.dnsPolicy", dp, {"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"});
+  if (dp == "None" && (!pod.spec.dns_config || pod.spec.dns_config->nameservers.empty()))
+    errs.Required("spec.dnsConfig: must provide at least one DNS nameserver when DNSPolicy is set to None");
+  if (pod.spec.termination_grace_period_seconds < 0)
+    errs.Invalid("spec.terminationGracePeriodSeconds", std::to_string(pod.spec.termination_grace_period_seconds),
+                 "must be greater than or equal to 0");
+  if (!pod.spec.hostname.empty() && !IsDNS1123Label(pod.spec.hostname))
+    errs.Invalid("spec.hostname", pod.spec.hostname, kDNSLabelMsg);
+  if (!pod.spec.subdomain.empty() && !IsDNS1123Label(pod.spec.subdomain))
+    errs.Invalid("spec.subdomain", pod.spec.subdomain, kDNSLabelMsg);
+  return errs.ToStatus();
+}
+
+namespace {
+json EncodeState(const ContainerState& s) {
+  json j = json::object();
+  if (s.waiting) {
+    json w = json::object();
+    if (!s.waiting->reason.empty()) w["reason"] = s.waiting->reason;
+    if (!s.waiting->message.empty()) w["message"] = s.waiting->message;
+    j["waiting"] = w;
+  } else if (s.running) {
+    j["running"] = {{"startedAt", FormatRFC3339(s.running->started_at)}};
+  } else if (s.terminated) {
+    const auto& t = *s.terminated;
+    json tj = {{"exitCode", t.exit_code},
+               {"startedAt", FormatRFC3339(t.started_at)},
+               {"finishedAt", FormatRFC3339(t.finished_at)}};
+    if (t.signal) tj["signal"] = t.signal;
+    if (!t.reason.empty()) tj["reason"] = t.reason;
+    if (!t.message.empty()) tj["message"] = t.message;
+    if (!t.container_id.empty()) tj["containerID"] = t.container_id;
+    j["terminated"] = tj;
+  }
+  return j;
+}
+}  // namespace
+
+json EncodeContainerStatus(const ContainerStatus& s) {
+  json j = {{"name", s.name},
+            {"state", EncodeState(s.state)},
+            {"lastState", EncodeState(s.last_termination_state)},
+            {"ready", s.ready},
+            {"restartCount", s.restart_count},
+            {"image", s.image},
+            {"imageID", s.image_id}};
+  if (!s.container_id.empty()) j["containerID"] = s.container_id;
+  if (s.started) j["started"] = *s.started;
+  return j;
+}
+
+json EncodePodStatus(const PodStatus& s) {
+  json j = {{"phase", s.phase}};
+  json conds = json::array();
+  for (const auto& c : s.conditions) {
+    json cj = {{"type", c.type},
+               {"status", c.status},
+               {"lastProbeTime", c.last_probe_time ? json(FormatRFC3339(*c.last_probe_time)) : json(nullptr)},
+               {"lastTransitionTime", FormatRFC3339(c.last_transition_time)}};
+    if (!c.reason.empty()) cj["reason"] = c.reason;
+    if (!c.message.empty()) cj["message"] = c.message;
+    conds.push_back(cj);
+  }
+  j["conditions"] = conds;
+  if (!s.message.empty()) j["message"] = s.message;
+  if (!s.reason.empty()) j["reason"] = s.reason;
+  if (!s.host_ip.empty()) {
+    j["hostIP"] = s.host_ip;
+    json ips = json::array();
+    for (const auto& ip : s.host_ips) ips.push_back({{"ip", ip}});
+    j["hostIPs"] = ips;
+  }
+  if (!s.pod_ip.empty()) {
+    j["podIP"] = s.pod_ip;
+    json ips = json::array();
+    for (const auto& ip : s.pod_ips) ips.push_back({{"ip", ip}});
+    j["podIPs"] = ips;
+  }
+  if (s.start_time) j["startTime"] = FormatRFC3339(*s.start_time);
+  if (!s.init_container_statuses.empty()) {
+    json arr = json::array();
+    for (const auto& c : s.init_container_statuses) arr.push_back(EncodeContainerStatus(c));
+    j["initContainerStatuses"] = arr;
+  }
+  json arr = json::array();
+  for (const auto& c : s.container_statuses) arr.push_back(EncodeContainerStatus(c));
+  j["containerStatuses"] = arr;
+  if (!s.qos_class.empty()) j["qosClass"] = s.qos_class;
+  return j;
+}
+
+json EncodePod(const Pod& pod) {
+  json j = pod.raw.is_object() ? pod.raw : json::object();
+  j["apiVersion"] = "v1";
+  j["kind"] = "Pod";
+  json& meta = j["metadata"];
+  if (!meta.is_object()) meta = json::object();
+  meta["name"] = pod.metadata.name;
+  meta["namespace"] = pod.metadata.namespace_;
+  meta["uid"] = pod.metadata.uid;
+  if (!pod.metadata.annotations.empty()) meta["annotations"] = pod.metadata.annotations;
+  if (!pod.metadata.labels.empty()) meta["labels"] = pod.metadata.labels;
+  if (pod.metadata.creation_timestamp) meta["creationTimestamp"] = FormatRFC3339(*pod.metadata.creation_timestamp);
+  if (!pod.spec.node_name.empty()) j["spec"]["nodeName"] = pod.spec.node_name;
+  j["status"] = EncodePodStatus(pod.status);
+  return j;
+}
+
+std::string CanonicalJson(const json& j) {
+  // nlohmann's object type is a std::map: dump() already sorts keys.
+  return j.dump();
+}
+
+bool ContainerState::operator==(const ContainerState& o) const {
+  auto tp = [](const std::optional<ContainerStateTerminated>& t) {
+    return t ? std::make_tuple(true, t->exit_code, t->signal, t->reason, t->message, t->started_at, t->finished_at,
+                               t->container_id)
+             : std::make_tuple(false, 0, 0, std::string(), std::string(), TimePoint(), TimePoint(), std::string());
+  };
+  bool w = waiting.has_value() == o.waiting.has_value() &&
+           (!waiting || (waiting->reason == o.waiting->reason && waiting->message == o.waiting->message));
+  bool r = running.has_value() == o.running.has_value() && (!running || running->started_at == o.running->started_at);
+  return w && r && tp(terminated) == tp(o.terminated);
+}
+
+bool ContainerStatus::operator==(const ContainerStatus& o) const {
+  return name == o.name && state == o.state && last_termination_state == o.last_termination_state &&
+         ready == o.ready && restart_count == o.restart_count && image == o.image && image_id == o.image_id &&
+         container_id == o.container_id && started == o.started;
+}
+
+bool IsStaticPod(const Pod& pod) {
+  auto it = pod.metadata.annotations.find(kConfigSourceAnnotation);
+  return it != pod.metadata.annotations.end() && it->second != kSourceAPI;
+}
+
+std::string QOSClass(const Pod& pod) {
+  bool any = false;
+  bool guaranteed = true;
+  auto consider = [&](const Container& c) {
+    const auto& req = c.resources.requests;
+    const auto& lim = c.resources.limits;
+    for (const char* r : {"cpu", "memory"}) {
+      auto rq = req.find(r);
+      auto lm = lim.find(r);
+      bool has_req = rq != req.end() && ParseQuantity(rq->second).value_or(Quantity{}).value != 0;
+      bool has_lim = lm != lim.end() && ParseQuantity(lm->second).value_or(Quantity{}).value != 0;
+      if (has_req || has_lim) any = true;
+      if (!has_lim) {
+        guaranteed = false;
+      } else if (has_req && ParseQuantity(rq->second)->MilliValue() != ParseQuantity(lm->second)->MilliValue()) {
+        guaranteed = false;
+      }
+    }
+  };
+  for (const auto& c : pod.spec.init_containers) consider(c);
+  for (const auto& c : pod.spec.containers) consider(c);
+  if (!any) return "BestEffort";
+  return guaranteed ? "Guaranteed" : "Burstable";
+}
+
+}  // namespace kubelet::api

@@ -1,0 +1,402 @@
+#include "kubelet/kubelet/kubelet.h"
+
+#include <filesystem>
+
+#include "kubelet/api/codec.h"
+#include "kubelet/util/logging.h"
+
+namespace kubelet {
+namespace {
+
+// Upstream's plegChannelCapacity: PLEG events beyond it are dropped (a later relist catches up).
+constexpr size_t kPLEGQueueCapacity = 1000;
+// Source updates are never dropped; producers wait when this many are queued.
+constexpr size_t kConfigQueueCapacity = 4096;
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" + pod.metadata.name; }
+
+}  // namespace
+
+Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
+    : o_(std::move(options)),
+      d_(deps),
+      log_(log::Get("kubelet")),
+      backoff_(o_.container_backoff_initial, o_.container_backoff_max, deps.clock) {
+  pod_config_ = std::make_unique<config::PodConfig>(d_.clock, [this](std::vector<config::PodChange> changes) {
+    LoopEvent ev;
+    ev.kind = LoopEvent::kConfig;
+    ev.changes = std::move(changes);
+    Push(std::move(ev), false);
+  });
+  PodWorkers::Callbacks cb;
+  cb.sync_pod = [this](const api::Pod& pod, UpdateType type) { return SyncPod(pod, type); };
+  cb.sync_terminating = [this](const std::string& uid, const api::Pod* pod, std::optional<int64_t> grace) {
+    return SyncTerminatingPod(uid, pod, grace);
+  };
+  cb.sync_terminated = [this](const std::string& uid, const api::Pod* pod) { return SyncTerminatedPod(uid, pod); };
+  workers_ = std::make_unique<PodWorkers>(cb, o_.pod_worker_threads, o_.config.sync_frequency, o_.worker_backoff);
+  pleg_ = std::make_unique<pleg::PLEG>(d_.runtime, d_.metrics, o_.pleg_period, [this](std::vector<pleg::PodLifecycleEvent> evs) {
+    LoopEvent ev;
+    ev.kind = LoopEvent::kPLEG;
+    ev.pleg = std::move(evs);
+    Push(std::move(ev), true);
+  });
+  if (d_.metrics) d_.metrics->node_name.Add({{"node", o_.node_name}}).Set(1);
+}
+
+Kubelet::~Kubelet() { Stop(); }
+
+void Kubelet::Start() {
+  const auto& c = o_.config;
+  auto snapshot = [this](const std::string& source, std::vector<api::Pod> pods) { OnSnapshot(source, std::move(pods)); };
+  if (!c.static_pod_path.empty()) {
+    pod_config_->AddSource(api::kSourceFile);
+    sources_.push_back(config::NewFileSource(c.static_pod_path, o_.node_name, c.file_check_frequency, snapshot));
+  }
+  if (!c.static_pod_url.empty()) {
+    pod_config_->AddSource(api::kSourceHTTP);
+    std::map<std::string, std::vector<std::string>> headers;
+    for (auto it = c.static_pod_url_header.begin(); it != c.static_pod_url_header.end(); ++it)
+      if (it.value().is_array())
+        for (const auto& v : it.value())
+          if (v.is_string()) headers[it.key()].push_back(v.get<std::string>());
+    sources_.push_back(config::NewHTTPSource(c.static_pod_url, headers, o_.node_name, c.http_check_frequency, snapshot));
+  }
+  loop_heartbeat_ = SteadyNowMs();
+  loop_thread_ = std::thread([this] { SyncLoop(); });
+  gc_thread_ = std::thread([this] { GCLoop(); });
+  // PLEG first: its first relist tells housekeeping what already runs (pods to adopt).
+  pleg_->Start();
+  for (auto& s : sources_) s->Start();
+  started_ = true;
+  log_->info("Starting kubelet main sync loop node=\"{}\" sources={}", o_.node_name, sources_.size());
+}
+
+void Kubelet::Stop() {
+  if (!started_.exchange(false)) return;
+  for (auto& s : sources_) s->Stop();
+  pleg_->Stop();
+  {
+    std::lock_guard<std::mutex> l(loop_mu_);
+    stop_ = true;
+  }
+  loop_cv_.notify_all();
+  if (loop_thread_.joinable()) loop_thread_.join();
+  if (gc_thread_.joinable()) gc_thread_.join();
+  workers_->Stop();
+}
+
+void Kubelet::OnSnapshot(const std::string& source, std::vector<api::Pod> pods) {
+  pod_config_->OnSnapshot(source, std::move(pods));
+}
+
+bool Kubelet::SourcesReady() const { return pod_config_->AllSourcesSeen(); }
+
+void Kubelet::Push(LoopEvent ev, bool may_drop) {
+  std::unique_lock<std::mutex> l(loop_mu_);
+  if (may_drop) {
+    if (pleg_events_queued_ + ev.pleg.size() > kPLEGQueueCapacity) {
+      log_->error("Event channel is full, discarding this relist() cycle event");
+      return;
+    }
+    pleg_events_queued_ += ev.pleg.size();
+  } else {
+    loop_cv_.wait(l, [&] { return stop_ || loop_queue_.size() < kConfigQueueCapacity; });
+    if (stop_) return;
+  }
+  loop_queue_.push_back(std::move(ev));
+  loop_cv_.notify_all();
+}
+
+void Kubelet::SyncLoop() {
+  auto next_housekeeping = std::chrono::steady_clock::now() + o_.housekeeping_period;
+  std::unique_lock<std::mutex> l(loop_mu_);
+  while (!stop_) {
+    loop_heartbeat_ = SteadyNowMs();
+    if (loop_queue_.empty()) loop_cv_.wait_until(l, next_housekeeping, [&] { return stop_ || !loop_queue_.empty(); });
+    if (stop_) break;
+    std::deque<LoopEvent> batch;
+    batch.swap(loop_queue_);
+    pleg_events_queued_ = 0;
+    loop_cv_.notify_all();  // wake producers waiting for room
+    l.unlock();
+    for (auto& ev : batch) {
+      if (ev.kind == LoopEvent::kConfig) {
+        HandleChanges(std::move(ev.changes));
+      } else {
+        HandlePLEG(ev.pleg);
+      }
+    }
+    if (std::chrono::steady_clock::now() >= next_housekeeping) {
+      Housekeeping();
+      next_housekeeping = std::chrono::steady_clock::now() + o_.housekeeping_period;
+    }
+    l.lock();
+  }
+}
+
+void Kubelet::RejectPod(const api::Pod& pod, const std::string& reason, const std::string& message) {
+  d_.recorder->PodEvent(pod, events::kWarning, reason, message);
+  api::PodStatus st;
+  st.phase = "Failed";
+  st.reason = reason;
+  st.message = message;
+  st.start_time = d_.clock->Now();
+  status_.SetPodStatus(pod.metadata.uid, st);
+}
+
+void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
+  for (auto& ch : changes) {
+    const std::string uid = ch.pod.metadata.uid;
+    switch (ch.op) {
+      case config::PodOp::kAdd: {
+        size_t active = 0;
+        bool restarted = false;
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          active = pods_.size();
+          restarted = ever_removed_.erase(uid) > 0;
+        }
+        log_->info("SyncLoop ADD source=\"{}\" pod=\"{}\"", ch.pod.metadata.annotations[api::kConfigSourceAnnotation], PodDesc(ch.pod));
+        if (o_.config.max_pods > 0 && static_cast<int32_t>(active) >= o_.config.max_pods) {
+          std::string msg = "Node didn't have enough resource: pods, requested: 1, used: " + std::to_string(active) +
+                            ", capacity: " + std::to_string(o_.config.max_pods);
+          log_->warn("Pod admission failed pod=\"{}\" reason=\"OutOfpods\" message=\"{}\"", PodDesc(ch.pod), msg);
+          std::lock_guard<std::mutex> l(mu_);
+          RejectPod(ch.pod, "OutOfpods", msg);
+          continue;
+        }
+        if (restarted && d_.metrics)
+          d_.metrics->restarted_pods.Add({{"static", api::IsStaticPod(ch.pod) ? "true" : "false"}}).Increment();
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          pods_[uid] = ch.pod;
+        }
+        workers_->UpdatePod(UpdateType::kCreate, uid, ch.pod);
+        break;
+      }
+      case config::PodOp::kUpdate: {
+        log_->info("SyncLoop UPDATE pod=\"{}\"", PodDesc(ch.pod));
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (!pods_.count(uid)) continue;
+          pods_[uid] = ch.pod;
+        }
+        workers_->UpdatePod(UpdateType::kUpdate, uid, ch.pod);
+        break;
+      }
+      case config::PodOp::kRemove: {
+        log_->info("SyncLoop REMOVE pod=\"{}\"", PodDesc(ch.pod));
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          pods_.erase(uid);
+          ever_removed_.insert(uid);
+          if (ever_removed_.size() > 4096) ever_removed_.erase(ever_removed_.begin());
+        }
+        workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
+        break;
+      }
+    }
+  }
+  if (d_.metrics) {
+    std::lock_guard<std::mutex> l(mu_);
+    double statics = 0;
+    for (const auto& [_, p] : pods_)
+      if (api::IsStaticPod(p)) ++statics;
+    d_.metrics->desired_pods.Add({{"static", "true"}}).Set(statics);
+    d_.metrics->desired_pods.Add({{"static", "false"}}).Set(static_cast<double>(pods_.size()) - statics);
+    d_.metrics->active_pods.Add({{"static", "true"}}).Set(statics);
+    d_.metrics->active_pods.Add({{"static", "false"}}).Set(static_cast<double>(pods_.size()) - statics);
+  }
+}
+
+void Kubelet::HandlePLEG(const std::vector<pleg::PodLifecycleEvent>& events) {
+  std::set<std::string> uids;
+  for (const auto& e : events) {
+    KLOG_V(log_, 4)("SyncLoop (PLEG): event for pod podUID=\"{}\" type=\"{}\" data=\"{}\"", e.uid, pleg::EventTypeName(e.type), e.data);
+    uids.insert(e.uid);
+  }
+  for (const auto& uid : uids) {
+    std::optional<api::Pod> pod;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pods_.find(uid);
+      if (it != pods_.end()) pod = it->second;
+    }
+    if (pod) workers_->UpdatePod(UpdateType::kSync, uid, pod);
+  }
+}
+
+void Kubelet::Housekeeping() {
+  std::map<std::string, api::Pod> desired;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    desired = pods_;
+  }
+  auto keep = [&](const std::string& uid) { return desired.count(uid) > 0; };
+  workers_->ForgetDone(keep);
+  // Pods the runtime runs that no source wants: stop them, but only once every
+  // source has spoken, so a restarting kubelet adopts what is still wanted.
+  if (pleg_->HasRelisted() && SourcesReady()) {
+    std::vector<kuberuntime::RuntimePod> running = pleg_->LastPods();
+    size_t running_pods = 0;
+    std::map<std::string, double> containers_by_state;
+    for (const auto& rp : running) {
+      if (rp.IsRunning()) ++running_pods;
+      for (const auto& c : rp.containers) containers_by_state[kuberuntime::ContainerStateName(c.state)] += 1;
+      if (desired.count(rp.uid)) continue;
+      if (workers_->IsKnown(rp.uid)) continue;  // being torn down, or just finished
+      log_->info("Cleaning up orphaned pod podUID=\"{}\" pod=\"{}/{}\"", rp.uid, rp.namespace_, rp.name);
+      workers_->UpdatePod(UpdateType::kKill, rp.uid, std::nullopt);
+    }
+    if (d_.metrics) {
+      d_.metrics->running_pods.Set(static_cast<double>(running_pods));
+      for (const char* s : {"running", "exited", "created", "unknown"})
+        d_.metrics->running_containers.Add({{"container_state", s}}).Set(containers_by_state[s]);
+    }
+    // Status of pods neither wanted nor being torn down is forgotten.
+    std::set<std::string> keep_status;
+    for (const auto& [uid, _] : desired) keep_status.insert(uid);
+    status_.RemoveOrphanedStatuses(keep_status);
+  }
+}
+
+void Kubelet::GCLoop() {
+  std::unique_lock<std::mutex> l(loop_mu_);
+  while (!stop_) {
+    if (loop_cv_.wait_for(l, o_.gc_period, [&] { return stop_; })) break;
+    l.unlock();
+    std::map<std::string, bool> active;
+    {
+      std::lock_guard<std::mutex> pl(mu_);
+      for (const auto& [uid, _] : pods_) active[uid] = true;
+    }
+    auto pods = d_.runtime->GetPods(true);
+    if (pods.ok()) {
+      if (auto st = d_.runtime->GarbageCollect(*pods, active); !st.ok())
+        log_->error("Container garbage collection failed err=\"{}\"", st.message());
+    }
+    backoff_.GC();
+    l.lock();
+  }
+}
+
+absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs) {
+  auto s = d_.runtime->GetPodStatus(pod.metadata.uid, pod.metadata.name, pod.metadata.namespace_);
+  if (!s.ok()) return s.status();
+  *rs = std::move(*s);
+  status::StatusInputs in;
+  in.runtime_type = d_.runtime->RuntimeType();
+  in.host_ip = o_.node_ip;
+  in.now = d_.clock->Now();
+  std::string uid = pod.metadata.uid;
+  in.waiting_reason = [this, uid](const std::string& c) { return d_.runtime->GetWaitingReason(uid, c); };
+  api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, status_.GetPodStatus(uid), in);
+  status_.SetPodStatus(uid, st);
+  // kubelet_pod_start_duration_seconds: first seen to all containers running, once per pod.
+  bool all_running = !st.container_statuses.empty();
+  for (const auto& c : st.container_statuses)
+    if (!c.state.running) all_running = false;
+  if (all_running && d_.metrics && pod.metadata.creation_timestamp) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (start_recorded_.insert(uid).second) {
+      double secs = std::chrono::duration<double>(d_.clock->Now() - *pod.metadata.creation_timestamp).count();
+      d_.metrics->pod_start_duration.Observe(std::max(0.0, secs));
+      d_.metrics->started_pods.Increment();
+      KLOG_V(log_, 2)("Observed pod startup duration pod=\"{}\" podStartDuration=\"{:.3f}s\"", PodDesc(pod), secs);
+    }
+  }
+  return st;
+}
+
+absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
+  auto start = std::chrono::steady_clock::now();
+  kuberuntime::PodStatus rs;
+  auto st = RefreshStatus(pod, &rs);
+  if (!st.ok()) return st.status();
+  if (st->phase == "Succeeded" || st->phase == "Failed") {
+    KLOG_V(log_, 2)("Pod is terminal, stopping it pod=\"{}\" phase={}", PodDesc(pod), st->phase);
+    return true;
+  }
+  auto result = d_.runtime->SyncPod(pod, rs, &backoff_);
+  if (result.started_any || !result.error.ok()) {
+    auto again = RefreshStatus(pod, &rs);
+    if (!again.ok()) log_->warn("Unable to refresh pod status pod=\"{}\" err=\"{}\"", PodDesc(pod), again.status().message());
+  }
+  if (d_.metrics) {
+    const char* op = type == UpdateType::kCreate ? "create" : type == UpdateType::kUpdate ? "update" : "sync";
+    d_.metrics->pod_worker_duration.Add({{"operation_type", op}}, metrics::KubeletMetrics::kPodWorkerBuckets)
+        .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!result.error.ok() && type == UpdateType::kCreate) d_.metrics->started_pods_errors.Increment();
+  }
+  if (!result.error.ok()) return result.error;
+  return false;
+}
+
+absl::Status Kubelet::SyncTerminatingPod(const std::string& uid, const api::Pod* pod, std::optional<int64_t> grace) {
+  auto pods = d_.runtime->GetPods(true);
+  if (!pods.ok()) return pods.status();
+  for (const auto& rp : *pods) {
+    if (rp.uid != uid) continue;
+    log_->info("Killing pod pod=\"{}/{}\" podUID=\"{}\"", rp.namespace_, rp.name, uid);
+    if (auto st = d_.runtime->KillPod(pod, rp, grace); !st.ok()) return st;
+  }
+  if (pod) {
+    kuberuntime::PodStatus rs;
+    auto st = RefreshStatus(*pod, &rs);
+    if (!st.ok()) log_->warn("Unable to refresh final pod status pod=\"{}\" err=\"{}\"", PodDesc(*pod), st.status().message());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* pod) {
+  bool desired;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    desired = pods_.count(uid) > 0;
+  }
+  // A pod that finished but is still wanted keeps its exited containers for its status.
+  if (desired) return absl::OkStatus();
+  auto pods = d_.runtime->GetPods(true);
+  if (!pods.ok()) return pods.status();
+  for (const auto& rp : *pods) {
+    if (rp.uid != uid) continue;
+    if (auto st = d_.runtime->RemovePod(rp); !st.ok()) return st;
+  }
+  if (auto st = d_.volumes->UnmountVolumesForPod(uid); !st.ok()) return st;
+  d_.runtime->ForgetPod(uid);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    start_recorded_.erase(uid);
+  }
+  log_->info("Pod fully terminated and removed podUID=\"{}\"{}", uid, pod ? " pod=\"" + PodDesc(*pod) + "\"" : std::string());
+  return absl::OkStatus();
+}
+
+std::vector<api::Pod> Kubelet::GetPods() const {
+  std::vector<api::Pod> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [uid, p] : pods_) {
+    api::Pod pod = p;
+    if (auto st = status_.GetPodStatus(uid)) pod.status = *st;
+    out.push_back(std::move(pod));
+  }
+  return out;
+}
+
+bool Kubelet::Healthy(std::string* why) const {
+  int64_t since = SteadyNowMs() - loop_heartbeat_.load();
+  // The loop wakes at least every housekeeping period; allow generous slack.
+  int64_t limit = std::chrono::duration_cast<std::chrono::milliseconds>(o_.housekeeping_period).count() * 5 + 30000;
+  if (started_ && since > limit) {
+    if (why) *why = "syncLoop is not responding: last heartbeat " + std::to_string(since / 1000) + "s ago";
+    return false;
+  }
+  return pleg_->Healthy(why);
+}
+
+}  // namespace kubelet

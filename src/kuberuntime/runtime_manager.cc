@@ -1,0 +1,813 @@
+#include "kubelet/kuberuntime/runtime_manager.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <set>
+#include <sstream>
+
+#include "kubelet/api/codec.h"
+#include "kubelet/api/quantity.h"
+#include "kubelet/metrics/metrics.h"
+#include "kubelet/util/logging.h"
+
+namespace kubelet::kuberuntime {
+namespace {
+
+namespace fs = std::filesystem;
+using cri::rt::ContainerConfig;
+using cri::rt::PodSandboxConfig;
+
+// Upstream never gives a container less than 2s to stop.
+constexpr int64_t kMinimumGracePeriodSeconds = 2;
+
+ContainerState FromCRI(cri::rt::ContainerState s) {
+  switch (s) {
+    case cri::rt::CONTAINER_CREATED: return ContainerState::kCreated;
+    case cri::rt::CONTAINER_RUNNING: return ContainerState::kRunning;
+    case cri::rt::CONTAINER_EXITED: return ContainerState::kExited;
+    default: return ContainerState::kUnknown;
+  }
+}
+
+std::string Label(const google::protobuf::Map<std::string, std::string>& m, const char* key) {
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+
+int32_t IntAnnotation(const google::protobuf::Map<std::string, std::string>& m, const char* key) {
+  auto it = m.find(key);
+  if (it == m.end()) return 0;
+  return static_cast<int32_t>(std::strtol(it->second.c_str(), nullptr, 10));
+}
+
+std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" + pod.metadata.name; }
+
+// A counting semaphore bounding concurrent image pulls.
+class PullLimiter {
+ public:
+  explicit PullLimiter(int n) : free_(n) {}
+  void Acquire() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return free_ > 0; });
+    --free_;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++free_;
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+struct ResolvConf {
+  std::vector<std::string> servers, searches, options;
+};
+
+ResolvConf ReadResolvConf(const std::string& path) {
+  ResolvConf rc;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    std::istringstream ss(line);
+    std::string key, v;
+    ss >> key;
+    if (key == "nameserver") {
+      if (ss >> v) rc.servers.push_back(v);
+    } else if (key == "search") {
+      rc.searches.clear();
+      while (ss >> v) rc.searches.push_back(v);
+    } else if (key == "options") {
+      while (ss >> v) rc.options.push_back(v);
+    }
+  }
+  return rc;
+}
+
+// Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes.
+std::string Expand(const std::string& in, const std::map<std::string, std::string>& env) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '$' && i + 1 < in.size()) {
+      if (in[i + 1] == '$') {
+        out += '$';
+        ++i;
+        continue;
+      }
+      if (in[i + 1] == '(') {
+        size_t close = in.find(')', i + 2);
+        if (close != std::string::npos) {
+          std::string name = in.substr(i + 2, close - i - 2);
+          auto it = env.find(name);
+          if (it != env.end()) {
+            out += it->second;
+          } else {
+            out += in.substr(i, close - i + 1);
+          }
+          i = close;
+          continue;
+        }
+      }
+    }
+    out += in[i];
+  }
+  return out;
+}
+
+class RuntimeManagerImpl : public RuntimeManager {
+ public:
+  RuntimeManagerImpl(const RuntimeManagerDeps& d, const RuntimeManagerOptions& o)
+      : d_(d),
+        o_(o),
+        log_(log::Get("kuberuntime")),
+        image_backoff_(std::chrono::seconds(10), std::chrono::minutes(5), d.clock),
+        pulls_(o.serialize_image_pulls ? 1 : (o.max_parallel_image_pulls > 0 ? o.max_parallel_image_pulls : 1 << 20)) {}
+
+  absl::StatusOr<cri::rt::VersionResponse> Version() override {
+    auto v = d_.runtime->Version();
+    if (v.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      runtime_type_ = v->runtime_name();
+    }
+    return v;
+  }
+
+  std::string RuntimeType() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return runtime_type_.empty() ? "containerd" : runtime_type_;
+  }
+
+  absl::StatusOr<std::vector<RuntimePod>> GetPods(bool all) override {
+    auto sandboxes = d_.runtime->ListPodSandbox(nullptr);
+    if (!sandboxes.ok()) return sandboxes.status();
+    cri::rt::ContainerFilter filter;
+    if (!all) filter.mutable_state()->set_state(cri::rt::CONTAINER_RUNNING);
+    auto containers = d_.runtime->ListContainers(all ? nullptr : &filter);
+    if (!containers.ok()) return containers.status();
+    std::map<std::string, RuntimePod> pods;
+    for (const auto& s : *sandboxes) {
+      if (!all && s.state() != cri::rt::SANDBOX_READY) continue;
+      const std::string& uid = s.metadata().uid();
+      RuntimePod& p = pods[uid];
+      p.uid = uid;
+      p.name = s.metadata().name();
+      p.namespace_ = s.metadata().namespace_();
+      p.sandboxes.push_back({s.id(), s.state() == cri::rt::SANDBOX_READY, FromUnixNanos(s.created_at())});
+    }
+    for (const auto& c : *containers) {
+      std::string uid = Label(c.labels(), kPodUIDLabel);
+      if (uid.empty()) continue;  // not made by a kubelet
+      RuntimePod& p = pods[uid];
+      p.uid = uid;
+      if (p.name.empty()) {
+        p.name = Label(c.labels(), kPodNameLabel);
+        p.namespace_ = Label(c.labels(), kPodNamespaceLabel);
+      }
+      p.containers.push_back({c.id(), c.metadata().name(), c.pod_sandbox_id(), FromCRI(c.state()),
+                              FromUnixNanos(c.created_at())});
+    }
+    std::vector<RuntimePod> out;
+    out.reserve(pods.size());
+    for (auto& [_, p] : pods) out.push_back(std::move(p));
+    return out;
+  }
+
+  absl::StatusOr<PodStatus> GetPodStatus(const std::string& uid, const std::string& name,
+                                         const std::string& ns) override {
+    PodStatus st;
+    st.uid = uid;
+    st.name = name;
+    st.namespace_ = ns;
+    st.timestamp = d_.clock->Now();
+    cri::rt::PodSandboxFilter sf;
+    (*sf.mutable_label_selector())[kPodUIDLabel] = uid;
+    auto sandboxes = d_.runtime->ListPodSandbox(&sf);
+    if (!sandboxes.ok()) return sandboxes.status();
+    std::sort(sandboxes->begin(), sandboxes->end(),
+              [](const auto& a, const auto& b) { return a.created_at() > b.created_at(); });
+    for (size_t i = 0; i < sandboxes->size(); ++i) {
+      const auto& s = (*sandboxes)[i];
+      SandboxStatus ss;
+      ss.id = s.id();
+      ss.ready = s.state() == cri::rt::SANDBOX_READY;
+      ss.created_at = FromUnixNanos(s.created_at());
+      ss.attempt = s.metadata().attempt();
+      auto full = d_.runtime->PodSandboxStatus(s.id());
+      if (!full.ok()) {
+        if (full.status().code() == absl::StatusCode::kNotFound) continue;  // removed meanwhile
+        return full.status();
+      }
+      const auto& fs = full->status();
+      ss.host_network = fs.linux().namespaces().options().network() == cri::rt::NODE;
+      ss.ip = fs.network().ip();
+      for (const auto& ip : fs.network().additional_ips()) ss.additional_ips.push_back(ip.ip());
+      if (i == 0 && ss.ready && !ss.ip.empty()) {
+        st.ips.push_back(ss.ip);
+        for (const auto& ip : ss.additional_ips) st.ips.push_back(ip);
+      }
+      st.sandboxes.push_back(std::move(ss));
+    }
+    cri::rt::ContainerFilter cf;
+    (*cf.mutable_label_selector())[kPodUIDLabel] = uid;
+    auto containers = d_.runtime->ListContainers(&cf);
+    if (!containers.ok()) return containers.status();
+    for (const auto& c : *containers) {
+      auto cs = d_.runtime->ContainerStatus(c.id());
+      if (!cs.ok()) {
+        if (cs.status().code() == absl::StatusCode::kNotFound) continue;
+        return cs.status();
+      }
+      ContainerStatus out;
+      out.id = cs->id();
+      out.name = cs->metadata().name();
+      out.state = FromCRI(cs->state());
+      out.created_at = FromUnixNanos(cs->created_at());
+      out.started_at = FromUnixNanos(cs->started_at());
+      out.finished_at = FromUnixNanos(cs->finished_at());
+      out.exit_code = cs->exit_code();
+      out.image = cs->image().image();
+      out.image_ref = cs->image_ref();
+      out.reason = cs->reason();
+      out.message = cs->message();
+      out.hash = Label(cs->annotations(), kContainerHashAnnotation);
+      out.restart_count = IntAnnotation(cs->annotations(), kContainerRestartCountAnnotation);
+      out.termination_message_path = Label(cs->annotations(), kContainerTerminationMessagePathAnnotation);
+      st.containers.push_back(std::move(out));
+    }
+    std::sort(st.containers.begin(), st.containers.end(),
+              [](const auto& a, const auto& b) { return a.created_at > b.created_at; });
+    return st;
+  }
+
+  SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff) override {
+    SyncResult result;
+    PodActions a = ComputePodActions(pod, status);
+    KLOG_V(log_, 3)("computePodActions pod=\"{}\" killPod={} createSandbox={} start={} kill={}", PodDesc(pod),
+                    a.kill_pod, a.create_sandbox, a.containers_to_start.size(), a.containers_to_kill.size());
+    if (a.create_sandbox && !a.sandbox_id.empty())
+      d_.recorder->PodEvent(pod, events::kNormal, events::kSandboxChanged,
+                            "Pod sandbox changed, it will be killed and re-created.");
+    if (a.kill_pod) {
+      RuntimePod running = ToRuntimePod(status);
+      if (!running.containers.empty() || !running.sandboxes.empty()) {
+        if (auto st = KillPod(&pod, running, std::nullopt); !st.ok()) {
+          result.error = st;
+          return result;
+        }
+      }
+      if (!a.create_sandbox) return result;
+    } else {
+      for (const auto& [id, k] : a.containers_to_kill) {
+        const api::Container* spec = FindSpec(pod, k.name);
+        if (spec) d_.recorder->PodEvent(pod, events::kNormal, events::kKilling, "Stopping container " + k.name);
+        KLOG_V(log_, 2)("Killing container pod=\"{}\" container=\"{}\" containerID=\"{}\" reason=\"{}\"", PodDesc(pod), k.name, id, k.message);
+        if (auto st = d_.runtime->StopContainer(id, GracePeriod(pod, std::nullopt)); !st.ok()) {
+          result.error = st;
+          return result;
+        }
+      }
+    }
+
+    std::string sandbox_id = a.sandbox_id;
+    if (!a.create_sandbox && a.containers_to_start.empty()) return result;
+    PodSandboxConfig sandbox_config = BuildSandboxConfig(pod, a.attempt, a.create_sandbox);
+    std::vector<std::string> pod_ips = status.ips;
+    if (a.create_sandbox) {
+      std::error_code ec;
+      fs::create_directories(sandbox_config.log_directory(), ec);
+      if (ec) {
+        result.error = absl::InternalError("create pod log directory " + sandbox_config.log_directory() + ": " + ec.message());
+        return result;
+      }
+      auto id = d_.runtime->RunPodSandbox(sandbox_config, "");
+      if (!id.ok()) {
+        std::string msg = "Failed to create pod sandbox: " + std::string(id.status().message());
+        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
+        log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), id.status().message());
+        result.error = absl::Status(id.status().code(), msg);
+        return result;
+      }
+      sandbox_id = *id;
+      auto ss = d_.runtime->PodSandboxStatus(sandbox_id);
+      if (!ss.ok()) {
+        result.error = ss.status();
+        return result;
+      }
+      pod_ips.clear();
+      if (!pod.spec.host_network && !ss->status().network().ip().empty()) {
+        pod_ips.push_back(ss->status().network().ip());
+        for (const auto& ip : ss->status().network().additional_ips()) pod_ips.push_back(ip.ip());
+      }
+      KLOG_V(log_, 2)("Created PodSandbox for pod podSandboxID=\"{}\" pod=\"{}\" ips={}", sandbox_id, PodDesc(pod),
+                      pod_ips.empty() ? "" : pod_ips[0]);
+    }
+    if (sandbox_id.empty() || a.containers_to_start.empty()) return result;
+
+    auto volumes = d_.volumes->MountVolumesForPod(pod);
+    if (!volumes.ok()) {
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(volumes.status().message()));
+      result.error = volumes.status();
+      return result;
+    }
+    std::string hosts_file = WriteHostsFile(pod, pod_ips);
+
+    for (size_t idx : a.containers_to_start) {
+      const api::Container& c = pod.spec.containers[idx];
+      absl::Status st = StartContainer(pod, c, status, sandbox_id, sandbox_config, *volumes, hosts_file, backoff);
+      if (st.ok()) {
+        result.started_any = true;
+      } else if (result.error.ok()) {
+        result.error = st;
+      }
+    }
+    return result;
+  }
+
+  absl::Status KillPod(const api::Pod* pod, const RuntimePod& running, std::optional<int64_t> grace_override) override {
+    int64_t grace = pod ? GracePeriod(*pod, grace_override) : std::max<int64_t>(grace_override.value_or(30), kMinimumGracePeriodSeconds);
+    // Containers stop in parallel, as upstream: each may take its whole grace period.
+    std::vector<std::pair<std::string, std::future<absl::Status>>> stops;
+    for (const auto& c : running.containers) {
+      if (c.state != ContainerState::kRunning && c.state != ContainerState::kCreated && c.state != ContainerState::kUnknown) continue;
+      if (pod) d_.recorder->PodEvent(*pod, events::kNormal, events::kKilling, "Stopping container " + c.name);
+      KLOG_V(log_, 2)("Killing container with a grace period pod=\"{}/{}\" containerName=\"{}\" containerID=\"{}\" gracePeriod={}",
+                      running.namespace_, running.name, c.name, c.id, grace);
+      stops.emplace_back(c.id, std::async(std::launch::async, [this, id = c.id, grace] {
+                           return d_.runtime->StopContainer(id, grace);
+                         }));
+    }
+    absl::Status first;
+    for (auto& [id, f] : stops) {
+      absl::Status st = f.get();
+      if (!st.ok() && st.code() != absl::StatusCode::kNotFound && first.ok()) first = st;
+    }
+    if (!first.ok()) return first;
+    for (const auto& s : running.sandboxes) {
+      absl::Status st = d_.runtime->StopPodSandbox(s.id);
+      if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RemovePod(const RuntimePod& pod) override {
+    for (const auto& c : pod.containers) {
+      absl::Status st = d_.runtime->RemoveContainer(c.id);
+      if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+    }
+    for (const auto& s : pod.sandboxes) {
+      absl::Status st = d_.runtime->RemovePodSandbox(s.id);
+      if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+    }
+    if (!pod.uid.empty() && !pod.name.empty()) {
+      std::error_code ec;
+      fs::remove_all(o_.pod_logs_dir + "/" + pod.namespace_ + "_" + pod.name + "_" + pod.uid, ec);
+    }
+    ForgetPod(pod.uid);
+    return absl::OkStatus();
+  }
+
+  absl::Status GarbageCollect(const std::vector<RuntimePod>& pods, const std::map<std::string, bool>& active_uids) override {
+    for (const auto& p : pods) {
+      if (!active_uids.count(p.uid)) continue;  // pods not wanted are removed whole by their worker
+      // Keep the newest dead instance of each container name (MaxPerPodContainer=1).
+      std::map<std::string, std::vector<const RuntimeContainer*>> dead;
+      for (const auto& c : p.containers)
+        if (c.state == ContainerState::kExited) dead[c.name].push_back(&c);
+      for (auto& [name, list] : dead) {
+        std::sort(list.begin(), list.end(), [](auto* a, auto* b) { return a->created_at > b->created_at; });
+        for (size_t i = 1; i < list.size(); ++i) {
+          KLOG_V(log_, 4)("Removing dead container pod=\"{}/{}\" container=\"{}\" containerID=\"{}\"", p.namespace_, p.name, name, list[i]->id);
+          absl::Status st = d_.runtime->RemoveContainer(list[i]->id);
+          if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+        }
+      }
+      // Old, not-ready sandboxes with no containers left go too.
+      std::vector<const RuntimeSandbox*> sbs;
+      for (const auto& s : p.sandboxes) sbs.push_back(&s);
+      std::sort(sbs.begin(), sbs.end(), [](auto* a, auto* b) { return a->created_at > b->created_at; });
+      for (size_t i = 1; i < sbs.size(); ++i) {
+        if (sbs[i]->ready) continue;
+        bool used = false;
+        for (const auto& c : p.containers)
+          if (c.sandbox_id == sbs[i]->id) used = true;
+        if (used) continue;
+        absl::Status st = d_.runtime->RemovePodSandbox(sbs[i]->id);
+        if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+      }
+    }
+    image_backoff_.GC();
+    return absl::OkStatus();
+  }
+
+  std::optional<WaitingReason> GetWaitingReason(const std::string& uid, const std::string& container) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = reasons_.find(uid + "/" + container);
+    if (it == reasons_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  void ForgetPod(const std::string& uid) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = reasons_.lower_bound(uid + "/");
+    while (it != reasons_.end() && it->first.rfind(uid + "/", 0) == 0) it = reasons_.erase(it);
+  }
+
+ private:
+  static const api::Container* FindSpec(const api::Pod& pod, const std::string& name) {
+    for (const auto& c : pod.spec.containers)
+      if (c.name == name) return &c;
+    return nullptr;
+  }
+
+  static RuntimePod ToRuntimePod(const PodStatus& s) {
+    RuntimePod p;
+    p.uid = s.uid;
+    p.name = s.name;
+    p.namespace_ = s.namespace_;
+    for (const auto& sb : s.sandboxes) p.sandboxes.push_back({sb.id, sb.ready, sb.created_at});
+    for (const auto& c : s.containers) p.containers.push_back({c.id, c.name, "", c.state, c.created_at});
+    return p;
+  }
+
+  int64_t GracePeriod(const api::Pod& pod, std::optional<int64_t> override_s) const {
+    int64_t g = pod.spec.termination_grace_period_seconds;
+    if (pod.metadata.deletion_grace_period_seconds) g = *pod.metadata.deletion_grace_period_seconds;
+    if (override_s) g = *override_s;
+    return std::max(g, kMinimumGracePeriodSeconds);
+  }
+
+  void SetReason(const api::Pod& pod, const std::string& container, const std::string& reason, const std::string& msg) {
+    std::lock_guard<std::mutex> l(mu_);
+    reasons_[pod.metadata.uid + "/" + container] = {reason, msg};
+  }
+  void ClearReason(const api::Pod& pod, const std::string& container) {
+    std::lock_guard<std::mutex> l(mu_);
+    reasons_.erase(pod.metadata.uid + "/" + container);
+  }
+
+  PodSandboxConfig BuildSandboxConfig(const api::Pod& pod, uint32_t attempt, bool record_events) {
+    PodSandboxConfig c;
+    auto* md = c.mutable_metadata();
+    md->set_name(pod.metadata.name);
+    md->set_namespace_(pod.metadata.namespace_);
+    md->set_uid(pod.metadata.uid);
+    md->set_attempt(attempt);
+    if (!pod.spec.host_network) {
+      std::string hostname = pod.spec.hostname.empty() ? pod.metadata.name : pod.spec.hostname;
+      if (hostname.size() > 63) hostname = hostname.substr(0, 63);
+      while (!hostname.empty() && (hostname.back() == '-' || hostname.back() == '.')) hostname.pop_back();
+      c.set_hostname(hostname);
+    }
+    c.set_log_directory(o_.pod_logs_dir + "/" + pod.metadata.namespace_ + "_" + pod.metadata.name + "_" + pod.metadata.uid);
+    BuildDNS(pod, c.mutable_dns_config(), record_events);
+    for (const auto& ct : pod.spec.containers) {
+      for (const auto& p : ct.ports) {
+        if (p.host_port <= 0) continue;
+        auto* pm = c.add_port_mappings();
+        pm->set_protocol(p.protocol == "UDP" ? cri::rt::UDP : p.protocol == "SCTP" ? cri::rt::SCTP : cri::rt::TCP);
+        pm->set_container_port(p.container_port);
+        pm->set_host_port(p.host_port);
+        pm->set_host_ip(p.host_ip);
+      }
+    }
+    auto& labels = *c.mutable_labels();
+    for (const auto& [k, v] : pod.metadata.labels) labels[k] = v;
+    labels[kPodNameLabel] = pod.metadata.name;
+    labels[kPodNamespaceLabel] = pod.metadata.namespace_;
+    labels[kPodUIDLabel] = pod.metadata.uid;
+    auto& ann = *c.mutable_annotations();
+    for (const auto& [k, v] : pod.metadata.annotations) ann[k] = v;
+    auto* sc = c.mutable_linux()->mutable_security_context();
+    auto* ns = sc->mutable_namespace_options();
+    ns->set_network(pod.spec.host_network ? cri::rt::NODE : cri::rt::POD);
+    ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);
+    ns->set_ipc(pod.spec.host_ipc ? cri::rt::NODE : cri::rt::POD);
+    return c;
+  }
+
+  void BuildDNS(const api::Pod& pod, cri::rt::DNSConfig* dns, bool record_events) {
+    std::string policy = pod.spec.dns_policy;
+    if (policy == "ClusterFirst" && pod.spec.host_network) policy = "Default";
+    if (policy == "ClusterFirstWithHostNet") policy = "ClusterFirst";
+    if ((policy == "ClusterFirst") && o_.cluster_dns.empty()) {
+      if (record_events) d_.recorder->PodEvent(pod, events::kWarning, events::kMissingClusterDNS,
+                            "pod: \"" + pod.metadata.name + "_" + pod.metadata.namespace_ +
+                                "\". kubelet does not have ClusterDNS IP configured and cannot create Pod using "
+                                "\"ClusterFirst\" policy. Falling back to \"Default\" policy.");
+      policy = "Default";
+    }
+    if (policy == "Default") {
+      ResolvConf rc = ReadResolvConf(o_.resolv_conf);
+      for (const auto& s : rc.servers) dns->add_servers(s);
+      for (const auto& s : rc.searches) dns->add_searches(s);
+      for (const auto& s : rc.options) dns->add_options(s);
+    } else if (policy == "ClusterFirst") {
+      for (const auto& s : o_.cluster_dns) dns->add_servers(s);
+      if (!o_.cluster_domain.empty()) {
+        dns->add_searches(pod.metadata.namespace_ + ".svc." + o_.cluster_domain);
+        dns->add_searches("svc." + o_.cluster_domain);
+        dns->add_searches(o_.cluster_domain);
+      }
+      ResolvConf rc = ReadResolvConf(o_.resolv_conf);
+      for (const auto& s : rc.searches) dns->add_searches(s);
+      dns->add_options("ndots:5");
+    }
+    if (pod.spec.dns_config) {
+      const auto& dc = *pod.spec.dns_config;
+      if (policy == "None") {
+        dns->clear_servers();
+        dns->clear_searches();
+        dns->clear_options();
+      }
+      for (const auto& s : dc.nameservers) dns->add_servers(s);
+      for (const auto& s : dc.searches) dns->add_searches(s);
+      for (const auto& [name, value] : dc.options) dns->add_options(value ? name + ":" + *value : name);
+    }
+  }
+
+  std::string WriteHostsFile(const api::Pod& pod, const std::vector<std::string>& ips) {
+    if (pod.spec.host_network) return "";
+    std::string dir = o_.pods_dir + "/" + pod.metadata.uid;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    std::string path = dir + "/etc-hosts";
+    std::string hostname = pod.spec.hostname.empty() ? pod.metadata.name : pod.spec.hostname;
+    std::ostringstream out;
+    out << "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        << "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n";
+    for (const auto& ip : ips) out << ip << "\t" << hostname << "\n";
+    std::ofstream f(path, std::ios::trunc);
+    f << out.str();
+    return f ? path : "";
+  }
+
+  // EnsureImageExists as upstream: honours imagePullPolicy and backs off failed pulls.
+  absl::StatusOr<std::string> EnsureImage(const api::Pod& pod, const api::Container& c, const PodSandboxConfig& sc) {
+    cri::rt::ImageSpec spec;
+    spec.set_image(c.image);
+    auto present = d_.images->ImageStatus(spec);
+    if (!present.ok()) {
+      SetReason(pod, c.name, "ErrImageInspect", std::string(present.status().message()));
+      return absl::Status(present.status().code(),
+                          "Failed to inspect image \"" + c.image + "\": " + std::string(present.status().message()));
+    }
+    bool have = present->has_value();
+    const std::string& policy = c.image_pull_policy;
+    bool pull = policy == "Always" || (policy != "Never" && !have);
+    if (!pull) {
+      if (!have) {
+        std::string msg = "Container image \"" + c.image + "\" is not present with pull policy of Never";
+        d_.recorder->PodEvent(pod, events::kWarning, events::kErrImageNeverPull, msg);
+        SetReason(pod, c.name, "ErrImageNeverPull", msg);
+        return absl::FailedPreconditionError(msg);
+      }
+      d_.recorder->PodEvent(pod, events::kNormal, events::kPulled,
+                            "Container image \"" + c.image + "\" already present on machine");
+      return (*present)->id();
+    }
+    std::string key = c.image + "/" + pod.metadata.uid;
+    if (image_backoff_.IsInBackOffSince(key, d_.clock->Now())) {
+      std::string msg = "Back-off pulling image \"" + c.image + "\"";
+      d_.recorder->PodEvent(pod, events::kNormal, events::kBackOff, msg);
+      SetReason(pod, c.name, "ImagePullBackOff", msg);
+      return absl::UnavailableError(msg);
+    }
+    d_.recorder->PodEvent(pod, events::kNormal, events::kPulling, "Pulling image \"" + c.image + "\"");
+    auto start = std::chrono::steady_clock::now();
+    pulls_.Acquire();
+    auto ref = d_.images->PullImage(spec, nullptr, &sc);
+    pulls_.Release();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!ref.ok()) {
+      image_backoff_.Next(key, d_.clock->Now());
+      std::string msg = "Failed to pull image \"" + c.image + "\": " + std::string(ref.status().message());
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, msg);
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: ErrImagePull");
+      SetReason(pod, c.name, "ErrImagePull", msg);
+      return absl::Status(ref.status().code(), msg);
+    }
+    if (d_.metrics) d_.metrics->image_pull_duration.Add({{"image_size_in_bytes", "unknown"}}, prometheus::Histogram::BucketBoundaries{0.5, 1, 5, 10, 30, 60, 120, 300, 600}).Observe(secs);
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.3fs", secs);
+    d_.recorder->PodEvent(pod, events::kNormal, events::kPulled, "Successfully pulled image \"" + c.image + "\" in " + buf);
+    return *ref;
+  }
+
+  absl::Status StartContainer(const api::Pod& pod, const api::Container& c, const PodStatus& status,
+                              const std::string& sandbox_id, const PodSandboxConfig& sandbox_config,
+                              const std::map<std::string, std::string>& volumes, const std::string& hosts_file,
+                              Backoff* backoff) {
+    const ContainerStatus* prev = status.FindContainer(c.name);
+    // Crash-loop back-off, keyed like upstream's getStableKey.
+    if (prev && prev->state == ContainerState::kExited && backoff) {
+      std::string key = pod.metadata.name + "_" + pod.metadata.namespace_ + "_" + pod.metadata.uid + "_" + c.name + "_" + HashContainer(c);
+      if (backoff->IsInBackOffSince(key, prev->finished_at)) {
+        std::string dur = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(backoff->Get(key)).count()) + "s";
+        std::string msg = "back-off " + dur + " restarting failed container=" + c.name + " pod=" + pod.metadata.name +
+                          "_" + pod.metadata.namespace_ + "(" + pod.metadata.uid + ")";
+        d_.recorder->PodEvent(pod, events::kWarning, events::kBackOff, "Back-off restarting failed container " + c.name + " in pod " + pod.metadata.name + "_" + pod.metadata.namespace_ + "(" + pod.metadata.uid + ")");
+        SetReason(pod, c.name, "CrashLoopBackOff", msg);
+        return absl::UnavailableError(msg);
+      }
+      backoff->Next(key, prev->finished_at);
+    }
+    auto image_ref = EnsureImage(pod, c, sandbox_config);
+    if (!image_ref.ok()) {
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "ErrImagePull"}}).Increment();
+      return image_ref.status();
+    }
+    int32_t restart_count = prev ? prev->restart_count + 1 : 0;
+    auto config = BuildContainerConfig(pod, c, restart_count, *image_ref, volumes, hosts_file);
+    if (!config.ok()) {
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + std::string(config.status().message()));
+      SetReason(pod, c.name, "CreateContainerConfigError", std::string(config.status().message()));
+      return config.status();
+    }
+    if (d_.metrics) d_.metrics->started_containers.Add({{"container_type", "container"}}).Increment();
+    auto id = d_.runtime->CreateContainer(sandbox_id, *config, sandbox_config);
+    if (!id.ok()) {
+      std::string msg = std::string(id.status().message());
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + msg);
+      SetReason(pod, c.name, "CreateContainerError", msg);
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "CreateContainerError"}}).Increment();
+      return id.status();
+    }
+    d_.recorder->PodEvent(pod, events::kNormal, events::kCreated, "Created container " + c.name);
+    if (auto st = d_.runtime->StartContainer(*id); !st.ok()) {
+      std::string msg = std::string(st.message());
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + msg);
+      SetReason(pod, c.name, "RunContainerError", msg);
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "RunContainerError"}}).Increment();
+      return st;
+    }
+    d_.recorder->PodEvent(pod, events::kNormal, events::kStarted, "Started container " + c.name);
+    // Upstream links /var/log/containers/<pod>_<ns>_<container>-<id>.log: that lands with the log manager.
+    ClearReason(pod, c.name);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<ContainerConfig> BuildContainerConfig(const api::Pod& pod, const api::Container& c,
+                                                       int32_t restart_count, const std::string& image_ref,
+                                                       const std::map<std::string, std::string>& volumes,
+                                                       const std::string& hosts_file) {
+    ContainerConfig cfg;
+    cfg.mutable_metadata()->set_name(c.name);
+    cfg.mutable_metadata()->set_attempt(static_cast<uint32_t>(restart_count));
+    cfg.mutable_image()->set_image(image_ref);
+    cfg.mutable_image()->set_user_specified_image(c.image);
+    std::map<std::string, std::string> env;
+    for (const auto& e : c.env) {
+      std::string v = Expand(e.value, env);
+      env[e.name] = v;
+      auto* kv = cfg.add_envs();
+      kv->set_key(e.name);
+      kv->set_value(v);
+    }
+    for (const auto& s : c.command) cfg.add_command(Expand(s, env));
+    for (const auto& s : c.args) cfg.add_args(Expand(s, env));
+    cfg.set_working_dir(c.working_dir);
+    bool mounts_hosts = false;
+    for (const auto& m : c.volume_mounts) {
+      auto it = volumes.find(m.name);
+      if (it == volumes.end()) return absl::NotFoundError("cannot find volume \"" + m.name + "\" to mount into container \"" + c.name + "\"");
+      std::string host = it->second;
+      if (!m.sub_path.empty()) {
+        host += "/" + m.sub_path;
+        std::error_code ec;
+        if (!fs::exists(host, ec)) fs::create_directories(host, ec);
+        if (ec) return absl::InternalError("failed to create subPath directory for volumeMount \"" + m.name + "\" of container \"" + c.name + "\"");
+      }
+      auto* mount = cfg.add_mounts();
+      mount->set_container_path(m.mount_path);
+      mount->set_host_path(host);
+      mount->set_readonly(m.read_only);
+      if (m.mount_propagation == "HostToContainer") mount->set_propagation(cri::rt::PROPAGATION_HOST_TO_CONTAINER);
+      if (m.mount_propagation == "Bidirectional") mount->set_propagation(cri::rt::PROPAGATION_BIDIRECTIONAL);
+      if (m.mount_path == "/etc/hosts") mounts_hosts = true;
+    }
+    if (!hosts_file.empty() && !mounts_hosts) {
+      auto* mount = cfg.add_mounts();
+      mount->set_container_path("/etc/hosts");
+      mount->set_host_path(hosts_file);
+    }
+    // Termination message file: a fresh file per container instance, mounted at terminationMessagePath.
+    if (!c.termination_message_path.empty()) {
+      std::string dir = o_.pods_dir + "/" + pod.metadata.uid + "/containers/" + c.name;
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      std::string file = dir + "/" + std::to_string(restart_count) + "-" + std::to_string(ToUnixNanos(d_.clock->Now()) % 100000000);
+      int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0666);
+      if (fd >= 0) {
+        ::fchmod(fd, 0666);
+        ::close(fd);
+        auto* mount = cfg.add_mounts();
+        mount->set_container_path(c.termination_message_path);
+        mount->set_host_path(file);
+      }
+    }
+    auto& labels = *cfg.mutable_labels();
+    labels[kPodNameLabel] = pod.metadata.name;
+    labels[kPodNamespaceLabel] = pod.metadata.namespace_;
+    labels[kPodUIDLabel] = pod.metadata.uid;
+    labels[kContainerNameLabel] = c.name;
+    auto& ann = *cfg.mutable_annotations();
+    ann[kContainerHashAnnotation] = HashContainer(c);
+    ann[kContainerRestartCountAnnotation] = std::to_string(restart_count);
+    ann[kContainerTerminationMessagePathAnnotation] = c.termination_message_path;
+    ann[kContainerTerminationMessagePolicyAnnotation] = c.termination_message_policy;
+    ann[kPodTerminationGracePeriodAnnotation] = std::to_string(pod.spec.termination_grace_period_seconds);
+    if (pod.metadata.deletion_grace_period_seconds)
+      ann[kPodDeletionGracePeriodAnnotation] = std::to_string(*pod.metadata.deletion_grace_period_seconds);
+    if (!c.ports.empty()) {
+      nlohmann::json ports = nlohmann::json::array();
+      for (const auto& p : c.ports) {
+        nlohmann::json pj = {{"containerPort", p.container_port}, {"protocol", p.protocol}};
+        if (!p.name.empty()) pj["name"] = p.name;
+        if (p.host_port) pj["hostPort"] = p.host_port;
+        ports.push_back(pj);
+      }
+      ann[kContainerPortsAnnotation] = ports.dump();
+    }
+    cfg.set_log_path(c.name + "/" + std::to_string(restart_count) + ".log");
+    cfg.set_stdin(c.stdin);
+    cfg.set_stdin_once(c.stdin_once);
+    cfg.set_tty(c.tty);
+    auto* lin = cfg.mutable_linux();
+    SetResources(pod, c, lin->mutable_resources());
+    auto* ns = lin->mutable_security_context()->mutable_namespace_options();
+    ns->set_network(pod.spec.host_network ? cri::rt::NODE : cri::rt::POD);
+    ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);
+    ns->set_ipc(pod.spec.host_ipc ? cri::rt::NODE : cri::rt::POD);
+    return cfg;
+  }
+
+  // CPU shares, CFS quota, memory limit and oom_score_adj as upstream derives them.
+  void SetResources(const api::Pod& pod, const api::Container& c, cri::rt::LinuxContainerResources* r) {
+    auto milli = [](const api::StringMap& m, const char* k) -> int64_t {
+      auto it = m.find(k);
+      if (it == m.end()) return 0;
+      auto q = api::ParseQuantity(it->second);
+      return q.ok() ? q->MilliValue() : 0;
+    };
+    auto bytes = [](const api::StringMap& m, const char* k) -> int64_t {
+      auto it = m.find(k);
+      if (it == m.end()) return 0;
+      auto q = api::ParseQuantity(it->second);
+      return q.ok() ? q->Value() : 0;
+    };
+    int64_t cpu_req = milli(c.resources.requests, "cpu");
+    int64_t cpu_lim = milli(c.resources.limits, "cpu");
+    if (cpu_req == 0 && cpu_lim != 0) cpu_req = cpu_lim;
+    int64_t shares = cpu_req == 0 ? 2 : std::max<int64_t>(2, cpu_req * 1024 / 1000);
+    r->set_cpu_shares(shares);
+    if (cpu_lim > 0 && o_.cpu_cfs_quota) {
+      int64_t period = std::chrono::duration_cast<std::chrono::microseconds>(o_.cpu_cfs_quota_period).count();
+      r->set_cpu_period(period);
+      r->set_cpu_quota(std::max<int64_t>(1000, cpu_lim * period / 1000));
+    }
+    int64_t mem_lim = bytes(c.resources.limits, "memory");
+    if (mem_lim > 0) r->set_memory_limit_in_bytes(mem_lim);
+    std::string qos = api::QOSClass(pod);
+    int64_t oom = 0;
+    if (qos == "Guaranteed") {
+      oom = -997;
+    } else if (qos == "BestEffort") {
+      oom = 1000;
+    } else {
+      int64_t mem_req = bytes(c.resources.requests, "memory");
+      if (mem_req == 0) mem_req = mem_lim;
+      int64_t cap = o_.machine_memory_bytes > 0 ? o_.machine_memory_bytes : 1;
+      oom = 1000 - (1000 * mem_req) / cap;
+      oom = std::clamp<int64_t>(oom, 2, 999);
+    }
+    r->set_oom_score_adj(oom);
+  }
+
+  RuntimeManagerDeps d_;
+  RuntimeManagerOptions o_;
+  std::shared_ptr<spdlog::logger> log_;
+  Backoff image_backoff_;
+  PullLimiter pulls_;
+  std::mutex mu_;
+  std::string runtime_type_;
+  std::map<std::string, WaitingReason> reasons_;
+};
+
+}  // namespace
+
+std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options) {
+  return std::make_unique<RuntimeManagerImpl>(deps, options);
+}
+
+}  // namespace kubelet::kuberuntime

@@ -1,0 +1,419 @@
+#include "kubelet/server/http_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "kubelet/util/logging.h"
+
+namespace kubelet::server {
+namespace {
+
+constexpr size_t kMaxHeaderBytes = 64 * 1024;
+constexpr size_t kMaxBodyBytes = 4 * 1024 * 1024;
+
+const char* StatusText(int code) {
+  switch (code) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Request Entity Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+std::string OpenSSLError() {
+  unsigned long e = ERR_get_error();
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+std::string UrlDecode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// One connection's byte stream, plain or TLS, with a deadline per operation.
+class Conn {
+ public:
+  Conn(int fd, SSL* ssl, Duration io_timeout) : fd_(fd), ssl_(ssl), timeout_ms_(static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(io_timeout).count())) {}
+  ~Conn() {
+    if (ssl_) {
+      SSL_shutdown(ssl_);
+      SSL_free(ssl_);
+    }
+  }
+  bool WaitReadable(int ms) {
+    if (ssl_ && SSL_pending(ssl_) > 0) return true;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+  }
+  // Reads some bytes; 0 on EOF, -1 on error or timeout.
+  ssize_t Read(char* buf, size_t n, int wait_ms) {
+    if (!WaitReadable(wait_ms)) return -1;
+    if (ssl_) {
+      int r = SSL_read(ssl_, buf, static_cast<int>(n));
+      if (r > 0) return r;
+      int err = SSL_get_error(ssl_, r);
+      if (err == SSL_ERROR_ZERO_RETURN) return 0;
+      if (err == SSL_ERROR_WANT_READ) return Read(buf, n, timeout_ms_);
+      return -1;
+    }
+    ssize_t r = ::recv(fd_, buf, n, 0);
+    return r < 0 ? -1 : r;
+  }
+  bool WriteAll(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, timeout_ms_) <= 0) return false;
+      ssize_t w;
+      if (ssl_) {
+        int r = SSL_write(ssl_, data.data() + off, static_cast<int>(data.size() - off));
+        if (r <= 0) {
+          int err = SSL_get_error(ssl_, r);
+          if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) continue;
+          return false;
+        }
+        w = r;
+      } else {
+        w = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+        if (w < 0) {
+          if (errno == EAGAIN || errno == EINTR) continue;
+          return false;
+        }
+      }
+      off += static_cast<size_t>(w);
+    }
+    return true;
+  }
+  SSL* ssl() { return ssl_; }
+
+ private:
+  int fd_;
+  SSL* ssl_;
+  int timeout_ms_;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(ServerOptions options) : o_(std::move(options)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Handle(const std::string& path, Handler handler) { handlers_[path] = std::move(handler); }
+
+absl::Status HttpServer::Start() {
+  if (o_.tls) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return absl::InternalError("TLS: " + OpenSSLError());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, o_.tls_options.cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, o_.tls_options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      std::string err = OpenSSLError();
+      SSL_CTX_free(ctx);
+      return absl::InvalidArgumentError("failed to load serving certificate " + o_.tls_options.cert_file + " / " +
+                                        o_.tls_options.key_file + ": " + err);
+    }
+    if (!o_.tls_options.client_ca_file.empty()) {
+      if (SSL_CTX_load_verify_locations(ctx, o_.tls_options.client_ca_file.c_str(), nullptr) != 1) {
+        std::string err = OpenSSLError();
+        SSL_CTX_free(ctx);
+        return absl::InvalidArgumentError("failed to load client CA file " + o_.tls_options.client_ca_file + ": " + err);
+      }
+      // Ask for a client certificate and verify it when given, as upstream's VerifyClientCertIfGiven.
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(o_.tls_options.client_ca_file.c_str()));
+    }
+    ssl_ctx_ = ctx;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  std::string addr = o_.address.empty() ? "0.0.0.0" : o_.address;
+  if (int rc = getaddrinfo(addr.c_str(), std::to_string(o_.port).c_str(), &hints, &res); rc != 0)
+    return absl::InvalidArgumentError("invalid listen address \"" + addr + "\": " + gai_strerror(rc));
+  listen_fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(listen_fd_, res->ai_addr, res->ai_addrlen) != 0 || ::listen(listen_fd_, 128) != 0) {
+    std::string err = std::strerror(errno);
+    freeaddrinfo(res);
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    return absl::UnavailableError("failed to listen on " + addr + ":" + std::to_string(o_.port) + ": " + err);
+  }
+  freeaddrinfo(res);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+  port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                          : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe failed");
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (stop_.exchange(true)) return;
+  if (wake_[1] >= 0) (void)!::write(wake_[1], "x", 1);
+  if (accept_thread_.joinable()) accept_thread_.join();
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    for (int fd : conns_) ::shutdown(fd, SHUT_RDWR);
+    cv_.wait(l, [&] { return active_ == 0; });
+  }
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  for (int fd : wake_)
+    if (fd >= 0) ::close(fd);
+  if (ssl_ctx_) SSL_CTX_free(static_cast<SSL_CTX*>(ssl_ctx_));
+  ssl_ctx_ = nullptr;
+}
+
+void HttpServer::AcceptLoop() {
+  while (!stop_) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) <= 0) continue;
+    if (fds[1].revents) break;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    std::lock_guard<std::mutex> l(mu_);
+    if (active_ >= o_.max_connections) {
+      ::close(fd);  // over the limit: refuse rather than queue without bound
+      continue;
+    }
+    ++active_;
+    conns_.insert(fd);
+    std::thread([this, fd] {
+      Serve(fd);
+      std::lock_guard<std::mutex> g(mu_);
+      conns_.erase(fd);
+      ::close(fd);
+      --active_;
+      cv_.notify_all();
+    }).detach();
+  }
+}
+
+void HttpServer::Serve(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int io_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(o_.io_timeout).count());
+  int idle_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(o_.idle_timeout).count());
+  SSL* ssl = nullptr;
+  std::string client_cn;
+  if (ssl_ctx_) {
+    ssl = SSL_new(static_cast<SSL_CTX*>(ssl_ctx_));
+    SSL_set_fd(ssl, fd);
+    // Handshake with a deadline: a silent client must not hold a thread.
+    timeval tv{io_ms / 1000, (io_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (SSL_accept(ssl) != 1) {
+      SSL_free(ssl);
+      return;
+    }
+    if (X509* peer = SSL_get1_peer_certificate(ssl)) {
+      if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        char cn[256] = {0};
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
+        client_cn = cn;
+      }
+      X509_free(peer);
+    }
+  }
+  Conn conn(fd, ssl, o_.io_timeout);
+  std::string buf;
+  char chunk[8192];
+  while (!stop_) {
+    size_t header_end;
+    bool first = true;
+    while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
+      if (buf.size() > kMaxHeaderBytes) {
+        conn.WriteAll("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      ssize_t r = conn.Read(chunk, sizeof(chunk), first && buf.empty() ? idle_ms : io_ms);
+      first = false;
+      if (r <= 0) return;
+      buf.append(chunk, static_cast<size_t>(r));
+    }
+    Request req;
+    req.tls = ssl != nullptr;
+    req.client_cn = client_cn;
+    std::istringstream hs(buf.substr(0, header_end));
+    std::string line;
+    std::getline(hs, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::istringstream rl(line);
+    std::string target, version;
+    rl >> req.method >> target >> version;
+    if (req.method.empty() || target.empty() || version.rfind("HTTP/1.", 0) != 0) {
+      conn.WriteAll("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    while (std::getline(hs, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      size_t colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string name = line.substr(0, colon);
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      std::string value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      req.headers[name] = value;
+    }
+    size_t qpos = target.find('?');
+    req.path = UrlDecode(target.substr(0, qpos));
+    if (qpos != std::string::npos) {
+      std::istringstream qs(target.substr(qpos + 1));
+      std::string kv;
+      while (std::getline(qs, kv, '&')) {
+        size_t eq = kv.find('=');
+        req.query[UrlDecode(kv.substr(0, eq))] = eq == std::string::npos ? "" : UrlDecode(kv.substr(eq + 1));
+      }
+    }
+    buf.erase(0, header_end + 4);
+    size_t content_length = 0;
+    if (auto it = req.headers.find("content-length"); it != req.headers.end())
+      content_length = static_cast<size_t>(std::strtoull(it->second.c_str(), nullptr, 10));
+    if (content_length > kMaxBodyBytes) {
+      conn.WriteAll("HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    while (buf.size() < content_length) {
+      ssize_t r = conn.Read(chunk, sizeof(chunk), io_ms);
+      if (r <= 0) return;
+      buf.append(chunk, static_cast<size_t>(r));
+    }
+    req.body = buf.substr(0, content_length);
+    buf.erase(0, content_length);
+
+    Response resp = Dispatch(req);
+    bool keep_alive = version == "HTTP/1.1";
+    if (auto it = req.headers.find("connection"); it != req.headers.end()) {
+      std::string v = it->second;
+      std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+      keep_alive = v == "keep-alive" || (keep_alive && v != "close");
+    }
+    std::ostringstream out;
+    out << "HTTP/1.1 " << resp.status << " " << StatusText(resp.status) << "\r\n"
+        << "Content-Type: " << resp.content_type << "\r\n"
+        << "Content-Length: " << (req.method == "HEAD" ? 0 : resp.body.size()) << "\r\n"
+        << "X-Content-Type-Options: nosniff\r\n"
+        << "Connection: " << (keep_alive ? "keep-alive" : "close") << "\r\n";
+    for (const auto& [k, v] : resp.headers) out << k << ": " << v << "\r\n";
+    out << "\r\n";
+    if (req.method != "HEAD") out << resp.body;
+    if (!conn.WriteAll(out.str()) || !keep_alive) return;
+  }
+}
+
+Response HttpServer::Dispatch(const Request& req) {
+  auto it = handlers_.find(req.path);
+  if (it == handlers_.end()) {
+    // Longest registered prefix ending in '/'.
+    size_t best = 0;
+    for (auto h = handlers_.begin(); h != handlers_.end(); ++h) {
+      const std::string& p = h->first;
+      if (p.size() > best && p.back() == '/' && req.path.rfind(p, 0) == 0) {
+        best = p.size();
+        it = h;
+      }
+    }
+  }
+  if (it == handlers_.end()) return Response{404, "text/plain; charset=utf-8", "404 page not found\n", {}};
+  try {
+    return it->second(req);
+  } catch (const std::exception& e) {
+    static auto log = log::Get("server");
+    log->error("Handler failed path=\"{}\" err=\"{}\"", req.path, e.what());
+    return Response{500, "text/plain; charset=utf-8", "Internal Server Error\n", {}};
+  }
+}
+
+absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
+                                  std::string* key_file) {
+  namespace fs = std::filesystem;
+  *cert_file = cert_dir + "/kubelet.crt";
+  *key_file = cert_dir + "/kubelet.key";
+  std::error_code ec;
+  if (fs::exists(*cert_file, ec) && fs::exists(*key_file, ec)) return absl::OkStatus();
+  fs::create_directories(cert_dir, ec);
+  if (ec) return absl::InternalError("cannot create cert dir " + cert_dir + ": " + ec.message());
+  EVP_PKEY* key = EVP_RSA_gen(2048);
+  if (!key) return absl::InternalError("generate key: " + OpenSSLError());
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), static_cast<long>(::time(nullptr)));
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  std::string cn = host + "@" + std::to_string(::time(nullptr));
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_NAME* issuer = X509_NAME_new();
+  X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(x, issuer);
+  X509_NAME_free(issuer);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  std::string san = "DNS:" + host + ",DNS:localhost,IP:127.0.0.1";
+  for (auto [nid, val] : std::vector<std::pair<int, std::string>>{{NID_subject_alt_name, san},
+                                                                  {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+                                                                  {NID_ext_key_usage, "serverAuth"}}) {
+    if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, val.c_str())) {
+      X509_add_ext(x, ext, -1);
+      X509_EXTENSION_free(ext);
+    }
+  }
+  X509_sign(x, key, EVP_sha256());
+  absl::Status st;
+  FILE* cf = fopen(cert_file->c_str(), "w");
+  int kfd = ::open(key_file->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  FILE* kf = kfd >= 0 ? fdopen(kfd, "w") : nullptr;
+  if (!cf || !kf || PEM_write_X509(cf, x) != 1 || PEM_write_PrivateKey(kf, key, nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    st = absl::InternalError("write self-signed certificate to " + cert_dir + ": " + std::strerror(errno));
+  if (cf) fclose(cf);
+  if (kf) fclose(kf);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return st;
+}
+
+}  // namespace kubelet::server

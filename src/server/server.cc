@@ -1,0 +1,163 @@
+#include "kubelet/server/server.h"
+
+#include "kubelet/api/codec.h"
+#include "kubelet/kubelet/kubelet.h"
+#include "kubelet/kuberuntime/runtime_manager.h"
+#include "kubelet/metrics/metrics.h"
+#include "kubelet/util/logging.h"
+
+namespace kubelet::server {
+namespace {
+
+Response Json(const nlohmann::json& j) { return Response{200, "application/json", j.dump(), {}}; }
+
+// The subresource upstream's authorizer sees for a path (nodes/<sub>).
+std::string Subresource(const std::string& path) {
+  if (path.rfind("/metrics", 0) == 0) return "metrics";
+  if (path.rfind("/stats", 0) == 0) return "stats";
+  if (path.rfind("/logs", 0) == 0) return "log";
+  if (path.rfind("/spec", 0) == 0) return "spec";
+  return "proxy";
+}
+
+}  // namespace
+
+KubeletServer::KubeletServer(Kubelet* kubelet, kuberuntime::RuntimeManager* runtime, metrics::KubeletMetrics* metrics,
+                             KubeletServerOptions options)
+    : kubelet_(kubelet), runtime_(runtime), metrics_(metrics), o_(std::move(options)) {}
+
+KubeletServer::~KubeletServer() { Stop(); }
+
+Response KubeletServer::Authorize(const Request& req, const std::string& path) const {
+  const auto& authn = o_.config.authentication;
+  bool anonymous = authn.contains("anonymous") && authn["anonymous"].value("enabled", false);
+  std::string user;
+  if (!req.client_cn.empty()) {
+    user = req.client_cn;
+  } else if (req.headers.count("authorization")) {
+    // Bearer tokens are checked by a TokenReview against the API server (the
+    // authn/authz manager); without one there is nobody to vouch for them.
+    return Response{401, "text/plain; charset=utf-8", "Unauthorized", {}};
+  } else if (anonymous) {
+    user = "system:anonymous";
+  } else {
+    return Response{401, "text/plain; charset=utf-8", "Unauthorized", {}};
+  }
+  std::string mode = o_.config.authorization.value("mode", "Webhook");
+  if (mode == "AlwaysAllow") return Response{0, "", "", {}};
+  std::string verb = req.method == "GET" || req.method == "HEAD" ? "get" : req.method == "POST" ? "create" : "update";
+  return Response{403, "text/plain; charset=utf-8",
+                  "Forbidden (user=" + user + ", verb=" + verb + ", resource=nodes, subresource=" + Subresource(path) + ")",
+                  {}};
+}
+
+void KubeletServer::Install(HttpServer* s, bool authenticated) {
+  auto wrap = [this, authenticated](const std::string& name, Handler h) -> Handler {
+    return [this, authenticated, name, h](const Request& req) {
+      if (metrics_)
+        metrics_->http_requests.Add({{"long_running", "false"}, {"method", req.method}, {"path", name}, {"server_type", authenticated ? "readwrite" : "readonly"}})
+            .Increment();
+      if (authenticated) {
+        Response denied = Authorize(req, req.path);
+        if (denied.status != 0) return denied;
+      }
+      if (req.method != "GET" && req.method != "HEAD")
+        return Response{405, "text/plain; charset=utf-8", "405: Method Not Allowed\n", {}};
+      return h(req);
+    };
+  };
+  s->Handle("/healthz", wrap("healthz", [this](const Request&) {
+    std::string why;
+    if (kubelet_->Healthy(&why)) return Response{200, "text/plain; charset=utf-8", "ok", {}};
+    return Response{500, "text/plain; charset=utf-8",
+                    "[+]ping ok\n[+]log ok\n[-]syncloop failed: reason withheld\nhealthz check failed\n", {}};
+  }));
+  s->Handle("/pods", wrap("pods", [this](const Request&) {
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& p : kubelet_->GetPods()) items.push_back(api::EncodePod(p));
+    return Json({{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}, {"items", items}});
+  }));
+  s->Handle("/pods/", wrap("pods", [this](const Request&) {
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& p : kubelet_->GetPods()) items.push_back(api::EncodePod(p));
+    return Json({{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}, {"items", items}});
+  }));
+  s->Handle("/metrics", wrap("metrics", [this](const Request&) {
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
+  }));
+  if (authenticated && o_.config.enable_debugging_handlers) {
+    s->Handle("/runningpods/", wrap("runningpods", [this](const Request&) {
+      auto pods = runtime_->GetPods(false);
+      if (!pods.ok()) return Response{500, "text/plain; charset=utf-8", std::string(pods.status().message()), {}};
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& p : *pods) {
+        nlohmann::json containers = nlohmann::json::array();
+        for (const auto& c : p.containers) containers.push_back({{"name", c.name}, {"resources", nlohmann::json::object()}});
+        items.push_back({{"metadata", {{"name", p.name}, {"namespace", p.namespace_}, {"uid", p.uid}, {"creationTimestamp", nullptr}}},
+                         {"spec", {{"containers", containers}}},
+                         {"status", nlohmann::json::object()}});
+      }
+      return Json({{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}, {"items", items}});
+    }));
+  }
+}
+
+absl::Status KubeletServer::Start() {
+  static auto log = log::Get("server");
+  const auto& c = o_.config;
+  if (c.healthz_port > 0) {
+    ServerOptions ho;
+    ho.address = c.healthz_bind_address;
+    ho.port = c.healthz_port;
+    healthz_ = std::make_unique<HttpServer>(ho);
+    healthz_->Handle("/healthz", [this](const Request&) {
+      std::string why;
+      if (kubelet_->Healthy(&why)) return Response{200, "text/plain; charset=utf-8", "ok", {}};
+      return Response{500, "text/plain; charset=utf-8",
+                      "[+]ping ok\n[+]log ok\n[-]syncloop failed: reason withheld\nhealthz check failed\n", {}};
+    });
+    if (auto st = healthz_->Start(); !st.ok()) return absl::Status(st.code(), "healthz server: " + std::string(st.message()));
+    log->info("Started healthz server address=\"{}:{}\"", ho.address, healthz_->port());
+  }
+  if (c.enable_server) {
+    ServerOptions so;
+    so.address = c.address;
+    so.port = c.port;
+    so.tls = true;
+    if (!c.tls_cert_file.empty() && !c.tls_private_key_file.empty()) {
+      so.tls_options.cert_file = c.tls_cert_file;
+      so.tls_options.key_file = c.tls_private_key_file;
+    } else {
+      auto st = EnsureSelfSignedCert(o_.cert_dir, o_.node_name, &so.tls_options.cert_file, &so.tls_options.key_file);
+      if (!st.ok()) return st;
+    }
+    if (c.authentication.contains("x509"))
+      so.tls_options.client_ca_file = c.authentication["x509"].value("clientCAFile", "");
+    main_ = std::make_unique<HttpServer>(so);
+    Install(main_.get(), true);
+    if (auto st = main_->Start(); !st.ok()) return absl::Status(st.code(), "kubelet server: " + std::string(st.message()));
+    log->info("Starting to listen address=\"{}\" port={}", so.address, main_->port());
+  }
+  if (c.read_only_port > 0) {
+    ServerOptions ro;
+    ro.address = c.address;
+    ro.port = c.read_only_port;
+    read_only_ = std::make_unique<HttpServer>(ro);
+    Install(read_only_.get(), false);
+    if (auto st = read_only_->Start(); !st.ok()) return absl::Status(st.code(), "read-only server: " + std::string(st.message()));
+    log->info("Starting to listen read-only address=\"{}\" port={}", ro.address, read_only_->port());
+  }
+  return absl::OkStatus();
+}
+
+void KubeletServer::Stop() {
+  if (main_) main_->Stop();
+  if (healthz_) healthz_->Stop();
+  if (read_only_) read_only_->Stop();
+}
+
+int KubeletServer::port() const { return main_ ? main_->port() : 0; }
+int KubeletServer::healthz_port() const { return healthz_ ? healthz_->port() : 0; }
+int KubeletServer::read_only_port() const { return read_only_ ? read_only_->port() : 0; }
+
+}  // namespace kubelet::server

@@ -1,0 +1,53 @@
+#include "kubelet/util/clock.h"
+
+#include <ctime>
+#include <cstdio>
+
+namespace kubelet {
+
+std::string FormatRFC3339(TimePoint t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool ParseRFC3339(const std::string& s, TimePoint* out) {
+  std::tm tm{};
+  int y, mo, d, h, mi, sec;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) return false;
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  std::time_t tt = timegm(&tm);
+  size_t pos = 19;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    while (pos < s.size() && isdigit(static_cast<unsigned char>(s[pos]))) ++pos;
+  }
+  if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = 0, om = 0;
+    if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d", &oh, &om) != 2) return false;
+    long off = (oh * 3600L + om * 60L) * (s[pos] == '+' ? 1 : -1);
+    tt -= off;
+  } else if (pos >= s.size() || (s[pos] != 'Z' && s[pos] != 'z')) {
+    return false;
+  }
+  *out = std::chrono::system_clock::from_time_t(tt);
+  return true;
+}
+
+int64_t ToUnixNanos(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+TimePoint FromUnixNanos(int64_t ns) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::nanoseconds(ns)));
+}
+
+}  // namespace kubelet

@@ -1,0 +1,128 @@
+#include "kubelet/volumemanager/volume_manager.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "kubelet/util/logging.h"
+
+namespace kubelet::volumemanager {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsMountPoint(const std::string& path) {
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, mnt, rest;
+  while (mounts >> dev >> mnt) {
+    std::getline(mounts, rest);
+    if (mnt == path) return true;
+  }
+  return false;
+}
+
+absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
+  struct stat st {};
+  bool exists = ::stat(hp.path.c_str(), &st) == 0;
+  const std::string& t = hp.type;
+  auto wrong = [&](const char* what) {
+    return absl::FailedPreconditionError("hostPath type check failed: " + hp.path + " is not a " + what);
+  };
+  if (t.empty()) return absl::OkStatus();
+  if (t == "DirectoryOrCreate") {
+    if (!exists) {
+      std::error_code ec;
+      fs::create_directories(hp.path, ec);
+      if (ec) return absl::InternalError("hostPath: cannot create directory " + hp.path + ": " + ec.message());
+      ::chmod(hp.path.c_str(), 0755);
+      return absl::OkStatus();
+    }
+    return S_ISDIR(st.st_mode) ? absl::OkStatus() : wrong("directory");
+  }
+  if (t == "FileOrCreate") {
+    if (!exists) {
+      int fd = ::open(hp.path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      if (fd < 0) return absl::InternalError("hostPath: cannot create file " + hp.path + ": " + std::strerror(errno));
+      ::close(fd);
+      return absl::OkStatus();
+    }
+    return S_ISREG(st.st_mode) ? absl::OkStatus() : wrong("file");
+  }
+  if (!exists) return absl::NotFoundError("hostPath type check failed: " + hp.path + " does not exist");
+  if (t == "Directory") return S_ISDIR(st.st_mode) ? absl::OkStatus() : wrong("directory");
+  if (t == "File") return S_ISREG(st.st_mode) ? absl::OkStatus() : wrong("file");
+  if (t == "Socket") return S_ISSOCK(st.st_mode) ? absl::OkStatus() : wrong("socket");
+  if (t == "CharDevice") return S_ISCHR(st.st_mode) ? absl::OkStatus() : wrong("character device");
+  if (t == "BlockDevice") return S_ISBLK(st.st_mode) ? absl::OkStatus() : wrong("block device");
+  return absl::InvalidArgumentError("hostPath: unknown type " + t);
+}
+
+class VolumeManagerImpl : public VolumeManager {
+ public:
+  explicit VolumeManagerImpl(std::string pods_dir) : pods_dir_(std::move(pods_dir)), log_(log::Get("volumemanager")) {}
+
+  absl::StatusOr<std::map<std::string, std::string>> MountVolumesForPod(const api::Pod& pod) override {
+    std::map<std::string, std::string> out;
+    for (const auto& v : pod.spec.volumes) {
+      if (v.host_path) {
+        if (auto st = CheckHostPath(*v.host_path); !st.ok())
+          return absl::Status(st.code(), "volume \"" + v.name + "\": " + std::string(st.message()));
+        out[v.name] = v.host_path->path;
+      } else if (v.empty_dir) {
+        std::string dir = pods_dir_ + "/" + pod.metadata.uid + "/volumes/kubernetes.io~empty-dir/" + v.name;
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) return absl::InternalError("volume \"" + v.name + "\": cannot create " + dir + ": " + ec.message());
+        ::chmod(dir.c_str(), 0777);
+        if (v.empty_dir->medium == "Memory" && !IsMountPoint(dir)) {
+          std::string opts = "mode=0777";
+          if (!v.empty_dir->size_limit.empty()) opts += ",size=" + v.empty_dir->size_limit;
+          if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+            return absl::InternalError("volume \"" + v.name + "\": mount tmpfs on " + dir + ": " + std::strerror(errno));
+        }
+        out[v.name] = dir;
+      } else {
+        std::string kind;
+        for (auto it = v.raw.begin(); it != v.raw.end(); ++it)
+          if (it.key() != "name") kind = it.key();
+        return absl::UnimplementedError("volume \"" + v.name + "\": volume type \"" + kind +
+                                        "\" is not supported by this kubelet yet");
+      }
+    }
+    return out;
+  }
+
+  absl::Status UnmountVolumesForPod(const std::string& uid) override {
+    if (uid.empty() || uid.find('/') != std::string::npos) return absl::InvalidArgumentError("bad pod uid");
+    std::string vols = pods_dir_ + "/" + uid + "/volumes/kubernetes.io~empty-dir";
+    std::error_code ec;
+    if (fs::exists(vols, ec)) {
+      for (const auto& e : fs::directory_iterator(vols, ec)) {
+        std::string p = e.path().string();
+        if (IsMountPoint(p) && ::umount2(p.c_str(), MNT_DETACH) != 0)
+          return absl::InternalError("unmount " + p + ": " + std::strerror(errno));
+      }
+    }
+    fs::remove_all(pods_dir_ + "/" + uid, ec);
+    if (ec) return absl::InternalError("remove pod dir for " + uid + ": " + ec.message());
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string pods_dir_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace
+
+std::unique_ptr<VolumeManager> NewVolumeManager(const std::string& pods_dir) {
+  return std::make_unique<VolumeManagerImpl>(pods_dir);
+}
+
+}  // namespace kubelet::volumemanager
