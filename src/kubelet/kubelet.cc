@@ -295,18 +295,19 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.now = d_.clock->Now();
   std::string uid = pod.metadata.uid;
   in.waiting_reason = [this, uid](const std::string& c) { return d_.runtime->GetWaitingReason(uid, c); };
-  api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, status_.GetPodStatus(uid), in);
+  std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
+  api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
   status_.SetPodStatus(uid, st);
   // kubelet_pod_start_duration_seconds: first seen to all containers running, once per pod.
   bool all_running = !st.container_statuses.empty();
   for (const auto& c : st.container_statuses)
     if (!c.state.running) all_running = false;
-  if (all_running && d_.metrics && pod.metadata.creation_timestamp) {
+  // Only a start this kubelet saw (Pending before): pods adopted after a restart are not counted, as upstream.
+  if (all_running && d_.metrics && pod.metadata.creation_timestamp && old && old->phase == "Pending") {
     std::lock_guard<std::mutex> l(mu_);
     if (start_recorded_.insert(uid).second) {
       double secs = std::chrono::duration<double>(d_.clock->Now() - *pod.metadata.creation_timestamp).count();
       d_.metrics->pod_start_duration.Observe(std::max(0.0, secs));
-      d_.metrics->started_pods.Increment();
       KLOG_V(log_, 2)("Observed pod startup duration pod=\"{}\" podStartDuration=\"{:.3f}s\"", PodDesc(pod), secs);
     }
   }
@@ -331,7 +332,6 @@ absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
     const char* op = type == UpdateType::kCreate ? "create" : type == UpdateType::kUpdate ? "update" : "sync";
     d_.metrics->pod_worker_duration.Add({{"operation_type", op}}, metrics::KubeletMetrics::kPodWorkerBuckets)
         .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    if (!result.error.ok() && type == UpdateType::kCreate) d_.metrics->started_pods_errors.Increment();
   }
   if (!result.error.ok()) return result.error;
   return false;

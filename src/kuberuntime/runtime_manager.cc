@@ -291,7 +291,9 @@ class RuntimeManagerImpl : public RuntimeManager {
         return result;
       }
       auto id = d_.runtime->RunPodSandbox(sandbox_config, "");
+      if (d_.metrics) d_.metrics->started_pods.Increment();
       if (!id.ok()) {
+        if (d_.metrics) d_.metrics->started_pods_errors.Increment();
         std::string msg = "Failed to create pod sandbox: " + std::string(id.status().message());
         d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
         log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), id.status().message());
