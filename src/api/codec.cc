@@ -403,7 +403,7 @@ void ApplyPodDefaults(json& pod) {
     for (auto& c : spec[list]) {
       if (!c.is_object()) continue;
       if (!c.contains("imagePullPolicy")) {
-        std::string image = c.value("image", "");
+        std::string image = c.contains("image") && c["image"].is_string() ? c["image"].get<std::string>() : "";
         // Untagged or :latest images are pulled every time, as upstream defaults.
         std::string last = image.substr(image.find_last_of('/') == std::string::npos ? 0 : image.find_last_of('/') + 1);
         bool has_digest = image.find('@') != std::string::npos;
@@ -421,9 +421,9 @@ void ApplyPodDefaults(json& pod) {
 
 absl::StatusOr<Pod> DecodePod(const json& obj) {
   if (!obj.is_object()) return absl::InvalidArgumentError("pod: expected an object, got " + TypeName(obj));
-  std::string kind = obj.value("kind", "");
+  std::string kind = StringField(obj, "kind");
   if (!kind.empty() && kind != "Pod") return absl::InvalidArgumentError("kind: expected Pod, got " + kind);
-  std::string api_version = obj.value("apiVersion", "");
+  std::string api_version = StringField(obj, "apiVersion");
   if (!api_version.empty() && api_version != "v1")
     return absl::InvalidArgumentError("apiVersion: expected v1, got " + api_version);
   try {
@@ -655,6 +655,12 @@ json EncodePod(const Pod& pod) {
   if (!pod.spec.node_name.empty()) j["spec"]["nodeName"] = pod.spec.node_name;
   j["status"] = EncodePodStatus(pod.status);
   return j;
+}
+
+std::string StringField(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 std::string CanonicalJson(const json& j) {

@@ -81,7 +81,7 @@ class HTTPSource : public PodSource {
     auto doc = api::ParseDocument(body);
     if (!doc.ok()) return doc.status();
     std::vector<nlohmann::json> items;
-    if (doc->is_object() && (doc->value("kind", "") == "PodList" || doc->contains("items"))) {
+    if (doc->is_object() && (api::StringField(*doc, "kind") == "PodList" || doc->contains("items"))) {
       const auto& arr = (*doc)["items"];
       if (!arr.is_array()) return absl::InvalidArgumentError("items: expected an array");
       for (const auto& it : arr) {

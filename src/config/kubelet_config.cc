@@ -501,8 +501,8 @@ absl::StatusOr<json> ConfigDocument(const std::string& text) {
   auto doc = api::ParseDocument(text);
   if (!doc.ok()) return absl::InvalidArgumentError("kubelet config: " + std::string(doc.status().message()));
   if (!doc->is_object()) return absl::InvalidArgumentError("kubelet config: expected an object");
-  std::string api_version = doc->value("apiVersion", "");
-  std::string kind = doc->value("kind", "");
+  std::string api_version = api::StringField(*doc, "apiVersion");
+  std::string kind = api::StringField(*doc, "kind");
   if (kind != "KubeletConfiguration")
     return absl::InvalidArgumentError("kubelet config: kind: expected \"KubeletConfiguration\", got \"" + kind + "\"");
   if (api_version != "kubelet.config.k8s.io/v1beta1" && api_version != "kubelet.config.k8s.io/v1")

@@ -26,7 +26,7 @@ std::string Md5Hex(const std::string& data) {
 absl::StatusOr<api::Pod> PrepareStaticPod(nlohmann::json manifest, const std::string& source_id, bool is_file,
                                           const std::string& node_name) {
   if (!manifest.is_object()) return absl::InvalidArgumentError("manifest is not an object");
-  std::string kind = manifest.value("kind", "");
+  std::string kind = api::StringField(manifest, "kind");
   if (kind != "Pod") return absl::InvalidArgumentError("kind: expected \"Pod\", got \"" + kind + "\"");
   api::ApplyPodDefaults(manifest);
   nlohmann::json& meta = manifest["metadata"];

@@ -30,6 +30,9 @@ nlohmann::json EncodePodStatus(const PodStatus& s);
 /** The pod as the API shows it: the raw object with current metadata and status. */
 nlohmann::json EncodePod(const Pod& pod);
 
+/** obj[key] when it is a string, else "" (never throws). */
+std::string StringField(const nlohmann::json& obj, const char* key);
+
 /** Canonical serialisation (sorted keys, no spaces) used for hashing. */
 std::string CanonicalJson(const nlohmann::json& j);
 

@@ -1,0 +1,58 @@
+#pragma once
+// A stateful fake CRI runtime: a real gRPC server on a unix socket speaking
+// runtime.v1, keeping sandboxes, containers and images as containerd would,
+// rejecting what containerd rejects, recording calls and injecting errors
+// and delays. Stop() and Start() again simulate a runtime restart (state is
+// kept, as containerd keeps its containers).
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "runtime/v1/api.grpc.pb.h"
+#include "kubelet/util/clock.h"
+
+namespace kubelet::testing {
+
+namespace rt = ::runtime::v1;
+
+class FakeRuntime {
+ public:
+  explicit FakeRuntime(std::string socket_path);
+  ~FakeRuntime();
+  bool Start();
+  void Stop();
+  std::string endpoint() const { return "unix://" + socket_; }
+
+  /** The next `times` calls of `method` (e.g. "CreateContainer") fail with `code`. */
+  void InjectError(const std::string& method, grpc::StatusCode code, int times = 1);
+  void SetDelay(const std::string& method, Duration d);
+  int CallCount(const std::string& method) const;
+  void ResetCalls();
+  void AddImage(const std::string& ref);
+  /** Simulates the container's process exiting. */
+  bool ExitContainer(const std::string& id, int exit_code);
+  std::vector<rt::Container> Containers() const;
+  std::vector<rt::PodSandbox> Sandboxes() const;
+  /** Called (outside the lock) after each successful StartContainer with the container ID. */
+  void SetOnStart(std::function<void(const std::string&)> fn);
+
+  struct State;
+
+ private:
+  class RuntimeImpl;
+  class ImageImpl;
+  std::string socket_;
+  std::shared_ptr<State> state_;
+  std::unique_ptr<RuntimeImpl> runtime_;
+  std::unique_ptr<ImageImpl> image_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace kubelet::testing

@@ -1,0 +1,335 @@
+// The kubelet's sync loop, pod workers, PLEG and runtime manager against the
+// fake CRI runtime over real gRPC: fast, deterministic checks of behaviour
+// that would take minutes on containerd.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "../fake/fake_runtime.h"
+#include "kubelet/api/codec.h"
+#include "kubelet/config/pod_source.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/kubelet/kubelet.h"
+
+namespace kubelet {
+namespace {
+
+using testing::FakeRuntime;
+namespace rt = ::runtime::v1;
+
+template <typename F>
+bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::milliseconds(15000)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+class KubeletFakeRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kfr-" + std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ / "root/pods");
+    fake_ = std::make_unique<FakeRuntime>((dir_ / "cri.sock").string());
+    ASSERT_TRUE(fake_->Start());
+    fake_->AddImage("busybox:1.35");
+    cri::RemoteOptions ro;
+    ro.runtime_endpoint = fake_->endpoint();
+    ro.timeout = std::chrono::seconds(5);
+    ro.metrics = &metrics_;
+    remote_ = cri::NewRemoteRuntime(ro);
+    volumes_ = volumemanager::NewVolumeManager((dir_ / "root/pods").string());
+    kuberuntime::RuntimeManagerOptions rmo;
+    rmo.pod_logs_dir = (dir_ / "logs").string();
+    rmo.pods_dir = (dir_ / "root/pods").string();
+    runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), &recorder_, &metrics_, &clock_}, rmo);
+    ASSERT_TRUE(runtime_->Version().ok());
+  }
+
+  void TearDown() override {
+    if (kubelet_) kubelet_->Stop();
+    kubelet_.reset();
+    fake_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartKubelet() {
+    KubeletOptions o;
+    o.node_name = "node1";
+    o.node_ip = "192.0.2.10";
+    o.root_dir = (dir_ / "root").string();
+    o.config.pod_logs_dir = (dir_ / "logs").string();
+    o.config.sync_frequency = std::chrono::seconds(2);
+    o.pleg_period = std::chrono::milliseconds(100);
+    o.housekeeping_period = std::chrono::milliseconds(200);
+    o.worker_backoff = std::chrono::milliseconds(200);
+    o.pod_worker_threads = 4;
+    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
+    kubelet_->pod_config().AddSource(api::kSourceFile);
+    kubelet_->Start();
+  }
+
+  api::Pod StaticPod(const std::string& name, const std::string& image = "busybox:1.35", const std::string& restart = "Always",
+                     int containers = 1) {
+    nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", name}}}};
+    j["spec"]["restartPolicy"] = restart;
+    j["spec"]["terminationGracePeriodSeconds"] = 1;
+    for (int i = 0; i < containers; ++i)
+      j["spec"]["containers"].push_back({{"name", "c" + std::to_string(i)}, {"image", image}, {"command", {"sleep", "3600"}}});
+    auto pod = config::PrepareStaticPod(j, "/manifests/" + name + ".yaml", true, "node1");
+    EXPECT_TRUE(pod.ok()) << pod.status();
+    return *pod;
+  }
+
+  std::optional<api::Pod> Find(const std::string& name) {
+    for (auto& p : kubelet_->GetPods())
+      if (p.metadata.name == name) return p;
+    return std::nullopt;
+  }
+
+  std::vector<rt::Container> RunningContainers() {
+    std::vector<rt::Container> out;
+    for (auto& c : fake_->Containers())
+      if (c.state() == rt::CONTAINER_RUNNING) out.push_back(c);
+    return out;
+  }
+
+  bool IsRunning(const std::string& name, int restarts = -1) {
+    auto p = Find(name);
+    if (!p || p->status.phase != "Running" || p->status.container_statuses.empty()) return false;
+    for (const auto& c : p->status.container_statuses)
+      if (!c.state.running || (restarts >= 0 && c.restart_count != restarts)) return false;
+    return true;
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_{std::chrono::system_clock::now()};
+  metrics::KubeletMetrics metrics_;
+  events::LoggingRecorder recorder_;
+  std::unique_ptr<FakeRuntime> fake_;
+  std::unique_ptr<cri::RemoteRuntime> remote_;
+  std::unique_ptr<volumemanager::VolumeManager> volumes_;
+  std::unique_ptr<kuberuntime::RuntimeManager> runtime_;
+  std::unique_ptr<Kubelet> kubelet_;
+};
+
+TEST_F(KubeletFakeRuntimeTest, RunsAStaticPodWithUpstreamLabels) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("web", "busybox:1.35", "Always", 2)});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("web-node1", 0); }));
+  auto pod = *Find("web-node1");
+  EXPECT_EQ(pod.status.pod_ip.rfind("10.88.0.", 0), 0u);
+  EXPECT_EQ(pod.status.host_ip, "192.0.2.10");
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);
+  auto sb = fake_->Sandboxes()[0];
+  EXPECT_EQ(sb.labels().at("io.kubernetes.pod.name"), "web-node1");
+  EXPECT_EQ(sb.labels().at("io.kubernetes.pod.namespace"), "default");
+  EXPECT_EQ(sb.labels().at("io.kubernetes.pod.uid"), pod.metadata.uid);
+  auto cs = RunningContainers();
+  ASSERT_EQ(cs.size(), 2u);
+  for (const auto& c : cs) {
+    EXPECT_EQ(c.labels().at("io.kubernetes.pod.uid"), pod.metadata.uid);
+    EXPECT_EQ(c.labels().at("io.kubernetes.container.name"), c.metadata().name());
+    EXPECT_EQ(c.annotations().at("io.kubernetes.container.restartCount"), "0");
+    EXPECT_FALSE(c.annotations().at("io.kubernetes.container.hash").empty());
+  }
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
+  // Steady state: further syncs change nothing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 2);
+}
+
+TEST_F(KubeletFakeRuntimeTest, RestartsAnExitedContainerThenBacksOff) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("crash")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("crash-node1", 0); }));
+  ASSERT_TRUE(fake_->ExitContainer(RunningContainers().at(0).id(), 1));
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("crash-node1", 1); }));  // first restart is immediate
+  ASSERT_TRUE(fake_->ExitContainer(RunningContainers().at(0).id(), 1));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = Find("crash-node1");
+    return p && p->status.container_statuses[0].state.waiting &&
+           p->status.container_statuses[0].state.waiting->reason == "CrashLoopBackOff";
+  }));
+  auto p = *Find("crash-node1");
+  EXPECT_NE(p.status.container_statuses[0].state.waiting->message.find("back-off 10s"), std::string::npos);
+  ASSERT_TRUE(p.status.container_statuses[0].last_termination_state.terminated);
+  EXPECT_EQ(p.status.container_statuses[0].last_termination_state.terminated->exit_code, 1);
+  int creates = fake_->CallCount("CreateContainer");
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // several syncs, all inside the back-off
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), creates);
+  clock_.Step(std::chrono::seconds(15));
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("crash-node1", 2); }));
+}
+
+TEST_F(KubeletFakeRuntimeTest, RuntimeErrorMidSyncIsRetried) {
+  fake_->InjectError("CreateContainer", grpc::UNAVAILABLE, 2);
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("flaky")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("flaky-node1", 0); }));
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 3);
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);  // the sandbox made before the error is reused
+  EXPECT_NE(metrics_.Serialize().find("kubelet_runtime_operations_errors_total{operation_type=\"create_container\"} 2"),
+            std::string::npos);
+}
+
+TEST_F(KubeletFakeRuntimeTest, SandboxFailureIsReportedAndRetried) {
+  fake_->InjectError("RunPodSandbox", grpc::UNKNOWN, 1);
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("sb")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("sb-node1", 0); }));
+  bool saw = false;
+  for (const auto& e : recorder_.Recent()) saw |= e.reason == "FailedCreatePodSandBox";
+  EXPECT_TRUE(saw);
+}
+
+TEST_F(KubeletFakeRuntimeTest, RuntimeRestartKeepsPodsRunning) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("a"), StaticPod("b")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("a-node1", 0) && IsRunning("b-node1", 0); }));
+  auto before = RunningContainers();
+  fake_->Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // PLEG relists fail meanwhile
+  ASSERT_TRUE(fake_->Start());
+  fake_->ResetCalls();
+  ASSERT_TRUE(WaitUntil([&] { return fake_->CallCount("ListContainers") > 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto after = RunningContainers();
+  ASSERT_EQ(after.size(), before.size());
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 0);
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 0);
+  EXPECT_TRUE(IsRunning("a-node1", 0));
+}
+
+TEST_F(KubeletFakeRuntimeTest, RemovedPodIsStoppedAndRemoved) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("keep"), StaticPod("gone")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("keep-node1") && IsRunning("gone-node1"); }));
+  auto gone_uid = Find("gone-node1")->metadata.uid;
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("keep")});
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& s : fake_->Sandboxes())
+      if (s.metadata().uid() == gone_uid) return false;
+    for (const auto& c : fake_->Containers())
+      if (c.labels().at("io.kubernetes.pod.uid") == gone_uid) return false;
+    return true;
+  }));
+  EXPECT_FALSE(Find("gone-node1"));
+  EXPECT_TRUE(IsRunning("keep-node1"));
+  EXPECT_GE(fake_->CallCount("StopContainer"), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "root/pods" / gone_uid));
+}
+
+TEST_F(KubeletFakeRuntimeTest, KubeletRestartAdoptsRunningPods) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("adopt")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("adopt-node1", 0); }));
+  std::string id = RunningContainers().at(0).id();
+  kubelet_->Stop();
+  kubelet_.reset();
+  fake_->ResetCalls();
+  StartKubelet();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the source has not spoken yet: nothing is killed
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("adopt")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("adopt-node1", 0); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(RunningContainers().size(), 1u);
+  EXPECT_EQ(RunningContainers()[0].id(), id);
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 0);
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+}
+
+TEST_F(KubeletFakeRuntimeTest, EditedManifestReplacesThePod) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("web")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("web-node1"); }));
+  auto old_uid = Find("web-node1")->metadata.uid;
+  fake_->AddImage("busybox:1.36");
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("web", "busybox:1.36")});
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = Find("web-node1");
+    if (!p || p->metadata.uid == old_uid || !IsRunning("web-node1")) return false;
+    auto cs = RunningContainers();
+    return cs.size() == 1 && cs[0].labels().at("io.kubernetes.pod.uid") == p->metadata.uid;
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().size() == 1; }));
+}
+
+TEST_F(KubeletFakeRuntimeTest, OrphanedRuntimePodsAreCleanedUpOnceSourcesAreReady) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("orphan")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("orphan-node1"); }));
+  kubelet_->Stop();
+  kubelet_.reset();
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {});  // the manifest went away while the kubelet was down
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty() && fake_->Containers().empty(); }));
+}
+
+TEST_F(KubeletFakeRuntimeTest, ImageErrorsShowUpstreamReasons) {
+  StartKubelet();
+  auto never = StaticPod("never", "missing:1");
+  never.spec.containers[0].image_pull_policy = "Never";
+  kubelet_->OnSnapshot(api::kSourceFile, {never, StaticPod("pull", "absent:2")});
+  auto reason = [&](const std::string& name) -> std::string {
+    auto p = Find(name);
+    if (!p || p->status.container_statuses.empty() || !p->status.container_statuses[0].state.waiting) return "";
+    return p->status.container_statuses[0].state.waiting->reason;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return reason("never-node1") == "ErrImageNeverPull"; }));
+  ASSERT_TRUE(WaitUntil([&] {
+    std::string r = reason("pull-node1");
+    return r == "ErrImagePull" || r == "ImagePullBackOff";
+  }));
+  EXPECT_EQ(Find("pull-node1")->status.phase, "Pending");
+}
+
+TEST_F(KubeletFakeRuntimeTest, CompletedPodWithRestartNeverSucceedsAndStops) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("job", "busybox:1.35", "Never")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("job-node1"); }));
+  ASSERT_TRUE(fake_->ExitContainer(RunningContainers().at(0).id(), 0));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = Find("job-node1");
+    return p && p->status.phase == "Succeeded";
+  }));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = fake_->Sandboxes();
+    return s.size() == 1 && s[0].state() == rt::SANDBOX_NOTREADY;
+  }));
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 1);
+}
+
+TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {
+  KubeletOptions o;
+  StartKubelet();
+  kubelet_->Stop();
+  kubelet_.reset();
+  o.node_name = "node1";
+  o.root_dir = (dir_ / "root").string();
+  o.config.pod_logs_dir = (dir_ / "logs").string();
+  o.config.max_pods = 1;
+  o.pleg_period = std::chrono::milliseconds(100);
+  o.housekeeping_period = std::chrono::milliseconds(200);
+  kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
+  kubelet_->Start();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("one")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("one-node1"); }));
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("one"), StaticPod("two")});
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& e : recorder_.Recent())
+      if (e.reason == "OutOfpods") return true;
+    return false;
+  }));
+  EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+}
+
+}  // namespace
+}  // namespace kubelet
