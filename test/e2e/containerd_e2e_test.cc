@@ -1,0 +1,344 @@
+// End to end on the real stack: our kubelet binary, a private containerd +
+// runc started by the ctest fixture (test/e2e/lab.sh), Debian's CNI bridge
+// plugin, our pause image and a busybox image made offline. Traffic goes
+// only to loopback and into the pod network namespaces this run created.
+#include <gtest/gtest.h>
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/v1/api.grpc.pb.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace rt = ::runtime::v1;
+using json = nlohmann::json;
+
+template <typename F>
+bool WaitUntil(F&& pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+size_t Append(char* d, size_t s, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(d, s * n);
+  return s * n;
+}
+
+std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5) {
+  std::string body;
+  long code = 0;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return {code, body};
+}
+
+std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+class ContainerdE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* lab = std::getenv("KUBELET_E2E_LAB");
+    const char* bin = std::getenv("KUBELET_BINARY");
+    ASSERT_TRUE(lab && bin) << "KUBELET_E2E_LAB and KUBELET_BINARY must be set (ctest sets them)";
+    env_ = ReadEnvFile(std::string(lab) + "/containerd/env");
+    ASSERT_TRUE(env_.count("CONTAINERD_SOCK")) << "the containerd fixture did not start (lab.sh up)";
+    binary_ = bin;
+    work_ = fs::path(lab) / "kubelet";
+    fs::remove_all(work_);
+    fs::create_directories(work_ / "manifests");
+    port_ = FreePort();
+    healthz_port_ = FreePort();
+    std::ofstream(work_ / "config.yaml")
+        << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+        << "staticPodPath: manifests\n"
+        << "containerRuntimeEndpoint: unix://" << env_["CONTAINERD_SOCK"] << "\n"
+        << "address: 127.0.0.1\nport: " << port_ << "\nhealthzPort: " << healthz_port_ << "\n"
+        << "podLogsDir: " << (work_ / "logs").string() << "\n"
+        << "fileCheckFrequency: 5s\n"
+        << "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n";
+    auto ch = grpc::CreateChannel("unix:" + env_["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials());
+    cri_ = rt::RuntimeService::NewStub(ch);
+    StartKubelet();
+  }
+
+  static void TearDownTestSuite() {
+    StopKubelet(SIGTERM);
+    // Leave nothing running: remove every pod this run made.
+    fs::remove_all(work_ / "manifests");
+    if (cri_) {
+      rt::ListPodSandboxRequest req;
+      rt::ListPodSandboxResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      if (cri_->ListPodSandbox(&ctx, req, &resp).ok()) {
+        for (const auto& s : resp.items()) {
+          grpc::ClientContext c1, c2;
+          rt::StopPodSandboxRequest stop;
+          stop.set_pod_sandbox_id(s.id());
+          rt::StopPodSandboxResponse r1;
+          cri_->StopPodSandbox(&c1, stop, &r1);
+          rt::RemovePodSandboxRequest rm;
+          rm.set_pod_sandbox_id(s.id());
+          rt::RemovePodSandboxResponse r2;
+          cri_->RemovePodSandbox(&c2, rm, &r2);
+        }
+      }
+    }
+  }
+
+  static void StartKubelet() {
+    std::string log = (work_ / ("kubelet-" + std::to_string(++starts_) + ".log")).string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      ::chdir(work_.c_str());
+      execl(binary_.c_str(), binary_.c_str(), "--config", (work_ / "config.yaml").c_str(), "--root-dir",
+            (work_ / "root").c_str(), "--cert-dir", (work_ / "pki").c_str(), "--hostname-override", "e2e-node", "--v=2",
+            nullptr);
+      _exit(127);
+    }
+    ASSERT_TRUE(WaitUntil([] { return HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").first == 200; },
+                          std::chrono::seconds(30)))
+        << "kubelet did not become healthy; log: " << log;
+  }
+
+  static void StopKubelet(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  static json Pods() {
+    auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/pods");
+    if (code != 200) return json::array();
+    try {
+      return json::parse(body)["items"];
+    } catch (...) {
+      return json::array();
+    }
+  }
+
+  static json Pod(const std::string& name) {
+    for (const auto& p : Pods())
+      if (p["metadata"]["name"] == name) return p;
+    return nullptr;
+  }
+
+  static bool Running(const json& p, int restarts = -1) {
+    if (p.is_null() || p["status"]["phase"] != "Running") return false;
+    for (const auto& c : p["status"]["containerStatuses"]) {
+      if (!c["state"].contains("running")) return false;
+      if (restarts >= 0 && c["restartCount"] != restarts) return false;
+    }
+    return !p["status"]["containerStatuses"].empty();
+  }
+
+  static std::vector<rt::Container> Containers(const std::string& uid, bool running_only = true) {
+    rt::ListContainersRequest req;
+    (*req.mutable_filter()->mutable_label_selector())["io.kubernetes.pod.uid"] = uid;
+    if (running_only) req.mutable_filter()->mutable_state()->set_state(rt::CONTAINER_RUNNING);
+    rt::ListContainersResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_TRUE(cri_->ListContainers(&ctx, req, &resp).ok());
+    return {resp.containers().begin(), resp.containers().end()};
+  }
+
+  static int Sandboxes(const std::string& uid) {
+    rt::ListPodSandboxRequest req;
+    (*req.mutable_filter()->mutable_label_selector())["io.kubernetes.pod.uid"] = uid;
+    rt::ListPodSandboxResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_TRUE(cri_->ListPodSandbox(&ctx, req, &resp).ok());
+    return resp.items_size();
+  }
+
+  static int ContainerPid(const std::string& id) {
+    rt::ContainerStatusRequest req;
+    req.set_container_id(id);
+    req.set_verbose(true);
+    rt::ContainerStatusResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!cri_->ContainerStatus(&ctx, req, &resp).ok()) return -1;
+    auto it = resp.info().find("info");
+    if (it == resp.info().end()) return -1;
+    return json::parse(it->second).value("pid", -1);
+  }
+
+  static void WriteManifest(const std::string& file, const std::string& text) {
+    std::string tmp = (work_ / "manifests" / ("." + file)).string();
+    std::ofstream(tmp) << text;
+    fs::rename(tmp, work_ / "manifests" / file);
+  }
+
+  static std::string WebManifest(const std::string& greeting) {
+    return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {app: web}\nspec:\n"
+           "  terminationGracePeriodSeconds: 3\n  containers:\n  - name: httpd\n"
+           "    image: kubelet-cpp.local/busybox:1.35\n"
+           "    command: [sh, -c, 'echo \"$GREETING\" > /tmp/index.html; exec httpd -f -p 8080 -h /tmp']\n"
+           "    env: [{name: GREETING, value: '" + greeting + "'}]\n    ports: [{containerPort: 8080}]\n";
+  }
+
+  static inline std::map<std::string, std::string> env_;
+  static inline std::string binary_;
+  static inline fs::path work_;
+  static inline int port_ = 0;
+  static inline int healthz_port_ = 0;
+  static inline pid_t pid_ = -1;
+  static inline int starts_ = 0;
+  static inline std::unique_ptr<rt::RuntimeService::Stub> cri_;
+};
+
+TEST_F(ContainerdE2E, StaticPodLifecycle) {
+  // A broken manifest beside the good one is skipped and changes nothing.
+  WriteManifest("broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: broken\nspec: [\n");
+  WriteManifest("web.yaml", WebManifest("hello e2e"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 0); })) << Pods().dump(2);
+  json pod = Pod("web-e2e-node");
+  std::string uid = pod["metadata"]["uid"];
+  std::string ip = pod["status"]["podIP"];
+  std::string subnet = env_["CNI_SUBNET"];
+  EXPECT_EQ(ip.rfind(subnet.substr(0, subnet.rfind('.')), 0), 0u) << ip << " not in " << subnet;
+  EXPECT_EQ(pod["status"]["containerStatuses"][0]["containerID"].get<std::string>().rfind("containerd://", 0), 0u);
+  EXPECT_FALSE(pod["status"]["containerStatuses"][0]["imageID"].get<std::string>().empty());
+  EXPECT_EQ(Pods().size(), 1u);  // the broken manifest did not become a pod
+
+  // The container serves on the pod network (into the netns this run made).
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet("http://" + ip + ":8080/index.html").second == "hello e2e\n"; },
+                        std::chrono::seconds(20)));
+
+  // Labels other CRI tools read.
+  auto cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].labels().at("io.kubernetes.pod.name"), "web-e2e-node");
+  EXPECT_EQ(cs[0].labels().at("io.kubernetes.pod.namespace"), "default");
+  EXPECT_EQ(cs[0].labels().at("io.kubernetes.container.name"), "httpd");
+  std::string first_id = cs[0].id();
+
+  // Killing the container's process restarts it with restartCount 1.
+  int pid = ContainerPid(first_id);
+  ASSERT_GT(pid, 1);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 1); })) << Pod("web-e2e-node").dump(2);
+  pod = Pod("web-e2e-node");
+  EXPECT_EQ(pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 137);
+  cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  std::string second_id = cs[0].id();
+  EXPECT_NE(second_id, first_id);
+
+  // Killing and restarting the kubelet keeps the container.
+  StopKubelet(SIGKILL);
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 1); }));
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // several syncs and housekeeping rounds
+  cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].id(), second_id);
+  EXPECT_EQ(Sandboxes(uid), 1);
+
+  // A broken manifest appearing now changes nothing either.
+  WriteManifest("broken2.yaml", "kind: Pod\nmetadata: {name: noimage}\nspec:\n  containers: [{name: c}]\n");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].id(), second_id);
+
+  // Editing the manifest replaces the pod.
+  WriteManifest("web.yaml", WebManifest("edited"));
+  std::string new_uid;
+  ASSERT_TRUE(WaitUntil([&] {
+    json p = Pod("web-e2e-node");
+    if (!Running(p) || p["metadata"]["uid"] == uid) return false;
+    new_uid = p["metadata"]["uid"];
+    return true;
+  }));
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; })) << "old pod not removed";
+  std::string new_ip = Pod("web-e2e-node")["status"]["podIP"];
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet("http://" + new_ip + ":8080/index.html").second == "edited\n"; },
+                        std::chrono::seconds(20)));
+
+  // Removing it stops the pod within its grace period (3s; busybox httpd ignores SIGTERM).
+  auto removed_at = std::chrono::steady_clock::now();
+  fs::remove(work_ / "manifests" / "web.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Containers(new_uid).empty(); }, std::chrono::seconds(20)));
+  double stop_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - removed_at).count();
+  EXPECT_LT(stop_secs, 3.0 + 5.0) << "grace period 3s";
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(new_uid) == 0 && Pods().empty(); }, std::chrono::seconds(20)));
+  EXPECT_FALSE(fs::exists(work_ / "root/pods" / new_uid));
+}
+
+TEST_F(ContainerdE2E, MetricsPassPromtoolAndHealthz) {
+  auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics");
+  ASSERT_EQ(code, 200);
+  for (const char* name : {"kubelet_running_pods", "kubelet_running_containers", "kubelet_pod_start_duration_seconds",
+                           "kubelet_pleg_relist_duration_seconds", "kubelet_runtime_operations_total",
+                           "kubelet_runtime_operations_duration_seconds", "kubelet_started_pods_total"})
+    EXPECT_NE(body.find(name), std::string::npos) << name;
+  std::string file = (work_ / "metrics.txt").string();
+  std::ofstream(file) << body;
+  int rc = std::system(("promtool check metrics < " + file + " > " + file + ".lint 2>&1").c_str());
+  std::ifstream lint(file + ".lint");
+  std::string out((std::istreambuf_iterator<char>(lint)), {});
+  EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
+  EXPECT_EQ(HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").second, "ok");
+  EXPECT_EQ(HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/healthz").second, "ok");
+}
+
+}  // namespace
