@@ -40,8 +40,12 @@ void PodConfig::OnSnapshot(const std::string& source, std::vector<api::Pod> pods
       }
       next.emplace(uid, std::move(p));
     }
+    // Removals go first: a replaced static pod's old instance is marked
+    // terminating before its successor is seen.
+    std::vector<PodChange> removes;
     for (auto& [uid, p] : current)
-      if (!next.count(uid)) changes.push_back({PodOp::kRemove, p});
+      if (!next.count(uid)) removes.push_back({PodOp::kRemove, p});
+    changes.insert(changes.begin(), std::make_move_iterator(removes.begin()), std::make_move_iterator(removes.end()));
     current = std::move(next);
   }
   // Always notify: the first, possibly empty, snapshot is what marks a source ready.

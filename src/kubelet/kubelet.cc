@@ -316,6 +316,14 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
 
 absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
   auto start = std::chrono::steady_clock::now();
+  // Two instances of one static pod never run at once (think etcd's data dir):
+  // the new one starts when the old one is gone, as upstream.
+  if (api::IsStaticPod(pod) && workers_->OtherInstanceTerminating(pod.FullName(), pod.metadata.uid)) {
+    KLOG_V(log_, 2)("Pod is waiting for the previous instance to terminate pod=\"{}\"", PodDesc(pod));
+    kuberuntime::PodStatus rs;
+    if (auto st = RefreshStatus(pod, &rs); !st.ok()) return st.status();
+    return false;
+  }
   kuberuntime::PodStatus rs;
   auto st = RefreshStatus(pod, &rs);
   if (!st.ok()) return st.status();

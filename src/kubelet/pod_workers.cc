@@ -77,6 +77,15 @@ bool PodWorkers::IsDone(const std::string& uid) const {
   return it != pods_.end() && it->second.phase == Phase::kDone;
 }
 
+bool PodWorkers::OtherInstanceTerminating(const std::string& full_name, const std::string& uid) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [u, st] : pods_)
+    if (u != uid && st.pod && st.pod->FullName() == full_name &&
+        (st.phase == Phase::kTerminating || st.phase == Phase::kTerminated))
+      return true;
+  return false;
+}
+
 void PodWorkers::ForgetDone(const std::function<bool(const std::string&)>& keep) {
   std::lock_guard<std::mutex> l(mu_);
   for (auto it = pods_.begin(); it != pods_.end();) {
@@ -167,6 +176,14 @@ void PodWorkers::Work() {
         st.pending = true;
       } else if (phase == Phase::kTerminated && st.phase == Phase::kTerminated) {
         st.phase = Phase::kDone;
+        // A newer instance of the same static pod may be waiting for this one.
+        if (st.pod) {
+          for (auto& [other_uid, other] : pods_)
+            if (other_uid != uid && other.phase == Phase::kSyncing && other.pod && other.pod->FullName() == st.pod->FullName()) {
+              other.pending = true;
+              Enqueue(other_uid, other);
+            }
+        }
       }
     }
     if (st.pending) {

@@ -252,6 +252,13 @@ TEST_F(KubeletFakeRuntimeTest, EditedManifestReplacesThePod) {
   ASSERT_TRUE(WaitUntil([&] { return IsRunning("web-node1"); }));
   auto old_uid = Find("web-node1")->metadata.uid;
   fake_->AddImage("busybox:1.36");
+  // The old instance takes a while to stop; the new one must not start before it is gone.
+  fake_->SetDelay("StopContainer", std::chrono::milliseconds(500));
+  std::atomic<int> overlaps{0};
+  fake_->SetOnStart([&](const std::string&) {
+    for (const auto& c : fake_->Containers())
+      if (c.labels().at("io.kubernetes.pod.uid") == old_uid && c.state() == rt::CONTAINER_RUNNING) overlaps++;
+  });
   kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("web", "busybox:1.36")});
   ASSERT_TRUE(WaitUntil([&] {
     auto p = Find("web-node1");
@@ -260,6 +267,8 @@ TEST_F(KubeletFakeRuntimeTest, EditedManifestReplacesThePod) {
     return cs.size() == 1 && cs[0].labels().at("io.kubernetes.pod.uid") == p->metadata.uid;
   }));
   ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().size() == 1; }));
+  EXPECT_EQ(overlaps.load(), 0) << "two instances of one static pod ran at once";
+  fake_->SetOnStart(nullptr);
 }
 
 TEST_F(KubeletFakeRuntimeTest, OrphanedRuntimePodsAreCleanedUpOnceSourcesAreReady) {

@@ -46,6 +46,8 @@ class PodWorkers {
   bool IsTerminating(const std::string& uid) const;
   /** True once the pod finished terminating and cleaning up. */
   bool IsDone(const std::string& uid) const;
+  /** True while another UID with this full name is still terminating: a static pod waits for its previous instance. */
+  bool OtherInstanceTerminating(const std::string& full_name, const std::string& uid) const;
   /** Drops finished workers not in `keep`. */
   void ForgetDone(const std::function<bool(const std::string&)>& keep);
   size_t Size() const;
