@@ -52,7 +52,13 @@ void PodWorkers::UpdatePod(UpdateType type, const std::string& uid, std::optiona
       // The same UID came back after it was torn down: start it afresh.
       s = State{};
     }
-    if (s.phase != Phase::kSyncing) return;
+    if (s.phase != Phase::kSyncing) {
+      if (type == UpdateType::kCreate) {
+        s.restart_when_done = true;
+        if (pod) s.pod = std::move(pod);
+      }
+      return;
+    }
     if (pod) s.pod = std::move(pod);
   }
   s.pending = true;
@@ -124,7 +130,9 @@ void PodWorkers::Work() {
       if (delayed_.empty()) {
         cv_.wait(l);
       } else {
-        cv_.wait_until(l, delayed_.begin()->first);
+        // Copy the deadline: the map node may be erased by another worker while we wait.
+        auto until = delayed_.begin()->first;
+        cv_.wait_until(l, until);
       }
       continue;
     }
@@ -176,6 +184,13 @@ void PodWorkers::Work() {
         st.pending = true;
       } else if (phase == Phase::kTerminated && st.phase == Phase::kTerminated) {
         st.phase = Phase::kDone;
+        if (st.restart_when_done) {
+          st.phase = Phase::kSyncing;
+          st.restart_when_done = false;
+          st.grace.reset();
+          st.pending = true;
+          st.pending_type = UpdateType::kCreate;
+        }
         // A newer instance of the same static pod may be waiting for this one.
         if (st.pod) {
           for (auto& [other_uid, other] : pods_)

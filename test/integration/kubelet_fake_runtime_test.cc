@@ -226,6 +226,18 @@ TEST_F(KubeletFakeRuntimeTest, RemovedPodIsStoppedAndRemoved) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "root/pods" / gone_uid));
 }
 
+TEST_F(KubeletFakeRuntimeTest, PodReaddedWhileTerminatingRunsAgain) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("back")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("back-node1"); }));
+  fake_->SetDelay("StopContainer", std::chrono::milliseconds(300));
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("back")});  // same manifest, same UID, back at once
+  ASSERT_TRUE(WaitUntil([&] { return fake_->CallCount("StopContainer") >= 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("back-node1") && RunningContainers().size() == 1; }));
+  EXPECT_NE(metrics_.Serialize().find("kubelet_restarted_pods_total{static=\"true\"} 1"), std::string::npos);
+}
+
 TEST_F(KubeletFakeRuntimeTest, KubeletRestartAdoptsRunningPods) {
   StartKubelet();
   kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("adopt")});

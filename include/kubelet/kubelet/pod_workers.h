@@ -62,6 +62,8 @@ class PodWorkers {
     bool in_flight = false;
     bool queued = false;
     std::optional<int64_t> grace;
+    // Re-added (same UID) while it was being torn down: start again once done.
+    bool restart_when_done = false;
     // The one resync that counts; older entries in delayed_ are stale and skipped.
     std::chrono::steady_clock::time_point due{};
   };

@@ -1,0 +1,183 @@
+// Pod start latency on the real stack (containerd + runc + CNI bridge): from a
+// manifest written into staticPodPath to the container running (the runtime's
+// own started_at), for 1, 30 and 110 pods written at once; and the kubelet's
+// RSS and CPU seconds per minute idle and with 110 pods.
+//   usage (as root, lab started by bench/run-containerd.sh):
+//     KUBELET_E2E_LAB=... KUBELET_BINARY=... kubelet_bench_containerd [window_seconds]
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "runtime/v1/api.grpc.pb.h"
+
+namespace fs = std::filesystem;
+namespace rt = ::runtime::v1;
+
+namespace {
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
+  return v[std::min(idx, v.size() - 1)];
+}
+
+struct Usage {
+  double rss_mib;
+  double cpu_seconds;
+};
+
+Usage ReadUsage(pid_t pid) {
+  Usage u{0, 0};
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) u.rss_mib = std::stod(line.substr(6)) / 1024.0;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream rest(all.substr(all.rfind(')') + 2));
+  std::vector<std::string> f;
+  std::string x;
+  while (rest >> x) f.push_back(x);
+  // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the comm).
+  if (f.size() > 12) u.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
+  return u;
+}
+
+std::map<std::string, std::string> ReadEnv(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (auto eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int window = argc > 1 ? std::atoi(argv[1]) : 60;
+  const char* lab = std::getenv("KUBELET_E2E_LAB");
+  const char* bin = std::getenv("KUBELET_BINARY");
+  if (!lab || !bin) {
+    std::fprintf(stderr, "set KUBELET_E2E_LAB and KUBELET_BINARY (bench/run-containerd.sh does)\n");
+    return 2;
+  }
+  auto env = ReadEnv(std::string(lab) + "/containerd/env");
+  fs::path work = fs::path(lab) / "bench";
+  fs::remove_all(work);
+  fs::create_directories(work / "manifests");
+  std::ofstream(work / "config.yaml") << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                                      << "staticPodPath: " << (work / "manifests").string() << "\n"
+                                      << "containerRuntimeEndpoint: unix://" << env["CONTAINERD_SOCK"] << "\n"
+                                      << "address: 127.0.0.1\nport: 21250\nhealthzPort: 21248\n"
+                                      << "podLogsDir: " << (work / "logs").string() << "\n";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open((work / "kubelet.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(bin, bin, "--config", (work / "config.yaml").c_str(), "--root-dir", (work / "root").c_str(), "--cert-dir",
+          (work / "pki").c_str(), "--hostname-override", "bench", nullptr);
+    _exit(127);
+  }
+  auto cri = rt::RuntimeService::NewStub(grpc::CreateChannel("unix:" + env["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials()));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+
+  auto measure = [&](const char* what) {
+    Usage a = ReadUsage(pid);
+    std::this_thread::sleep_for(std::chrono::seconds(window));
+    Usage b = ReadUsage(pid);
+    std::printf("%-28s RSS %7.1f MiB   CPU %6.3f s/min (over %d s)\n", what, b.rss_mib,
+                (b.cpu_seconds - a.cpu_seconds) * 60.0 / window, window);
+  };
+  measure("idle, 0 pods:");
+
+  std::printf("\npod start latency on containerd (manifest written -> container started_at)\n");
+  std::printf("%6s %10s %10s %10s %14s\n", "pods", "p50 ms", "p99 ms", "max ms", "all running s");
+  int round = 0;
+  for (int n : {1, 30, 110}) {
+    ++round;
+    std::map<std::string, int64_t> written;
+    int64_t t0 = NowNanos();
+    for (int i = 0; i < n; ++i) {
+      std::string name = "b" + std::to_string(round) + "-" + std::to_string(i);
+      std::string tmp = (work / "manifests" / ("." + name)).string();
+      std::ofstream(tmp) << "apiVersion: v1\nkind: Pod\nmetadata: {name: " << name
+                         << "}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n"
+                            "  - {name: c, image: 'kubelet-cpp.local/busybox:1.35', command: [sleep, '36000']}\n";
+      written[name + "-bench"] = NowNanos();
+      fs::rename(tmp, work / "manifests" / (name + ".yaml"));
+    }
+    std::vector<double> lat;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      rt::ListContainersRequest req;
+      req.mutable_filter()->mutable_state()->set_state(rt::CONTAINER_RUNNING);
+      rt::ListContainersResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      if (!cri->ListContainers(&ctx, req, &resp).ok()) continue;
+      int found = 0;
+      for (const auto& c : resp.containers())
+        if (written.count(c.labels().at("io.kubernetes.pod.name"))) ++found;
+      if (found == n) {
+        for (const auto& c : resp.containers()) {
+          auto it = written.find(c.labels().at("io.kubernetes.pod.name"));
+          if (it == written.end()) continue;
+          rt::ContainerStatusRequest sreq;
+          sreq.set_container_id(c.id());
+          rt::ContainerStatusResponse sresp;
+          grpc::ClientContext sctx;
+          cri->ContainerStatus(&sctx, sreq, &sresp);
+          lat.push_back((sresp.status().started_at() - it->second) / 1e6);
+        }
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    double all_s = (NowNanos() - t0) / 1e9;
+    if (lat.size() != static_cast<size_t>(n)) {
+      std::fprintf(stderr, "only %zu of %d pods ran; see %s\n", lat.size(), n, (work / "kubelet.log").c_str());
+      kill(pid, SIGTERM);
+      return 1;
+    }
+    std::printf("%6d %10.1f %10.1f %10.1f %14.1f\n", n, Percentile(lat, 50), Percentile(lat, 99), Percentile(lat, 100), all_s);
+    if (n == 110) {
+      std::printf("\n");
+      measure("steady, 110 pods:");
+    }
+    for (const auto& e : fs::directory_iterator(work / "manifests")) fs::remove(e.path());
+    auto t1 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() < deadline) {
+      rt::ListPodSandboxRequest req;
+      rt::ListPodSandboxResponse resp;
+      grpc::ClientContext ctx;
+      if (cri->ListPodSandbox(&ctx, req, &resp).ok() && resp.items_size() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (n == 110)
+      std::printf("teardown of 110 pods: %.1f s\n",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count());
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  return 0;
+}

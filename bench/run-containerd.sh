@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the containerd benchmark on a private containerd (needs root).
+#   usage: bench/run-containerd.sh [BUILD_DIR] [window_seconds]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+window=${2:-60}
+lab=$build/bench-lab
+trap 'bash "$root/test/e2e/lab.sh" down "$lab" >/dev/null 2>&1 || true' EXIT
+bash "$root/test/e2e/lab.sh" up "$lab" "$build/bin/pause"
+KUBELET_E2E_LAB=$lab KUBELET_BINARY=$build/bin/kubelet "$build/bin/kubelet_bench_containerd" "$window"
