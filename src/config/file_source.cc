@@ -71,8 +71,8 @@ class FileSource : public PodSource {
       if (n <= 0) continue;
       if (fds[0].revents & POLLIN) {
         Drain();
-        // Editors write a file in several steps: wait briefly so one change is read once.
-        ::poll(nullptr, 0, 50);
+        // Coalesce a burst of events (many files written at once) into one scan.
+        ::poll(nullptr, 0, 5);
         Drain();
         dirty = true;
       }
@@ -135,11 +135,18 @@ class FileSource : public PodSource {
     std::vector<api::Pod> pods;
     std::map<std::string, std::string> seen_names;  // full name -> file
     std::map<std::string, std::string> errors;
+    std::map<std::string, api::Pod> good;
     for (const auto& f : files) {
       auto pod = ReadManifest(f);
       if (!pod.ok()) {
         errors[f] = std::string(pod.status().message());
-        continue;
+        // A manifest that breaks (or is caught half-written) keeps its last good
+        // pod running, as upstream's file source keeps it in its store.
+        auto last = last_good_.find(f);
+        if (last == last_good_.end()) continue;
+        pod = last->second;
+      } else {
+        good[f] = *pod;
       }
       auto [it, inserted] = seen_names.emplace(pod->FullName(), f);
       if (!inserted) {
@@ -156,6 +163,9 @@ class FileSource : public PodSource {
         log_->error("Could not process manifest file, skipping it path=\"{}\" err=\"{}\"", f, e);
     }
     last_errors_ = errors;
+    for (const auto& [f, _] : errors)
+      if (auto it = last_good_.find(f); it != last_good_.end() && !good.count(f)) good[f] = it->second;
+    last_good_ = std::move(good);
     fn_(api::kSourceFile, std::move(pods));
   }
 
@@ -183,6 +193,7 @@ class FileSource : public PodSource {
   int watch_ = -1;
   bool missing_logged_ = false;
   std::map<std::string, std::string> last_errors_;
+  std::map<std::string, api::Pod> last_good_;  // file -> last pod it described without error
 };
 
 }  // namespace

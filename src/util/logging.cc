@@ -33,7 +33,7 @@ std::shared_ptr<spdlog::logger> Get(const std::string& component) {
   std::lock_guard<std::mutex> l(g_mu);
   if (auto existing = spdlog::get(component)) return existing;
   auto logger = std::make_shared<spdlog::logger>(component, Sink());
-  logger->set_level(spdlog::level::trace);
+  logger->set_level(spdlog::get_level());
   spdlog::register_logger(logger);
   return logger;
 }

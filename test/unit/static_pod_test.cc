@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "kubelet/api/codec.h"
 #include "kubelet/config/pod_source.h"
@@ -151,6 +152,29 @@ TEST_F(FileSourceTest, InotifySeesAddsEditsAndRemovals) {
   }));
   std::filesystem::remove(dir_ / "a.yaml");
   ASSERT_TRUE(collector_.WaitFor([](const auto& pods) { return pods.size() == 1 && pods[0].metadata.name == "b-n1"; }));
+}
+
+TEST_F(FileSourceTest, ABrokenEditKeepsTheLastGoodPod) {
+  Write("a.yaml", Pod("a"));
+  StartSource(std::chrono::hours(1));
+  std::string uid;
+  ASSERT_TRUE(collector_.WaitFor([&](const auto& pods) {
+    if (pods.size() != 1) return false;
+    uid = pods[0].metadata.uid;
+    return true;
+  }));
+  Write("b.yaml", Pod("b"));
+  Write("a.yaml", "kind: Pod\nmetadata: [\n");  // broken edit
+  ASSERT_TRUE(collector_.WaitFor([](const auto& pods) { return pods.size() == 2; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool kept = false;
+  collector_.WaitFor([&](const auto& pods) {
+    for (const auto& p : pods) kept |= p.metadata.uid == uid;
+    return true;
+  });
+  EXPECT_TRUE(kept) << "a broken edit must not remove the running pod";
+  std::filesystem::remove(dir_ / "a.yaml");
+  ASSERT_TRUE(collector_.WaitFor([](const auto& pods) { return pods.size() == 1; }));
 }
 
 TEST_F(FileSourceTest, MissingFolderIsAnEmptySourceUntilItAppears) {
