@@ -11,6 +11,9 @@
 #include "kubelet/config/pod_source.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/server/server.h"
+
+#include <curl/curl.h>
 
 namespace kubelet {
 namespace {
@@ -69,6 +72,7 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     o.housekeeping_period = std::chrono::milliseconds(200);
     o.worker_backoff = std::chrono::milliseconds(200);
     o.pod_worker_threads = 4;
+    o.gc_period = gc_period_;
     kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
     kubelet_->pod_config().AddSource(api::kSourceFile);
     kubelet_->Start();
@@ -107,6 +111,7 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     return true;
   }
 
+  Duration gc_period_ = std::chrono::minutes(1);
   std::filesystem::path dir_;
   FakeClock clock_{std::chrono::system_clock::now()};
   metrics::KubeletMetrics metrics_;
@@ -350,6 +355,85 @@ TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {
     return false;
   }));
   EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+}
+
+TEST_F(KubeletFakeRuntimeTest, GarbageCollectKeepsOnlyTheNewestDeadContainer) {
+  gc_period_ = std::chrono::milliseconds(300);
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("gc")});
+  for (int restarts = 1; restarts <= 2; ++restarts) {
+    ASSERT_TRUE(WaitUntil([&] { return IsRunning("gc-node1", restarts - 1); }));
+    ASSERT_TRUE(fake_->ExitContainer(RunningContainers().at(0).id(), 1));
+    clock_.Step(std::chrono::minutes(6));  // past any back-off
+    ASSERT_TRUE(WaitUntil([&] { return IsRunning("gc-node1", restarts); }));
+  }
+  // Two dead instances existed; GC keeps the newest one beside the running one.
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Containers().size() == 2; }));
+  EXPECT_EQ(RunningContainers().size(), 1u);
+  auto p = *Find("gc-node1");
+  EXPECT_TRUE(p.status.container_statuses[0].last_termination_state.terminated.has_value());
+}
+
+size_t CurlAppend(char* d, size_t s, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(d, s * n);
+  return s * n;
+}
+
+std::pair<long, std::string> HttpsGet(int port, const std::string& path) {
+  std::string body;
+  long code = 0;
+  CURL* c = curl_easy_init();
+  std::string url = "https://127.0.0.1:" + std::to_string(port) + path;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlAppend);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return {code, body};
+}
+
+TEST_F(KubeletFakeRuntimeTest, ServerAuthenticatesAndServesPods) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("srv")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("srv-node1"); }));
+  auto serve = [&](const std::string& authn, const std::string& mode) {
+    server::KubeletServerOptions so;
+    so.cert_dir = (dir_ / "pki").string();
+    so.node_name = "node1";
+    so.config.address = "127.0.0.1";
+    so.config.port = 0;
+    so.config.healthz_port = 0;
+    if (!authn.empty()) so.config.authentication = nlohmann::json::parse(authn);
+    if (!mode.empty()) so.config.authorization = {{"mode", mode}};
+    return std::make_unique<server::KubeletServer>(kubelet_.get(), runtime_.get(), &metrics_, so);
+  };
+  // Upstream defaults: anonymous off, webhook authorization: no credentials, no entry.
+  auto defaults = serve("", "");
+  ASSERT_TRUE(defaults->Start().ok());
+  EXPECT_EQ(HttpsGet(defaults->port(), "/pods").first, 401);
+  defaults->Stop();
+  auto webhook = serve(R"({"anonymous":{"enabled":true}})", "Webhook");
+  ASSERT_TRUE(webhook->Start().ok());
+  auto denied = HttpsGet(webhook->port(), "/metrics");
+  EXPECT_EQ(denied.first, 403);
+  EXPECT_EQ(denied.second, "Forbidden (user=system:anonymous, verb=get, resource=nodes, subresource=metrics)");
+  webhook->Stop();
+  auto open = serve(R"({"anonymous":{"enabled":true}})", "AlwaysAllow");
+  ASSERT_TRUE(open->Start().ok());
+  auto pods = HttpsGet(open->port(), "/pods");
+  ASSERT_EQ(pods.first, 200);
+  auto list = nlohmann::json::parse(pods.second);
+  EXPECT_EQ(list["kind"], "PodList");
+  ASSERT_EQ(list["items"].size(), 1u);
+  EXPECT_EQ(list["items"][0]["status"]["phase"], "Running");
+  EXPECT_EQ(HttpsGet(open->port(), "/healthz").second, "ok");
+  auto running = nlohmann::json::parse(HttpsGet(open->port(), "/runningpods/").second);
+  EXPECT_EQ(running["items"][0]["metadata"]["name"], "srv-node1");
+  EXPECT_EQ(HttpsGet(open->port(), "/nope").first, 404);
+  open->Stop();
 }
 
 }  // namespace
