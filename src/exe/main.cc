@@ -42,7 +42,13 @@ int main(int argc, char** argv) {
     std::cout << "Kubernetes " << kKubeletVersion << "\n";
     return 0;
   }
-  log::Init(opts->flags.verbosity);
+  int verbosity = opts->flags.verbosity;
+  // logging.verbosity in the config file applies unless --v was given, as upstream.
+  bool v_flag = false;
+  for (const auto& a : args) v_flag |= a.rfind("--v=", 0) == 0 || a == "--v" || a.rfind("-v=", 0) == 0 || a == "-v";
+  if (!v_flag && opts->config.logging.contains("verbosity") && opts->config.logging["verbosity"].is_number_integer())
+    verbosity = opts->config.logging["verbosity"].get<int>();
+  log::Init(verbosity);
   auto logger = log::Get("kubelet");
   const auto& cfg = opts->config;
   const auto& flags = opts->flags;

@@ -72,16 +72,13 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
     return Response{500, "text/plain; charset=utf-8",
                     "[+]ping ok\n[+]log ok\n[-]syncloop failed: reason withheld\nhealthz check failed\n", {}};
   }));
-  s->Handle("/pods", wrap("pods", [this](const Request&) {
+  Handler pods = wrap("pods", [this](const Request&) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto& p : kubelet_->GetPods()) items.push_back(api::EncodePod(p));
     return Json({{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}, {"items", items}});
-  }));
-  s->Handle("/pods/", wrap("pods", [this](const Request&) {
-    nlohmann::json items = nlohmann::json::array();
-    for (const auto& p : kubelet_->GetPods()) items.push_back(api::EncodePod(p));
-    return Json({{"kind", "PodList"}, {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()}, {"items", items}});
-  }));
+  });
+  s->Handle("/pods", pods);
+  s->Handle("/pods/", pods);
   s->Handle("/metrics", wrap("metrics", [this](const Request&) {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
   }));
