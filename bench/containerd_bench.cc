@@ -73,6 +73,7 @@ std::map<std::string, std::string> ReadEnv(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   int window = argc > 1 ? std::atoi(argv[1]) : 60;
   const char* lab = std::getenv("KUBELET_E2E_LAB");
   const char* bin = std::getenv("KUBELET_BINARY");

@@ -3,7 +3,7 @@
 #   usage: bench/run-containerd.sh [BUILD_DIR] [window_seconds]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$root/build}
+build=$(realpath "${1:-$root/build}")
 window=${2:-60}
 lab=$build/bench-lab
 trap 'bash "$root/test/e2e/lab.sh" down "$lab" >/dev/null 2>&1 || true' EXIT

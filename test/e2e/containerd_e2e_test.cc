@@ -293,12 +293,33 @@ TEST_F(ContainerdE2E, StaticPodLifecycle) {
   EXPECT_EQ(cs[0].id(), second_id);
   EXPECT_EQ(Sandboxes(uid), 1);
 
+  // containerd restarting under the kubelet: the container keeps running and
+  // the kubelet reconnects (CRI calls answer again, status stays current).
+  const char* lab = std::getenv("KUBELET_E2E_LAB");
+  std::string script = fs::path(__FILE__).parent_path().parent_path().parent_path() / "deploy/lab/containerd-restart.sh";
+  ASSERT_EQ(std::system(("bash " + script + " " + std::string(lab) + "/containerd").c_str()), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto now = Containers(uid);
+    return now.size() == 1 && now[0].id() == second_id;
+  }));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 1); }));
+  EXPECT_EQ(HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").second, "ok");
+  // Proof the kubelet talks to the new containerd: a crash is seen and restarted.
+  pid = ContainerPid(second_id);
+  ASSERT_GT(pid, 1);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 2); })) << Pod("web-e2e-node").dump(2);
+  cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  std::string current_id = cs[0].id();
+
   // A broken manifest appearing now changes nothing either.
   WriteManifest("broken2.yaml", "kind: Pod\nmetadata: {name: noimage}\nspec:\n  containers: [{name: c}]\n");
   std::this_thread::sleep_for(std::chrono::seconds(2));
   cs = Containers(uid);
   ASSERT_EQ(cs.size(), 1u);
-  EXPECT_EQ(cs[0].id(), second_id);
+  EXPECT_EQ(cs[0].id(), current_id);
 
   // Editing the manifest replaces the pod.
   WriteManifest("web.yaml", WebManifest("edited"));
