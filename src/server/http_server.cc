@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <mutex>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -36,7 +38,13 @@ const char* StatusText(int code) {
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 201: return "Created";
     case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
     case 413: return "Request Entity Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -137,6 +145,10 @@ HttpServer::~HttpServer() { Stop(); }
 void HttpServer::Handle(const std::string& path, Handler handler) { handlers_[path] = std::move(handler); }
 
 absl::Status HttpServer::Start() {
+  // OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a client that hangs up
+  // first (before our close_notify) must not kill the process with SIGPIPE.
+  static std::once_flag sigpipe_once;
+  std::call_once(sigpipe_once, [] { ::signal(SIGPIPE, SIG_IGN); });
   if (o_.tls) {
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) return absl::InternalError("TLS: " + OpenSSLError());
@@ -331,6 +343,25 @@ void HttpServer::Serve(int fd) {
       keep_alive = v == "keep-alive" || (keep_alive && v != "close");
     }
     std::ostringstream out;
+    if (resp.stream) {
+      out << "HTTP/1.1 " << resp.status << " " << StatusText(resp.status) << "\r\n"
+          << "Content-Type: " << resp.content_type << "\r\n"
+          << "Transfer-Encoding: chunked\r\nConnection: " << (keep_alive ? "keep-alive" : "close") << "\r\n";
+      for (const auto& [k, v] : resp.headers) out << k << ": " << v << "\r\n";
+      out << "\r\n";
+      if (!conn.WriteAll(out.str())) return;
+      bool alive = true;
+      resp.stream([&](const std::string& chunk) {
+        if (!alive || stop_) return false;
+        if (chunk.empty()) return true;
+        std::ostringstream c;
+        c << std::hex << chunk.size() << "\r\n" << chunk << "\r\n";
+        alive = conn.WriteAll(c.str());
+        return alive;
+      });
+      if (!alive || !conn.WriteAll("0\r\n\r\n") || !keep_alive) return;
+      continue;
+    }
     out << "HTTP/1.1 " << resp.status << " " << StatusText(resp.status) << "\r\n"
         << "Content-Type: " << resp.content_type << "\r\n"
         << "Content-Length: " << (req.method == "HEAD" ? 0 : resp.body.size()) << "\r\n"

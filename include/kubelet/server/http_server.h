@@ -30,11 +30,17 @@ struct Request {
   std::string client_cn;
 };
 
+/** Sends one chunk of a streamed response; false once the client is gone. */
+using ChunkWriter = std::function<bool(const std::string& chunk)>;
+
 struct Response {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::map<std::string, std::string> headers;
+  // When set, the body is streamed with chunked encoding until this returns
+  // (watches, log follows); `body` is ignored.
+  std::function<void(const ChunkWriter& write)> stream;
 };
 
 using Handler = std::function<Response(const Request&)>;
@@ -64,6 +70,8 @@ class HttpServer {
   absl::Status Start();
   void Stop();
   int port() const { return port_; }
+  /** True once Stop() began: long-running stream handlers should return. */
+  bool stopping() const { return stop_.load(); }
 
  private:
   void AcceptLoop();

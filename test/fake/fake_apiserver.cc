@@ -1,0 +1,429 @@
+#include "fake_apiserver.h"
+
+#include <openssl/rand.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "kubelet/util/clock.h"
+
+namespace kubelet::testing {
+namespace {
+
+using json = nlohmann::json;
+using server::Request;
+using server::Response;
+
+const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
+  static const std::map<std::string, std::pair<std::string, std::string>> k = {
+      {"nodes", {"Node", "v1"}},         {"pods", {"Pod", "v1"}},         {"events", {"Event", "v1"}},
+      {"configmaps", {"ConfigMap", "v1"}}, {"secrets", {"Secret", "v1"}}, {"services", {"Service", "v1"}},
+      {"leases", {"Lease", "coordination.k8s.io/v1"}}};
+  return k;
+}
+
+bool ClusterScoped(const std::string& r) { return r == "nodes"; }
+
+Response StatusError(int code, const std::string& reason, const std::string& message) {
+  json st = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
+             {"message", message}, {"reason", reason}, {"code", code}};
+  return Response{code, "application/json", st.dump(), {}};
+}
+
+Response Ok(const json& j, int code = 200) { return Response{code, "application/json", j.dump(), {}}; }
+
+std::string NewUID() {
+  unsigned char b[16];
+  RAND_bytes(b, sizeof(b));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  char out[37];
+  std::snprintf(out, sizeof(out), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+                b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+json MergePatch(json target, const json& patch, bool strategic) {
+  if (!patch.is_object()) return patch;
+  if (!target.is_object()) target = json::object();
+  static const std::map<std::string, std::string> kMergeKeys = {
+      {"conditions", "type"}, {"containerStatuses", "name"}, {"initContainerStatuses", "name"},
+      {"ephemeralContainerStatuses", "name"}};
+  for (auto it = patch.begin(); it != patch.end(); ++it) {
+    const std::string& k = it.key();
+    if (!k.empty() && k[0] == '$') continue;  // strategic-merge directives
+    if (it.value().is_null()) {
+      target.erase(k);
+      continue;
+    }
+    auto mk = kMergeKeys.find(k);
+    if (strategic && mk != kMergeKeys.end() && it.value().is_array() && target.contains(k) && target[k].is_array()) {
+      json merged = target[k];
+      for (const auto& item : it.value()) {
+        bool found = false;
+        for (auto& existing : merged)
+          if (existing.is_object() && item.is_object() && existing.value(mk->second, "") == item.value(mk->second, "")) {
+            existing = MergePatch(existing, item, true);
+            found = true;
+          }
+        if (!found) merged.push_back(item);
+      }
+      target[k] = merged;
+      continue;
+    }
+    target[k] = MergePatch(target.contains(k) ? target[k] : json(nullptr), it.value(), strategic);
+  }
+  return target;
+}
+
+bool FieldsMatch(const json& obj, const std::string& selector) {
+  std::stringstream ss(selector);
+  std::string term;
+  while (std::getline(ss, term, ',')) {
+    auto eq = term.find('=');
+    if (eq == std::string::npos) continue;
+    std::string field = term.substr(0, eq), want = term.substr(eq + 1);
+    if (!want.empty() && want[0] == '=') want.erase(0, 1);
+    const json* cur = &obj;
+    std::stringstream fs(field);
+    std::string part;
+    while (std::getline(fs, part, '.')) {
+      if (!cur->is_object() || !cur->contains(part)) {
+        cur = nullptr;
+        break;
+      }
+      cur = &(*cur)[part];
+    }
+    std::string have = cur && cur->is_string() ? cur->get<std::string>() : "";
+    if (have != want) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+FakeApiServer::FakeApiServer(Options o) : o_(std::move(o)) {}
+FakeApiServer::~FakeApiServer() { Stop(); }
+
+bool FakeApiServer::Start() {
+  if (cert_file_.empty() && !server::EnsureSelfSignedCert(o_.cert_dir, "localhost", &cert_file_, &key_file_).ok()) return false;
+  server::ServerOptions so;
+  so.address = "127.0.0.1";
+  so.port = port_ ? port_ : o_.port;
+  so.tls = true;
+  so.tls_options = {cert_file_, key_file_, ""};
+  stopping_ = false;
+  srv_ = std::make_unique<server::HttpServer>(so);
+  srv_->Handle("/api/", [this](const Request& r) { return Handle(r); });
+  srv_->Handle("/apis/", [this](const Request& r) { return Handle(r); });
+  if (!srv_->Start().ok()) return false;
+  port_ = srv_->port();
+  return true;
+}
+
+void FakeApiServer::Stop() {
+  stopping_ = true;
+  cv_.notify_all();
+  if (srv_) srv_->Stop();
+  srv_.reset();
+}
+
+std::string FakeApiServer::url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+
+std::string FakeApiServer::ca_pem() const {
+  std::ifstream in(cert_file_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json FakeApiServer::Stamp(const std::string& resource, json obj, bool create) {
+  auto [kind, version] = Kinds().at(resource);
+  obj["kind"] = kind;
+  obj["apiVersion"] = version;
+  json& m = obj["metadata"];
+  if (create) {
+    m["uid"] = NewUID();
+    m["creationTimestamp"] = FormatRFC3339(std::chrono::system_clock::now());
+    if (!ClusterScoped(resource) && !m.contains("namespace")) m["namespace"] = "default";
+  }
+  m["resourceVersion"] = std::to_string(++rv_);
+  return obj;
+}
+
+void FakeApiServer::Emit(const std::string& type, const std::string& resource, const json& obj) {
+  events_.push_back({rv_, type, resource, obj});
+  while (events_.size() > 10000) {
+    compacted_ = events_.front().rv;
+    events_.pop_front();
+  }
+  cv_.notify_all();
+}
+
+json FakeApiServer::Create(const std::string& resource, const json& obj) {
+  std::lock_guard<std::mutex> l(mu_);
+  json o = Stamp(resource, obj, true);
+  std::string ns = ClusterScoped(resource) ? "" : o["metadata"].value("namespace", "default");
+  store_[resource][Key(ns, o["metadata"]["name"])] = o;
+  Emit("ADDED", resource, o);
+  return o;
+}
+
+std::optional<json> FakeApiServer::Get(const std::string& resource, const std::string& ns, const std::string& name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto r = store_.find(resource);
+  if (r == store_.end()) return std::nullopt;
+  auto it = r->second.find(Key(ClusterScoped(resource) ? "" : ns, name));
+  if (it == r->second.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<json> FakeApiServer::List(const std::string& resource) const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<json> out;
+  auto r = store_.find(resource);
+  if (r != store_.end())
+    for (const auto& [_, o] : r->second) out.push_back(o);
+  return out;
+}
+
+void FakeApiServer::Update(const std::string& resource, const json& obj) {
+  std::lock_guard<std::mutex> l(mu_);
+  json o = Stamp(resource, obj, false);
+  std::string ns = ClusterScoped(resource) ? "" : o["metadata"].value("namespace", "default");
+  store_[resource][Key(ns, o["metadata"]["name"])] = o;
+  Emit("MODIFIED", resource, o);
+}
+
+void FakeApiServer::Remove(const std::string& resource, const std::string& ns, const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& m = store_[resource];
+  auto it = m.find(Key(ClusterScoped(resource) ? "" : ns, name));
+  if (it == m.end()) return;
+  json o = it->second;
+  m.erase(it);
+  o["metadata"]["resourceVersion"] = std::to_string(++rv_);
+  Emit("DELETED", resource, o);
+}
+
+void FakeApiServer::Compact() {
+  std::lock_guard<std::mutex> l(mu_);
+  compacted_ = rv_;
+  events_.clear();
+}
+
+void FakeApiServer::InjectError(const std::string& method, const std::string& resource, int code, int times, int retry_after) {
+  std::lock_guard<std::mutex> l(mu_);
+  errors_[method + " " + resource] = {code, times, retry_after};
+}
+
+int FakeApiServer::Requests(const std::string& method, const std::string& resource) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = requests_.find(method + " " + resource);
+  return it == requests_.end() ? 0 : it->second;
+}
+
+int FakeApiServer::TotalRequests() const {
+  std::lock_guard<std::mutex> l(mu_);
+  int n = 0;
+  for (const auto& [_, c] : requests_) n += c;
+  return n;
+}
+
+Response FakeApiServer::Handle(const Request& req) {
+  // Authentication: the configured bearer token or a verified client certificate.
+  auto auth = req.headers.find("authorization");
+  bool authed = !req.client_cn.empty() || (auth != req.headers.end() && auth->second == "Bearer " + o_.token);
+  if (!authed) return StatusError(401, "Unauthorized", "Unauthorized");
+
+  // /api/v1/... or /apis/<group>/<version>/...
+  std::vector<std::string> seg;
+  std::stringstream ss(req.path);
+  std::string s;
+  while (std::getline(ss, s, '/'))
+    if (!s.empty()) seg.push_back(s);
+  size_t i = seg.size() > 0 && seg[0] == "api" ? 2 : 3;
+  if (seg.size() <= i) return StatusError(404, "NotFound", "the server could not find the requested resource");
+  std::string ns, resource, name, sub;
+  if (seg[i] == "namespaces" && seg.size() > i + 2) {
+    ns = seg[i + 1];
+    i += 2;
+  }
+  resource = seg[i];
+  if (seg.size() > i + 1) name = seg[i + 1];
+  if (seg.size() > i + 2) sub = seg[i + 2];
+  if (!Kinds().count(resource)) return StatusError(404, "NotFound", "the server could not find the requested resource");
+  if (ClusterScoped(resource)) ns = "";
+  bool namespaced_path = !ns.empty();
+
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    requests_[req.method + " " + resource]++;
+    auto e = errors_.find(req.method + " " + resource);
+    if (e != errors_.end() && std::get<1>(e->second) > 0) {
+      std::get<1>(e->second)--;
+      Response r = StatusError(std::get<0>(e->second), std::get<0>(e->second) == 429 ? "TooManyRequests" : "InternalError",
+                               "injected error");
+      if (std::get<2>(e->second) > 0) r.headers["Retry-After"] = std::to_string(std::get<2>(e->second));
+      return r;
+    }
+  }
+
+  if (req.method == "GET" && name.empty()) {
+    if (req.query.count("watch") && (req.query.at("watch") == "true" || req.query.at("watch") == "1"))
+      return Watch(resource, ns, req);
+    std::lock_guard<std::mutex> l(mu_);
+    json items = json::array();
+    std::string fs = req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "";
+    for (const auto& [key, o] : store_[resource]) {
+      if (namespaced_path && o["metadata"].value("namespace", "") != ns) continue;
+      if (!fs.empty() && !FieldsMatch(o, fs)) continue;
+      items.push_back(o);
+    }
+    auto [kind, version] = Kinds().at(resource);
+    return Ok({{"kind", kind + "List"}, {"apiVersion", version},
+               {"metadata", {{"resourceVersion", std::to_string(rv_)}}}, {"items", items}});
+  }
+
+  std::unique_lock<std::mutex> l(mu_);
+  auto& objs = store_[resource];
+  if (req.method == "POST" && name.empty()) {
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (...) {
+      return StatusError(400, "BadRequest", "invalid JSON body");
+    }
+    std::string n = body["metadata"].value("name", "");
+    if (n.empty() && body["metadata"].contains("generateName"))
+      n = body["metadata"]["generateName"].get<std::string>() + NewUID().substr(0, 5);
+    if (n.empty()) return StatusError(422, "Invalid", resource + " \"\" is invalid: metadata.name: Required value");
+    body["metadata"]["name"] = n;
+    if (!ClusterScoped(resource)) body["metadata"]["namespace"] = namespaced_path ? ns : body["metadata"].value("namespace", "default");
+    std::string key = Key(ClusterScoped(resource) ? "" : body["metadata"]["namespace"].get<std::string>(), n);
+    if (objs.count(key)) return StatusError(409, "AlreadyExists", resource + " \"" + n + "\" already exists");
+    json o = Stamp(resource, body, true);
+    objs[key] = o;
+    Emit("ADDED", resource, o);
+    return Ok(o, 201);
+  }
+  std::string key = Key(ns, name);
+  auto it = objs.find(key);
+  if (it == objs.end()) return StatusError(404, "NotFound", resource + " \"" + name + "\" not found");
+  if (req.method == "GET") return Ok(it->second);
+  if (req.method == "PUT" || req.method == "PATCH") {
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (...) {
+      return StatusError(400, "BadRequest", "invalid JSON body");
+    }
+    json next;
+    if (req.method == "PUT") {
+      std::string want = body["metadata"].value("resourceVersion", "");
+      if (!want.empty() && want != it->second["metadata"].value("resourceVersion", ""))
+        return StatusError(409, "Conflict",
+                           "Operation cannot be fulfilled on " + resource + " \"" + name +
+                               "\": the object has been modified; please apply your changes to the latest version and try again");
+      next = body;
+    } else {
+      std::string ct = req.headers.count("content-type") ? req.headers.at("content-type") : "";
+      if (ct != "application/merge-patch+json" && ct != "application/strategic-merge-patch+json")
+        return StatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json");
+      next = MergePatch(it->second, body, ct == "application/strategic-merge-patch+json");
+    }
+    // The status subresource changes only status; the main resource never does (pods, nodes).
+    if (sub == "status") {
+      json keep = it->second;
+      keep["status"] = next.contains("status") ? next["status"] : json::object();
+      next = keep;
+    } else if (resource == "pods" || resource == "nodes") {
+      next["status"] = it->second.contains("status") ? it->second["status"] : json::object();
+    }
+    next["metadata"]["uid"] = it->second["metadata"]["uid"];
+    next["metadata"]["creationTimestamp"] = it->second["metadata"]["creationTimestamp"];
+    json o = Stamp(resource, next, false);
+    it->second = o;
+    Emit("MODIFIED", resource, o);
+    return Ok(o);
+  }
+  if (req.method == "DELETE") {
+    json opts = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+    json& o = it->second;
+    int64_t grace = opts.is_object() && opts.contains("gracePeriodSeconds") ? opts["gracePeriodSeconds"].get<int64_t>() : -1;
+    bool bound = resource == "pods" && !o["spec"].value("nodeName", "").empty();
+    if (bound && grace != 0) {
+      // Graceful: mark it; the kubelet stops it and deletes with grace 0.
+      if (grace < 0) grace = o["spec"].value("terminationGracePeriodSeconds", 30);
+      if (!o["metadata"].contains("deletionTimestamp")) {
+        o["metadata"]["deletionTimestamp"] = FormatRFC3339(std::chrono::system_clock::now() + std::chrono::seconds(grace));
+        o["metadata"]["deletionGracePeriodSeconds"] = grace;
+        o = Stamp(resource, o, false);
+        Emit("MODIFIED", resource, o);
+      }
+      return Ok(o);
+    }
+    json gone = o;
+    objs.erase(it);
+    gone["metadata"]["resourceVersion"] = std::to_string(++rv_);
+    Emit("DELETED", resource, gone);
+    return Ok(gone);
+  }
+  return StatusError(405, "MethodNotAllowed", "method " + req.method + " not allowed");
+}
+
+Response FakeApiServer::Watch(const std::string& resource, const std::string& ns, const Request& req) {
+  std::string fs = req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "";
+  std::string rvq = req.query.count("resourceVersion") ? req.query.at("resourceVersion") : "";
+  int timeout = req.query.count("timeoutSeconds") ? std::atoi(req.query.at("timeoutSeconds").c_str()) : 1800;
+  bool bookmarks = req.query.count("allowWatchBookmarks") && req.query.at("allowWatchBookmarks") == "true";
+  Response r;
+  r.content_type = "application/json";
+  r.stream = [this, resource, ns, fs, rvq, timeout, bookmarks](const server::ChunkWriter& write) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+    auto [kind, version] = Kinds().at(resource);
+    std::unique_lock<std::mutex> l(mu_);
+    int64_t from = rvq.empty() ? rv_ : std::atoll(rvq.c_str());
+    if (!rvq.empty() && rvq != "0" && from < compacted_) {
+      json st = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
+                 {"message", "too old resource version: " + rvq + " (" + std::to_string(compacted_) + ")"},
+                 {"reason", "Expired"}, {"code", 410}};
+      l.unlock();
+      write(json({{"type", "ERROR"}, {"object", st}}).dump() + "\n");
+      return;
+    }
+    std::vector<std::string> out;
+    if (rvq.empty()) {
+      for (const auto& [_, o] : store_[resource])
+        if ((ns.empty() || o["metadata"].value("namespace", "") == ns) && (fs.empty() || FieldsMatch(o, fs)))
+          out.push_back(json({{"type", "ADDED"}, {"object", o}}).dump() + "\n");
+    }
+    auto last_bookmark = std::chrono::steady_clock::now();
+    while (!stopping_) {
+      for (const auto& e : events_) {
+        if (e.rv <= from || e.resource != resource) continue;
+        const json& o = e.object;
+        if (!ns.empty() && o["metadata"].value("namespace", "") != ns) continue;
+        if (!fs.empty() && !FieldsMatch(o, fs)) continue;
+        out.push_back(json({{"type", e.type}, {"object", o}}).dump() + "\n");
+      }
+      from = rv_;
+      if (bookmarks && std::chrono::steady_clock::now() - last_bookmark > std::chrono::seconds(1)) {
+        out.push_back(json({{"type", "BOOKMARK"},
+                            {"object", {{"kind", kind}, {"apiVersion", version},
+                                        {"metadata", {{"resourceVersion", std::to_string(rv_)}}}}}}).dump() + "\n");
+        last_bookmark = std::chrono::steady_clock::now();
+      }
+      l.unlock();
+      for (const auto& line : out)
+        if (!write(line)) return;
+      out.clear();
+      l.lock();
+      if (std::chrono::steady_clock::now() >= deadline) return;
+      cv_.wait_for(l, std::chrono::milliseconds(500), [&] { return stopping_.load() || rv_ > from; });
+    }
+  };
+  return r;
+}
+
+}  // namespace kubelet::testing

@@ -1,0 +1,83 @@
+#pragma once
+// A small, faithful kube-apiserver for tests: HTTPS with bearer-token or
+// client-certificate authentication, resourceVersion on every object, list
+// and chunked watch streams (ADDED/MODIFIED/DELETED, BOOKMARK, ERROR with
+// 410 Expired for a compacted resourceVersion), fieldSelector on
+// spec.nodeName and metadata.name, 409 AlreadyExists/Conflict, JSON merge and
+// strategic merge patch (conditions by type, container statuses by name) on
+// the main resource and the status subresource, graceful pod deletion, Status
+// error objects, and injected errors with Retry-After. Resources: nodes,
+// pods, leases, events, configmaps, secrets, services.
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kubelet/server/http_server.h"
+
+namespace kubelet::testing {
+
+class FakeApiServer {
+ public:
+  struct Options {
+    std::string token = "test-token";
+    std::string cert_dir;  // where the serving certificate is made
+    int port = 0;
+  };
+  explicit FakeApiServer(Options o);
+  ~FakeApiServer();
+  bool Start();
+  void Stop();
+  std::string url() const;
+  /** PEM of the serving certificate, for the kubeconfig's certificate-authority-data. */
+  std::string ca_pem() const;
+  int port() const { return port_; }
+
+  /** Direct access for tests, as an admin client would (bumps resourceVersion, notifies watches). */
+  nlohmann::json Create(const std::string& resource, const nlohmann::json& obj);
+  std::optional<nlohmann::json> Get(const std::string& resource, const std::string& ns, const std::string& name) const;
+  std::vector<nlohmann::json> List(const std::string& resource) const;
+  void Update(const std::string& resource, const nlohmann::json& obj);
+  void Remove(const std::string& resource, const std::string& ns, const std::string& name);
+  /** Watches from a resourceVersion older than this get 410 Expired. */
+  void Compact();
+  /** The next `times` requests with this method on this resource answer `code` (with Retry-After when > 0). */
+  void InjectError(const std::string& method, const std::string& resource, int code, int times, int retry_after = 0);
+  int Requests(const std::string& method, const std::string& resource) const;
+  int TotalRequests() const;
+
+ private:
+  struct Event {
+    int64_t rv;
+    std::string type;
+    std::string resource;
+    nlohmann::json object;
+  };
+  server::Response Handle(const server::Request& req);
+  server::Response Watch(const std::string& resource, const std::string& ns, const server::Request& req);
+  nlohmann::json Stamp(const std::string& resource, nlohmann::json obj, bool create);
+  void Emit(const std::string& type, const std::string& resource, const nlohmann::json& obj);
+  static std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+  Options o_;
+  int port_ = 0;
+  std::string cert_file_, key_file_;
+  std::unique_ptr<server::HttpServer> srv_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t rv_ = 100;
+  int64_t compacted_ = 0;
+  std::map<std::string, std::map<std::string, nlohmann::json>> store_;  // resource -> ns/name -> object
+  std::deque<Event> events_;
+  std::map<std::string, std::tuple<int, int, int>> errors_;  // "METHOD resource" -> code, times, retry-after
+  std::map<std::string, int> requests_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace kubelet::testing
