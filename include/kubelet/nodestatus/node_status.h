@@ -1,0 +1,100 @@
+#pragma once
+// Node registration, node status and the node lease, as upstream's
+// kubelet_node_status.go and nodelease: the Node is created (or taken over)
+// with its labels, taints, capacity, addresses and nodeInfo; its status is
+// computed every nodeStatusUpdateFrequency and patched when it changed or
+// every nodeStatusReportFrequency; the Lease in kube-node-lease is renewed
+// every nodeLeaseDurationSeconds/4.
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <absl/status/status.h>
+#include <nlohmann/json.hpp>
+
+#include "kubelet/client/api_client.h"
+#include "kubelet/util/clock.h"
+#include "kubelet/util/logging.h"
+
+namespace kubelet::nodestatus {
+
+/** Why the node is or is not ready (runtime and network state). */
+struct Readiness {
+  bool runtime_ready = false;
+  bool network_ready = false;
+  std::string message;  // upstream's KubeletNotReady message when not ready
+};
+
+struct NodeOptions {
+  std::string node_name;
+  std::string node_ip;
+  std::string hostname;
+  int kubelet_port = 10250;
+  int max_pods = 110;
+  std::map<std::string, std::string> node_labels;
+  nlohmann::json register_with_taints = nlohmann::json::array();
+  std::map<std::string, std::string> system_reserved;
+  std::map<std::string, std::string> kube_reserved;
+  std::map<std::string, std::string> eviction_hard;
+  std::string root_dir = "/var/lib/kubelet";
+  std::string provider_id;
+  std::string pod_cidr;
+  bool register_node = true;
+  Duration update_frequency = std::chrono::seconds(10);
+  Duration report_frequency = std::chrono::minutes(5);
+  int lease_duration_seconds = 40;
+};
+
+struct NodeProviders {
+  std::function<std::string()> runtime_version;  // "containerd://1.6.20"
+  std::function<Readiness()> readiness;
+  std::function<void(const std::string& reason, const std::string& message, const std::string& type)> node_event;
+};
+
+/** The Node object this kubelet registers (upstream's initialNode), without status times. */
+nlohmann::json InitialNode(const NodeOptions& o);
+/** The node's status now: capacity, allocatable, conditions (keeping transition times of `old`), addresses, nodeInfo. */
+nlohmann::json ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const nlohmann::json& old_status, TimePoint now);
+
+class NodeStatusManager {
+ public:
+  NodeStatusManager(client::ApiClient* api, const Clock* clock, NodeOptions o, NodeProviders p);
+  ~NodeStatusManager();
+  void Start();
+  void Stop();
+  bool Registered() const { return registered_.load(); }
+  /** One registration attempt (create or take over), then one status sync; for tests. */
+  absl::Status RegisterOnce();
+  absl::Status SyncStatusOnce(bool force);
+  absl::Status RenewLeaseOnce();
+  /** The node's UID once registered (owner of mirror pods). */
+  std::string NodeUID() const;
+
+ private:
+  void StatusLoop();
+  void LeaseLoop();
+
+  client::ApiClient* api_;
+  const Clock* clock_;
+  NodeOptions o_;
+  NodeProviders p_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::atomic<bool> registered_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  nlohmann::json last_status_;
+  std::string node_uid_;
+  std::optional<TimePoint> last_report_;
+  std::optional<bool> last_ready_;
+  std::thread status_thread_;
+  std::thread lease_thread_;
+};
+
+}  // namespace kubelet::nodestatus
