@@ -6,7 +6,11 @@
 #include <filesystem>
 #include <iostream>
 
+#include "kubelet/client/api_client.h"
+#include "kubelet/client/kubeconfig.h"
 #include "kubelet/config/kubelet_config.h"
+#include "kubelet/nodestatus/node_status.h"
+#include "kubelet/status/status_syncer.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/events/recorder.h"
 #include "kubelet/kubelet/kubelet.h"
@@ -67,8 +71,21 @@ int main(int argc, char** argv) {
                kKubeletVersion, node_name, node_ip, flags.root_dir);
   if (cfg.static_pod_path.empty() && cfg.static_pod_url.empty() && flags.kubeconfig.empty())
     logger->warn("No pod source configured: set staticPodPath (--pod-manifest-path), staticPodURL or --kubeconfig");
-  if (!flags.kubeconfig.empty())
-    logger->warn("--kubeconfig given: the API server source is not available in this build; running standalone kubeconfig=\"{}\"", flags.kubeconfig);
+  std::unique_ptr<client::ApiClient> api;
+  if (!flags.kubeconfig.empty()) {
+    auto rc = client::LoadKubeconfig(flags.kubeconfig);
+    if (!rc.ok()) {
+      logger->error("Failed to load kubeconfig err=\"{}\"", rc.status().message());
+      return 1;
+    }
+    client::ClientOptions co;
+    co.qps = cfg.kube_api_qps;
+    co.burst = cfg.kube_api_burst;
+    api = client::NewApiClient(*rc, co);
+    logger->info("Connecting to the API server server=\"{}\"", rc->server);
+  } else {
+    logger->info("No --kubeconfig: standalone mode, no API server");
+  }
 
   std::error_code ec;
   for (const auto& dir : {flags.root_dir, flags.root_dir + "/pods", cfg.pod_logs_dir}) {
@@ -103,12 +120,65 @@ int main(int argc, char** argv) {
   rmo.node_name = node_name;
   auto runtime = kuberuntime::NewRuntimeManager({remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock}, rmo);
 
+  std::unique_ptr<status::PodStatusSyncer> syncer;
+  std::unique_ptr<nodestatus::NodeStatusManager> node_status;
+  if (api) {
+    syncer = std::make_unique<status::PodStatusSyncer>(api.get());
+    nodestatus::NodeOptions no;
+    no.node_name = node_name;
+    no.node_ip = node_ip;
+    no.hostname = node_name;
+    no.kubelet_port = cfg.port;
+    no.max_pods = cfg.max_pods;
+    no.node_labels = cfg.node_labels;
+    no.register_with_taints = cfg.register_with_taints;
+    no.system_reserved = cfg.system_reserved;
+    no.kube_reserved = cfg.kube_reserved;
+    no.eviction_hard = cfg.eviction_hard;
+    no.root_dir = flags.root_dir;
+    no.provider_id = cfg.provider_id;
+    no.pod_cidr = cfg.pod_cidr;
+    no.register_node = cfg.register_node;
+    no.update_frequency = cfg.node_status_update_frequency;
+    no.report_frequency = cfg.node_status_report_frequency;
+    no.lease_duration_seconds = cfg.node_lease_duration_seconds;
+    nodestatus::NodeProviders np;
+    auto* rt = runtime.get();
+    np.runtime_version = [rt] {
+      auto v = rt->Version();
+      return v.ok() ? v->runtime_name() + "://" + v->runtime_version() : std::string();
+    };
+    auto* remote_ptr = remote.get();
+    np.readiness = [remote_ptr] {
+      nodestatus::Readiness r;
+      auto st = remote_ptr->Status();
+      if (!st.ok()) {
+        r.message = "container runtime is down: " + std::string(st.status().message());
+        return r;
+      }
+      std::string missing;
+      for (const auto& c : st->status().conditions()) {
+        if (c.type() == "RuntimeReady") r.runtime_ready = c.status();
+        if (c.type() == "NetworkReady") r.network_ready = c.status();
+        if (!c.status())
+          missing += (missing.empty() ? "" : ", ") + c.type() + "=false reason:" + c.reason() + " message:" + c.message();
+      }
+      if (!r.runtime_ready) r.message = "container runtime not ready: " + missing;
+      else if (!r.network_ready) r.message = "container runtime network not ready: " + missing;
+      return r;
+    };
+    np.node_event = [logger](const std::string& reason, const std::string& message, const std::string& type) {
+      logger->info("Event occurred object=\"{}\" kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", "", type, reason, message);
+    };
+    node_status = std::make_unique<nodestatus::NodeStatusManager>(api.get(), &clock, no, np);
+  }
+
   KubeletOptions ko;
   ko.config = cfg;
   ko.node_name = node_name;
   ko.node_ip = node_ip;
   ko.root_dir = flags.root_dir;
-  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics});
+  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get()});
 
   server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name});
   if (auto st = srv.Start(); !st.ok()) {
@@ -134,11 +204,15 @@ int main(int argc, char** argv) {
     wait = std::min(wait * 2, std::chrono::milliseconds(30000));
   }
 
+  if (node_status) node_status->Start();
+  if (syncer) syncer->Start();
   kl.Start();
   while (WaitForSignal(&sigs, std::chrono::milliseconds(1000)) <= 0) {
   }
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
   srv.Stop();
   kl.Stop();
+  if (syncer) syncer->Stop();
+  if (node_status) node_status->Stop();
   return 0;
 }

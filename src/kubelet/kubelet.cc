@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/config/pod_source.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet {
@@ -56,6 +57,10 @@ void Kubelet::Start() {
   if (!c.static_pod_path.empty()) {
     pod_config_->AddSource(api::kSourceFile);
     sources_.push_back(config::NewFileSource(c.static_pod_path, o_.node_name, c.file_check_frequency, snapshot));
+  }
+  if (d_.api) {
+    pod_config_->AddSource(api::kSourceAPI);
+    sources_.push_back(config::NewAPISource(d_.api, o_.node_name, snapshot));
   }
   if (!c.static_pod_url.empty()) {
     pod_config_->AddSource(api::kSourceHTTP);
@@ -147,6 +152,7 @@ void Kubelet::RejectPod(const api::Pod& pod, const std::string& reason, const st
   st.message = message;
   st.start_time = d_.clock->Now();
   status_.SetPodStatus(pod.metadata.uid, st);
+  if (d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
 }
 
 void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
@@ -180,13 +186,19 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         break;
       }
       case config::PodOp::kUpdate: {
-        log_->info("SyncLoop UPDATE pod=\"{}\"", PodDesc(ch.pod));
         {
           std::lock_guard<std::mutex> l(mu_);
           if (!pods_.count(uid)) continue;
           pods_[uid] = ch.pod;
         }
-        workers_->UpdatePod(UpdateType::kUpdate, uid, ch.pod);
+        if (ch.pod.metadata.deletion_timestamp) {
+          // Graceful deletion: stop it with its grace period, write the final status, then delete it.
+          log_->info("SyncLoop DELETE source=\"api\" pod=\"{}\"", PodDesc(ch.pod));
+          workers_->UpdatePod(UpdateType::kKill, uid, ch.pod, ch.pod.metadata.deletion_grace_period_seconds);
+        } else {
+          log_->info("SyncLoop UPDATE pod=\"{}\"", PodDesc(ch.pod));
+          workers_->UpdatePod(UpdateType::kUpdate, uid, ch.pod);
+        }
         break;
       }
       case config::PodOp::kRemove: {
@@ -285,7 +297,13 @@ void Kubelet::GCLoop() {
   }
 }
 
-absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs) {
+bool Kubelet::BeingDeleted(const std::string& uid) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = pods_.find(uid);
+  return it == pods_.end() || it->second.metadata.deletion_timestamp.has_value();
+}
+
+absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs, bool terminal) {
   auto s = d_.runtime->GetPodStatus(pod.metadata.uid, pod.metadata.name, pod.metadata.namespace_);
   if (!s.ok()) return s.status();
   *rs = std::move(*s);
@@ -293,11 +311,13 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.runtime_type = d_.runtime->RuntimeType();
   in.host_ip = o_.node_ip;
   in.now = d_.clock->Now();
+  in.pod_is_terminal = terminal;
   std::string uid = pod.metadata.uid;
   in.waiting_reason = [this, uid](const std::string& c) { return d_.runtime->GetWaitingReason(uid, c); };
   std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
   api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
   status_.SetPodStatus(uid, st);
+  if (d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
   // kubelet_pod_start_duration_seconds: first seen to all containers running, once per pod.
   bool all_running = !st.container_statuses.empty();
   for (const auto& c : st.container_statuses)
@@ -355,20 +375,19 @@ absl::Status Kubelet::SyncTerminatingPod(const std::string& uid, const api::Pod*
   }
   if (pod) {
     kuberuntime::PodStatus rs;
-    auto st = RefreshStatus(*pod, &rs);
+    auto st = RefreshStatus(*pod, &rs, BeingDeleted(uid));
     if (!st.ok()) log_->warn("Unable to refresh final pod status pod=\"{}\" err=\"{}\"", PodDesc(*pod), st.status().message());
   }
   return absl::OkStatus();
 }
 
 absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* pod) {
-  bool desired;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    desired = pods_.count(uid) > 0;
-  }
   // A pod that finished but is still wanted keeps its exited containers for its status.
-  if (desired) return absl::OkStatus();
+  bool deleting = BeingDeleted(uid);
+  if (!deleting) return absl::OkStatus();
+  if (pod && d_.status_syncer && !api::IsStaticPod(*pod)) {
+    if (auto final_status = status_.GetPodStatus(uid)) d_.status_syncer->FinalizeDeletion(*pod, *final_status);
+  }
   auto pods = d_.runtime->GetPods(true);
   if (!pods.ok()) return pods.status();
   for (const auto& rp : *pods) {

@@ -144,8 +144,12 @@ class RuntimeManagerImpl : public RuntimeManager {
   }
 
   std::string RuntimeType() override {
-    std::lock_guard<std::mutex> l(mu_);
-    return runtime_type_.empty() ? "containerd" : runtime_type_;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!runtime_type_.empty()) return runtime_type_;
+    }
+    auto v = Version();  // learns the runtime's name (the containerID prefix)
+    return v.ok() ? v->runtime_name() : "containerd";
   }
 
   absl::StatusOr<std::vector<RuntimePod>> GetPods(bool all) override {

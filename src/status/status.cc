@@ -7,7 +7,7 @@ namespace kubelet::status {
 
 using kuberuntime::ContainerState;
 
-std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses) {
+std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal) {
   int unknown = 0, running = 0, waiting = 0, stopped = 0, succeeded = 0;
   for (const auto& c : pod.spec.containers) {
     auto it = std::find_if(statuses.begin(), statuses.end(), [&](const auto& s) { return s.name == c.name; });
@@ -33,6 +33,8 @@ std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus
   if (waiting > 0) return "Pending";
   if (running > 0 && unknown == 0) return "Running";
   if (running == 0 && stopped > 0 && unknown == 0) {
+    // Upstream leaves static pods out of this (kubernetes#116484).
+    if (pod_is_terminal && !api::IsStaticPod(pod)) return stopped == succeeded ? "Succeeded" : "Failed";
     if (pod.spec.restart_policy == "Always") return "Running";
     if (stopped == succeeded) return "Succeeded";
     if (pod.spec.restart_policy == "Never") return "Failed";
@@ -137,7 +139,7 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
     s.container_statuses.push_back(out);
   }
 
-  s.phase = GetPhase(pod, s.container_statuses);
+  s.phase = GetPhase(pod, s.container_statuses, in.pod_is_terminal);
   s.qos_class = api::QOSClass(pod);
   s.host_ip = in.host_ip;
   if (!in.host_ip.empty()) s.host_ips = {in.host_ip};

@@ -74,3 +74,21 @@ class PodConfig {
 };
 
 }  // namespace kubelet::config
+
+namespace kubelet::client {
+class ApiClient;
+}
+
+namespace kubelet::config {
+
+/**
+ * The api source: lists the pods bound to this node (fieldSelector
+ * spec.nodeName), then watches from the list's resourceVersion with
+ * bookmarks; re-lists on 410 Expired, re-watches after a broken stream (with
+ * back-off). Mirror pods are not pods to run and are left out.
+ */
+std::unique_ptr<PodSource> NewAPISource(client::ApiClient* api, const std::string& node_name, SnapshotFn fn);
+/** Decodes a pod from the API server for the kubelet (config.source=api; status and bookkeeping fields dropped). */
+absl::StatusOr<api::Pod> PrepareAPIPod(nlohmann::json obj);
+
+}  // namespace kubelet::config

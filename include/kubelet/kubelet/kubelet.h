@@ -22,6 +22,7 @@
 #include "kubelet/metrics/metrics.h"
 #include "kubelet/pleg/pleg.h"
 #include "kubelet/status/status_manager.h"
+#include "kubelet/status/status_syncer.h"
 #include "kubelet/util/backoff.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -34,6 +35,9 @@ struct Dependencies {
   volumemanager::VolumeManager* volumes = nullptr;
   events::EventRecorder* recorder = nullptr;
   metrics::KubeletMetrics* metrics = nullptr;
+  // With an API server (--kubeconfig): the api pod source and status writes.
+  client::ApiClient* api = nullptr;
+  status::PodStatusSyncer* status_syncer = nullptr;
 };
 
 struct KubeletOptions {
@@ -85,7 +89,8 @@ class Kubelet {
   absl::StatusOr<bool> SyncPod(const api::Pod& pod, UpdateType type);
   absl::Status SyncTerminatingPod(const std::string& uid, const api::Pod* pod, std::optional<int64_t> grace);
   absl::Status SyncTerminatedPod(const std::string& uid, const api::Pod* pod);
-  absl::StatusOr<api::PodStatus> RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs);
+  absl::StatusOr<api::PodStatus> RefreshStatus(const api::Pod& pod, kuberuntime::PodStatus* rs, bool terminal = false);
+  bool BeingDeleted(const std::string& uid) const;
 
   KubeletOptions o_;
   Dependencies d_;

@@ -15,13 +15,15 @@
 namespace kubelet::status {
 
 /** Upstream's getPhase. */
-std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses);
+std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal = false);
 
 struct StatusInputs {
   std::string runtime_type = "containerd";  // containerID prefix
   std::string host_ip;
   std::function<std::optional<kuberuntime::WaitingReason>(const std::string& container)> waiting_reason;
   TimePoint now;
+  // The pod is being deleted and its containers were stopped: its phase becomes Succeeded or Failed.
+  bool pod_is_terminal = false;
 };
 
 api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodStatus& rs,

@@ -1,0 +1,174 @@
+// The kubelet as a node of a (fake) cluster: the api pod source, pod status
+// writes and graceful deletion, on the fake CRI runtime.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "fake/fake_apiserver.h"
+#include "fake/fake_runtime.h"
+#include "kubelet/client/api_client.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/kubelet/kubelet.h"
+
+namespace kubelet {
+namespace {
+
+using json = nlohmann::json;
+namespace rt = ::runtime::v1;
+
+template <typename F>
+bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::milliseconds(20000)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return pred();
+}
+
+class KubeletAPITest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kapi-int-" + std::to_string(getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ / "root/pods");
+    fake_ = std::make_unique<testing::FakeRuntime>((dir_ / "cri.sock").string());
+    ASSERT_TRUE(fake_->Start());
+    fake_->AddImage("busybox:1.35");
+    testing::FakeApiServer::Options ao;
+    ao.cert_dir = (dir_ / "api").string();
+    apiserver_ = std::make_unique<testing::FakeApiServer>(ao);
+    ASSERT_TRUE(apiserver_->Start());
+    client::RestConfig rc;
+    rc.server = apiserver_->url();
+    rc.ca_pem = apiserver_->ca_pem();
+    rc.bearer_token = "test-token";
+    client::ClientOptions co;
+    co.initial_backoff = std::chrono::milliseconds(50);
+    co.max_retries = 2;
+    co.timeout = std::chrono::seconds(5);
+    api_ = client::NewApiClient(rc, co);
+    cri::RemoteOptions ro;
+    ro.runtime_endpoint = fake_->endpoint();
+    ro.timeout = std::chrono::seconds(5);
+    remote_ = cri::NewRemoteRuntime(ro);
+    volumes_ = volumemanager::NewVolumeManager((dir_ / "root/pods").string());
+    kuberuntime::RuntimeManagerOptions rmo;
+    rmo.pod_logs_dir = (dir_ / "logs").string();
+    rmo.pods_dir = (dir_ / "root/pods").string();
+    runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), &recorder_, &metrics_, &clock_}, rmo);
+    syncer_ = std::make_unique<status::PodStatusSyncer>(api_.get());
+    syncer_->Start();
+    KubeletOptions o;
+    o.node_name = "node1";
+    o.node_ip = "192.0.2.10";
+    o.root_dir = (dir_ / "root").string();
+    o.config.pod_logs_dir = (dir_ / "logs").string();
+    o.pleg_period = std::chrono::milliseconds(100);
+    o.housekeeping_period = std::chrono::milliseconds(200);
+    o.worker_backoff = std::chrono::milliseconds(200);
+    kubelet_ = std::make_unique<Kubelet>(
+        o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_, api_.get(), syncer_.get()});
+    kubelet_->Start();
+  }
+
+  void TearDown() override {
+    kubelet_->Stop();
+    syncer_->Stop();
+    apiserver_->Stop();
+    fake_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  json BoundPod(const std::string& name, const std::string& node = "node1") {
+    return {{"metadata", {{"name", name}, {"namespace", "default"}}},
+            {"spec",
+             {{"nodeName", node},
+              {"terminationGracePeriodSeconds", 5},
+              {"containers", {{{"name", "c"}, {"image", "busybox:1.35"}}}}}}};
+  }
+
+  std::string Phase(const std::string& name) {
+    auto p = apiserver_->Get("pods", "default", name);
+    return p && (*p).contains("status") ? (*p)["status"].value("phase", "") : "";
+  }
+
+  std::filesystem::path dir_;
+  FakeClock clock_{std::chrono::system_clock::now()};
+  metrics::KubeletMetrics metrics_;
+  events::LoggingRecorder recorder_;
+  std::unique_ptr<testing::FakeRuntime> fake_;
+  std::unique_ptr<testing::FakeApiServer> apiserver_;
+  std::unique_ptr<client::ApiClient> api_;
+  std::unique_ptr<cri::RemoteRuntime> remote_;
+  std::unique_ptr<volumemanager::VolumeManager> volumes_;
+  std::unique_ptr<kuberuntime::RuntimeManager> runtime_;
+  std::unique_ptr<status::PodStatusSyncer> syncer_;
+  std::unique_ptr<Kubelet> kubelet_;
+};
+
+TEST_F(KubeletAPITest, RunsBoundPodsAndWritesTheirStatus) {
+  apiserver_->Create("pods", BoundPod("web"));
+  apiserver_->Create("pods", BoundPod("elsewhere", "node2"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("web") == "Running"; }));
+  auto pod = *apiserver_->Get("pods", "default", "web");
+  const json& st = pod["status"];
+  EXPECT_EQ(st["podIP"].get<std::string>().rfind("10.88.0.", 0), 0u);
+  EXPECT_EQ(st["hostIP"], "192.0.2.10");
+  EXPECT_EQ(st["containerStatuses"][0]["ready"], true);
+  EXPECT_EQ(st["containerStatuses"][0]["containerID"].get<std::string>().rfind("fakeruntime://", 0), 0u);
+  std::set<std::string> conds;
+  for (const auto& c : st["conditions"])
+    if (c["status"] == "True") conds.insert(c["type"]);
+  EXPECT_EQ(conds, (std::set<std::string>{"PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"}));
+  // Only the pod bound to this node runs.
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);
+  EXPECT_EQ(fake_->Sandboxes()[0].metadata().name(), "web");
+  EXPECT_EQ(Phase("elsewhere"), "");
+  // No needless writes: a steady pod's status is not patched again.
+  int patches = apiserver_->Requests("PATCH", "pods");
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_EQ(apiserver_->Requests("PATCH", "pods"), patches);
+}
+
+TEST_F(KubeletAPITest, GracefulDeletionStopsWritesFinalStatusAndDeletes) {
+  apiserver_->Create("pods", BoundPod("doomed"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("doomed") == "Running"; }));
+  ASSERT_TRUE(api_->Delete("/api/v1/namespaces/default/pods/doomed", json::object()).ok());  // graceful: 5s
+  ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "default", "doomed"); }));
+  EXPECT_GE(fake_->CallCount("StopContainer"), 1);
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty() && fake_->Containers().empty(); }));
+}
+
+TEST_F(KubeletAPITest, APIServerOutageChangesNothingRunningAndStatusCatchesUp) {
+  apiserver_->Create("pods", BoundPod("steady"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("steady") == "Running"; }));
+  std::string id;
+  for (const auto& c : fake_->Containers()) id = c.id();
+  apiserver_->Stop();
+  ASSERT_TRUE(fake_->ExitContainer(id, 1));  // a crash while the API server is away
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);  // nothing was torn down
+  ASSERT_TRUE(apiserver_->Start());
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = apiserver_->Get("pods", "default", "steady");
+    return p && (*p)["status"]["containerStatuses"][0].value("restartCount", 0) == 1;
+  }));
+  EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
+}
+
+TEST_F(KubeletAPITest, WatchRelistsAfterExpiry) {
+  apiserver_->Create("pods", BoundPod("first"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("first") == "Running"; }));
+  apiserver_->Stop();
+  apiserver_->Compact();  // events the kubelet missed are gone: its next watch gets 410
+  apiserver_->Create("pods", BoundPod("second"));
+  ASSERT_TRUE(apiserver_->Start());
+  ASSERT_TRUE(WaitUntil([&] { return Phase("second") == "Running"; }, std::chrono::milliseconds(40000)));
+}
+
+}  // namespace
+}  // namespace kubelet
