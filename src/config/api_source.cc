@@ -13,8 +13,9 @@ using json = nlohmann::json;
 
 class APISource : public PodSource {
  public:
-  APISource(client::ApiClient* api, std::string node, SnapshotFn fn)
-      : api_(api), node_(std::move(node)), fn_(std::move(fn)), log_(log::Get("api_source")) {}
+  APISource(client::ApiClient* api, std::string node, SnapshotFn fn,
+            std::function<void(std::map<std::string, json>)> on_mirrors)
+      : api_(api), node_(std::move(node)), fn_(std::move(fn)), on_mirrors_(std::move(on_mirrors)), log_(log::Get("api_source")) {}
   ~APISource() override { Stop(); }
 
   void Start() override {
@@ -40,6 +41,7 @@ class APISource : public PodSource {
 
   void Publish() {
     std::vector<api::Pod> pods;
+    std::map<std::string, json> mirrors;
     for (const auto& [uid, obj] : objects_) {
       auto pod = PrepareAPIPod(obj);
       if (!pod.ok()) {
@@ -47,9 +49,13 @@ class APISource : public PodSource {
                     obj["metadata"].value("name", ""), pod.status().message());
         continue;
       }
-      if (pod->metadata.annotations.count(api::kConfigMirrorAnnotation)) continue;  // mirrors of our static pods
+      if (pod->metadata.annotations.count(api::kConfigMirrorAnnotation)) {  // mirrors of our static pods
+        mirrors[pod->FullName()] = obj;
+        continue;
+      }
       pods.push_back(std::move(*pod));
     }
+    if (on_mirrors_) on_mirrors_(std::move(mirrors));
     fn_(api::kSourceAPI, std::move(pods));
   }
 
@@ -127,6 +133,7 @@ class APISource : public PodSource {
   client::ApiClient* api_;
   std::string node_;
   SnapshotFn fn_;
+  std::function<void(std::map<std::string, json>)> on_mirrors_;
   std::shared_ptr<spdlog::logger> log_;
   std::thread thread_;
   std::mutex mu_;
@@ -156,8 +163,9 @@ absl::StatusOr<api::Pod> PrepareAPIPod(json obj) {
   return api::DecodePod(obj);
 }
 
-std::unique_ptr<PodSource> NewAPISource(client::ApiClient* api, const std::string& node_name, SnapshotFn fn) {
-  return std::make_unique<APISource>(api, node_name, std::move(fn));
+std::unique_ptr<PodSource> NewAPISource(client::ApiClient* api, const std::string& node_name, SnapshotFn fn,
+                                        std::function<void(std::map<std::string, json>)> on_mirrors) {
+  return std::make_unique<APISource>(api, node_name, std::move(fn), std::move(on_mirrors));
 }
 
 }  // namespace kubelet::config

@@ -178,7 +178,10 @@ int main(int argc, char** argv) {
   ko.node_name = node_name;
   ko.node_ip = node_ip;
   ko.root_dir = flags.root_dir;
-  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get()});
+  auto* ns_ptr = node_status.get();
+  std::function<std::string()> node_uid;
+  if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };
+  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid});
 
   server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name});
   if (auto st = srv.Start(); !st.ok()) {

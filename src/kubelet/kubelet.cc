@@ -60,7 +60,17 @@ void Kubelet::Start() {
   }
   if (d_.api) {
     pod_config_->AddSource(api::kSourceAPI);
-    sources_.push_back(config::NewAPISource(d_.api, o_.node_name, snapshot));
+    mirrors_ = std::make_unique<MirrorPodManager>(d_.api, o_.node_name, d_.node_uid, [this] {
+      std::vector<api::Pod> out;
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [_, p] : pods_)
+        if (api::IsStaticPod(p)) out.push_back(p);
+      return out;
+    });
+    auto* mirrors = mirrors_.get();
+    sources_.push_back(config::NewAPISource(d_.api, o_.node_name, snapshot,
+                                            [mirrors](std::map<std::string, nlohmann::json> m) { mirrors->SetMirrors(std::move(m)); }));
+    mirrors_->Start(o_.mirror_period);
   }
   if (!c.static_pod_url.empty()) {
     pod_config_->AddSource(api::kSourceHTTP);
@@ -84,6 +94,7 @@ void Kubelet::Start() {
 void Kubelet::Stop() {
   if (!started_.exchange(false)) return;
   for (auto& s : sources_) s->Stop();
+  if (mirrors_) mirrors_->Stop();
   pleg_->Stop();
   {
     std::lock_guard<std::mutex> l(loop_mu_);
@@ -385,8 +396,12 @@ absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* 
   // A pod that finished but is still wanted keeps its exited containers for its status.
   bool deleting = BeingDeleted(uid);
   if (!deleting) return absl::OkStatus();
-  if (pod && d_.status_syncer && !api::IsStaticPod(*pod)) {
-    if (auto final_status = status_.GetPodStatus(uid)) d_.status_syncer->FinalizeDeletion(*pod, *final_status);
+  if (pod && d_.status_syncer) {
+    if (api::IsStaticPod(*pod)) {
+      d_.status_syncer->Forget(uid);
+    } else if (auto final_status = status_.GetPodStatus(uid)) {
+      d_.status_syncer->FinalizeDeletion(*pod, *final_status);
+    }
   }
   auto pods = d_.runtime->GetPods(true);
   if (!pods.ok()) return pods.status();

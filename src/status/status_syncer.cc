@@ -45,8 +45,7 @@ void PodStatusSyncer::FinalizeDeletion(const api::Pod& pod, const api::PodStatus
 
 void PodStatusSyncer::Forget(const std::string& uid) {
   std::lock_guard<std::mutex> l(mu_);
-  auto it = entries_.find(uid);
-  if (it != entries_.end() && !it->second.dirty) entries_.erase(it);
+  entries_.erase(uid);
 }
 
 size_t PodStatusSyncer::Pending() const {
@@ -71,6 +70,11 @@ int PodStatusSyncer::SyncOnce() {
     if (!e.mirror) patch["metadata"] = {{"uid", e.uid}};
     auto r = api_->Patch(path + "/status", patch, client::PatchType::kStrategicMerge);
     bool gone = !r.ok() && r.status().code() == absl::StatusCode::kNotFound;
+    if (gone && e.mirror) {
+      // The mirror pod is not there yet (or was deleted): keep the status for when it is.
+      ++failed;
+      continue;
+    }
     if (!r.ok() && !gone) {
       ++failed;
       log_->warn("Failed to update status for pod pod=\"{}/{}\" err=\"{}\"", e.ns, e.name, r.status().message());

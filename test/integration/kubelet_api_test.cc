@@ -8,6 +8,7 @@
 #include "fake/fake_apiserver.h"
 #include "fake/fake_runtime.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/config/pod_source.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/kubelet/kubelet.h"
 
@@ -69,8 +70,10 @@ class KubeletAPITest : public ::testing::Test {
     o.pleg_period = std::chrono::milliseconds(100);
     o.housekeeping_period = std::chrono::milliseconds(200);
     o.worker_backoff = std::chrono::milliseconds(200);
-    kubelet_ = std::make_unique<Kubelet>(
-        o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_, api_.get(), syncer_.get()});
+    o.mirror_period = std::chrono::milliseconds(200);
+    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_,
+                                                         api_.get(), syncer_.get(), [] { return std::string("node-uid-1"); }});
+    kubelet_->pod_config().AddSource(api::kSourceFile);
     kubelet_->Start();
   }
 
@@ -168,6 +171,38 @@ TEST_F(KubeletAPITest, WatchRelistsAfterExpiry) {
   apiserver_->Create("pods", BoundPod("second"));
   ASSERT_TRUE(apiserver_->Start());
   ASSERT_TRUE(WaitUntil([&] { return Phase("second") == "Running"; }, std::chrono::milliseconds(40000)));
+}
+
+TEST_F(KubeletAPITest, StaticPodsGetMirrorPods) {
+  json manifest = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", "etcd"}, {"namespace", "kube-system"}}},
+                   {"spec", {{"containers", {{{"name", "etcd"}, {"image", "busybox:1.35"}}}}}}};
+  auto pod = *config::PrepareStaticPod(manifest, "/etc/kubernetes/manifests/etcd.yaml", true, "node1");
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return apiserver_->Get("pods", "kube-system", "etcd-node1").has_value(); }));
+  auto mirror = *apiserver_->Get("pods", "kube-system", "etcd-node1");
+  EXPECT_EQ(mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"], pod.metadata.uid);
+  EXPECT_EQ(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+  EXPECT_EQ(mirror["metadata"]["ownerReferences"][0]["uid"], "node-uid-1");
+  EXPECT_NE(mirror["metadata"]["uid"], pod.metadata.uid);
+  // The static pod's status lands on its mirror.
+  ASSERT_TRUE(WaitUntil([&] {
+    auto m = apiserver_->Get("pods", "kube-system", "etcd-node1");
+    return m && (*m).contains("status") && (*m)["status"].value("phase", "") == "Running";
+  }));
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);  // the mirror itself is not run
+  // Edits to the mirror change nothing; deleting it brings it back.
+  auto edited = mirror;
+  edited["spec"]["containers"][0]["image"] = "busybox:9.9";
+  apiserver_->Update("pods", edited);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 1);
+  apiserver_->Remove("pods", "kube-system", "etcd-node1");
+  ASSERT_TRUE(WaitUntil([&] { return apiserver_->Get("pods", "kube-system", "etcd-node1").has_value(); }));
+  // The static pod goes: so does its mirror.
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "kube-system", "etcd-node1").has_value(); }));
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty(); }));
 }
 
 }  // namespace

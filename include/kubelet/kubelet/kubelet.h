@@ -17,6 +17,7 @@
 #include "kubelet/config/kubelet_config.h"
 #include "kubelet/config/pod_source.h"
 #include "kubelet/events/recorder.h"
+#include "kubelet/kubelet/mirror_pods.h"
 #include "kubelet/kubelet/pod_workers.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
@@ -38,6 +39,8 @@ struct Dependencies {
   // With an API server (--kubeconfig): the api pod source and status writes.
   client::ApiClient* api = nullptr;
   status::PodStatusSyncer* status_syncer = nullptr;
+  // The Node's UID once registered: owner of mirror pods.
+  std::function<std::string()> node_uid;
 };
 
 struct KubeletOptions {
@@ -49,6 +52,7 @@ struct KubeletOptions {
   Duration pleg_period = std::chrono::seconds(1);
   Duration housekeeping_period = std::chrono::seconds(2);
   Duration gc_period = std::chrono::minutes(1);
+  Duration mirror_period = std::chrono::seconds(2);
   Duration worker_backoff = std::chrono::seconds(10);
   Duration container_backoff_initial = std::chrono::seconds(10);
   Duration container_backoff_max = std::chrono::minutes(5);
@@ -99,6 +103,7 @@ class Kubelet {
   std::vector<std::unique_ptr<config::PodSource>> sources_;
   std::unique_ptr<PodWorkers> workers_;
   std::unique_ptr<pleg::PLEG> pleg_;
+  std::unique_ptr<MirrorPodManager> mirrors_;
   status::StatusManager status_;
   Backoff backoff_;
 

@@ -28,6 +28,7 @@ class PodStatusSyncer {
   void SetStatus(const api::Pod& pod, const api::PodStatus& status);
   /** Writes the final status, then deletes the pod from the API with grace 0 (after a graceful deletion). */
   void FinalizeDeletion(const api::Pod& pod, const api::PodStatus& final_status);
+  /** Drops whatever is pending for the pod (a static pod that is gone, with its mirror). */
   void Forget(const std::string& uid);
   /** Writes everything pending once; for tests. Returns how many writes failed. */
   int SyncOnce();
