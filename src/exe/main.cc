@@ -105,7 +105,16 @@ int main(int argc, char** argv) {
   ro.metrics = &metrics;
   auto remote = cri::NewRemoteRuntime(ro);
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods");
-  events::LoggingRecorder recorder;
+  std::unique_ptr<events::LoggingRecorder> recorder_owner;
+  events::APIRecorder* api_recorder = nullptr;
+  if (api) {
+    auto r = std::make_unique<events::APIRecorder>(api.get(), node_name, cfg.event_record_qps, cfg.event_burst);
+    api_recorder = r.get();
+    recorder_owner = std::move(r);
+  } else {
+    recorder_owner = std::make_unique<events::LoggingRecorder>();
+  }
+  events::LoggingRecorder& recorder = *recorder_owner;
   kuberuntime::RuntimeManagerOptions rmo;
   rmo.pod_logs_dir = cfg.pod_logs_dir;
   rmo.pods_dir = flags.root_dir + "/pods";
@@ -167,10 +176,13 @@ int main(int argc, char** argv) {
       else if (!r.network_ready) r.message = "container runtime network not ready: " + missing;
       return r;
     };
-    np.node_event = [logger](const std::string& reason, const std::string& message, const std::string& type) {
-      logger->info("Event occurred object=\"{}\" kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", "", type, reason, message);
+    auto ns_slot = std::make_shared<nodestatus::NodeStatusManager*>(nullptr);
+    np.node_event = [logger, api_recorder, ns_slot](const std::string& reason, const std::string& message, const std::string& type) {
+      logger->info("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
+      if (api_recorder) api_recorder->NodeEvent(*ns_slot ? (*ns_slot)->NodeUID() : "", type, reason, message);
     };
     node_status = std::make_unique<nodestatus::NodeStatusManager>(api.get(), &clock, no, np);
+    *ns_slot = node_status.get();
   }
 
   KubeletOptions ko;
@@ -207,6 +219,7 @@ int main(int argc, char** argv) {
     wait = std::min(wait * 2, std::chrono::milliseconds(30000));
   }
 
+  if (api_recorder) api_recorder->NodeEvent("", "Normal", "Starting", "Starting kubelet.");
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();

@@ -59,7 +59,8 @@ class KubeletAPITest : public ::testing::Test {
     kuberuntime::RuntimeManagerOptions rmo;
     rmo.pod_logs_dir = (dir_ / "logs").string();
     rmo.pods_dir = (dir_ / "root/pods").string();
-    runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), &recorder_, &metrics_, &clock_}, rmo);
+    recorder_ = std::make_unique<events::APIRecorder>(api_.get(), "node1", 50, 100);
+    runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), recorder_.get(), &metrics_, &clock_}, rmo);
     syncer_ = std::make_unique<status::PodStatusSyncer>(api_.get());
     syncer_->Start();
     KubeletOptions o;
@@ -71,7 +72,7 @@ class KubeletAPITest : public ::testing::Test {
     o.housekeeping_period = std::chrono::milliseconds(200);
     o.worker_backoff = std::chrono::milliseconds(200);
     o.mirror_period = std::chrono::milliseconds(200);
-    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_,
+    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), recorder_.get(), &metrics_,
                                                          api_.get(), syncer_.get(), [] { return std::string("node-uid-1"); }});
     kubelet_->pod_config().AddSource(api::kSourceFile);
     kubelet_->Start();
@@ -80,6 +81,7 @@ class KubeletAPITest : public ::testing::Test {
   void TearDown() override {
     kubelet_->Stop();
     syncer_->Stop();
+    recorder_.reset();
     apiserver_->Stop();
     fake_->Stop();
     std::filesystem::remove_all(dir_);
@@ -101,7 +103,7 @@ class KubeletAPITest : public ::testing::Test {
   std::filesystem::path dir_;
   FakeClock clock_{std::chrono::system_clock::now()};
   metrics::KubeletMetrics metrics_;
-  events::LoggingRecorder recorder_;
+  std::unique_ptr<events::APIRecorder> recorder_;
   std::unique_ptr<testing::FakeRuntime> fake_;
   std::unique_ptr<testing::FakeApiServer> apiserver_;
   std::unique_ptr<client::ApiClient> api_;
@@ -130,6 +132,16 @@ TEST_F(KubeletAPITest, RunsBoundPodsAndWritesTheirStatus) {
   ASSERT_EQ(fake_->Sandboxes().size(), 1u);
   EXPECT_EQ(fake_->Sandboxes()[0].metadata().name(), "web");
   EXPECT_EQ(Phase("elsewhere"), "");
+  // Events went to the API server, as upstream names them.
+  recorder_->Flush();
+  std::set<std::string> reasons;
+  for (const auto& e : apiserver_->List("events"))
+    if (e["involvedObject"]["name"] == "web") {
+      reasons.insert(e["reason"]);
+      EXPECT_EQ(e["source"]["component"], "kubelet");
+      EXPECT_EQ(e["involvedObject"]["uid"], pod["metadata"]["uid"]);
+    }
+  EXPECT_TRUE(reasons.count("Created") && reasons.count("Started") && reasons.count("Pulled")) << json(reasons).dump();
   // No needless writes: a steady pod's status is not patched again.
   int patches = apiserver_->Requests("PATCH", "pods");
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
@@ -203,6 +215,22 @@ TEST_F(KubeletAPITest, StaticPodsGetMirrorPods) {
   kubelet_->OnSnapshot(api::kSourceFile, {});
   ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "kube-system", "etcd-node1").has_value(); }));
   ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty(); }));
+}
+
+TEST_F(KubeletAPITest, RepeatedEventsAreAggregated) {
+  api::Pod pod;
+  pod.metadata.name = "p";
+  pod.metadata.namespace_ = "default";
+  pod.metadata.uid = "u1";
+  for (int i = 0; i < 3; ++i) recorder_->PodEvent(pod, "Warning", "BackOff", "Back-off restarting failed container");
+  recorder_->Flush();
+  int matching = 0;
+  for (const auto& e : apiserver_->List("events"))
+    if (e["reason"] == "BackOff") {
+      ++matching;
+      EXPECT_EQ(e["count"], 3);
+    }
+  EXPECT_EQ(matching, 1);
 }
 
 }  // namespace

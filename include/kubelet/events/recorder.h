@@ -2,7 +2,10 @@
 // Where pod and node events go. Standalone, events are logged and the latest
 // few kept for inspection; with an API server (a later manager) they become
 // core/v1 Events.
+#include <condition_variable>
 #include <deque>
+#include <map>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +61,58 @@ class LoggingRecorder : public EventRecorder {
   size_t capacity_;
   mutable std::mutex mu_;
   std::deque<Event> events_;
+};
+
+}  // namespace kubelet::events
+
+namespace kubelet::client {
+class ApiClient;
+}
+
+namespace kubelet::events {
+
+/**
+ * Events to the API server as core/v1 Events (source component "kubelet"),
+ * aggregated as upstream's correlator does (the same object, reason and
+ * message within 10 minutes bump count and lastTimestamp of one Event),
+ * rate-limited by eventRecordQPS/eventBurst, sent from a bounded queue (past
+ * 1000 queued events new ones are dropped with a log line). Also logs and
+ * keeps recent events like LoggingRecorder.
+ */
+class APIRecorder : public LoggingRecorder {
+ public:
+  APIRecorder(client::ApiClient* api, std::string node_name, double qps, int burst);
+  ~APIRecorder() override;
+  void PodEvent(const api::Pod& pod, const std::string& type, const std::string& reason,
+                const std::string& message) override;
+  void NodeEvent(const std::string& node_uid, const std::string& type, const std::string& reason, const std::string& message);
+  /** Sends what is queued; for tests. */
+  void Flush();
+
+ private:
+  struct Pending {
+    nlohmann::json involved;
+    std::string ns, type, reason, message;
+    TimePoint time;
+  };
+  void Enqueue(Pending p);
+  void Loop();
+  void Send(const Pending& p);
+
+  client::ApiClient* api_;
+  std::string node_;
+  double qps_;
+  double tokens_;
+  int burst_;
+  std::chrono::steady_clock::time_point last_refill_ = std::chrono::steady_clock::now();
+  std::mutex qmu_;
+  std::condition_variable qcv_;
+  std::deque<Pending> queue_;
+  bool stop_ = false;
+  bool busy_ = false;
+  // key -> (event name, count, first time): the correlator's cache, bounded.
+  std::map<std::string, std::tuple<std::string, int, TimePoint>> seen_;
+  std::thread thread_;
 };
 
 }  // namespace kubelet::events
