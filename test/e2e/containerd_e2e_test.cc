@@ -21,6 +21,7 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
+#include "fake/fake_apiserver.h"
 #include "runtime/v1/api.grpc.pb.h"
 
 namespace {
@@ -93,7 +94,7 @@ class ContainerdE2E : public ::testing::Test {
     env_ = ReadEnvFile(std::string(lab) + "/containerd/env");
     ASSERT_TRUE(env_.count("CONTAINERD_SOCK")) << "the containerd fixture did not start (lab.sh up)";
     binary_ = bin;
-    work_ = fs::path(lab) / "kubelet";
+    work_ = fs::path(lab) / WorkName();
     fs::remove_all(work_);
     fs::create_directories(work_ / "manifests");
     port_ = FreePort();
@@ -138,15 +139,22 @@ class ContainerdE2E : public ::testing::Test {
 
   static void StartKubelet() {
     std::string log = (work_ / ("kubelet-" + std::to_string(++starts_) + ".log")).string();
+    std::vector<std::string> args = {binary_, "--config", (work_ / "config.yaml").string(), "--root-dir", (work_ / "root").string(),
+                                     "--cert-dir", (work_ / "pki").string(), "--hostname-override", "e2e-node", "--v=2"};
+    if (!kubeconfig_.empty()) {
+      args.push_back("--kubeconfig");
+      args.push_back(kubeconfig_);
+    }
     pid_ = fork();
     if (pid_ == 0) {
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
       ::chdir(work_.c_str());
-      execl(binary_.c_str(), binary_.c_str(), "--config", (work_ / "config.yaml").c_str(), "--root-dir",
-            (work_ / "root").c_str(), "--cert-dir", (work_ / "pki").c_str(), "--hostname-override", "e2e-node", "--v=2",
-            nullptr);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(binary_.c_str(), argv.data());
       _exit(127);
     }
     ASSERT_TRUE(WaitUntil([] { return HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").first == 200; },
@@ -235,6 +243,8 @@ class ContainerdE2E : public ::testing::Test {
            "    env: [{name: GREETING, value: '" + greeting + "'}]\n    ports: [{containerPort: 8080}]\n";
   }
 
+  static std::string WorkName() { return kubeconfig_.empty() ? "kubelet" : "kubelet-cluster"; }
+  static inline std::string kubeconfig_;
   static inline std::map<std::string, std::string> env_;
   static inline std::string binary_;
   static inline fs::path work_;
@@ -360,6 +370,112 @@ TEST_F(ContainerdE2E, MetricsPassPromtoolAndHealthz) {
   EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
   EXPECT_EQ(HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").second, "ok");
   EXPECT_EQ(HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/healthz").second, "ok");
+}
+
+// The kubelet as a node of a cluster (the project's fake kube-apiserver, in
+// this process) on the real runtime.
+class ClusterE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    const char* lab = std::getenv("KUBELET_E2E_LAB");
+    ASSERT_TRUE(lab);
+    testing_api_dir_ = fs::path(lab) / "apiserver";
+    kubelet::testing::FakeApiServer::Options o;
+    o.cert_dir = testing_api_dir_.string();
+    api_ = std::make_unique<kubelet::testing::FakeApiServer>(o);
+    ASSERT_TRUE(api_->Start());
+    std::string ca = api_->ca_pem();
+    std::string b64;
+    {
+      static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      int val = 0, bits = -6;
+      for (unsigned char c : ca) {
+        val = (val << 8) + c;
+        bits += 8;
+        while (bits >= 0) {
+          b64.push_back(t[(val >> bits) & 0x3F]);
+          bits -= 6;
+        }
+      }
+      if (bits > -6) b64.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
+      while (b64.size() % 4) b64.push_back('=');
+    }
+    kubeconfig_ = (testing_api_dir_ / "kubelet.conf").string();
+    std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
+                               << "clusters:\n- name: c\n  cluster:\n    server: " << api_->url()
+                               << "\n    certificate-authority-data: " << b64 << "\n"
+                               << "users:\n- name: u\n  user:\n    token: test-token\n"
+                               << "contexts:\n- name: k\n  context: {cluster: c, user: u}\n";
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    api_->Stop();
+    kubeconfig_.clear();
+  }
+  static std::string NodeCondition(const std::string& type) {
+    auto node = api_->Get("nodes", "", "e2e-node");
+    if (!node || !(*node).contains("status")) return "";
+    for (const auto& c : (*node)["status"]["conditions"])
+      if (c["type"] == type) return c["status"];
+    return "";
+  }
+  static json ApiPod(const std::string& ns, const std::string& name) {
+    auto p = api_->Get("pods", ns, name);
+    return p ? *p : json(nullptr);
+  }
+  static inline fs::path testing_api_dir_;
+  static inline std::unique_ptr<kubelet::testing::FakeApiServer> api_;
+};
+
+TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutage) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; })) << (api_->Get("nodes", "", "e2e-node") ? api_->Get("nodes", "", "e2e-node")->dump(2) : "no node");
+  auto node = *api_->Get("nodes", "", "e2e-node");
+  EXPECT_EQ(node["status"]["nodeInfo"]["containerRuntimeVersion"].get<std::string>().rfind("containerd://", 0), 0u);
+  EXPECT_EQ(node["metadata"]["labels"]["kubernetes.io/hostname"], "e2e-node");
+  ASSERT_TRUE(WaitUntil([] { return api_->Get("leases", "kube-node-lease", "e2e-node").has_value(); }));
+
+  // A pod bound to this node runs and its status reads Running with a pod IP.
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"bound","namespace":"default"},
+    "spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":2,"containers":[{"name":"c",
+    "image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"]}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "bound");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running" && p["status"].contains("podIP");
+  })) << ApiPod("default", "bound").dump(2);
+  std::string bound_uid = ApiPod("default", "bound")["metadata"]["uid"];
+  ASSERT_EQ(Containers(bound_uid).size(), 1u);
+  std::string bound_id = Containers(bound_uid)[0].id();
+
+  // A static pod shows a mirror pod.
+  WriteManifest("static.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: static, namespace: kube-system}\nspec:\n"
+                               "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n"
+                               "    image: kubelet-cpp.local/busybox:1.35\n    command: [sleep, '3600']\n");
+  ASSERT_TRUE(WaitUntil([] {
+    json m = ApiPod("kube-system", "static-e2e-node");
+    return !m.is_null() && m["metadata"]["annotations"].contains("kubernetes.io/config.mirror") && m.contains("status") &&
+           m["status"].value("phase", "") == "Running";
+  }));
+
+  // The API server away for 30 s changes nothing running.
+  api_->Stop();
+  std::this_thread::sleep_for(std::chrono::seconds(30));
+  ASSERT_EQ(Containers(bound_uid).size(), 1u);
+  EXPECT_EQ(Containers(bound_uid)[0].id(), bound_id);
+  ASSERT_TRUE(api_->Start());
+  std::string renew = (*api_->Get("leases", "kube-node-lease", "e2e-node"))["spec"]["renewTime"];
+  ASSERT_TRUE(WaitUntil([&] { return (*api_->Get("leases", "kube-node-lease", "e2e-node"))["spec"]["renewTime"] != renew; }));
+  EXPECT_EQ(NodeCondition("Ready"), "True");
+  EXPECT_EQ(Containers(bound_uid)[0].id(), bound_id);
+
+  // Deleting the pod (as kubectl delete pod does) stops its container and removes it.
+  std::string del = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                    "/api/v1/namespaces/default/pods/bound > /dev/null";
+  ASSERT_EQ(std::system(del.c_str()), 0);
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("default", "bound").is_null(); }));
+  ASSERT_TRUE(WaitUntil([&] { return Containers(bound_uid).empty() && Sandboxes(bound_uid) == 0; }));
+  fs::remove(work_ / "manifests" / "static.yaml");
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("kube-system", "static-e2e-node").is_null(); }));
 }
 
 }  // namespace
