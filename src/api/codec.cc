@@ -215,8 +215,13 @@ Container DecodeContainer(const json& c, const std::string& p) {
     EnvVar v;
     Str(e, "name", ep, &v.name);
     Str(e, "value", ep, &v.value);
+    if (Field(e, "valueFrom")) v.value_from = Obj(e, "valueFrom", ep);
     out.env.push_back(std::move(v));
   });
+  if (const json* ef = Field(c, "envFrom")) {
+    if (!ef->is_array()) Fail(Join(p, "envFrom"), "array", *ef);
+    out.env_from = *ef;
+  }
   Each(c, "ports", p, [&](const json& e, const std::string& ep) {
     ContainerPort port;
     Str(e, "name", ep, &port.name);
@@ -496,6 +501,8 @@ absl::StatusOr<Pod> DecodePod(const json& obj) {
     Str(spec, "hostname", "spec", &pod.spec.hostname);
     Str(spec, "subdomain", "spec", &pod.spec.subdomain);
     Str(spec, "runtimeClassName", "spec", &pod.spec.runtime_class_name);
+    Str(spec, "serviceAccountName", "spec", &pod.spec.service_account_name);
+    Bool(spec, "enableServiceLinks", "spec", &pod.spec.enable_service_links);
     if (Field(spec, "priority")) {
       int32_t prio = 0;
       Int(spec, "priority", "spec", &prio);

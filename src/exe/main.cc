@@ -127,7 +127,11 @@ int main(int argc, char** argv) {
   rmo.cpu_cfs_quota_period = cfg.cpu_cfs_quota_period;
   rmo.machine_memory_bytes = MachineMemoryBytes();
   rmo.node_name = node_name;
-  auto runtime = kuberuntime::NewRuntimeManager({remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock}, rmo);
+  rmo.node_ip = node_ip;
+  std::unique_ptr<kuberuntime::EnvSource> env_source;
+  if (api) env_source = kuberuntime::NewAPIEnvSource(api.get());
+  auto runtime = kuberuntime::NewRuntimeManager(
+      {remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock, env_source.get()}, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
   std::unique_ptr<nodestatus::NodeStatusManager> node_status;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 #include <set>
 #include <sstream>
 
@@ -330,7 +331,7 @@ class RuntimeManagerImpl : public RuntimeManager {
 
     for (size_t idx : a.containers_to_start) {
       const api::Container& c = pod.spec.containers[idx];
-      absl::Status st = StartContainer(pod, c, status, sandbox_id, sandbox_config, *volumes, hosts_file, backoff);
+      absl::Status st = StartContainer(pod, c, status, sandbox_id, sandbox_config, *volumes, hosts_file, pod_ips, backoff);
       if (st.ok()) {
         result.started_any = true;
       } else if (result.error.ok()) {
@@ -613,7 +614,7 @@ class RuntimeManagerImpl : public RuntimeManager {
   absl::Status StartContainer(const api::Pod& pod, const api::Container& c, const PodStatus& status,
                               const std::string& sandbox_id, const PodSandboxConfig& sandbox_config,
                               const std::map<std::string, std::string>& volumes, const std::string& hosts_file,
-                              Backoff* backoff) {
+                              const std::vector<std::string>& pod_ips, Backoff* backoff) {
     const ContainerStatus* prev = status.FindContainer(c.name);
     // Crash-loop back-off, keyed like upstream's getStableKey.
     if (prev && prev->state == ContainerState::kExited && backoff) {
@@ -634,7 +635,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       return image_ref.status();
     }
     int32_t restart_count = prev ? prev->restart_count + 1 : 0;
-    auto config = BuildContainerConfig(pod, c, restart_count, *image_ref, volumes, hosts_file);
+    auto config = BuildContainerConfig(pod, c, restart_count, *image_ref, volumes, hosts_file, pod_ips);
     if (!config.ok()) {
       d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + std::string(config.status().message()));
       SetReason(pod, c.name, "CreateContainerConfigError", std::string(config.status().message()));
@@ -666,18 +667,24 @@ class RuntimeManagerImpl : public RuntimeManager {
   absl::StatusOr<ContainerConfig> BuildContainerConfig(const api::Pod& pod, const api::Container& c,
                                                        int32_t restart_count, const std::string& image_ref,
                                                        const std::map<std::string, std::string>& volumes,
-                                                       const std::string& hosts_file) {
+                                                       const std::string& hosts_file, const std::vector<std::string>& pod_ips) {
     ContainerConfig cfg;
     cfg.mutable_metadata()->set_name(c.name);
     cfg.mutable_metadata()->set_attempt(static_cast<uint32_t>(restart_count));
     cfg.mutable_image()->set_image(image_ref);
     cfg.mutable_image()->set_user_specified_image(c.image);
+    PodEnvContext ectx;
+    ectx.host_ip = o_.node_ip;
+    ectx.pod_ips = pod_ips;
+    ectx.node_allocatable_milli_cpu = static_cast<int64_t>(std::thread::hardware_concurrency()) * 1000;
+    ectx.node_allocatable_memory = o_.machine_memory_bytes;
+    auto envs = MakeEnvironment(pod, c, d_.env_source, ectx);
+    if (!envs.ok()) return envs.status();
     std::map<std::string, std::string> env;
-    for (const auto& e : c.env) {
-      std::string v = Expand(e.value, env);
-      env[e.name] = v;
+    for (const auto& [k, v] : *envs) {
+      env[k] = v;
       auto* kv = cfg.add_envs();
-      kv->set_key(e.name);
+      kv->set_key(k);
       kv->set_value(v);
     }
     for (const auto& s : c.command) cfg.add_command(Expand(s, env));

@@ -37,6 +37,7 @@ struct FakeRuntime::State {
   std::map<std::string, rt::PodSandboxStatus> sandboxes;
   std::map<std::string, rt::ContainerStatus> containers;
   std::map<std::string, std::string> container_sandbox;
+  std::map<std::string, rt::ContainerConfig> configs;
   std::set<std::string> sandbox_names;  // reserved names, as containerd's name index
   std::map<std::string, rt::Image> images;  // by ref
   std::function<void(const std::string&)> on_start;
@@ -186,6 +187,7 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     c.set_log_path(sb->second.metadata().name() + "/" + cfg.log_path());
     s_->containers[c.id()] = c;
     s_->container_sandbox[c.id()] = sb->first;
+    s_->configs[c.id()] = cfg;
     resp->set_container_id(c.id());
     return grpc::Status::OK;
   }
@@ -431,6 +433,13 @@ std::vector<rt::PodSandbox> FakeRuntime::Sandboxes() const {
     out.push_back(x);
   }
   return out;
+}
+
+std::optional<rt::ContainerConfig> FakeRuntime::ConfigOf(const std::string& id) const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  auto it = state_->configs.find(id);
+  if (it == state_->configs.end()) return std::nullopt;
+  return it->second;
 }
 
 void FakeRuntime::SetOnStart(std::function<void(const std::string&)> fn) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -40,6 +41,8 @@ class FakeRuntime {
   bool ExitContainer(const std::string& id, int exit_code);
   std::vector<rt::Container> Containers() const;
   std::vector<rt::PodSandbox> Sandboxes() const;
+  /** The config a container was created with. */
+  std::optional<rt::ContainerConfig> ConfigOf(const std::string& id) const;
   /** Called (outside the lock) after each successful StartContainer with the container ID. */
   void SetOnStart(std::function<void(const std::string&)> fn);
 

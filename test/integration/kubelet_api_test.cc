@@ -11,6 +11,7 @@
 #include "kubelet/config/pod_source.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/kuberuntime/env.h"
 
 namespace kubelet {
 namespace {
@@ -60,7 +61,10 @@ class KubeletAPITest : public ::testing::Test {
     rmo.pod_logs_dir = (dir_ / "logs").string();
     rmo.pods_dir = (dir_ / "root/pods").string();
     recorder_ = std::make_unique<events::APIRecorder>(api_.get(), "node1", 50, 100);
-    runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), recorder_.get(), &metrics_, &clock_}, rmo);
+    rmo.node_ip = "192.0.2.10";
+    env_source_ = kuberuntime::NewAPIEnvSource(api_.get());
+    runtime_ = kuberuntime::NewRuntimeManager(
+        {remote_.get(), remote_.get(), volumes_.get(), recorder_.get(), &metrics_, &clock_, env_source_.get()}, rmo);
     syncer_ = std::make_unique<status::PodStatusSyncer>(api_.get());
     syncer_->Start();
     KubeletOptions o;
@@ -109,6 +113,7 @@ class KubeletAPITest : public ::testing::Test {
   std::unique_ptr<client::ApiClient> api_;
   std::unique_ptr<cri::RemoteRuntime> remote_;
   std::unique_ptr<volumemanager::VolumeManager> volumes_;
+  std::unique_ptr<kuberuntime::EnvSource> env_source_;
   std::unique_ptr<kuberuntime::RuntimeManager> runtime_;
   std::unique_ptr<status::PodStatusSyncer> syncer_;
   std::unique_ptr<Kubelet> kubelet_;
@@ -215,6 +220,52 @@ TEST_F(KubeletAPITest, StaticPodsGetMirrorPods) {
   kubelet_->OnSnapshot(api::kSourceFile, {});
   ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "kube-system", "etcd-node1").has_value(); }));
   ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty(); }));
+}
+
+TEST_F(KubeletAPITest, EnvironmentFromConfigMapsSecretsDownwardAPIAndServices) {
+  apiserver_->Create("secrets", {{"metadata", {{"name", "creds"}, {"namespace", "default"}}}, {"data", {{"password", "aHVudGVyMg=="}}}});
+  apiserver_->Create("services", {{"metadata", {{"name", "kubernetes"}, {"namespace", "default"}}},
+                                  {"spec", {{"clusterIP", "10.96.0.1"}, {"ports", {{{"name", "https"}, {"port", 443}, {"protocol", "TCP"}}}}}}});
+  json pod = BoundPod("envy");
+  pod["metadata"]["labels"] = {{"app", "envy"}};
+  pod["spec"]["containers"][0]["envFrom"] = {{{"configMapRef", {{"name", "settings"}}}, {"prefix", "CFG_"}}};
+  pod["spec"]["containers"][0]["resources"] = {{"limits", {{"memory", "64Mi"}}}};
+  pod["spec"]["containers"][0]["env"] = json::parse(R"J([
+    {"name":"PASSWORD","valueFrom":{"secretKeyRef":{"name":"creds","key":"password"}}},
+    {"name":"POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}},
+    {"name":"APP","valueFrom":{"fieldRef":{"fieldPath":"metadata.labels['app']"}}},
+    {"name":"POD_IP","valueFrom":{"fieldRef":{"fieldPath":"status.podIP"}}},
+    {"name":"MEM_MI","valueFrom":{"resourceFieldRef":{"resource":"limits.memory","divisor":"1Mi"}}},
+    {"name":"GREETING","value":"hello $(CFG_WHO) from $(POD_NAME)"},
+    {"name":"OPT","valueFrom":{"configMapKeyRef":{"name":"absent","key":"k","optional":true}}}])J");
+  apiserver_->Create("pods", pod);
+  // The ConfigMap does not exist yet: CreateContainerConfigError, as upstream.
+  ASSERT_TRUE(WaitUntil([&] {
+    json p = *apiserver_->Get("pods", "default", "envy");
+    return p.contains("status") && p["status"]["containerStatuses"][0]["state"].contains("waiting") &&
+           p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError";
+  }));
+  EXPECT_EQ((*apiserver_->Get("pods", "default", "envy"))["status"]["containerStatuses"][0]["state"]["waiting"]["message"],
+            "configmap \"settings\" not found");
+  apiserver_->Create("configmaps", {{"metadata", {{"name", "settings"}, {"namespace", "default"}}}, {"data", {{"WHO", "cfg"}}}});
+  ASSERT_TRUE(WaitUntil([&] { return Phase("envy") == "Running"; }));
+  std::map<std::string, std::string> env;
+  for (const auto& c : fake_->Containers()) {
+    auto config = fake_->ConfigOf(c.id());
+    ASSERT_TRUE(config.has_value());
+    for (const auto& kv : config->envs()) env[kv.key()] = kv.value();
+  }
+  EXPECT_EQ(env["CFG_WHO"], "cfg");
+  EXPECT_EQ(env["PASSWORD"], "hunter2");
+  EXPECT_EQ(env["POD_NAME"], "envy");
+  EXPECT_EQ(env["APP"], "envy");
+  EXPECT_EQ(env["POD_IP"].rfind("10.88.0.", 0), 0u);
+  EXPECT_EQ(env["MEM_MI"], "64");
+  EXPECT_EQ(env["GREETING"], "hello cfg from envy");
+  EXPECT_FALSE(env.count("OPT"));
+  EXPECT_EQ(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+  EXPECT_EQ(env["KUBERNETES_SERVICE_PORT"], "443");
+  EXPECT_EQ(env["KUBERNETES_PORT_443_TCP"], "tcp://10.96.0.1:443");
 }
 
 TEST_F(KubeletAPITest, RepeatedEventsAreAggregated) {

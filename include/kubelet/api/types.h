@@ -19,6 +19,7 @@ using StringMap = std::map<std::string, std::string>;
 struct EnvVar {
   std::string name;
   std::string value;
+  nlohmann::json value_from;  // null unless valueFrom is set
 };
 
 struct ContainerPort {
@@ -49,6 +50,7 @@ struct Container {
   std::vector<std::string> args;
   std::string working_dir;
   std::vector<EnvVar> env;
+  nlohmann::json env_from = nlohmann::json::array();  // envFrom sources, as given
   std::vector<ContainerPort> ports;
   std::vector<VolumeMount> volume_mounts;
   ResourceRequirements resources;
@@ -99,6 +101,8 @@ struct PodSpec {
   std::string hostname;
   std::string subdomain;
   std::string runtime_class_name;
+  std::string service_account_name;
+  bool enable_service_links = true;
   std::optional<int32_t> priority;
 };
 

@@ -14,6 +14,7 @@
 #include "kubelet/api/types.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/events/recorder.h"
+#include "kubelet/kuberuntime/env.h"
 #include "kubelet/kuberuntime/types.h"
 #include "kubelet/util/backoff.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -69,6 +70,7 @@ struct RuntimeManagerOptions {
   Duration cpu_cfs_quota_period = std::chrono::milliseconds(100);
   int64_t machine_memory_bytes = 0;
   std::string node_name;
+  std::string node_ip;
 };
 
 class RuntimeManager {
@@ -100,6 +102,7 @@ struct RuntimeManagerDeps {
   events::EventRecorder* recorder;
   metrics::KubeletMetrics* metrics;
   const Clock* clock;
+  EnvSource* env_source = nullptr;  // ConfigMaps, Secrets, Services; null standalone
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);

@@ -1,0 +1,47 @@
+#pragma once
+// A container's environment as upstream's makeEnvironmentVariables builds it:
+// envFrom (ConfigMaps, Secrets, with prefix), env with valueFrom
+// (configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef) and $(VAR)
+// expansion, and the service link variables of enableServiceLinks.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <absl/status/statusor.h>
+#include <nlohmann/json.hpp>
+
+#include "kubelet/api/types.h"
+
+namespace kubelet::client {
+class ApiClient;
+}
+
+namespace kubelet::kuberuntime {
+
+/** Where referenced objects come from: the API server, or nothing (standalone). */
+class EnvSource {
+ public:
+  virtual ~EnvSource() = default;
+  /** The object (configmaps, secrets) or NotFound. */
+  virtual absl::StatusOr<nlohmann::json> Get(const std::string& resource, const std::string& ns, const std::string& name) = 0;
+  /** Services of a namespace (for service links); empty when there is no API server. */
+  virtual absl::StatusOr<std::vector<nlohmann::json>> Services(const std::string& ns) = 0;
+};
+
+struct PodEnvContext {
+  std::string host_ip;
+  std::vector<std::string> pod_ips;
+  int64_t node_allocatable_milli_cpu = 0;
+  int64_t node_allocatable_memory = 0;
+};
+
+/** Reads ConfigMaps, Secrets and Services from the API server on demand. */
+std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api);
+
+/** The ordered KEY=VALUE list for the container; errors read like upstream's CreateContainerConfigError messages. */
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MakeEnvironment(const api::Pod& pod, const api::Container& c,
+                                                                                EnvSource* source, const PodEnvContext& ctx);
+
+}  // namespace kubelet::kuberuntime

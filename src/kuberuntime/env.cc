@@ -1,0 +1,302 @@
+#include "kubelet/kuberuntime/env.h"
+
+#include <openssl/evp.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+
+#include "kubelet/api/codec.h"
+#include "kubelet/api/quantity.h"
+#include "kubelet/client/api_client.h"
+
+namespace kubelet::kuberuntime {
+namespace {
+
+using json = nlohmann::json;
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+bool ValidEnvName(const std::string& s) {
+  static const std::regex re("^[-._a-zA-Z][-._a-zA-Z0-9]*$");
+  return !s.empty() && std::regex_match(s, re);
+}
+
+std::string B64Decode(const std::string& in) {
+  std::string out(in.size() / 4 * 3 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return "";
+  size_t pad = 0;
+  if (!in.empty() && in.back() == '=') ++pad;
+  if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
+  out.resize(static_cast<size_t>(n) - pad);
+  return out;
+}
+
+std::string Expand(const std::string& in, const std::map<std::string, std::string>& env) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
+      out += '$';
+      ++i;
+    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(') {
+      size_t close = in.find(')', i + 2);
+      if (close == std::string::npos) {
+        out += in.substr(i);
+        break;
+      }
+      auto it = env.find(in.substr(i + 2, close - i - 2));
+      out += it != env.end() ? it->second : in.substr(i, close - i + 1);
+      i = close;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+// The object's data as strings (secrets base64-decoded).
+absl::StatusOr<std::map<std::string, std::string>> Data(EnvSource* src, const std::string& resource, const std::string& ns,
+                                                        const std::string& name) {
+  const char* what = resource == "secrets" ? "secret" : "configmap";
+  if (!src) return absl::NotFoundError(std::string(what) + " \"" + name + "\" not found");
+  auto obj = src->Get(resource, ns, name);
+  if (!obj.ok()) {
+    if (obj.status().code() == absl::StatusCode::kNotFound)
+      return absl::NotFoundError(std::string(what) + " \"" + name + "\" not found");
+    return obj.status();
+  }
+  std::map<std::string, std::string> out;
+  if (obj->contains("data") && (*obj)["data"].is_object())
+    for (auto it = (*obj)["data"].begin(); it != (*obj)["data"].end(); ++it)
+      if (it.value().is_string()) out[it.key()] = resource == "secrets" ? B64Decode(it.value()) : it.value().get<std::string>();
+  return out;
+}
+
+std::string FieldValue(const api::Pod& pod, const std::string& path, const PodEnvContext& ctx, bool* ok) {
+  *ok = true;
+  static const std::regex kMap(R"(^metadata\.(labels|annotations)\['(.+)'\]$)");
+  std::smatch m;
+  if (std::regex_match(path, m, kMap)) {
+    const auto& src = m[1] == "labels" ? pod.metadata.labels : pod.metadata.annotations;
+    auto it = src.find(m[2]);
+    return it == src.end() ? "" : it->second;
+  }
+  if (path == "metadata.name") return pod.metadata.name;
+  if (path == "metadata.namespace") return pod.metadata.namespace_;
+  if (path == "metadata.uid") return pod.metadata.uid;
+  if (path == "spec.nodeName") return pod.spec.node_name;
+  if (path == "spec.serviceAccountName") return pod.spec.service_account_name;
+  if (path == "status.hostIP") return ctx.host_ip;
+  if (path == "status.hostIPs") return ctx.host_ip;
+  if (path == "status.podIP") return ctx.pod_ips.empty() ? "" : ctx.pod_ips[0];
+  if (path == "status.podIPs") {
+    std::string all;
+    for (const auto& ip : ctx.pod_ips) all += (all.empty() ? "" : ",") + ip;
+    return all;
+  }
+  *ok = false;
+  return "";
+}
+
+absl::StatusOr<std::string> ResourceValue(const api::Pod& pod, const api::Container& self, const json& ref,
+                                          const PodEnvContext& ctx) {
+  std::string cname = api::StringField(ref, "containerName");
+  const api::Container* c = &self;
+  if (!cname.empty()) {
+    c = nullptr;
+    for (const auto& x : pod.spec.containers)
+      if (x.name == cname) c = &x;
+    if (!c) return absl::InvalidArgumentError("resourceFieldRef: container \"" + cname + "\" not found");
+  }
+  std::string resource = api::StringField(ref, "resource");
+  std::string divisor_text = ref.contains("divisor") ? (ref["divisor"].is_string() ? ref["divisor"].get<std::string>() : ref["divisor"].dump()) : "1";
+  auto divisor = api::ParseQuantity(divisor_text);
+  if (!divisor.ok() || divisor->value <= 0) return absl::InvalidArgumentError("resourceFieldRef: invalid divisor " + divisor_text);
+  bool limits = resource.rfind("limits.", 0) == 0;
+  std::string name = resource.substr(resource.find('.') + 1);
+  const auto& m = limits ? c->resources.limits : c->resources.requests;
+  long double value = 0;
+  if (auto it = m.find(name); it != m.end()) {
+    value = api::ParseQuantity(it->second)->value;
+  } else if (limits && name == "cpu") {
+    value = ctx.node_allocatable_milli_cpu / 1000.0L;  // no limit: the node's allocatable, as upstream
+  } else if (limits && name == "memory") {
+    value = static_cast<long double>(ctx.node_allocatable_memory);
+  }
+  return std::to_string(static_cast<int64_t>(std::ceil(value / divisor->value - 1e-9L)));
+}
+
+void ServiceLinks(const json& svc, std::map<std::string, std::string>* out) {
+  std::string ip = svc["spec"].value("clusterIP", "");
+  if (ip.empty() || ip == "None") return;
+  std::string name = svc["metadata"].value("name", "");
+  for (auto& ch : name) ch = ch == '-' ? '_' : static_cast<char>(::toupper(ch));
+  const json& ports = svc["spec"].contains("ports") ? svc["spec"]["ports"] : json::array();
+  if (ports.empty()) return;
+  (*out)[name + "_SERVICE_HOST"] = ip;
+  (*out)[name + "_SERVICE_PORT"] = std::to_string(ports[0].value("port", 0));
+  for (size_t i = 0; i < ports.size(); ++i) {
+    const json& p = ports[i];
+    std::string port = std::to_string(p.value("port", 0));
+    std::string proto = p.value("protocol", "TCP");
+    std::string lproto = proto;
+    for (auto& ch : lproto) ch = static_cast<char>(::tolower(ch));
+    if (p.contains("name") && p["name"].is_string() && !p["name"].get<std::string>().empty()) {
+      std::string pn = p["name"];
+      for (auto& ch : pn) ch = ch == '-' ? '_' : static_cast<char>(::toupper(ch));
+      (*out)[name + "_SERVICE_PORT_" + pn] = port;
+    }
+    std::string prefix = name + "_PORT_" + port + "_" + proto;
+    if (i == 0) (*out)[name + "_PORT"] = lproto + "://" + ip + ":" + port;
+    (*out)[prefix] = lproto + "://" + ip + ":" + port;
+    (*out)[prefix + "_PROTO"] = lproto;
+    (*out)[prefix + "_PORT"] = port;
+    (*out)[prefix + "_ADDR"] = ip;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c, EnvSource* source, const PodEnvContext& ctx) {
+  const std::string& ns = pod.metadata.namespace_;
+  std::map<std::string, std::string> service_env;
+  if (source) {
+    // The "kubernetes" service of the default namespace always; the pod's namespace with enableServiceLinks.
+    std::vector<std::string> namespaces = {"default"};
+    if (pod.spec.enable_service_links && ns != "default") namespaces.push_back(ns);
+    for (const auto& n : namespaces) {
+      auto svcs = source->Services(n);
+      if (!svcs.ok()) return absl::Status(svcs.status().code(), "failed to list services: " + std::string(svcs.status().message()));
+      for (const auto& s : *svcs) {
+        bool master = n == "default" && s["metadata"].value("name", "") == "kubernetes";
+        if (n == ns && !pod.spec.enable_service_links && !master) continue;
+        if (n == "default" && ns != "default" && !master) continue;
+        ServiceLinks(s, &service_env);
+      }
+    }
+  }
+  Env out;
+  std::map<std::string, std::string> current;
+  auto set = [&](const std::string& k, const std::string& v) {
+    for (auto& kv : out)
+      if (kv.first == k) {
+        kv.second = v;
+        current[k] = v;
+        return;
+      }
+    out.emplace_back(k, v);
+    current[k] = v;
+  };
+  for (const auto& src : c.env_from) {
+    std::string prefix = api::StringField(src, "prefix");
+    bool is_secret = src.contains("secretRef");
+    const json& ref = is_secret ? src["secretRef"] : src.contains("configMapRef") ? src["configMapRef"] : json();
+    if (!ref.is_object()) continue;
+    bool optional = ref.contains("optional") && ref["optional"].is_boolean() && ref["optional"].get<bool>();
+    auto data = Data(source, is_secret ? "secrets" : "configmaps", ns, api::StringField(ref, "name"));
+    if (!data.ok()) {
+      if (optional && data.status().code() == absl::StatusCode::kNotFound) continue;
+      return data.status();
+    }
+    for (const auto& [k, v] : *data)
+      if (ValidEnvName(prefix + k)) set(prefix + k, v);
+  }
+  for (const auto& e : c.env) {
+    std::map<std::string, std::string> mapping = service_env;
+    for (const auto& [k, v] : current) mapping[k] = v;
+    if (e.value_from.is_null()) {
+      set(e.name, Expand(e.value, mapping));
+      continue;
+    }
+    const json& vf = e.value_from;
+    if (vf.contains("fieldRef")) {
+      bool ok;
+      std::string v = FieldValue(pod, api::StringField(vf["fieldRef"], "fieldPath"), ctx, &ok);
+      if (!ok) return absl::InvalidArgumentError("unsupported fieldRef " + api::StringField(vf["fieldRef"], "fieldPath"));
+      set(e.name, v);
+    } else if (vf.contains("resourceFieldRef")) {
+      auto v = ResourceValue(pod, c, vf["resourceFieldRef"], ctx);
+      if (!v.ok()) return v.status();
+      set(e.name, *v);
+    } else if (vf.contains("configMapKeyRef") || vf.contains("secretKeyRef")) {
+      bool is_secret = vf.contains("secretKeyRef");
+      const json& ref = is_secret ? vf["secretKeyRef"] : vf["configMapKeyRef"];
+      bool optional = ref.contains("optional") && ref["optional"].is_boolean() && ref["optional"].get<bool>();
+      std::string name = api::StringField(ref, "name"), key = api::StringField(ref, "key");
+      auto data = Data(source, is_secret ? "secrets" : "configmaps", ns, name);
+      if (!data.ok()) {
+        if (optional && data.status().code() == absl::StatusCode::kNotFound) continue;
+        return data.status();
+      }
+      auto it = data->find(key);
+      if (it == data->end()) {
+        if (optional) continue;
+        return absl::NotFoundError("couldn't find key " + key + " in " + (is_secret ? "Secret " : "ConfigMap ") + ns + "/" + name);
+      }
+      set(e.name, it->second);
+    }
+  }
+  for (const auto& [k, v] : service_env)
+    if (!current.count(k)) out.emplace_back(k, v);
+  return out;
+}
+
+namespace {
+// Reads through to the API server and keeps the last answer, so containers
+// still (re)start with their environment while the API server is away.
+class APIEnvSource : public EnvSource {
+ public:
+  explicit APIEnvSource(client::ApiClient* api) : api_(api) {}
+  absl::StatusOr<json> Get(const std::string& resource, const std::string& ns, const std::string& name) override {
+    std::string path = "/api/v1/namespaces/" + ns + "/" + resource + "/" + name;
+    auto r = api_->Get(path);
+    std::lock_guard<std::mutex> l(mu_);
+    if (r.ok()) {
+      Remember(path, *r);
+      return r;
+    }
+    if (r.status().code() == absl::StatusCode::kNotFound) {
+      cache_.erase(path);
+      return r.status();
+    }
+    auto it = cache_.find(path);
+    if (it != cache_.end()) return it->second;
+    return r.status();
+  }
+  absl::StatusOr<std::vector<json>> Services(const std::string& ns) override {
+    std::string path = "/api/v1/namespaces/" + ns + "/services";
+    auto list = api_->Get(path);
+    std::lock_guard<std::mutex> l(mu_);
+    json items;
+    if (list.ok()) {
+      items = list->contains("items") ? (*list)["items"] : json::array();
+      Remember(path, items);
+    } else if (auto it = cache_.find(path); it != cache_.end()) {
+      items = it->second;
+    } else {
+      return absl::Status(list.status().code(), "services have not yet been read at least once, cannot construct envvars: " +
+                                                    std::string(list.status().message()));
+    }
+    std::vector<json> out;
+    if (items.is_array())
+      for (const auto& s : items) out.push_back(s);
+    return out;
+  }
+
+ private:
+  void Remember(const std::string& key, const json& value) {
+    if (cache_.size() > 4096) cache_.clear();  // bounded
+    cache_[key] = value;
+  }
+  client::ApiClient* api_;
+  std::mutex mu_;
+  std::map<std::string, json> cache_;
+};
+}  // namespace
+
+std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api) { return std::make_unique<APIEnvSource>(api); }
+
+}  // namespace kubelet::kuberuntime
