@@ -190,6 +190,13 @@ int main(int argc, char** argv) {
   }
 
   KubeletOptions ko;
+  {
+    nodestatus::NodeOptions alloc;
+    alloc.system_reserved = cfg.system_reserved;
+    alloc.kube_reserved = cfg.kube_reserved;
+    alloc.eviction_hard = cfg.eviction_hard;
+    std::tie(ko.allocatable_milli_cpu, ko.allocatable_memory) = nodestatus::AllocatableCpuMemory(alloc);
+  }
   ko.config = cfg;
   ko.node_name = node_name;
   ko.node_ip = node_ip;

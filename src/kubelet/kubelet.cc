@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/api/quantity.h"
 #include "kubelet/config/pod_source.h"
 #include "kubelet/util/logging.h"
 
@@ -19,6 +20,31 @@ int64_t SteadyNowMs() {
 }
 
 std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" + pod.metadata.name; }
+
+// The pod's effective requests (milli-CPU, memory bytes): the sum over its
+// containers, or the largest init container when that is more, as the scheduler counts.
+std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
+  auto get = [](const api::Container& c, const char* r, bool milli) -> int64_t {
+    auto rq = c.resources.requests.find(r);
+    auto lm = c.resources.limits.find(r);
+    // Requests default to limits, as the API server defaults them.
+    std::string text = rq != c.resources.requests.end() ? rq->second : lm != c.resources.limits.end() ? lm->second : "";
+    if (text.empty()) return 0;
+    auto q = api::ParseQuantity(text);
+    if (!q.ok()) return 0;
+    return milli ? q->MilliValue() : q->Value();
+  };
+  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0;
+  for (const auto& c : pod.spec.containers) {
+    cpu += get(c, "cpu", true);
+    mem += get(c, "memory", false);
+  }
+  for (const auto& c : pod.spec.init_containers) {
+    init_cpu = std::max(init_cpu, get(c, "cpu", true));
+    init_mem = std::max(init_mem, get(c, "memory", false));
+  }
+  return {std::max(cpu, init_cpu), std::max(mem, init_mem)};
+}
 
 }  // namespace
 
@@ -186,6 +212,33 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           std::lock_guard<std::mutex> l(mu_);
           RejectPod(ch.pod, "OutOfpods", msg);
           continue;
+        }
+        if (o_.allocatable_milli_cpu > 0 || o_.allocatable_memory > 0) {
+          int64_t used_cpu = 0, used_mem = 0;
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            for (const auto& [_, p] : pods_) {
+              auto [c, m] = PodRequests(p);
+              used_cpu += c;
+              used_mem += m;
+            }
+          }
+          auto [want_cpu, want_mem] = PodRequests(ch.pod);
+          std::string reason, msg;
+          if (o_.allocatable_milli_cpu > 0 && want_cpu > 0 && used_cpu + want_cpu > o_.allocatable_milli_cpu) {
+            reason = "OutOfcpu";
+            msg = "Node didn't have enough resource: cpu, requested: " + std::to_string(want_cpu) + ", used: " +
+                  std::to_string(used_cpu) + ", capacity: " + std::to_string(o_.allocatable_milli_cpu);
+          } else if (o_.allocatable_memory > 0 && want_mem > 0 && used_mem + want_mem > o_.allocatable_memory) {
+            reason = "OutOfmemory";
+            msg = "Node didn't have enough resource: memory, requested: " + std::to_string(want_mem) + ", used: " +
+                  std::to_string(used_mem) + ", capacity: " + std::to_string(o_.allocatable_memory);
+          }
+          if (!reason.empty()) {
+            log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), reason, msg);
+            RejectPod(ch.pod, reason, msg);
+            continue;
+          }
         }
         if (restarted && d_.metrics)
           d_.metrics->restarted_pods.Add({{"static", api::IsStaticPod(ch.pod) ? "true" : "false"}}).Increment();

@@ -77,6 +77,15 @@ json Condition(const std::string& type, bool status, const std::string& reason, 
 
 }  // namespace
 
+std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o) {
+  int64_t cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int64_t mem = MachineMemoryBytes();
+  int64_t cpu_alloc = cpus * 1000 - Reserved(o.system_reserved, "cpu", true) - Reserved(o.kube_reserved, "cpu", true);
+  int64_t mem_alloc = mem - Reserved(o.system_reserved, "memory", false) - Reserved(o.kube_reserved, "memory", false) -
+                      Threshold(o.eviction_hard, "memory.available", mem);
+  return {cpu_alloc, mem_alloc};
+}
+
 json InitialNode(const NodeOptions& o) {
   json labels = {{"kubernetes.io/hostname", o.hostname.empty() ? o.node_name : o.hostname},
                  {"kubernetes.io/os", "linux"},
@@ -104,9 +113,7 @@ json ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const json&
   int64_t disk = ::statvfs(o.root_dir.c_str(), &vfs) == 0 ? static_cast<int64_t>(vfs.f_blocks) * vfs.f_frsize : 0;
   json capacity = {{"cpu", std::to_string(cpus)}, {"memory", Ki(mem)}, {"ephemeral-storage", Ki(disk)},
                    {"pods", std::to_string(o.max_pods)}, {"hugepages-1Gi", "0"}, {"hugepages-2Mi", "0"}};
-  int64_t cpu_alloc = cpus * 1000 - Reserved(o.system_reserved, "cpu", true) - Reserved(o.kube_reserved, "cpu", true);
-  int64_t mem_alloc = mem - Reserved(o.system_reserved, "memory", false) - Reserved(o.kube_reserved, "memory", false) -
-                      Threshold(o.eviction_hard, "memory.available", mem);
+  auto [cpu_alloc, mem_alloc] = AllocatableCpuMemory(o);
   int64_t disk_alloc = disk - Reserved(o.system_reserved, "ephemeral-storage", false) -
                        Reserved(o.kube_reserved, "ephemeral-storage", false) -
                        Threshold(o.eviction_hard, "nodefs.available", disk);

@@ -16,7 +16,8 @@ using json = nlohmann::json;
 std::string B64(const std::string& s) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
-  int val = 0, bits = -6;
+  uint32_t val = 0;
+  int bits = -6;
   for (unsigned char c : s) {
     val = (val << 8) + c;
     bits += 8;

@@ -388,7 +388,8 @@ class ClusterE2E : public ContainerdE2E {
     std::string b64;
     {
       static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-      int val = 0, bits = -6;
+      uint32_t val = 0;
+      int bits = -6;
       for (unsigned char c : ca) {
         val = (val << 8) + c;
         bits += 8;

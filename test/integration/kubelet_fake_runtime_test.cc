@@ -333,6 +333,37 @@ TEST_F(KubeletFakeRuntimeTest, CompletedPodWithRestartNeverSucceedsAndStops) {
   EXPECT_EQ(fake_->CallCount("CreateContainer"), 1);
 }
 
+TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
+  KubeletOptions o;
+  o.node_name = "node1";
+  o.root_dir = (dir_ / "root").string();
+  o.config.pod_logs_dir = (dir_ / "logs").string();
+  o.allocatable_milli_cpu = 2000;
+  o.allocatable_memory = 1LL << 30;
+  o.pleg_period = std::chrono::milliseconds(100);
+  kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
+  kubelet_->Start();
+  auto big = StaticPod("big");
+  big.spec.containers[0].resources.requests = {{"cpu", "1500m"}, {"memory", "100Mi"}};
+  auto second = StaticPod("second");
+  second.spec.containers[0].resources.requests = {{"cpu", "600m"}};
+  auto hungry = StaticPod("hungry");
+  hungry.spec.containers[0].resources.limits = {{"memory", "2Gi"}};  // requests default to limits
+  kubelet_->OnSnapshot(api::kSourceFile, {big});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("big-node1"); }));
+  kubelet_->OnSnapshot(api::kSourceFile, {big, second, hungry});
+  std::map<std::string, std::string> rejected;
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& e : recorder_.Recent())
+      if (e.reason == "OutOfcpu" || e.reason == "OutOfmemory") rejected[e.object] = e.reason + ": " + e.message;
+    return rejected.size() == 2;
+  }));
+  EXPECT_EQ(rejected["default/second-node1"],
+            "OutOfcpu: Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000");
+  EXPECT_EQ(rejected["default/hungry-node1"].rfind("OutOfmemory: Node didn't have enough resource: memory", 0), 0u);
+  EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+}
+
 TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {
   KubeletOptions o;
   StartKubelet();

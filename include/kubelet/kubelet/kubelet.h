@@ -49,6 +49,9 @@ struct KubeletOptions {
   std::string node_ip;
   std::string root_dir = "/var/lib/kubelet";
   size_t pod_worker_threads = 16;
+  // Node allocatable for admission (0: not checked).
+  int64_t allocatable_milli_cpu = 0;
+  int64_t allocatable_memory = 0;
   Duration pleg_period = std::chrono::seconds(1);
   Duration housekeeping_period = std::chrono::seconds(2);
   Duration gc_period = std::chrono::minutes(1);

@@ -57,6 +57,9 @@ struct NodeProviders {
   std::function<void(const std::string& reason, const std::string& message, const std::string& type)> node_event;
 };
 
+/** Allocatable milli-CPU and memory bytes: capacity minus reservations and the memory eviction threshold. */
+std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o);
+
 /** The Node object this kubelet registers (upstream's initialNode), without status times. */
 nlohmann::json InitialNode(const NodeOptions& o);
 /** The node's status now: capacity, allocatable, conditions (keeping transition times of `old`), addresses, nodeInfo. */
