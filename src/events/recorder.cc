@@ -74,7 +74,7 @@ void APIRecorder::Enqueue(Pending p) {
 
 void APIRecorder::Flush() {
   std::unique_lock<std::mutex> l(qmu_);
-  qcv_.wait_for(l, std::chrono::seconds(10), [&] { return queue_.empty() && !busy_; });
+  qcv_.wait_for(l, std::chrono::seconds(60), [&] { return queue_.empty() && !busy_; });
 }
 
 void APIRecorder::Loop() {

@@ -105,10 +105,16 @@ int main(int argc, char** argv) {
   ro.metrics = &metrics;
   auto remote = cri::NewRemoteRuntime(ro);
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods");
+  std::unique_ptr<client::ApiClient> event_api;
   std::unique_ptr<events::LoggingRecorder> recorder_owner;
   events::APIRecorder* api_recorder = nullptr;
   if (api) {
-    auto r = std::make_unique<events::APIRecorder>(api.get(), node_name, cfg.event_record_qps, cfg.event_burst);
+    // Events get a client of their own, as upstream: their rate (eventRecordQPS) never slows pod status writes.
+    client::ClientOptions eo;
+    eo.qps = 0;  // the recorder applies eventRecordQPS/eventBurst itself
+    eo.max_retries = 2;
+    event_api = client::NewApiClient(*client::LoadKubeconfig(flags.kubeconfig), eo);
+    auto r = std::make_unique<events::APIRecorder>(event_api.get(), node_name, cfg.event_record_qps, cfg.event_burst);
     api_recorder = r.get();
     recorder_owner = std::move(r);
   } else {

@@ -380,8 +380,8 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.waiting_reason = [this, uid](const std::string& c) { return d_.runtime->GetWaitingReason(uid, c); };
   std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
   api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
-  status_.SetPodStatus(uid, st);
-  if (d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
+  // The syncer gets the stored status (transition times kept), so an unchanged pod is not written again.
+  if (status_.SetPodStatus(uid, st) && d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
   // kubelet_pod_start_duration_seconds: first seen to all containers running, once per pod.
   bool all_running = !st.container_statuses.empty();
   for (const auto& c : st.container_statuses)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -252,6 +253,7 @@ class APIEnvSource : public EnvSource {
   explicit APIEnvSource(client::ApiClient* api) : api_(api) {}
   absl::StatusOr<json> Get(const std::string& resource, const std::string& ns, const std::string& name) override {
     std::string path = "/api/v1/namespaces/" + ns + "/" + resource + "/" + name;
+    if (auto fresh = Fresh(path)) return *fresh;
     auto r = api_->Get(path);
     std::lock_guard<std::mutex> l(mu_);
     if (r.ok()) {
@@ -260,6 +262,7 @@ class APIEnvSource : public EnvSource {
     }
     if (r.status().code() == absl::StatusCode::kNotFound) {
       cache_.erase(path);
+      read_at_.erase(path);
       return r.status();
     }
     auto it = cache_.find(path);
@@ -268,9 +271,15 @@ class APIEnvSource : public EnvSource {
   }
   absl::StatusOr<std::vector<json>> Services(const std::string& ns) override {
     std::string path = "/api/v1/namespaces/" + ns + "/services";
+    json items;
+    if (auto fresh = Fresh(path)) {
+      std::vector<json> out;
+      if (fresh->is_array())
+        for (const auto& s : *fresh) out.push_back(s);
+      return out;
+    }
     auto list = api_->Get(path);
     std::lock_guard<std::mutex> l(mu_);
-    json items;
     if (list.ok()) {
       items = list->contains("items") ? (*list)["items"] : json::array();
       Remember(path, items);
@@ -287,13 +296,27 @@ class APIEnvSource : public EnvSource {
   }
 
  private:
+  // Answers younger than kFreshFor are reused: many containers starting at once read the same objects.
+  static constexpr std::chrono::seconds kFreshFor{5};
+  std::optional<json> Fresh(const std::string& key) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = cache_.find(key);
+    auto at = read_at_.find(key);
+    if (it == cache_.end() || at == read_at_.end() || std::chrono::steady_clock::now() - at->second > kFreshFor) return std::nullopt;
+    return it->second;
+  }
   void Remember(const std::string& key, const json& value) {
-    if (cache_.size() > 4096) cache_.clear();  // bounded
+    if (cache_.size() > 4096) {  // bounded
+      cache_.clear();
+      read_at_.clear();
+    }
     cache_[key] = value;
+    read_at_[key] = std::chrono::steady_clock::now();
   }
   client::ApiClient* api_;
   std::mutex mu_;
   std::map<std::string, json> cache_;
+  std::map<std::string, std::chrono::steady_clock::time_point> read_at_;
 };
 }  // namespace
 

@@ -327,6 +327,10 @@ void HttpServer::Serve(int fd) {
       conn.WriteAll("HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
+    if (auto it = req.headers.find("expect"); it != req.headers.end() && it->second == "100-continue" &&
+                                               buf.size() < content_length) {
+      if (!conn.WriteAll("HTTP/1.1 100 Continue\r\n\r\n")) return;
+    }
     while (buf.size() < content_length) {
       ssize_t r = conn.Read(chunk, sizeof(chunk), io_ms);
       if (r <= 0) return;

@@ -178,7 +178,7 @@ std::optional<api::PodStatus> StatusManager::GetPodStatus(const std::string& uid
   return it->second;
 }
 
-bool StatusManager::SetPodStatus(const std::string& uid, api::PodStatus status) {
+bool StatusManager::SetPodStatus(const std::string& uid, api::PodStatus& status) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = statuses_.find(uid);
   if (it != statuses_.end()) {
@@ -190,7 +190,7 @@ bool StatusManager::SetPodStatus(const std::string& uid, api::PodStatus status) 
     const auto& b = api::EncodePodStatus(it->second);
     if (a == b) return false;
   }
-  statuses_[uid] = std::move(status);
+  statuses_[uid] = status;
   return true;
 }
 

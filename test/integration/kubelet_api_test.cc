@@ -76,6 +76,7 @@ class KubeletAPITest : public ::testing::Test {
     o.housekeeping_period = std::chrono::milliseconds(200);
     o.worker_backoff = std::chrono::milliseconds(200);
     o.mirror_period = std::chrono::milliseconds(200);
+    o.config.sync_frequency = std::chrono::milliseconds(200);  // frequent resyncs: they must not rewrite status
     kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), recorder_.get(), &metrics_,
                                                          api_.get(), syncer_.get(), [] { return std::string("node-uid-1"); }});
     kubelet_->pod_config().AddSource(api::kSourceFile);
@@ -149,7 +150,7 @@ TEST_F(KubeletAPITest, RunsBoundPodsAndWritesTheirStatus) {
   EXPECT_TRUE(reasons.count("Created") && reasons.count("Started") && reasons.count("Pulled")) << json(reasons).dump();
   // No needless writes: a steady pod's status is not patched again.
   int patches = apiserver_->Requests("PATCH", "pods");
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // several resyncs
   EXPECT_EQ(apiserver_->Requests("PATCH", "pods"), patches);
 }
 

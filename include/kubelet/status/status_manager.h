@@ -32,8 +32,12 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
 class StatusManager {
  public:
   std::optional<api::PodStatus> GetPodStatus(const std::string& uid) const;
-  /** Stores the status, keeping each condition's lastTransitionTime while its status holds. Returns true if changed. */
-  bool SetPodStatus(const std::string& uid, api::PodStatus status);
+  /**
+   * Stores the status, keeping each condition's lastTransitionTime (and the
+   * startTime) while it holds; `status` is updated to what was stored.
+   * Returns true if it changed.
+   */
+  bool SetPodStatus(const std::string& uid, api::PodStatus& status);
   void RemoveOrphanedStatuses(const std::set<std::string>& keep);
   size_t Size() const;
 
