@@ -146,6 +146,8 @@ TEST(StatusManager, KeepsTransitionTimesAndStartTime) {
   b.conditions[0].last_transition_time = TimePoint(std::chrono::seconds(50));
   EXPECT_FALSE(m.SetPodStatus("u", b));  // same status: no change
   EXPECT_EQ(m.GetPodStatus("u")->conditions[0].last_transition_time, TimePoint(std::chrono::seconds(5)));
+  EXPECT_EQ(b.conditions[0].last_transition_time, TimePoint(std::chrono::seconds(5)));  // the caller sees what was stored
+  b.conditions[0].last_transition_time = TimePoint(std::chrono::seconds(50));
   b.conditions[0].status = "False";
   EXPECT_TRUE(m.SetPodStatus("u", b));
   EXPECT_EQ(m.GetPodStatus("u")->conditions[0].last_transition_time, TimePoint(std::chrono::seconds(50)));
