@@ -1,11 +1,10 @@
 #include "kubelet/client/kubeconfig.h"
 
-#include <openssl/evp.h>
-
 #include <fstream>
 #include <sstream>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/util/base64.h"
 
 namespace kubelet::client {
 namespace {
@@ -18,21 +17,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-absl::StatusOr<std::string> Base64Decode(const std::string& in, const std::string& field) {
-  std::string clean;
-  for (char c : in)
-    if (!isspace(static_cast<unsigned char>(c))) clean += c;
-  std::string out(clean.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(clean.data()),
-                          static_cast<int>(clean.size()));
-  if (n < 0 || clean.size() % 4 != 0) return absl::InvalidArgumentError(field + ": invalid base64");
-  size_t pad = 0;
-  if (!clean.empty() && clean.back() == '=') ++pad;
-  if (clean.size() > 1 && clean[clean.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
 }
 
 const json* Named(const json& doc, const char* list, const std::string& name) {
@@ -54,8 +38,8 @@ std::string Resolve(const std::string& p, const std::string& base) {
 absl::Status Pem(const json& obj, const char* data_key, const char* file_key, const std::string& base, std::string* out) {
   std::string data = api::StringField(obj, data_key);
   if (!data.empty()) {
-    auto d = Base64Decode(data, data_key);
-    if (!d.ok()) return d.status();
+    auto d = Base64Decode(data);
+    if (!d.ok()) return absl::InvalidArgumentError(std::string(data_key) + ": " + std::string(d.status().message()));
     *out = *d;
     return absl::OkStatus();
   }

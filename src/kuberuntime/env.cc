@@ -1,7 +1,5 @@
 #include "kubelet/kuberuntime/env.h"
 
-#include <openssl/evp.h>
-
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -12,6 +10,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/util/base64.h"
 
 namespace kubelet::kuberuntime {
 namespace {
@@ -22,40 +21,6 @@ using Env = std::vector<std::pair<std::string, std::string>>;
 bool ValidEnvName(const std::string& s) {
   static const std::regex re("^[-._a-zA-Z][-._a-zA-Z0-9]*$");
   return !s.empty() && std::regex_match(s, re);
-}
-
-std::string B64Decode(const std::string& in) {
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return "";
-  size_t pad = 0;
-  if (!in.empty() && in.back() == '=') ++pad;
-  if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
-
-std::string Expand(const std::string& in, const std::map<std::string, std::string>& env) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
-      out += '$';
-      ++i;
-    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(') {
-      size_t close = in.find(')', i + 2);
-      if (close == std::string::npos) {
-        out += in.substr(i);
-        break;
-      }
-      auto it = env.find(in.substr(i + 2, close - i - 2));
-      out += it != env.end() ? it->second : in.substr(i, close - i + 1);
-      i = close;
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
 }
 
 // The object's data as strings (secrets base64-decoded).
@@ -72,7 +37,7 @@ absl::StatusOr<std::map<std::string, std::string>> Data(EnvSource* src, const st
   std::map<std::string, std::string> out;
   if (obj->contains("data") && (*obj)["data"].is_object())
     for (auto it = (*obj)["data"].begin(); it != (*obj)["data"].end(); ++it)
-      if (it.value().is_string()) out[it.key()] = resource == "secrets" ? B64Decode(it.value()) : it.value().get<std::string>();
+      if (it.value().is_string()) out[it.key()] = resource == "secrets" ? Base64Decode(it.value().get<std::string>()).value_or("") : it.value().get<std::string>();
   return out;
 }
 
@@ -161,6 +126,29 @@ void ServiceLinks(const json& svc, std::map<std::string, std::string>* out) {
 
 }  // namespace
 
+std::string ExpandEnv(const std::string& in, const std::map<std::string, std::string>& env) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
+      out += '$';
+      ++i;
+    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(') {
+      size_t close = in.find(')', i + 2);
+      if (close == std::string::npos) {
+        out += in.substr(i);
+        break;
+      }
+      auto it = env.find(in.substr(i + 2, close - i - 2));
+      out += it != env.end() ? it->second : in.substr(i, close - i + 1);
+      i = close;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+
 absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c, EnvSource* source, const PodEnvContext& ctx) {
   const std::string& ns = pod.metadata.namespace_;
   std::map<std::string, std::string> service_env;
@@ -209,7 +197,7 @@ absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c
     std::map<std::string, std::string> mapping = service_env;
     for (const auto& [k, v] : current) mapping[k] = v;
     if (e.value_from.is_null()) {
-      set(e.name, Expand(e.value, mapping));
+      set(e.name, ExpandEnv(e.value, mapping));
       continue;
     }
     const json& vf = e.value_from;

@@ -96,36 +96,6 @@ ResolvConf ReadResolvConf(const std::string& path) {
   return rc;
 }
 
-// Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes.
-std::string Expand(const std::string& in, const std::map<std::string, std::string>& env) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '$' && i + 1 < in.size()) {
-      if (in[i + 1] == '$') {
-        out += '$';
-        ++i;
-        continue;
-      }
-      if (in[i + 1] == '(') {
-        size_t close = in.find(')', i + 2);
-        if (close != std::string::npos) {
-          std::string name = in.substr(i + 2, close - i - 2);
-          auto it = env.find(name);
-          if (it != env.end()) {
-            out += it->second;
-          } else {
-            out += in.substr(i, close - i + 1);
-          }
-          i = close;
-          continue;
-        }
-      }
-    }
-    out += in[i];
-  }
-  return out;
-}
-
 class RuntimeManagerImpl : public RuntimeManager {
  public:
   RuntimeManagerImpl(const RuntimeManagerDeps& d, const RuntimeManagerOptions& o)
@@ -687,8 +657,8 @@ class RuntimeManagerImpl : public RuntimeManager {
       kv->set_key(k);
       kv->set_value(v);
     }
-    for (const auto& s : c.command) cfg.add_command(Expand(s, env));
-    for (const auto& s : c.args) cfg.add_args(Expand(s, env));
+    for (const auto& s : c.command) cfg.add_command(ExpandEnv(s, env));
+    for (const auto& s : c.args) cfg.add_args(ExpandEnv(s, env));
     cfg.set_working_dir(c.working_dir);
     bool mounts_hosts = false;
     for (const auto& m : c.volume_mounts) {

@@ -4,6 +4,7 @@
 // (configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef) and $(VAR)
 // expansion, and the service link variables of enableServiceLinks.
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,9 @@ struct PodEnvContext {
   int64_t node_allocatable_milli_cpu = 0;
   int64_t node_allocatable_memory = 0;
 };
+
+/** Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes a dollar. */
+std::string ExpandEnv(const std::string& in, const std::map<std::string, std::string>& env);
 
 /** Reads ConfigMaps, Secrets and Services from the API server on demand. */
 std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api);
