@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "bench_util.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -25,13 +27,6 @@ using namespace kubelet;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
-}
 
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "bench_util.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -30,13 +32,6 @@ namespace {
 
 int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
 }
 
 struct Usage {

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "bench_util.h"
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -20,13 +22,6 @@
 using namespace kubelet;
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
-  return v[std::min(idx, v.size() - 1)];
-}
 
 int main(int argc, char** argv) {
   int rounds = argc > 1 ? std::atoi(argv[1]) : 3;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/client/kubeconfig.h"
@@ -13,23 +14,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string B64(const std::string& s) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t val = 0;
-  int bits = -6;
-  for (unsigned char c : s) {
-    val = (val << 8) + c;
-    bits += 8;
-    while (bits >= 0) {
-      out.push_back(t[(val >> bits) & 0x3F]);
-      bits -= 6;
-    }
-  }
-  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
-  while (out.size() % 4) out.push_back('=');
-  return out;
-}
+using kubelet::testing::Base64Encode;
 
 TEST(Kubeconfig, ReadsTheCurrentContext) {
   auto dir = std::filesystem::temp_directory_path() / ("kkc-" + std::to_string(getpid()));
@@ -38,8 +23,8 @@ TEST(Kubeconfig, ReadsTheCurrentContext) {
   std::ofstream(dir / "token") << "file-token\n";
   std::string text = "apiVersion: v1\nkind: Config\ncurrent-context: b\n"
                      "clusters:\n- name: one\n  cluster: {server: 'https://a:6443/', certificate-authority: ca.crt}\n"
-                     "- name: two\n  cluster: {server: 'https://b:6443', certificate-authority-data: " + B64("CA2") + "}\n"
-                     "users:\n- name: u\n  user: {client-certificate-data: " + B64("CERT") + ", client-key-data: " + B64("KEY") + "}\n"
+                     "- name: two\n  cluster: {server: 'https://b:6443', certificate-authority-data: " + Base64Encode("CA2") + "}\n"
+                     "users:\n- name: u\n  user: {client-certificate-data: " + Base64Encode("CERT") + ", client-key-data: " + Base64Encode("KEY") + "}\n"
                      "- name: t\n  user: {tokenFile: token}\n"
                      "contexts:\n- name: a\n  context: {cluster: one, user: t}\n- name: b\n  context: {cluster: two, user: u, namespace: ns1}\n";
   auto b = ParseKubeconfig(text, dir.string());

@@ -21,6 +21,7 @@
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
+#include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "runtime/v1/api.grpc.pb.h"
 
@@ -32,12 +33,8 @@ using json = nlohmann::json;
 
 template <typename F>
 bool WaitUntil(F&& pred, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return pred();
+  return kubelet::testing::WaitUntil(std::forward<F>(pred), std::chrono::duration_cast<std::chrono::milliseconds>(limit),
+                                     std::chrono::milliseconds(100));
 }
 
 int FreePort() {
@@ -385,22 +382,7 @@ class ClusterE2E : public ContainerdE2E {
     api_ = std::make_unique<kubelet::testing::FakeApiServer>(o);
     ASSERT_TRUE(api_->Start());
     std::string ca = api_->ca_pem();
-    std::string b64;
-    {
-      static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-      uint32_t val = 0;
-      int bits = -6;
-      for (unsigned char c : ca) {
-        val = (val << 8) + c;
-        bits += 8;
-        while (bits >= 0) {
-          b64.push_back(t[(val >> bits) & 0x3F]);
-          bits -= 6;
-        }
-      }
-      if (bits > -6) b64.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
-      while (b64.size() % 4) b64.push_back('=');
-    }
+    std::string b64 = kubelet::testing::Base64Encode(ca);
     kubeconfig_ = (testing_api_dir_ / "kubelet.conf").string();
     std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
                                << "clusters:\n- name: c\n  cluster:\n    server: " << api_->url()

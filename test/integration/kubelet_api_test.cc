@@ -2,6 +2,8 @@
 // writes and graceful deletion, on the fake CRI runtime.
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
+
 #include <filesystem>
 #include <thread>
 
@@ -19,15 +21,7 @@ namespace {
 using json = nlohmann::json;
 namespace rt = ::runtime::v1;
 
-template <typename F>
-bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::milliseconds(20000)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return pred();
-}
+using kubelet::testing::WaitUntil;
 
 class KubeletAPITest : public ::testing::Test {
  protected:

@@ -3,6 +3,8 @@
 // that would take minutes on containerd.
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
+
 #include <filesystem>
 #include <thread>
 
@@ -21,15 +23,7 @@ namespace {
 using testing::FakeRuntime;
 namespace rt = ::runtime::v1;
 
-template <typename F>
-bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::milliseconds(15000)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return pred();
-}
+using kubelet::testing::WaitUntil;
 
 class KubeletFakeRuntimeTest : public ::testing::Test {
  protected:

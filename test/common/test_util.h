@@ -1,0 +1,41 @@
+#pragma once
+// Helpers shared by the test binaries.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+namespace kubelet::testing {
+
+/** Polls pred until it holds or the limit passes; a bounded wait, not a timing assertion. */
+template <typename F>
+bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::milliseconds(20000),
+               std::chrono::milliseconds step = std::chrono::milliseconds(20)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(step);
+  }
+  return pred();
+}
+
+/** Standard base64 with padding (for kubeconfig -data fields). */
+inline std::string Base64Encode(const std::string& s) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t val = 0;
+  int bits = -6;
+  for (unsigned char c : s) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      out.push_back(t[(val >> bits) & 0x3F]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
+  while (out.size() % 4) out.push_back('=');
+  return out;
+}
+
+}  // namespace kubelet::testing
