@@ -17,9 +17,12 @@ using json = nlohmann::json;
 
 bool IsNullScalar(const std::string& s) { return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL"; }
 
+// YAML 1.1 booleans, except the single letters y/Y/n/N: as names (a user "n",
+// an image "y") they are far likelier than as booleans, and typed decoders
+// upstream (kubeconfig) read them as strings.
 std::optional<bool> BoolScalar(const std::string& s) {
-  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"};
-  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N"};
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
   if (kTrue.count(s)) return true;
   if (kFalse.count(s)) return false;
   return std::nullopt;

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "kubelet/util/logging.h"
 
@@ -261,7 +262,12 @@ void HttpServer::Serve(int fd) {
       return;
     }
     if (X509* peer = SSL_get1_peer_certificate(ssl)) {
-      if (SSL_get_verify_result(ssl) == X509_V_OK) {
+      long vr = SSL_get_verify_result(ssl);
+      if (vr != X509_V_OK) {
+        static auto log = log::Get("server");
+        KLOG_V(log, 2)("Client certificate not verified err=\"{}\"", X509_verify_cert_error_string(vr));
+      }
+      if (vr == X509_V_OK) {
         char cn[256] = {0};
         X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
         client_cn = cn;
@@ -401,15 +407,13 @@ Response HttpServer::Dispatch(const Request& req) {
   }
 }
 
-absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
-                                  std::string* key_file) {
+namespace {
+absl::Status WriteSelfSigned(const std::string& dir, const std::string& cert_file, const std::string& key_file,
+                             const std::string& cn, const std::string& san, const char* eku) {
   namespace fs = std::filesystem;
-  *cert_file = cert_dir + "/kubelet.crt";
-  *key_file = cert_dir + "/kubelet.key";
   std::error_code ec;
-  if (fs::exists(*cert_file, ec) && fs::exists(*key_file, ec)) return absl::OkStatus();
-  fs::create_directories(cert_dir, ec);
-  if (ec) return absl::InternalError("cannot create cert dir " + cert_dir + ": " + ec.message());
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError("cannot create cert dir " + dir + ": " + ec.message());
   EVP_PKEY* key = EVP_RSA_gen(2048);
   if (!key) return absl::InternalError("generate key: " + OpenSSLError());
   X509* x = X509_new();
@@ -419,19 +423,15 @@ absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string
   X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
   X509_set_pubkey(x, key);
   X509_NAME* name = X509_get_subject_name(x);
-  std::string cn = host + "@" + std::to_string(::time(nullptr));
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_NAME* issuer = X509_NAME_new();
-  X509_NAME_add_entry_by_txt(issuer, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(x, issuer);
-  X509_NAME_free(issuer);
+  X509_set_issuer_name(x, name);
   X509V3_CTX v3;
   X509V3_set_ctx_nodb(&v3);
   X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
-  std::string san = "DNS:" + host + ",DNS:localhost,IP:127.0.0.1";
-  for (auto [nid, val] : std::vector<std::pair<int, std::string>>{{NID_subject_alt_name, san},
-                                                                  {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
-                                                                  {NID_ext_key_usage, "serverAuth"}}) {
+  std::vector<std::pair<int, std::string>> exts = {{NID_key_usage, "critical,digitalSignature,keyEncipherment"},
+                                                   {NID_ext_key_usage, eku}};
+  if (!san.empty()) exts.emplace_back(NID_subject_alt_name, san);
+  for (const auto& [nid, val] : exts) {
     if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, val.c_str())) {
       X509_add_ext(x, ext, -1);
       X509_EXTENSION_free(ext);
@@ -439,16 +439,34 @@ absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string
   }
   X509_sign(x, key, EVP_sha256());
   absl::Status st;
-  FILE* cf = fopen(cert_file->c_str(), "w");
-  int kfd = ::open(key_file->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  FILE* cf = fopen(cert_file.c_str(), "w");
+  int kfd = ::open(key_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   FILE* kf = kfd >= 0 ? fdopen(kfd, "w") : nullptr;
   if (!cf || !kf || PEM_write_X509(cf, x) != 1 || PEM_write_PrivateKey(kf, key, nullptr, nullptr, 0, nullptr, nullptr) != 1)
-    st = absl::InternalError("write self-signed certificate to " + cert_dir + ": " + std::strerror(errno));
+    st = absl::InternalError("write certificate to " + dir + ": " + std::strerror(errno));
   if (cf) fclose(cf);
   if (kf) fclose(kf);
   X509_free(x);
   EVP_PKEY_free(key);
   return st;
+}
+}  // namespace
+
+absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
+                                  std::string* key_file) {
+  *cert_file = cert_dir + "/kubelet.crt";
+  *key_file = cert_dir + "/kubelet.key";
+  std::error_code ec;
+  if (std::filesystem::exists(*cert_file, ec) && std::filesystem::exists(*key_file, ec)) return absl::OkStatus();
+  return WriteSelfSigned(cert_dir, *cert_file, *key_file, host + "@" + std::to_string(::time(nullptr)),
+                         "DNS:" + host + ",DNS:localhost,IP:127.0.0.1", "serverAuth");
+}
+
+absl::Status MakeClientCert(const std::string& dir, const std::string& name, const std::string& cn, std::string* cert_file,
+                            std::string* key_file) {
+  *cert_file = dir + "/" + name + ".crt";
+  *key_file = dir + "/" + name + ".key";
+  return WriteSelfSigned(dir, *cert_file, *key_file, cn, "", "clientAuth");
 }
 
 }  // namespace kubelet::server

@@ -111,7 +111,7 @@ bool FakeApiServer::Start() {
   so.address = "127.0.0.1";
   so.port = port_ ? port_ : o_.port;
   so.tls = true;
-  so.tls_options = {cert_file_, key_file_, ""};
+  so.tls_options = {cert_file_, key_file_, o_.client_ca_file};
   stopping_ = false;
   srv_ = std::make_unique<server::HttpServer>(so);
   srv_->Handle("/api/", [this](const Request& r) { return Handle(r); });
@@ -223,6 +223,11 @@ int FakeApiServer::Requests(const std::string& method, const std::string& resour
   return it == requests_.end() ? 0 : it->second;
 }
 
+std::vector<std::string> FakeApiServer::Users() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return {users_.begin(), users_.end()};
+}
+
 int FakeApiServer::TotalRequests() const {
   std::lock_guard<std::mutex> l(mu_);
   int n = 0;
@@ -233,8 +238,14 @@ int FakeApiServer::TotalRequests() const {
 Response FakeApiServer::Handle(const Request& req) {
   // Authentication: the configured bearer token or a verified client certificate.
   auto auth = req.headers.find("authorization");
-  bool authed = !req.client_cn.empty() || (auth != req.headers.end() && auth->second == "Bearer " + o_.token);
+  bool token_ok = auth != req.headers.end() && auth->second == "Bearer " + o_.token;
+  bool authed = !req.client_cn.empty() || token_ok;
   if (!authed) return StatusError(401, "Unauthorized", "Unauthorized");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    users_.push_back(!req.client_cn.empty() ? req.client_cn : "token");
+    if (users_.size() > 1000) users_.pop_front();
+  }
 
   // /api/v1/... or /apis/<group>/<version>/...
   std::vector<std::string> seg;

@@ -29,6 +29,7 @@ class FakeApiServer {
     std::string token = "test-token";
     std::string cert_dir;  // where the serving certificate is made
     int port = 0;
+    std::string client_ca_file;  // when set, client certificates signed by it authenticate
   };
   explicit FakeApiServer(Options o);
   ~FakeApiServer();
@@ -51,6 +52,8 @@ class FakeApiServer {
   void InjectError(const std::string& method, const std::string& resource, int code, int times, int retry_after = 0);
   int Requests(const std::string& method, const std::string& resource) const;
   int TotalRequests() const;
+  /** The user each request authenticated as, most recent last (bounded). */
+  std::vector<std::string> Users() const;
 
  private:
   struct Event {
@@ -77,6 +80,7 @@ class FakeApiServer {
   std::deque<Event> events_;
   std::map<std::string, std::tuple<int, int, int>> errors_;  // "METHOD resource" -> code, times, retry-after
   std::map<std::string, int> requests_;
+  std::deque<std::string> users_;
   std::atomic<bool> stopping_{false};
 };
 

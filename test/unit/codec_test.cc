@@ -17,7 +17,7 @@ absl::StatusOr<Pod> Decode(const std::string& text) {
 }
 
 TEST(YamlToJson, ScalarsFollowKubernetesRules) {
-  auto j = YamlToJson("a: 1\nb: \"1\"\nc: true\nd: 'yes'\ne: 0644\nf: 1.5\ng: null\nh: ~\ni: abc\nj: 0x1F\n");
+  auto j = YamlToJson("a: 1\nb: \"1\"\nc: true\nd: 'yes'\ne: 0644\nf: 1.5\ng: null\nh: ~\ni: abc\nj: 0x1F\nk: off\nl: n\n");
   ASSERT_TRUE(j.ok());
   EXPECT_TRUE((*j)["a"].is_number_integer());
   EXPECT_TRUE((*j)["b"].is_string());
@@ -29,6 +29,8 @@ TEST(YamlToJson, ScalarsFollowKubernetesRules) {
   EXPECT_TRUE((*j)["h"].is_null());
   EXPECT_EQ((*j)["i"], "abc");
   EXPECT_EQ((*j)["j"], 31);
+  EXPECT_EQ((*j)["k"], false);  // YAML 1.1
+  EXPECT_EQ((*j)["l"], "n");    // a single letter stays a name
   EXPECT_FALSE(YamlToJson("a: 1\n---\nb: 2\n").ok());
   EXPECT_FALSE(YamlToJson("a: [1,\n").ok());
 }

@@ -95,5 +95,8 @@ class HttpServer {
 /** Loads or creates a self-signed serving certificate in cert_dir (kubelet.crt, kubelet.key), as upstream. */
 absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
                                   std::string* key_file);
+/** A self-signed client certificate (extendedKeyUsage clientAuth) with this CN, written to dir/<name>.crt and .key. */
+absl::Status MakeClientCert(const std::string& dir, const std::string& name, const std::string& cn, std::string* cert_file,
+                            std::string* key_file);
 
 }  // namespace kubelet::server
