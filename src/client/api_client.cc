@@ -82,6 +82,15 @@ absl::Status FromResponse(const std::string& method, const std::string& path, lo
   return st;
 }
 
+// Runs the transfer on h; returns curl's result and the HTTP status, and frees the header list.
+std::pair<CURLcode, long> Perform(CURL* h, curl_slist* headers) {
+  CURLcode rc = curl_easy_perform(h);
+  long code = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(headers);
+  return {rc, code};
+}
+
 size_t AppendBody(char* data, size_t size, size_t n, void* out) {
   static_cast<std::string*>(out)->append(data, size * n);
   return size * n;
@@ -186,10 +195,7 @@ class ApiClientImpl : public ApiClient {
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, WatchProgress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
-    CURLcode rc = curl_easy_perform(h);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(headers);
+    auto [rc, code] = Perform(h, headers);
     curl_easy_cleanup(h);
     if (w.ended_by_caller || (stop && stop->load())) return absl::OkStatus();
     if (!w.parse_error.empty()) return absl::DataLossError("watch " + path + ": bad event: " + w.parse_error);
@@ -283,10 +289,7 @@ class ApiClientImpl : public ApiClient {
       curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
       curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, CaptureHeader);
       curl_easy_setopt(h, CURLOPT_HEADERDATA, &headers);
-      CURLcode rc = curl_easy_perform(h);
-      long code = 0;
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-      curl_slist_free_all(hl);
+      auto [rc, code] = Perform(h, hl);
       Give(h);
       bool retry = rc != CURLE_OK || code == 429 || (code >= 500 && code != 501);
       if (!retry) {

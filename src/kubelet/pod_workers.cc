@@ -71,12 +71,6 @@ bool PodWorkers::IsKnown(const std::string& uid) const {
   return pods_.count(uid) > 0;
 }
 
-bool PodWorkers::IsTerminating(const std::string& uid) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = pods_.find(uid);
-  return it != pods_.end() && it->second.phase != Phase::kSyncing;
-}
-
 bool PodWorkers::IsDone(const std::string& uid) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = pods_.find(uid);

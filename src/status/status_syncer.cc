@@ -48,13 +48,6 @@ void PodStatusSyncer::Forget(const std::string& uid) {
   entries_.erase(uid);
 }
 
-size_t PodStatusSyncer::Pending() const {
-  std::lock_guard<std::mutex> l(mu_);
-  size_t n = 0;
-  for (const auto& [_, e] : entries_) n += e.dirty;
-  return n;
-}
-
 int PodStatusSyncer::SyncOnce() {
   std::vector<Entry> work;
   {

@@ -228,13 +228,6 @@ std::vector<std::string> FakeApiServer::Users() const {
   return {users_.begin(), users_.end()};
 }
 
-int FakeApiServer::TotalRequests() const {
-  std::lock_guard<std::mutex> l(mu_);
-  int n = 0;
-  for (const auto& [_, c] : requests_) n += c;
-  return n;
-}
-
 Response FakeApiServer::Handle(const Request& req) {
   // Authentication: the configured bearer token or a verified client certificate.
   auto auth = req.headers.find("authorization");

@@ -51,7 +51,6 @@ class FakeApiServer {
   /** The next `times` requests with this method on this resource answer `code` (with Retry-After when > 0). */
   void InjectError(const std::string& method, const std::string& resource, int code, int times, int retry_after = 0);
   int Requests(const std::string& method, const std::string& resource) const;
-  int TotalRequests() const;
   /** The user each request authenticated as, most recent last (bounded). */
   std::vector<std::string> Users() const;
 

@@ -43,7 +43,6 @@ class PodWorkers {
   void UpdatePod(UpdateType type, const std::string& uid, std::optional<api::Pod> pod,
                  std::optional<int64_t> grace = std::nullopt);
   bool IsKnown(const std::string& uid) const;
-  bool IsTerminating(const std::string& uid) const;
   /** True once the pod finished terminating and cleaning up. */
   bool IsDone(const std::string& uid) const;
   /** True while another UID with this full name is still terminating: a static pod waits for its previous instance. */

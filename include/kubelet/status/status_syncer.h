@@ -32,7 +32,6 @@ class PodStatusSyncer {
   void Forget(const std::string& uid);
   /** Writes everything pending once; for tests. Returns how many writes failed. */
   int SyncOnce();
-  size_t Pending() const;
 
  private:
   struct Entry {
