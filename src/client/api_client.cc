@@ -1,5 +1,7 @@
 #include "kubelet/client/api_client.h"
 
+#include "kubelet/api/objects.h"
+
 #include <curl/curl.h>
 
 #include <cmath>
@@ -66,13 +68,10 @@ absl::StatusCode CodeFor(long http) {
 
 absl::Status FromResponse(const std::string& method, const std::string& path, long code, const std::string& body) {
   std::string reason, message;
-  try {
-    json j = json::parse(body);
-    if (j.is_object() && j.value("kind", "") == "Status") {
-      if (j.contains("reason") && j["reason"].is_string()) reason = j["reason"];
-      if (j.contains("message") && j["message"].is_string()) message = j["message"];
-    }
-  } catch (const json::exception&) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (auto status = api::DecodeStatus(j); status.ok()) {
+    reason = status->reason;
+    message = status->message;
   }
   if (message.empty()) message = body.substr(0, 256);
   absl::StatusCode c = CodeFor(code);

@@ -12,6 +12,7 @@
 #include <absl/strings/str_split.h>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/api/objects.h"
 #include "kubelet/api/quantity.h"
 
 namespace kubelet::config {
@@ -617,6 +618,17 @@ absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c) {
     check(e == "pods" || e == "system-reserved" || e == "kube-reserved" || e == "none" ||
               e == "system-reserved-compressible" || e == "kube-reserved-compressible",
           "enforceNodeAllocatable (--enforce-node-allocatable): invalid option \"" + e + "\"");
+  if (auto taints = api::DecodeTaints(c.register_with_taints); !taints.ok()) {
+    check(false, "registerWithTaints" + std::string(taints.status().message()));
+  } else {
+    for (size_t i = 0; i < taints->size(); ++i) {
+      const auto& t = (*taints)[i];
+      std::string at = "registerWithTaints[" + std::to_string(i) + "]";
+      check(!t.key.empty(), at + ".key: Required value");
+      check(t.effect == "NoSchedule" || t.effect == "PreferNoSchedule" || t.effect == "NoExecute",
+            at + ".effect: Unsupported value: \"" + t.effect + "\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"");
+    }
+  }
   if (errs.empty()) return absl::OkStatus();
   std::string all = "invalid configuration: ";
   for (size_t i = 0; i < errs.size(); ++i) all += (i ? "; " : "") + errs[i];

@@ -50,14 +50,21 @@ APIRecorder::~APIRecorder() {
 void APIRecorder::PodEvent(const api::Pod& pod, const std::string& type, const std::string& reason,
                            const std::string& message) {
   LoggingRecorder::PodEvent(pod, type, reason, message);
-  nlohmann::json involved = {{"kind", "Pod"}, {"namespace", pod.metadata.namespace_}, {"name", pod.metadata.name},
-                             {"uid", pod.metadata.uid}, {"apiVersion", "v1"}};
+  api::ObjectReference involved;
+  involved.kind = "Pod";
+  involved.namespace_ = pod.metadata.namespace_;
+  involved.name = pod.metadata.name;
+  involved.uid = pod.metadata.uid;
+  involved.api_version = "v1";
   Enqueue({involved, pod.metadata.namespace_, type, reason, message, std::chrono::system_clock::now()});
 }
 
 void APIRecorder::NodeEvent(const std::string& node_uid, const std::string& type, const std::string& reason,
                             const std::string& message) {
-  nlohmann::json involved = {{"kind", "Node"}, {"name", node_}, {"uid", node_uid.empty() ? node_ : node_uid}};
+  api::ObjectReference involved;
+  involved.kind = "Node";
+  involved.name = node_;
+  involved.uid = node_uid.empty() ? node_ : node_uid;
   Enqueue({involved, "default", type, reason, message, std::chrono::system_clock::now()});
 }
 
@@ -65,7 +72,7 @@ void APIRecorder::Enqueue(Pending p) {
   static auto logger = log::Get("events");
   std::lock_guard<std::mutex> l(qmu_);
   if (queue_.size() >= 1000) {
-    logger->warn("Event queue is full, dropping event reason=\"{}\" object=\"{}\"", p.reason, p.involved.value("name", ""));
+    logger->warn("Event queue is full, dropping event reason=\"{}\" object=\"{}\"", p.reason, p.involved.name);
     return;
   }
   queue_.push_back(std::move(p));
@@ -101,13 +108,13 @@ void APIRecorder::Loop() {
 
 void APIRecorder::Send(const Pending& p) {
   static auto logger = log::Get("events");
-  std::string key = p.involved.dump() + "|" + p.type + "|" + p.reason + "|" + p.message;
+  const api::ObjectReference& o = p.involved;
+  std::string key = o.kind + "|" + o.namespace_ + "|" + o.name + "|" + o.uid + "|" + p.type + "|" + p.reason + "|" + p.message;
   std::string base = "/api/v1/namespaces/" + p.ns + "/events";
-  std::string ts = FormatRFC3339(p.time);
   auto it = seen_.find(key);
   if (it != seen_.end() && p.time - std::get<2>(it->second) < std::chrono::minutes(10)) {
     int count = ++std::get<1>(it->second);
-    auto r = api_->Patch(base + "/" + std::get<0>(it->second), {{"count", count}, {"lastTimestamp", ts}},
+    auto r = api_->Patch(base + "/" + std::get<0>(it->second), {{"count", count}, {"lastTimestamp", FormatRFC3339(p.time)}},
                          client::PatchType::kMerge);
     if (r.ok()) return;
     if (r.status().code() != absl::StatusCode::kNotFound) {
@@ -118,27 +125,25 @@ void APIRecorder::Send(const Pending& p) {
   }
   char suffix[32];
   std::snprintf(suffix, sizeof(suffix), ".%llx", static_cast<unsigned long long>(ToUnixNanos(p.time)));
-  std::string name = p.involved.value("name", "") + suffix;
-  nlohmann::json ev = {{"apiVersion", "v1"},
-                       {"kind", "Event"},
-                       {"metadata", {{"name", name}, {"namespace", p.ns}}},
-                       {"involvedObject", p.involved},
-                       {"reason", p.reason},
-                       {"message", p.message},
-                       {"type", p.type},
-                       {"source", {{"component", "kubelet"}, {"host", node_}}},
-                       {"firstTimestamp", ts},
-                       {"lastTimestamp", ts},
-                       {"count", 1},
-                       {"reportingComponent", "kubelet"},
-                       {"reportingInstance", node_}};
-  auto r = api_->Create(base, ev);
+  api::Event ev;
+  ev.metadata.name = o.name + suffix;
+  ev.metadata.namespace_ = p.ns;
+  ev.involved_object = o;
+  ev.reason = p.reason;
+  ev.message = p.message;
+  ev.type = p.type;
+  ev.source = {"kubelet", node_};
+  ev.first_timestamp = ev.last_timestamp = p.time;
+  ev.count = 1;
+  ev.reporting_component = "kubelet";
+  ev.reporting_instance = node_;
+  auto r = api_->Create(base, api::EncodeEvent(ev));
   if (!r.ok()) {
     logger->warn("Unable to write event reason=\"{}\" err=\"{}\"", p.reason, r.status().message());
     return;
   }
   if (seen_.size() > 4096) seen_.clear();
-  seen_[key] = {name, 1, p.time};
+  seen_[key] = {ev.metadata.name, 1, p.time};
 }
 
 }  // namespace kubelet::events

@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     no.kubelet_port = cfg.port;
     no.max_pods = cfg.max_pods;
     no.node_labels = cfg.node_labels;
-    no.register_with_taints = cfg.register_with_taints;
+    no.register_with_taints = *api::DecodeTaints(cfg.register_with_taints);  // validated with the config
     no.system_reserved = cfg.system_reserved;
     no.kube_reserved = cfg.kube_reserved;
     no.eviction_hard = cfg.eviction_hard;

@@ -37,14 +37,6 @@ std::string OsImage() {
   return "Linux";
 }
 
-std::string MicroTime(TimePoint t) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() % 1000000;
-  std::string base = FormatRFC3339(t);
-  char frac[16];
-  std::snprintf(frac, sizeof(frac), ".%06lld", static_cast<long long>(us));
-  return base.substr(0, base.size() - 1) + frac + "Z";
-}
-
 int64_t Reserved(const std::map<std::string, std::string>& m, const char* res, bool milli) {
   auto it = m.find(res);
   if (it == m.end()) return 0;
@@ -64,15 +56,13 @@ int64_t Threshold(const std::map<std::string, std::string>& m, const char* signa
 
 std::string Ki(int64_t bytes) { return std::to_string(std::max<int64_t>(0, bytes) / 1024) + "Ki"; }
 
-json Condition(const std::string& type, bool status, const std::string& reason, const std::string& message,
-               const json& old, TimePoint now) {
-  std::string s = status ? "True" : "False";
-  std::string transition = FormatRFC3339(now);
-  if (old.is_object() && old.contains("conditions") && old["conditions"].is_array())
-    for (const auto& c : old["conditions"])
-      if (c.value("type", "") == type && c.value("status", "") == s) transition = c.value("lastTransitionTime", transition);
-  return {{"type", type}, {"status", s}, {"reason", reason}, {"message", message},
-          {"lastHeartbeatTime", FormatRFC3339(now)}, {"lastTransitionTime", transition}};
+api::NodeCondition Condition(const std::string& type, bool status, const std::string& reason, const std::string& message,
+                              const api::NodeStatus& old, TimePoint now) {
+  api::NodeCondition c{type, status ? "True" : "False", now, now, reason, message};
+  // The transition time stays while the status does.
+  for (const auto& o : old.conditions)
+    if (o.type == type && o.status == c.status) c.last_transition_time = o.last_transition_time;
+  return c;
 }
 
 }  // namespace
@@ -86,67 +76,63 @@ std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o) {
   return {cpu_alloc, mem_alloc};
 }
 
-json InitialNode(const NodeOptions& o) {
-  json labels = {{"kubernetes.io/hostname", o.hostname.empty() ? o.node_name : o.hostname},
-                 {"kubernetes.io/os", "linux"},
-                 {"kubernetes.io/arch", "amd64"},
-                 {"beta.kubernetes.io/os", "linux"},
-                 {"beta.kubernetes.io/arch", "amd64"}};
-  for (const auto& [k, v] : o.node_labels) labels[k] = v;
-  json node = {{"apiVersion", "v1"},
-               {"kind", "Node"},
-               {"metadata",
-                {{"name", o.node_name},
-                 {"labels", labels},
-                 {"annotations", {{"volumes.kubernetes.io/controller-managed-attach-detach", "true"}}}}},
-               {"spec", json::object()}};
-  if (o.register_with_taints.is_array() && !o.register_with_taints.empty()) node["spec"]["taints"] = o.register_with_taints;
-  if (!o.provider_id.empty()) node["spec"]["providerID"] = o.provider_id;
-  if (!o.pod_cidr.empty()) node["spec"]["podCIDR"] = o.pod_cidr;
-  return node;
+api::Node InitialNode(const NodeOptions& o) {
+  api::Node n;
+  n.metadata.name = o.node_name;
+  n.metadata.labels = {{"kubernetes.io/hostname", o.hostname.empty() ? o.node_name : o.hostname},
+                       {"kubernetes.io/os", "linux"},
+                       {"kubernetes.io/arch", "amd64"},
+                       {"beta.kubernetes.io/os", "linux"},
+                       {"beta.kubernetes.io/arch", "amd64"}};
+  for (const auto& [k, v] : o.node_labels) n.metadata.labels[k] = v;
+  n.metadata.annotations = {{"volumes.kubernetes.io/controller-managed-attach-detach", "true"}};
+  n.spec.taints = o.register_with_taints;
+  n.spec.provider_id = o.provider_id;
+  n.spec.pod_cidr = o.pod_cidr;
+  if (!o.pod_cidr.empty()) n.spec.pod_cidrs = {o.pod_cidr};
+  return n;
 }
 
-json ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const json& old, TimePoint now) {
+api::NodeStatus ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const api::NodeStatus& old, TimePoint now) {
+  api::NodeStatus s;
   int64_t cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int64_t mem = MachineMemoryBytes();
   struct statvfs vfs {};
   int64_t disk = ::statvfs(o.root_dir.c_str(), &vfs) == 0 ? static_cast<int64_t>(vfs.f_blocks) * vfs.f_frsize : 0;
-  json capacity = {{"cpu", std::to_string(cpus)}, {"memory", Ki(mem)}, {"ephemeral-storage", Ki(disk)},
-                   {"pods", std::to_string(o.max_pods)}, {"hugepages-1Gi", "0"}, {"hugepages-2Mi", "0"}};
+  s.capacity = {{"cpu", std::to_string(cpus)}, {"memory", Ki(mem)}, {"ephemeral-storage", Ki(disk)},
+                {"pods", std::to_string(o.max_pods)}, {"hugepages-1Gi", "0"}, {"hugepages-2Mi", "0"}};
   auto [cpu_alloc, mem_alloc] = AllocatableCpuMemory(o);
   int64_t disk_alloc = disk - Reserved(o.system_reserved, "ephemeral-storage", false) -
                        Reserved(o.kube_reserved, "ephemeral-storage", false) -
                        Threshold(o.eviction_hard, "nodefs.available", disk);
-  json allocatable = capacity;
-  allocatable["cpu"] = cpu_alloc % 1000 == 0 ? std::to_string(cpu_alloc / 1000) : std::to_string(cpu_alloc) + "m";
-  allocatable["memory"] = Ki(mem_alloc);
-  allocatable["ephemeral-storage"] = std::to_string(std::max<int64_t>(0, disk_alloc));
+  s.allocatable = s.capacity;
+  s.allocatable["cpu"] = cpu_alloc % 1000 == 0 ? std::to_string(cpu_alloc / 1000) : std::to_string(cpu_alloc) + "m";
+  s.allocatable["memory"] = Ki(mem_alloc);
+  s.allocatable["ephemeral-storage"] = std::to_string(std::max<int64_t>(0, disk_alloc));
 
   Readiness r = p.readiness ? p.readiness() : Readiness{};
   bool ready = r.runtime_ready && r.network_ready;
-  json conditions = json::array();
-  conditions.push_back(Condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", old, now));
-  conditions.push_back(Condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", old, now));
-  conditions.push_back(Condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", old, now));
-  conditions.push_back(Condition("Ready", ready, ready ? "KubeletReady" : "KubeletNotReady",
-                                 ready ? "kubelet is posting ready status" : r.message, old, now));
-  json addresses = json::array();
-  if (!o.node_ip.empty()) addresses.push_back({{"type", "InternalIP"}, {"address", o.node_ip}});
-  addresses.push_back({{"type", "Hostname"}, {"address", o.hostname.empty() ? o.node_name : o.hostname}});
+  s.conditions.push_back(Condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", old, now));
+  s.conditions.push_back(Condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", old, now));
+  s.conditions.push_back(Condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", old, now));
+  s.conditions.push_back(Condition("Ready", ready, ready ? "KubeletReady" : "KubeletNotReady",
+                                   ready ? "kubelet is posting ready status" : r.message, old, now));
+  if (!o.node_ip.empty()) s.addresses.push_back({"InternalIP", o.node_ip});
+  s.addresses.push_back({"Hostname", o.hostname.empty() ? o.node_name : o.hostname});
+  s.kubelet_endpoint_port = o.kubelet_port;
   utsname u{};
   ::uname(&u);
-  json info = {{"machineID", ReadTrim("/etc/machine-id")},
-               {"systemUUID", ReadTrim("/sys/class/dmi/id/product_uuid")},
-               {"bootID", ReadTrim("/proc/sys/kernel/random/boot_id")},
-               {"kernelVersion", u.release},
-               {"osImage", OsImage()},
-               {"containerRuntimeVersion", p.runtime_version ? p.runtime_version() : ""},
-               {"kubeletVersion", kKubeletVersion},
-               {"kubeProxyVersion", ""},
-               {"operatingSystem", "linux"},
-               {"architecture", "amd64"}};
-  return {{"capacity", capacity},   {"allocatable", allocatable}, {"conditions", conditions}, {"addresses", addresses},
-          {"daemonEndpoints", {{"kubeletEndpoint", {{"Port", o.kubelet_port}}}}}, {"nodeInfo", info}};
+  s.node_info = {ReadTrim("/etc/machine-id"),
+                 ReadTrim("/sys/class/dmi/id/product_uuid"),
+                 ReadTrim("/proc/sys/kernel/random/boot_id"),
+                 u.release,
+                 OsImage(),
+                 p.runtime_version ? p.runtime_version() : "",
+                 kKubeletVersion,
+                 "",
+                 "linux",
+                 "amd64"};
+  return s;
 }
 
 NodeStatusManager::NodeStatusManager(client::ApiClient* api, const Clock* clock, NodeOptions o, NodeProviders p)
@@ -175,8 +161,8 @@ std::string NodeStatusManager::NodeUID() const {
 }
 
 absl::Status NodeStatusManager::RegisterOnce() {
-  json node = InitialNode(o_);
-  auto created = api_->Create("/api/v1/nodes", node);
+  api::Node node = InitialNode(o_);
+  auto created = api_->Create("/api/v1/nodes", api::EncodeNode(node));
   json existing;
   if (created.ok()) {
     existing = *created;
@@ -186,7 +172,7 @@ absl::Status NodeStatusManager::RegisterOnce() {
     // Take the node over: make sure the labels this kubelet owns are there.
     auto got = api_->Get("/api/v1/nodes/" + o_.node_name);
     if (!got.ok()) return got.status();
-    json patch = {{"metadata", {{"labels", node["metadata"]["labels"]}, {"annotations", node["metadata"]["annotations"]}}}};
+    json patch = {{"metadata", {{"labels", node.metadata.labels}, {"annotations", node.metadata.annotations}}}};
     auto patched = api_->Patch("/api/v1/nodes/" + o_.node_name, patch, client::PatchType::kStrategicMerge);
     if (!patched.ok()) return patched.status();
     existing = *patched;
@@ -194,37 +180,35 @@ absl::Status NodeStatusManager::RegisterOnce() {
   } else {
     return created.status();
   }
+  auto decoded = api::DecodeNode(existing);
+  if (!decoded.ok()) return absl::InvalidArgumentError("node " + o_.node_name + " from the API server: " + std::string(decoded.status().message()));
   {
     std::lock_guard<std::mutex> l(mu_);
-    node_uid_ = existing["metadata"].value("uid", "");
-    if (existing.contains("status")) last_status_ = existing["status"];
+    node_uid_ = decoded->metadata.uid;
+    last_status_ = decoded->status;
   }
   registered_ = true;
   return SyncStatusOnce(true);
 }
 
 absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
-  json old;
+  api::NodeStatus old;
   {
     std::lock_guard<std::mutex> l(mu_);
     old = last_status_;
   }
   TimePoint now = clock_->Now();
-  json status = ComputeNodeStatus(o_, p_, old, now);
+  api::NodeStatus status = ComputeNodeStatus(o_, p_, old, now);
   // Compare without heartbeat times: only a real change (or the report period) is patched.
-  auto strip = [](json s) {
-    if (s.is_object() && s.contains("conditions"))
-      for (auto& c : s["conditions"]) c.erase("lastHeartbeatTime");
-    return s;
-  };
-  bool changed = strip(status) != strip(old);
+  bool changed = !api::SameNodeStatusIgnoringHeartbeat(status, old);
   bool due = !last_report_ || now - *last_report_ >= o_.report_frequency;
   if (!force && !changed && !due) return absl::OkStatus();
-  auto r = api_->Patch("/api/v1/nodes/" + o_.node_name + "/status", {{"status", status}}, client::PatchType::kStrategicMerge);
+  auto r = api_->Patch("/api/v1/nodes/" + o_.node_name + "/status", {{"status", api::EncodeNodeStatus(status)}},
+                       client::PatchType::kStrategicMerge);
   if (!r.ok()) return r.status();
   bool ready = false;
-  for (const auto& c : status["conditions"])
-    if (c["type"] == "Ready") ready = c["status"] == "True";
+  for (const auto& c : status.conditions)
+    if (c.type == "Ready") ready = c.status == "True";
   if ((!last_ready_ || *last_ready_ != ready) && p_.node_event)
     p_.node_event(ready ? "NodeReady" : "NodeNotReady",
                   "Node " + o_.node_name + " status is now: " + (ready ? "NodeReady" : "NodeNotReady"), "Normal");
@@ -238,24 +222,26 @@ absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
 absl::Status NodeStatusManager::RenewLeaseOnce() {
   std::string path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/" + o_.node_name;
   auto got = api_->Get(path);
-  std::string now = MicroTime(clock_->Now());
+  TimePoint now = clock_->Now();
   if (!got.ok()) {
     if (got.status().code() != absl::StatusCode::kNotFound) return got.status();
-    json lease = {{"apiVersion", "coordination.k8s.io/v1"},
-                  {"kind", "Lease"},
-                  {"metadata", {{"name", o_.node_name}, {"namespace", "kube-node-lease"}}},
-                  {"spec", {{"holderIdentity", o_.node_name}, {"leaseDurationSeconds", o_.lease_duration_seconds}, {"renewTime", now}}}};
+    api::Lease lease;
+    lease.metadata.name = o_.node_name;
+    lease.metadata.namespace_ = "kube-node-lease";
+    lease.spec.holder_identity = o_.node_name;
+    lease.spec.lease_duration_seconds = o_.lease_duration_seconds;
+    lease.spec.renew_time = now;
     std::string uid = NodeUID();
-    if (!uid.empty())
-      lease["metadata"]["ownerReferences"] = {{{"apiVersion", "v1"}, {"kind", "Node"}, {"name", o_.node_name}, {"uid", uid}}};
-    return api_->Create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease).status();
+    if (!uid.empty()) lease.metadata.owner_references.push_back({"v1", "Node", o_.node_name, uid, std::nullopt, std::nullopt});
+    return api_->Create("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", api::EncodeLease(lease)).status();
   }
-  json lease = *got;
-  lease["spec"]["holderIdentity"] = o_.node_name;
-  lease["spec"]["leaseDurationSeconds"] = o_.lease_duration_seconds;
-  lease["spec"]["renewTime"] = now;
+  auto lease = api::DecodeLease(*got);
+  if (!lease.ok()) return absl::InvalidArgumentError("lease " + o_.node_name + ": " + std::string(lease.status().message()));
+  lease->spec.holder_identity = o_.node_name;
+  lease->spec.lease_duration_seconds = o_.lease_duration_seconds;
+  lease->spec.renew_time = now;
   // PUT with the resourceVersion we read: a conflict means someone else wrote; the next round re-reads.
-  return api_->Update(path, lease).status();
+  return api_->Update(path, api::EncodeLease(*lease)).status();
 }
 
 void NodeStatusManager::StatusLoop() {

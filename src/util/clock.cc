@@ -14,6 +14,17 @@ std::string FormatRFC3339(TimePoint t) {
   return buf;
 }
 
+std::string FormatRFC3339Micro(TimePoint t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t tt = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%06lldZ", static_cast<long long>(us % 1000000));
+  return buf;
+}
+
 bool ParseRFC3339(const std::string& s, TimePoint* out) {
   std::tm tm{};
   int y, mo, d, h, mi, sec;
@@ -26,9 +37,15 @@ bool ParseRFC3339(const std::string& s, TimePoint* out) {
   tm.tm_sec = sec;
   std::time_t tt = timegm(&tm);
   size_t pos = 19;
+  int64_t frac_ns = 0;
   if (pos < s.size() && s[pos] == '.') {
     ++pos;
-    while (pos < s.size() && isdigit(static_cast<unsigned char>(s[pos]))) ++pos;
+    int64_t scale = 100000000;
+    while (pos < s.size() && isdigit(static_cast<unsigned char>(s[pos]))) {
+      frac_ns += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
   }
   if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh = 0, om = 0;
@@ -38,7 +55,8 @@ bool ParseRFC3339(const std::string& s, TimePoint* out) {
   } else if (pos >= s.size() || (s[pos] != 'Z' && s[pos] != 'z')) {
     return false;
   }
-  *out = std::chrono::system_clock::from_time_t(tt);
+  *out = std::chrono::system_clock::from_time_t(tt) +
+         std::chrono::duration_cast<TimePoint::duration>(std::chrono::nanoseconds(frac_ns));
   return true;
 }
 

@@ -25,7 +25,7 @@ class NodeStatusTest : public ::testing::Test {
     opts_.node_ip = "192.0.2.7";
     opts_.max_pods = 30;
     opts_.node_labels = {{"role", "test"}};
-    opts_.register_with_taints = json::parse(R"([{"key":"k","value":"v","effect":"NoSchedule"}])");
+    opts_.register_with_taints = {{"k", "v", "NoSchedule", std::nullopt}};
     opts_.root_dir = dir_.string();
     opts_.eviction_hard = {{"memory.available", "100Mi"}};
     opts_.system_reserved = {{"cpu", "500m"}};

@@ -123,6 +123,15 @@ TEST(KubeletConfig, ValidationCatchesBadValues) {
   KubeletConfiguration soft;
   soft.eviction_soft["memory.available"] = "1Gi";
   EXPECT_FALSE(ValidateKubeletConfiguration(soft).ok());  // no grace period
+  KubeletConfiguration taints;
+  taints.register_with_taints = nlohmann::json::parse(R"([{"key":"a","effect":"NoSchedule"},{"key":"b","effect":"Sometimes"}])");
+  st = ValidateKubeletConfiguration(taints);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("registerWithTaints[1].effect: Unsupported value: \"Sometimes\""), std::string::npos) << st.message();
+  taints.register_with_taints = nlohmann::json::parse(R"([{"key":"a","effect":3}])");
+  st = ValidateKubeletConfiguration(taints);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("registerWithTaints[0].effect: expected string, got integer"), std::string::npos) << st.message();
 }
 
 class CommandLine : public ::testing::Test {

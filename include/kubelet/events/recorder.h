@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kubelet/api/objects.h"
 #include "kubelet/api/types.h"
 
 namespace kubelet::events {
@@ -91,7 +92,7 @@ class APIRecorder : public LoggingRecorder {
 
  private:
   struct Pending {
-    nlohmann::json involved;
+    api::ObjectReference involved;
     std::string ns, type, reason, message;
     TimePoint time;
   };

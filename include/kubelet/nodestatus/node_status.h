@@ -14,10 +14,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <absl/status/status.h>
 #include <nlohmann/json.hpp>
 
+#include "kubelet/api/objects.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/util/clock.h"
 #include "kubelet/util/logging.h"
@@ -38,7 +40,7 @@ struct NodeOptions {
   int kubelet_port = 10250;
   int max_pods = 110;
   std::map<std::string, std::string> node_labels;
-  nlohmann::json register_with_taints = nlohmann::json::array();
+  std::vector<api::Taint> register_with_taints;
   std::map<std::string, std::string> system_reserved;
   std::map<std::string, std::string> kube_reserved;
   std::map<std::string, std::string> eviction_hard;
@@ -60,10 +62,10 @@ struct NodeProviders {
 /** Allocatable milli-CPU and memory bytes: capacity minus reservations and the memory eviction threshold. */
 std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o);
 
-/** The Node object this kubelet registers (upstream's initialNode), without status times. */
-nlohmann::json InitialNode(const NodeOptions& o);
+/** The Node object this kubelet registers (upstream's initialNode), without status. */
+api::Node InitialNode(const NodeOptions& o);
 /** The node's status now: capacity, allocatable, conditions (keeping transition times of `old`), addresses, nodeInfo. */
-nlohmann::json ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const nlohmann::json& old_status, TimePoint now);
+api::NodeStatus ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, const api::NodeStatus& old, TimePoint now);
 
 class NodeStatusManager {
  public:
@@ -92,7 +94,7 @@ class NodeStatusManager {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  nlohmann::json last_status_;
+  api::NodeStatus last_status_;
   std::string node_uid_;
   std::optional<TimePoint> last_report_;
   std::optional<bool> last_ready_;

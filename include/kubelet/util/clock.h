@@ -45,7 +45,9 @@ class FakeClock : public Clock {
 
 /** RFC 3339 in UTC with second precision, as Kubernetes metav1.Time writes it. */
 std::string FormatRFC3339(TimePoint t);
-/** Parses "2006-01-02T15:04:05Z" (fraction and offset accepted). */
+/** RFC 3339 in UTC with microseconds, as metav1.MicroTime writes it. */
+std::string FormatRFC3339Micro(TimePoint t);
+/** Parses "2006-01-02T15:04:05Z" (a fraction, kept to the nanosecond, and an offset accepted). */
 bool ParseRFC3339(const std::string& s, TimePoint* out);
 int64_t ToUnixNanos(TimePoint t);
 TimePoint FromUnixNanos(int64_t ns);
