@@ -201,7 +201,11 @@ int main(int argc, char** argv) {
     alloc.system_reserved = cfg.system_reserved;
     alloc.kube_reserved = cfg.kube_reserved;
     alloc.eviction_hard = cfg.eviction_hard;
+    alloc.node_name = node_name;
+    alloc.hostname = node_name;
+    alloc.node_labels = cfg.node_labels;
     std::tie(ko.allocatable_milli_cpu, ko.allocatable_memory) = nodestatus::AllocatableCpuMemory(alloc);
+    ko.node_labels = nodestatus::InitialNode(alloc).metadata.labels;
   }
   ko.config = cfg;
   ko.node_name = node_name;

@@ -23,28 +23,6 @@ std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" 
 
 // The pod's effective requests (milli-CPU, memory bytes): the sum over its
 // containers, or the largest init container when that is more, as the scheduler counts.
-std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
-  auto get = [](const api::Container& c, const char* r, bool milli) -> int64_t {
-    auto rq = c.resources.requests.find(r);
-    auto lm = c.resources.limits.find(r);
-    // Requests default to limits, as the API server defaults them.
-    std::string text = rq != c.resources.requests.end() ? rq->second : lm != c.resources.limits.end() ? lm->second : "";
-    if (text.empty()) return 0;
-    auto q = api::ParseQuantity(text);
-    if (!q.ok()) return 0;
-    return milli ? q->MilliValue() : q->Value();
-  };
-  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0;
-  for (const auto& c : pod.spec.containers) {
-    cpu += get(c, "cpu", true);
-    mem += get(c, "memory", false);
-  }
-  for (const auto& c : pod.spec.init_containers) {
-    init_cpu = std::max(init_cpu, get(c, "cpu", true));
-    init_mem = std::max(init_mem, get(c, "memory", false));
-  }
-  return {std::max(cpu, init_cpu), std::max(mem, init_mem)};
-}
 
 }  // namespace
 
@@ -53,6 +31,7 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
       d_(deps),
       log_(log::Get("kubelet")),
       backoff_(o_.container_backoff_initial, o_.container_backoff_max, deps.clock) {
+  admit_node_ = {o_.node_name, o_.node_labels, o_.config.max_pods, o_.allocatable_milli_cpu, o_.allocatable_memory};
   pod_config_ = std::make_unique<config::PodConfig>(d_.clock, [this](std::vector<config::PodChange> changes) {
     LoopEvent ev;
     ev.kind = LoopEvent::kConfig;
@@ -197,48 +176,28 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
     const std::string uid = ch.pod.metadata.uid;
     switch (ch.op) {
       case config::PodOp::kAdd: {
-        size_t active = 0;
         bool restarted = false;
         {
           std::lock_guard<std::mutex> l(mu_);
-          active = pods_.size();
           restarted = ever_removed_.erase(uid) > 0;
         }
         log_->info("SyncLoop ADD source=\"{}\" pod=\"{}\"", ch.pod.metadata.annotations[api::kConfigSourceAnnotation], PodDesc(ch.pod));
-        if (o_.config.max_pods > 0 && static_cast<int32_t>(active) >= o_.config.max_pods) {
-          std::string msg = "Node didn't have enough resource: pods, requested: 1, used: " + std::to_string(active) +
-                            ", capacity: " + std::to_string(o_.config.max_pods);
-          log_->warn("Pod admission failed pod=\"{}\" reason=\"OutOfpods\" message=\"{}\"", PodDesc(ch.pod), msg);
+        AdmitResult admit;
+        {
           std::lock_guard<std::mutex> l(mu_);
-          RejectPod(ch.pod, "OutOfpods", msg);
-          continue;
+          // Admitted pods that are still active: terminal ones free their share, as upstream.
+          std::vector<const api::Pod*> active_pods;
+          for (const auto& [puid, p] : pods_) {
+            auto st = status_.GetPodStatus(puid);
+            if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
+            active_pods.push_back(&p);
+          }
+          admit = AdmitPod(ch.pod, active_pods, admit_node_);
         }
-        if (o_.allocatable_milli_cpu > 0 || o_.allocatable_memory > 0) {
-          int64_t used_cpu = 0, used_mem = 0;
-          {
-            std::lock_guard<std::mutex> l(mu_);
-            for (const auto& [_, p] : pods_) {
-              auto [c, m] = PodRequests(p);
-              used_cpu += c;
-              used_mem += m;
-            }
-          }
-          auto [want_cpu, want_mem] = PodRequests(ch.pod);
-          std::string reason, msg;
-          if (o_.allocatable_milli_cpu > 0 && want_cpu > 0 && used_cpu + want_cpu > o_.allocatable_milli_cpu) {
-            reason = "OutOfcpu";
-            msg = "Node didn't have enough resource: cpu, requested: " + std::to_string(want_cpu) + ", used: " +
-                  std::to_string(used_cpu) + ", capacity: " + std::to_string(o_.allocatable_milli_cpu);
-          } else if (o_.allocatable_memory > 0 && want_mem > 0 && used_mem + want_mem > o_.allocatable_memory) {
-            reason = "OutOfmemory";
-            msg = "Node didn't have enough resource: memory, requested: " + std::to_string(want_mem) + ", used: " +
-                  std::to_string(used_mem) + ", capacity: " + std::to_string(o_.allocatable_memory);
-          }
-          if (!reason.empty()) {
-            log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), reason, msg);
-            RejectPod(ch.pod, reason, msg);
-            continue;
-          }
+        if (!admit.admit) {
+          log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), admit.reason, admit.message);
+          RejectPod(ch.pod, admit.reason, admit.message);
+          continue;
         }
         if (restarted && d_.metrics)
           d_.metrics->restarted_pods.Add({{"static", api::IsStaticPod(ch.pod) ? "true" : "false"}}).Increment();

@@ -148,6 +148,24 @@ TEST_F(KubeletAPITest, RunsBoundPodsAndWritesTheirStatus) {
   EXPECT_EQ(apiserver_->Requests("PATCH", "pods"), patches);
 }
 
+TEST_F(KubeletAPITest, PodsTheNodeCannotRunAreRejectedWithTheUpstreamReason) {
+  json picky = BoundPod("picky");
+  picky["spec"]["nodeSelector"] = {{"disktype", "ssd"}};
+  apiserver_->Create("pods", picky);
+  apiserver_->Create("pods", BoundPod("fine"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("picky") == "Failed" && Phase("fine") == "Running"; }));
+  auto pod = *apiserver_->Get("pods", "default", "picky");
+  EXPECT_EQ(pod["status"]["reason"], "NodeAffinity");
+  EXPECT_EQ(pod["status"]["message"], "Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector");
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);
+  EXPECT_EQ(fake_->Sandboxes()[0].metadata().name(), "fine");
+  recorder_->Flush();
+  bool event = false;
+  for (const auto& e : apiserver_->List("events"))
+    event |= e["involvedObject"]["name"] == "picky" && e["reason"] == "NodeAffinity" && e["type"] == "Warning";
+  EXPECT_TRUE(event);
+}
+
 TEST_F(KubeletAPITest, GracefulDeletionStopsWritesFinalStatusAndDeletes) {
   apiserver_->Create("pods", BoundPod("doomed"));
   ASSERT_TRUE(WaitUntil([&] { return Phase("doomed") == "Running"; }));

@@ -18,6 +18,7 @@
 #include "kubelet/config/pod_source.h"
 #include "kubelet/events/recorder.h"
 #include "kubelet/kubelet/mirror_pods.h"
+#include "kubelet/kubelet/admission.h"
 #include "kubelet/kubelet/pod_workers.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
@@ -49,6 +50,8 @@ struct KubeletOptions {
   std::string node_ip;
   std::string root_dir = "/var/lib/kubelet";
   size_t pod_worker_threads = 16;
+  // The node's labels (node affinity and nodeSelector at admission).
+  api::StringMap node_labels;
   // Node allocatable for admission (0: not checked).
   int64_t allocatable_milli_cpu = 0;
   int64_t allocatable_memory = 0;
@@ -112,6 +115,7 @@ class Kubelet {
 
   mutable std::mutex mu_;  // guards pods_, rejected_, start_recorded_
   std::map<std::string, api::Pod> pods_;  // desired pods by UID
+  AdmitNode admit_node_;
   std::set<std::string> start_recorded_;
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
 

@@ -1,0 +1,35 @@
+#pragma once
+// Pod admission, as upstream's predicate admit handler: a pod the node cannot
+// run is rejected (phase Failed) with the upstream reason and message rather
+// than started. Checks, in upstream's order: the pod's OS, resources (pods,
+// cpu, memory), node affinity and nodeSelector, node name, host ports.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kubelet/api/types.h"
+
+namespace kubelet {
+
+/** What admission knows of the node. */
+struct AdmitNode {
+  std::string name;
+  api::StringMap labels;
+  int32_t max_pods = 0;             // 0: not checked
+  int64_t allocatable_milli_cpu = 0;  // 0: not checked
+  int64_t allocatable_memory = 0;     // 0: not checked
+};
+
+struct AdmitResult {
+  bool admit = true;
+  std::string reason;   // OutOfpods, OutOfcpu, NodeAffinity, NodeName, NodePorts, PodOSNotSupported, ...
+  std::string message;
+};
+
+/** Milli-CPU and memory bytes the pod requests (init containers as the max, requests defaulting to limits). */
+std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod);
+
+/** Whether `pod` may join `admitted` (the pods the kubelet already runs) on `node`. */
+AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node);
+
+}  // namespace kubelet

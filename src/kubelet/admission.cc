@@ -1,0 +1,179 @@
+#include "kubelet/kubelet/admission.h"
+
+#include <cstdlib>
+
+#include "kubelet/api/quantity.h"
+
+namespace kubelet {
+namespace {
+
+using json = nlohmann::json;
+
+const json& At(const json& obj, std::initializer_list<const char*> path) {
+  static const json kNull;
+  const json* cur = &obj;
+  for (const char* k : path) {
+    if (!cur->is_object()) return kNull;
+    auto it = cur->find(k);
+    if (it == cur->end()) return kNull;
+    cur = &*it;
+  }
+  return *cur;
+}
+
+std::vector<std::string> Strings(const json& arr) {
+  std::vector<std::string> out;
+  if (arr.is_array())
+    for (const auto& v : arr)
+      if (v.is_string()) out.push_back(v.get<std::string>());
+  return out;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  for (const auto& x : v)
+    if (x == s) return true;
+  return false;
+}
+
+// One node selector requirement against a value (absent: nullptr), as upstream's labels.Selector.
+bool RequirementMatches(const json& req, const std::string* value) {
+  std::string op = req.value("operator", "");
+  std::vector<std::string> values = Strings(req.value("values", json::array()));
+  if (op == "In") return value && Contains(values, *value);
+  if (op == "NotIn") return !value || !Contains(values, *value);
+  if (op == "Exists") return value != nullptr;
+  if (op == "DoesNotExist") return value == nullptr;
+  if (op == "Gt" || op == "Lt") {
+    if (!value || values.size() != 1) return false;
+    char* end = nullptr;
+    long long have = std::strtoll(value->c_str(), &end, 10);
+    if (end == value->c_str() || *end) return false;
+    long long want = std::strtoll(values[0].c_str(), &end, 10);
+    if (end == values[0].c_str() || *end) return false;
+    return op == "Gt" ? have > want : have < want;
+  }
+  return false;  // an unknown operator matches nothing
+}
+
+// A node selector term: its expressions and fields all match; an empty term matches nothing.
+bool TermMatches(const json& term, const AdmitNode& node) {
+  const json& exprs = term.value("matchExpressions", json::array());
+  const json& fields = term.value("matchFields", json::array());
+  if ((!exprs.is_array() || exprs.empty()) && (!fields.is_array() || fields.empty())) return false;
+  if (exprs.is_array())
+    for (const auto& e : exprs) {
+      if (!e.is_object()) return false;
+      auto it = node.labels.find(e.value("key", ""));
+      if (!RequirementMatches(e, it == node.labels.end() ? nullptr : &it->second)) return false;
+    }
+  if (fields.is_array())
+    for (const auto& f : fields) {
+      // Only metadata.name is a supported field, as upstream.
+      if (!f.is_object() || f.value("key", "") != "metadata.name") return false;
+      if (!RequirementMatches(f, &node.name)) return false;
+    }
+  return true;
+}
+
+bool NodeAffinityMatches(const api::Pod& pod, const AdmitNode& node) {
+  const json& selector = At(pod.raw, {"spec", "nodeSelector"});
+  if (selector.is_object())
+    for (auto it = selector.begin(); it != selector.end(); ++it) {
+      auto l = node.labels.find(it.key());
+      if (l == node.labels.end() || !it.value().is_string() || l->second != it.value().get<std::string>()) return false;
+    }
+  const json& terms = At(pod.raw, {"spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+                                   "nodeSelectorTerms"});
+  if (!terms.is_array()) return true;
+  for (const auto& t : terms)
+    if (t.is_object() && TermMatches(t, node)) return true;
+  return false;
+}
+
+struct HostPort {
+  std::string ip, protocol;
+  int32_t port;
+};
+
+std::vector<HostPort> HostPorts(const api::Pod& pod) {
+  std::vector<HostPort> out;
+  for (const auto* list : {&pod.spec.init_containers, &pod.spec.containers})
+    for (const auto& c : *list)
+      for (const auto& p : c.ports)
+        if (p.host_port > 0)
+          out.push_back({p.host_ip.empty() ? "0.0.0.0" : p.host_ip, p.protocol.empty() ? "TCP" : p.protocol, p.host_port});
+  return out;
+}
+
+bool Conflicts(const HostPort& a, const HostPort& b) {
+  return a.port == b.port && a.protocol == b.protocol && (a.ip == b.ip || a.ip == "0.0.0.0" || b.ip == "0.0.0.0");
+}
+
+AdmitResult Reject(std::string reason, std::string message) { return {false, std::move(reason), std::move(message)}; }
+
+std::string Insufficient(const char* res, int64_t requested, int64_t used, int64_t capacity) {
+  return std::string("Node didn't have enough resource: ") + res + ", requested: " + std::to_string(requested) +
+         ", used: " + std::to_string(used) + ", capacity: " + std::to_string(capacity);
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
+  auto get = [](const api::Container& c, const char* r, bool milli) -> int64_t {
+    auto rq = c.resources.requests.find(r);
+    auto lm = c.resources.limits.find(r);
+    // Requests default to limits, as the API server defaults them.
+    std::string text = rq != c.resources.requests.end() ? rq->second : lm != c.resources.limits.end() ? lm->second : "";
+    if (text.empty()) return 0;
+    auto q = api::ParseQuantity(text);
+    if (!q.ok()) return 0;
+    return milli ? q->MilliValue() : q->Value();
+  };
+  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0;
+  for (const auto& c : pod.spec.containers) {
+    cpu += get(c, "cpu", true);
+    mem += get(c, "memory", false);
+  }
+  for (const auto& c : pod.spec.init_containers) {
+    init_cpu = std::max(init_cpu, get(c, "cpu", true));
+    init_mem = std::max(init_mem, get(c, "memory", false));
+  }
+  return {std::max(cpu, init_cpu), std::max(mem, init_mem)};
+}
+
+AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {
+  const json& os = At(pod.raw, {"spec", "os", "name"});
+  if (os.is_string() && os.get<std::string>() != "linux")
+    return Reject("PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS");
+
+  // Resources: the pod count first, then cpu and memory, as noderesources.Fits orders them.
+  int64_t count = static_cast<int64_t>(admitted.size());
+  if (node.max_pods > 0 && count + 1 > node.max_pods)
+    return Reject("OutOfpods", Insufficient("pods", 1, count, node.max_pods));
+  auto [want_cpu, want_mem] = PodRequests(pod);
+  int64_t used_cpu = 0, used_mem = 0;
+  for (const api::Pod* p : admitted) {
+    auto [c, m] = PodRequests(*p);
+    used_cpu += c;
+    used_mem += m;
+  }
+  if (node.allocatable_milli_cpu > 0 && want_cpu > 0 && used_cpu + want_cpu > node.allocatable_milli_cpu)
+    return Reject("OutOfcpu", Insufficient("cpu", want_cpu, used_cpu, node.allocatable_milli_cpu));
+  if (node.allocatable_memory > 0 && want_mem > 0 && used_mem + want_mem > node.allocatable_memory)
+    return Reject("OutOfmemory", Insufficient("memory", want_mem, used_mem, node.allocatable_memory));
+
+  if (!NodeAffinityMatches(pod, node))
+    return Reject("NodeAffinity", "Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector");
+  if (!pod.spec.node_name.empty() && pod.spec.node_name != node.name)
+    return Reject("NodeName", "Predicate NodeName failed: node(s) didn't match the requested node name");
+  std::vector<HostPort> mine = HostPorts(pod);
+  if (!mine.empty())
+    for (const api::Pod* p : admitted)
+      for (const auto& theirs : HostPorts(*p))
+        for (const auto& m : mine)
+          if (Conflicts(m, theirs))
+            return Reject("NodePorts", "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports");
+  return {};
+}
+
+}  // namespace kubelet
