@@ -125,6 +125,12 @@ const std::vector<FieldSpec>& Schema() {
       {"nodeStatusUpdateFrequency", Kind::kDuration, &KC::node_status_update_frequency, "node-status-update-frequency"},
       {"nodeStatusReportFrequency", Kind::kDuration, &KC::node_status_report_frequency, nullptr},
       {"nodeLeaseDurationSeconds", Kind::kInt32, &KC::node_lease_duration_seconds, nullptr},
+      {"nodeStatusMaxImages", Kind::kInt32, &KC::node_status_max_images, "node-status-max-images"},
+      {"configMapAndSecretChangeDetectionStrategy", Kind::kString, &KC::config_map_and_secret_change_detection_strategy,
+       nullptr},
+      {"qosReserved", Kind::kStringMap, &KC::qos_reserved, "qos-reserved"},
+      {"showHiddenMetricsForVersion", Kind::kString, &KC::show_hidden_metrics_for_version,
+       "show-hidden-metrics-for-version"},
       {"kubeAPIQPS", Kind::kInt32, &KC::kube_api_qps, "kube-api-qps"},
       {"kubeAPIBurst", Kind::kInt32, &KC::kube_api_burst, "kube-api-burst"},
       {"contentType", Kind::kString, &KC::content_type, "kube-api-content-type"},
@@ -618,6 +624,10 @@ absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c) {
     check(e == "pods" || e == "system-reserved" || e == "kube-reserved" || e == "none" ||
               e == "system-reserved-compressible" || e == "kube-reserved-compressible",
           "enforceNodeAllocatable (--enforce-node-allocatable): invalid option \"" + e + "\"");
+  const std::string& cms = c.config_map_and_secret_change_detection_strategy;
+  check(cms == "Get" || cms == "Cache" || cms == "Watch",
+        "configMapAndSecretChangeDetectionStrategy: Unsupported value: \"" + cms + "\": supported values: \"Get\", \"Cache\", \"Watch\"");
+  check(c.node_status_max_images >= -1, "nodeStatusMaxImages (--node-status-max-images): must be -1 or greater");
   if (auto taints = api::DecodeTaints(c.register_with_taints); !taints.ok()) {
     check(false, "registerWithTaints" + std::string(taints.status().message()));
   } else {

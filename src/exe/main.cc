@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
   rmo.node_name = node_name;
   rmo.node_ip = node_ip;
   std::unique_ptr<kuberuntime::EnvSource> env_source;
-  if (api) env_source = kuberuntime::NewAPIEnvSource(api.get());
+  if (api)
+    env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));
   auto runtime = kuberuntime::NewRuntimeManager(
       {remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock, env_source.get()}, rmo);
 

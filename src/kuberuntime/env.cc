@@ -238,7 +238,7 @@ namespace {
 // still (re)start with their environment while the API server is away.
 class APIEnvSource : public EnvSource {
  public:
-  explicit APIEnvSource(client::ApiClient* api) : api_(api) {}
+  APIEnvSource(client::ApiClient* api, Duration fresh_for) : api_(api), fresh_for_(fresh_for) {}
   absl::StatusOr<json> Get(const std::string& resource, const std::string& ns, const std::string& name) override {
     std::string path = "/api/v1/namespaces/" + ns + "/" + resource + "/" + name;
     if (auto fresh = Fresh(path)) return *fresh;
@@ -284,13 +284,12 @@ class APIEnvSource : public EnvSource {
   }
 
  private:
-  // Answers younger than kFreshFor are reused: many containers starting at once read the same objects.
-  static constexpr std::chrono::seconds kFreshFor{5};
+  // Answers younger than fresh_for_ are reused: many containers starting at once read the same objects.
   std::optional<json> Fresh(const std::string& key) {
     std::lock_guard<std::mutex> l(mu_);
     auto it = cache_.find(key);
     auto at = read_at_.find(key);
-    if (it == cache_.end() || at == read_at_.end() || std::chrono::steady_clock::now() - at->second > kFreshFor) return std::nullopt;
+    if (it == cache_.end() || at == read_at_.end() || std::chrono::steady_clock::now() - at->second >= fresh_for_) return std::nullopt;
     return it->second;
   }
   void Remember(const std::string& key, const json& value) {
@@ -302,12 +301,21 @@ class APIEnvSource : public EnvSource {
     read_at_[key] = std::chrono::steady_clock::now();
   }
   client::ApiClient* api_;
+  Duration fresh_for_;
   std::mutex mu_;
   std::map<std::string, json> cache_;
   std::map<std::string, std::chrono::steady_clock::time_point> read_at_;
 };
 }  // namespace
 
-std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api) { return std::make_unique<APIEnvSource>(api); }
+std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api, Duration fresh_for) {
+  return std::make_unique<APIEnvSource>(api, fresh_for);
+}
+
+Duration EnvFreshness(const std::string& strategy) {
+  if (strategy == "Get") return Duration::zero();
+  if (strategy == "Cache") return std::chrono::minutes(1);
+  return std::chrono::seconds(5);
+}
 
 }  // namespace kubelet::kuberuntime

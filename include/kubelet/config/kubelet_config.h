@@ -115,6 +115,10 @@ struct KubeletConfiguration {
   Duration node_status_update_frequency = seconds(10);
   Duration node_status_report_frequency = minutes(5);
   int32_t node_lease_duration_seconds = 40;
+  int32_t node_status_max_images = 50;
+  std::string config_map_and_secret_change_detection_strategy = "Watch";  // Get, Cache, Watch
+  std::map<std::string, std::string> qos_reserved;
+  std::string show_hidden_metrics_for_version;
   int32_t kube_api_qps = 50;
   int32_t kube_api_burst = 100;
   std::string content_type = "application/vnd.kubernetes.protobuf";

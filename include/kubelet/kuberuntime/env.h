@@ -41,8 +41,14 @@ struct PodEnvContext {
 /** Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes a dollar. */
 std::string ExpandEnv(const std::string& in, const std::map<std::string, std::string>& env);
 
-/** Reads ConfigMaps, Secrets and Services from the API server on demand. */
-std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api);
+/**
+ * Reads ConfigMaps, Secrets and Services from the API server on demand. An
+ * answer is reused for `fresh_for` (0: every read goes to the server); when
+ * the server cannot be reached the last answer is used, however old.
+ */
+std::unique_ptr<EnvSource> NewAPIEnvSource(client::ApiClient* api, Duration fresh_for = std::chrono::seconds(5));
+/** fresh_for for configMapAndSecretChangeDetectionStrategy: Get 0, Cache 1 min (upstream's default TTL), Watch 5 s. */
+Duration EnvFreshness(const std::string& change_detection_strategy);
 
 /** The ordered KEY=VALUE list for the container; errors read like upstream's CreateContainerConfigError messages. */
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MakeEnvironment(const api::Pod& pod, const api::Container& c,
