@@ -19,6 +19,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Debian's kubectl (kubernetes-client) for the kubectl compatibility test:
+# unpacked, not installed, so it cannot clash with another kubectl on the
+# machine. Its version is pinned by the Debian release.
+KUBECTL_DIR=/opt/kubelet-cpp/kubernetes-client
+if [ ! -x "$KUBECTL_DIR/usr/bin/kubectl" ]; then
+  echo "install-deps: unpacking Debian's kubernetes-client into $KUBECTL_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1 || { apt-get update -qq && apt-get download kubernetes-client >/dev/null; })
+  mkdir -p "$KUBECTL_DIR"
+  dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$KUBECTL_DIR"
+  rm -rf "$tmp"
+fi
 # Debian starts no services here; make sure no packaged containerd or
 # prometheus holds the ports or sockets our tests use.
 exit 0

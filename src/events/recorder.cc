@@ -59,12 +59,11 @@ void APIRecorder::PodEvent(const api::Pod& pod, const std::string& type, const s
   Enqueue({involved, pod.metadata.namespace_, type, reason, message, std::chrono::system_clock::now()});
 }
 
-void APIRecorder::NodeEvent(const std::string& node_uid, const std::string& type, const std::string& reason,
-                            const std::string& message) {
+void APIRecorder::NodeEvent(const std::string& type, const std::string& reason, const std::string& message) {
   api::ObjectReference involved;
   involved.kind = "Node";
   involved.name = node_;
-  involved.uid = node_uid.empty() ? node_ : node_uid;
+  involved.uid = node_;
   Enqueue({involved, "default", type, reason, message, std::chrono::system_clock::now()});
 }
 

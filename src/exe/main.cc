@@ -187,13 +187,11 @@ int main(int argc, char** argv) {
       else if (!r.network_ready) r.message = "container runtime network not ready: " + missing;
       return r;
     };
-    auto ns_slot = std::make_shared<nodestatus::NodeStatusManager*>(nullptr);
-    np.node_event = [logger, api_recorder, ns_slot](const std::string& reason, const std::string& message, const std::string& type) {
+    np.node_event = [logger, api_recorder](const std::string& reason, const std::string& message, const std::string& type) {
       logger->info("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
-      if (api_recorder) api_recorder->NodeEvent(*ns_slot ? (*ns_slot)->NodeUID() : "", type, reason, message);
+      if (api_recorder) api_recorder->NodeEvent(type, reason, message);
     };
     node_status = std::make_unique<nodestatus::NodeStatusManager>(api.get(), &clock, no, np);
-    *ns_slot = node_status.get();
   }
 
   KubeletOptions ko;
@@ -241,7 +239,7 @@ int main(int argc, char** argv) {
     wait = std::min(wait * 2, std::chrono::milliseconds(30000));
   }
 
-  if (api_recorder) api_recorder->NodeEvent("", "Normal", "Starting", "Starting kubelet.");
+  if (api_recorder) api_recorder->NodeEvent("Normal", "Starting", "Starting kubelet.");
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();

@@ -206,14 +206,24 @@ absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
   auto r = api_->Patch("/api/v1/nodes/" + o_.node_name + "/status", {{"status", api::EncodeNodeStatus(status)}},
                        client::PatchType::kStrategicMerge);
   if (!r.ok()) return r.status();
-  bool ready = false;
-  for (const auto& c : status.conditions)
-    if (c.type == "Ready") ready = c.status == "True";
-  if ((!last_ready_ || *last_ready_ != ready) && p_.node_event)
-    p_.node_event(ready ? "NodeReady" : "NodeNotReady",
-                  "Node " + o_.node_name + " status is now: " + (ready ? "NodeReady" : "NodeNotReady"), "Normal");
+  // An event for each condition that is new or changed status, as upstream's condition setters record them.
+  static const std::map<std::string, std::pair<const char*, const char*>> kReasons = {
+      {"Ready", {"NodeReady", "NodeNotReady"}},
+      {"MemoryPressure", {"NodeHasInsufficientMemory", "NodeHasSufficientMemory"}},
+      {"DiskPressure", {"NodeHasDiskPressure", "NodeHasNoDiskPressure"}},
+      {"PIDPressure", {"NodeHasInsufficientPID", "NodeHasSufficientPID"}}};
+  if (p_.node_event)
+    for (const auto& c : status.conditions) {
+      auto reasons = kReasons.find(c.type);
+      if (reasons == kReasons.end()) continue;
+      bool changed_status = true;
+      for (const auto& o : old.conditions)
+        if (o.type == c.type) changed_status = o.status != c.status;
+      if (!changed_status) continue;
+      std::string reason = c.status == "True" ? reasons->second.first : reasons->second.second;
+      p_.node_event(reason, "Node " + o_.node_name + " status is now: " + reason, "Normal");
+    }
   std::lock_guard<std::mutex> l(mu_);
-  last_ready_ = ready;
   last_status_ = status;
   last_report_ = now;
   return absl::OkStatus();

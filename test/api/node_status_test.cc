@@ -80,7 +80,8 @@ TEST_F(NodeStatusTest, RegistersTheNodeWithUpstreamFields) {
   EXPECT_EQ(Cond(*node, "MemoryPressure", "reason"), "KubeletHasSufficientMemory");
   EXPECT_EQ(Cond(*node, "DiskPressure", "status"), "False");
   EXPECT_EQ(Cond(*node, "PIDPressure", "reason"), "KubeletHasSufficientPID");
-  EXPECT_EQ(events_, (std::vector<std::string>{"RegisteredNode", "NodeReady"}));
+  EXPECT_EQ(events_, (std::vector<std::string>{"RegisteredNode", "NodeHasSufficientMemory", "NodeHasNoDiskPressure",
+                                               "NodeHasSufficientPID", "NodeReady"}));
   EXPECT_EQ(m.NodeUID(), md["uid"]);
 }
 
@@ -112,10 +113,12 @@ TEST_F(NodeStatusTest, PatchesOnlyOnChangeOrReportPeriod) {
   EXPECT_NE(Cond(node, "Ready", "message").find("NetworkReady=false"), std::string::npos);
   EXPECT_NE(Cond(node, "Ready", "lastTransitionTime"), ready_since);
   EXPECT_EQ(events_.back(), "NodeNotReady");
+  size_t seen = events_.size();
   patches = api_->Requests("PATCH", "nodes");
   clock_.Step(std::chrono::minutes(5));
   ASSERT_TRUE(m.SyncStatusOnce(false).ok());
   EXPECT_EQ(api_->Requests("PATCH", "nodes"), patches + 1);  // nodeStatusReportFrequency
+  EXPECT_EQ(events_.size(), seen);  // no transition, no event
 }
 
 TEST_F(NodeStatusTest, LeaseIsCreatedThenRenewedAndOwnedByTheNode) {

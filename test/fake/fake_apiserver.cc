@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "kubelet/util/clock.h"
@@ -76,28 +77,101 @@ json MergePatch(json target, const json& patch, bool strategic) {
   return target;
 }
 
-bool FieldsMatch(const json& obj, const std::string& selector) {
+// The field labels the real API server accepts in a fieldSelector, per resource
+// (metadata.name and metadata.namespace everywhere); others are a 400.
+bool FieldSupported(const std::string& resource, const std::string& field) {
+  static const std::map<std::string, std::set<std::string>> kFields = {
+      {"pods", {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+                "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName"}},
+      {"events", {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                  "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+                  "reportingComponent", "source", "type"}},
+      {"nodes", {"spec.unschedulable"}},
+      {"secrets", {"type"}},
+  };
+  if (field == "metadata.name" || field == "metadata.namespace") return true;
+  auto it = kFields.find(resource);
+  return it != kFields.end() && it->second.count(field);
+}
+
+std::string FieldValue(const json& obj, const std::string& field) {
+  if (field == "source") return obj.contains("source") && obj["source"].is_object() ? obj["source"].value("component", "") : "";
+  const json* cur = &obj;
+  std::stringstream fs(field);
+  std::string part;
+  while (std::getline(fs, part, '.')) {
+    if (!cur->is_object() || !cur->contains(part)) return "";
+    cur = &(*cur)[part];
+  }
+  if (cur->is_string()) return cur->get<std::string>();
+  if (cur->is_boolean()) return cur->get<bool>() ? "true" : "false";
+  return "";
+}
+
+// Parses "a=b,c!=d,e==f"; an unsupported field label is the server's 400.
+std::optional<std::string> ParseFieldSelector(const std::string& resource, const std::string& selector,
+                                              std::vector<FieldTerm>* out) {
   std::stringstream ss(selector);
   std::string term;
   while (std::getline(ss, term, ',')) {
-    auto eq = term.find('=');
-    if (eq == std::string::npos) continue;
-    std::string field = term.substr(0, eq), want = term.substr(eq + 1);
-    if (!want.empty() && want[0] == '=') want.erase(0, 1);
-    const json* cur = &obj;
-    std::stringstream fs(field);
-    std::string part;
-    while (std::getline(fs, part, '.')) {
-      if (!cur->is_object() || !cur->contains(part)) {
-        cur = nullptr;
-        break;
-      }
-      cur = &(*cur)[part];
-    }
-    std::string have = cur && cur->is_string() ? cur->get<std::string>() : "";
-    if (have != want) return false;
+    if (term.empty()) continue;
+    size_t eq = term.find('=');
+    if (eq == std::string::npos || eq == 0) return "invalid selector: '" + selector + "'; can't understand '" + term + "'";
+    FieldTerm t;
+    t.negate = term[eq - 1] == '!';
+    t.field = term.substr(0, t.negate ? eq - 1 : eq);
+    t.value = term.substr(eq + 1);
+    if (!t.value.empty() && t.value[0] == '=') t.value.erase(0, 1);
+    if (!FieldSupported(resource, t.field)) return "field label not supported: " + t.field;
+    out->push_back(std::move(t));
   }
+  return std::nullopt;
+}
+
+bool FieldsMatch(const json& obj, const std::vector<FieldTerm>& terms) {
+  for (const auto& t : terms)
+    if ((FieldValue(obj, t.field) == t.value) == t.negate) return false;
   return true;
+}
+
+// Discovery documents for the groups this server serves.
+std::optional<json> Discovery(const std::vector<std::string>& seg, int port) {
+  auto resource = [](const char* name, const char* singular, bool namespaced, const char* kind, json verbs,
+                     json short_names = json::array()) {
+    json r = {{"name", name}, {"singularName", singular}, {"namespaced", namespaced}, {"kind", kind}, {"verbs", verbs}};
+    if (!short_names.empty()) r["shortNames"] = short_names;
+    return r;
+  };
+  json all = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"};
+  if (seg.size() == 1 && seg[0] == "api")
+    return json{{"kind", "APIVersions"},
+                {"versions", {"v1"}},
+                {"serverAddressByClientCIDRs", {{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", "127.0.0.1:" + std::to_string(port)}}}}};
+  if (seg.size() == 1 && seg[0] == "apis")
+    return json{{"kind", "APIGroupList"},
+                {"apiVersion", "v1"},
+                {"groups",
+                 {{{"name", "coordination.k8s.io"},
+                   {"versions", {{{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}},
+                   {"preferredVersion", {{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}}}}};
+  if (seg.size() == 2 && seg[0] == "api" && seg[1] == "v1")
+    return json{{"kind", "APIResourceList"},
+                {"groupVersion", "v1"},
+                {"resources",
+                 {resource("pods", "pod", true, "Pod", all, {"po"}),
+                  resource("pods/status", "", true, "Pod", {"get", "patch", "update"}),
+                  resource("nodes", "node", false, "Node", all, {"no"}),
+                  resource("nodes/status", "", false, "Node", {"get", "patch", "update"}),
+                  resource("events", "event", true, "Event", all, {"ev"}),
+                  resource("configmaps", "configmap", true, "ConfigMap", all, {"cm"}),
+                  resource("secrets", "secret", true, "Secret", all),
+                  resource("services", "service", true, "Service", all, {"svc"})}}};
+  if (seg.size() == 3 && seg[0] == "apis" && seg[1] == "coordination.k8s.io" && seg[2] == "v1")
+    return json{{"kind", "APIResourceList"},
+                {"apiVersion", "v1"},
+                {"groupVersion", "coordination.k8s.io/v1"},
+                {"resources", {resource("leases", "lease", true, "Lease", all)}}};
+  return std::nullopt;
 }
 
 }  // namespace
@@ -116,6 +190,12 @@ bool FakeApiServer::Start() {
   srv_ = std::make_unique<server::HttpServer>(so);
   srv_->Handle("/api/", [this](const Request& r) { return Handle(r); });
   srv_->Handle("/apis/", [this](const Request& r) { return Handle(r); });
+  srv_->Handle("/api", [this](const Request& r) { return Handle(r); });
+  srv_->Handle("/apis", [this](const Request& r) { return Handle(r); });
+  srv_->Handle("/version", [this](const Request& r) {
+    if (r.method != "GET") return StatusError(405, "MethodNotAllowed", "method not allowed");
+    return Ok({{"major", "1"}, {"minor", "31"}, {"gitVersion", "v1.31.0"}, {"platform", "linux/amd64"}});
+  });
   if (!srv_->Start().ok()) return false;
   port_ = srv_->port();
   return true;
@@ -246,6 +326,8 @@ Response FakeApiServer::Handle(const Request& req) {
   std::string s;
   while (std::getline(ss, s, '/'))
     if (!s.empty()) seg.push_back(s);
+  if (req.method == "GET")
+    if (auto d = Discovery(seg, port_)) return Ok(*d);
   size_t i = seg.size() > 0 && seg[0] == "api" ? 2 : 3;
   if (seg.size() <= i) return StatusError(404, "NotFound", "the server could not find the requested resource");
   std::string ns, resource, name, sub;
@@ -274,14 +356,16 @@ Response FakeApiServer::Handle(const Request& req) {
   }
 
   if (req.method == "GET" && name.empty()) {
+    std::vector<FieldTerm> terms;
+    if (req.query.count("fieldSelector"))
+      if (auto err = ParseFieldSelector(resource, req.query.at("fieldSelector"), &terms)) return StatusError(400, "BadRequest", *err);
     if (req.query.count("watch") && (req.query.at("watch") == "true" || req.query.at("watch") == "1"))
-      return Watch(resource, ns, req);
+      return Watch(resource, ns, terms, req);
     std::lock_guard<std::mutex> l(mu_);
     json items = json::array();
-    std::string fs = req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "";
     for (const auto& [key, o] : store_[resource]) {
       if (namespaced_path && o["metadata"].value("namespace", "") != ns) continue;
-      if (!fs.empty() && !FieldsMatch(o, fs)) continue;
+      if (!FieldsMatch(o, terms)) continue;
       items.push_back(o);
     }
     auto [kind, version] = Kinds().at(resource);
@@ -376,8 +460,8 @@ Response FakeApiServer::Handle(const Request& req) {
   return StatusError(405, "MethodNotAllowed", "method " + req.method + " not allowed");
 }
 
-Response FakeApiServer::Watch(const std::string& resource, const std::string& ns, const Request& req) {
-  std::string fs = req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "";
+Response FakeApiServer::Watch(const std::string& resource, const std::string& ns, const std::vector<FieldTerm>& fs,
+                             const Request& req) {
   std::string rvq = req.query.count("resourceVersion") ? req.query.at("resourceVersion") : "";
   int timeout = req.query.count("timeoutSeconds") ? std::atoi(req.query.at("timeoutSeconds").c_str()) : 1800;
   bool bookmarks = req.query.count("allowWatchBookmarks") && req.query.at("allowWatchBookmarks") == "true";
@@ -399,7 +483,7 @@ Response FakeApiServer::Watch(const std::string& resource, const std::string& ns
     std::vector<std::string> out;
     if (rvq.empty()) {
       for (const auto& [_, o] : store_[resource])
-        if ((ns.empty() || o["metadata"].value("namespace", "") == ns) && (fs.empty() || FieldsMatch(o, fs)))
+        if ((ns.empty() || o["metadata"].value("namespace", "") == ns) && FieldsMatch(o, fs))
           out.push_back(json({{"type", "ADDED"}, {"object", o}}).dump() + "\n");
     }
     auto last_bookmark = std::chrono::steady_clock::now();
@@ -408,7 +492,7 @@ Response FakeApiServer::Watch(const std::string& resource, const std::string& ns
         if (e.rv <= from || e.resource != resource) continue;
         const json& o = e.object;
         if (!ns.empty() && o["metadata"].value("namespace", "") != ns) continue;
-        if (!fs.empty() && !FieldsMatch(o, fs)) continue;
+        if (!FieldsMatch(o, fs)) continue;
         out.push_back(json({{"type", e.type}, {"object", o}}).dump() + "\n");
       }
       from = rv_;

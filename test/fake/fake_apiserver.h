@@ -2,8 +2,9 @@
 // A small, faithful kube-apiserver for tests: HTTPS with bearer-token or
 // client-certificate authentication, resourceVersion on every object, list
 // and chunked watch streams (ADDED/MODIFIED/DELETED, BOOKMARK, ERROR with
-// 410 Expired for a compacted resourceVersion), fieldSelector on
-// spec.nodeName and metadata.name, 409 AlreadyExists/Conflict, JSON merge and
+// 410 Expired for a compacted resourceVersion), fieldSelectors (=, ==, !=)
+// on the field labels the real server supports per resource (others are a
+// 400), discovery (/api, /apis, /api/v1, /version) for kubectl, 409 AlreadyExists/Conflict, JSON merge and
 // strategic merge patch (conditions by type, container statuses by name) on
 // the main resource and the status subresource, graceful pod deletion, Status
 // error objects, and injected errors with Retry-After. Resources: nodes,
@@ -16,12 +17,19 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "kubelet/server/http_server.h"
 
 namespace kubelet::testing {
+
+/** One term of a fieldSelector: field=value or field!=value. */
+struct FieldTerm {
+  std::string field, value;
+  bool negate = false;
+};
 
 class FakeApiServer {
  public:
@@ -62,7 +70,8 @@ class FakeApiServer {
     nlohmann::json object;
   };
   server::Response Handle(const server::Request& req);
-  server::Response Watch(const std::string& resource, const std::string& ns, const server::Request& req);
+  server::Response Watch(const std::string& resource, const std::string& ns, const std::vector<FieldTerm>& fs,
+                         const server::Request& req);
   nlohmann::json Stamp(const std::string& resource, nlohmann::json obj, bool create);
   void Emit(const std::string& type, const std::string& resource, const nlohmann::json& obj);
   static std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }

@@ -86,7 +86,8 @@ class APIRecorder : public LoggingRecorder {
   ~APIRecorder() override;
   void PodEvent(const api::Pod& pod, const std::string& type, const std::string& reason,
                 const std::string& message) override;
-  void NodeEvent(const std::string& node_uid, const std::string& type, const std::string& reason, const std::string& message);
+  /** An event about this node; as upstream, its involvedObject's uid is the node's name, not the Node's UID. */
+  void NodeEvent(const std::string& type, const std::string& reason, const std::string& message);
   /** Sends what is queued; for tests. */
   void Flush();
 

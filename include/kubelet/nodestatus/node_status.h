@@ -97,7 +97,6 @@ class NodeStatusManager {
   api::NodeStatus last_status_;
   std::string node_uid_;
   std::optional<TimePoint> last_report_;
-  std::optional<bool> last_ready_;
   std::thread status_thread_;
   std::thread lease_thread_;
 };
