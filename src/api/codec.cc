@@ -81,6 +81,89 @@ json NodeToJson(const YAML::Node& n) {
 using namespace decode;  // NOLINT: the field readers
 
 namespace {
+IntOrString DecodeIntOrString(const json& obj, const char* key, const std::string& base) {
+  IntOrString out;
+  const json* v = Field(obj, key);
+  if (!v) return out;
+  if (v->is_string()) {
+    out.is_int = false;
+    out.str_value = v->get<std::string>();
+  } else if (v->is_number_integer()) {
+    out.int_value = v->get<int32_t>();
+  } else {
+    Fail(Join(base, key), "integer or string", *v);
+  }
+  return out;
+}
+
+ProbeHandler DecodeHandler(const json& h, const std::string& p) {
+  ProbeHandler out;
+  if (Field(h, "exec")) {
+    std::vector<std::string> cmd;
+    StrList(Obj(h, "exec", p), "command", Join(p, "exec"), &cmd);
+    out.exec_command = cmd;
+  }
+  if (Field(h, "httpGet")) {
+    const json& g = Obj(h, "httpGet", p);
+    std::string gp = Join(p, "httpGet");
+    ProbeHandler::HTTPGet get;
+    Str(g, "path", gp, &get.path);
+    get.port = DecodeIntOrString(g, "port", gp);
+    Str(g, "host", gp, &get.host);
+    Str(g, "scheme", gp, &get.scheme);
+    Each(g, "httpHeaders", gp, [&](const json& e, const std::string& ep) {
+      HTTPHeader hdr;
+      Str(e, "name", ep, &hdr.name);
+      Str(e, "value", ep, &hdr.value);
+      get.headers.push_back(std::move(hdr));
+    });
+    out.http_get = get;
+  }
+  if (Field(h, "tcpSocket")) {
+    const json& t = Obj(h, "tcpSocket", p);
+    ProbeHandler::TCPSocket tcp;
+    tcp.port = DecodeIntOrString(t, "port", Join(p, "tcpSocket"));
+    Str(t, "host", Join(p, "tcpSocket"), &tcp.host);
+    out.tcp_socket = tcp;
+  }
+  if (Field(h, "grpc")) {
+    const json& g = Obj(h, "grpc", p);
+    ProbeHandler::GRPC grpc;
+    Int(g, "port", Join(p, "grpc"), &grpc.port);
+    if (Field(g, "service")) {
+      std::string svc;
+      Str(g, "service", Join(p, "grpc"), &svc);
+      grpc.service = svc;
+    }
+    out.grpc = grpc;
+  }
+  if (Field(h, "sleep")) {
+    int64_t secs = 0;
+    Int(Obj(h, "sleep", p), "seconds", Join(p, "sleep"), &secs);
+    out.sleep_seconds = secs;
+  }
+  return out;
+}
+
+std::optional<Probe> DecodeProbe(const json& c, const char* key, const std::string& base) {
+  if (!Field(c, key)) return std::nullopt;
+  const json& pr = Obj(c, key, base);
+  std::string p = Join(base, key);
+  Probe out;
+  out.handler = DecodeHandler(pr, p);
+  Int(pr, "initialDelaySeconds", p, &out.initial_delay_seconds);
+  Int(pr, "timeoutSeconds", p, &out.timeout_seconds);
+  Int(pr, "periodSeconds", p, &out.period_seconds);
+  Int(pr, "successThreshold", p, &out.success_threshold);
+  Int(pr, "failureThreshold", p, &out.failure_threshold);
+  if (Field(pr, "terminationGracePeriodSeconds")) {
+    int64_t g = 0;
+    Int(pr, "terminationGracePeriodSeconds", p, &g);
+    out.termination_grace_period_seconds = g;
+  }
+  return out;
+}
+
 Container DecodeContainer(const json& c, const std::string& p) {
   Container out;
   out.raw = c;
@@ -127,6 +210,18 @@ Container DecodeContainer(const json& c, const std::string& p) {
   Bool(c, "stdin", p, &out.stdin);
   Bool(c, "stdinOnce", p, &out.stdin_once);
   Bool(c, "tty", p, &out.tty);
+  Str(c, "restartPolicy", p, &out.restart_policy);
+  out.liveness_probe = DecodeProbe(c, "livenessProbe", p);
+  out.readiness_probe = DecodeProbe(c, "readinessProbe", p);
+  out.startup_probe = DecodeProbe(c, "startupProbe", p);
+  if (Field(c, "lifecycle")) {
+    const json& lc = Obj(c, "lifecycle", p);
+    std::string lp = Join(p, "lifecycle");
+    Lifecycle l;
+    if (Field(lc, "postStart")) l.post_start = DecodeHandler(Obj(lc, "postStart", lp), Join(lp, "postStart"));
+    if (Field(lc, "preStop")) l.pre_stop = DecodeHandler(Obj(lc, "preStop", lp), Join(lp, "preStop"));
+    out.lifecycle = l;
+  }
   return out;
 }
 
@@ -147,6 +242,8 @@ std::string Quote(const std::string& s) { return "\"" + s + "\""; }
 class ErrorList {
  public:
   void Required(const std::string& path) { errs_.push_back(path + ": Required value"); }
+  void Required(const std::string& path, const std::string& detail) { errs_.push_back(path + ": Required value: " + detail); }
+  void Forbidden(const std::string& path, const std::string& detail) { errs_.push_back(path + ": Forbidden: " + detail); }
   void Invalid(const std::string& path, const std::string& value, const std::string& why) {
     errs_.push_back(path + ": Invalid value: " + Quote(value) + ": " + why);
   }
@@ -180,11 +277,70 @@ const char kDNSSubdomainMsg[] =
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
     "start and end with an alphanumeric character";
 
+// A probe or hook: exactly one handler, thresholds as upstream validates them.
+void ValidateHandler(const ProbeHandler& h, const std::string& p, bool lifecycle, ErrorList* errs) {
+  int n = (h.exec_command ? 1 : 0) + (h.http_get ? 1 : 0) + (h.tcp_socket ? 1 : 0) + (h.grpc ? 1 : 0) + (h.sleep_seconds ? 1 : 0);
+  if (n == 0) errs->Required(p, "must specify a handler type");
+  if (n > 1) errs->Forbidden(p, "may not specify more than 1 handler type");
+  if (h.exec_command && h.exec_command->empty()) errs->Required(p + ".exec.command");
+  auto port_ok = [](const IntOrString& port) {
+    return port.is_int ? port.int_value >= 1 && port.int_value <= 65535 : !port.str_value.empty() && port.str_value.size() <= 15;
+  };
+  if (h.http_get) {
+    if (!port_ok(h.http_get->port)) errs->Invalid(p + ".httpGet.port", h.http_get->port.is_int ? std::to_string(h.http_get->port.int_value) : h.http_get->port.str_value, "must contain a valid port");
+    if (h.http_get->scheme != "HTTP" && h.http_get->scheme != "HTTPS")
+      errs->Unsupported(p + ".httpGet.scheme", h.http_get->scheme, {"HTTP", "HTTPS"});
+  }
+  if (h.tcp_socket && !port_ok(h.tcp_socket->port))
+    errs->Invalid(p + ".tcpSocket.port", h.tcp_socket->port.is_int ? std::to_string(h.tcp_socket->port.int_value) : h.tcp_socket->port.str_value, "must contain a valid port");
+  if (h.grpc && (h.grpc->port < 1 || h.grpc->port > 65535))
+    errs->Invalid(p + ".grpc.port", std::to_string(h.grpc->port), "must be between 1 and 65535, inclusive");
+  if (h.sleep_seconds && !lifecycle) errs->Forbidden(p + ".sleep", "may only be set in lifecycle hooks");
+  if (h.grpc && lifecycle) errs->Forbidden(p + ".grpc", "may not be set in lifecycle hooks");
+}
+
+void ValidateProbe(const std::optional<Probe>& probe, const std::string& p, bool success_must_be_one, ErrorList* errs) {
+  if (!probe) return;
+  ValidateHandler(probe->handler, p, false, errs);
+  auto nonneg = [&](int64_t v, const char* f) {
+    if (v < 0) errs->Invalid(p + "." + f, std::to_string(v), "must be greater than or equal to 0");
+  };
+  nonneg(probe->initial_delay_seconds, "initialDelaySeconds");
+  nonneg(probe->timeout_seconds, "timeoutSeconds");
+  nonneg(probe->period_seconds, "periodSeconds");
+  nonneg(probe->success_threshold, "successThreshold");
+  nonneg(probe->failure_threshold, "failureThreshold");
+  if (success_must_be_one && probe->success_threshold != 1)
+    errs->Invalid(p + ".successThreshold", std::to_string(probe->success_threshold), "must be 1");
+  if (probe->termination_grace_period_seconds && *probe->termination_grace_period_seconds <= 0)
+    errs->Invalid(p + ".terminationGracePeriodSeconds", std::to_string(*probe->termination_grace_period_seconds), "must be greater than 0");
+}
+
 void ValidateContainers(const std::vector<Container>& cs, const std::string& field,
                         const std::set<std::string>& volumes, std::set<std::string>* names, ErrorList* errs) {
+  bool init = field == "initContainers";
   for (size_t i = 0; i < cs.size(); ++i) {
     const Container& c = cs[i];
     std::string p = "spec." + field + "[" + std::to_string(i) + "]";
+    bool sidecar = init && IsRestartableInitContainer(c);
+    if (!c.restart_policy.empty()) {
+      if (!init) errs->Forbidden(p + ".restartPolicy", "may not be set for non-init containers");
+      else if (c.restart_policy != "Always") errs->Unsupported(p + ".restartPolicy", c.restart_policy, {"Always"});
+    }
+    if (init && !sidecar) {
+      // Plain init containers run to completion: no probes, no hooks.
+      if (c.liveness_probe) errs->Forbidden(p + ".livenessProbe", "may not be set for init containers without restartPolicy=Always");
+      if (c.readiness_probe) errs->Forbidden(p + ".readinessProbe", "may not be set for init containers without restartPolicy=Always");
+      if (c.startup_probe) errs->Forbidden(p + ".startupProbe", "may not be set for init containers without restartPolicy=Always");
+      if (c.lifecycle) errs->Forbidden(p + ".lifecycle", "may not be set for init containers without restartPolicy=Always");
+    }
+    ValidateProbe(c.liveness_probe, p + ".livenessProbe", true, errs);
+    ValidateProbe(c.readiness_probe, p + ".readinessProbe", false, errs);
+    ValidateProbe(c.startup_probe, p + ".startupProbe", true, errs);
+    if (c.lifecycle) {
+      if (c.lifecycle->post_start) ValidateHandler(*c.lifecycle->post_start, p + ".lifecycle.postStart", true, errs);
+      if (c.lifecycle->pre_stop) ValidateHandler(*c.lifecycle->pre_stop, p + ".lifecycle.preStop", true, errs);
+    }
     if (c.name.empty()) {
       errs->Required(p + ".name");
     } else if (!IsDNS1123Label(c.name)) {
@@ -298,6 +454,24 @@ void ApplyPodDefaults(json& pod) {
       if (c.contains("ports") && c["ports"].is_array())
         for (auto& p : c["ports"])
           if (p.is_object() && !p.contains("protocol")) p["protocol"] = "TCP";
+      auto handler_defaults = [](json& h) {
+        if (!h.is_object() || !h.contains("httpGet") || !h["httpGet"].is_object()) return;
+        json& g = h["httpGet"];
+        if (!g.contains("path")) g["path"] = "/";
+        if (!g.contains("scheme")) g["scheme"] = "HTTP";
+      };
+      for (const char* probe : {"livenessProbe", "readinessProbe", "startupProbe"}) {
+        if (!c.contains(probe) || !c[probe].is_object()) continue;
+        json& pr = c[probe];
+        if (!pr.contains("timeoutSeconds")) pr["timeoutSeconds"] = 1;
+        if (!pr.contains("periodSeconds")) pr["periodSeconds"] = 10;
+        if (!pr.contains("successThreshold")) pr["successThreshold"] = 1;
+        if (!pr.contains("failureThreshold")) pr["failureThreshold"] = 3;
+        handler_defaults(pr);
+      }
+      if (c.contains("lifecycle") && c["lifecycle"].is_object())
+        for (const char* hook : {"postStart", "preStop"})
+          if (c["lifecycle"].contains(hook)) handler_defaults(c["lifecycle"][hook]);
     }
   }
 }

@@ -129,16 +129,25 @@ std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
     if (!q.ok()) return 0;
     return milli ? q->MilliValue() : q->Value();
   };
-  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0;
+  // As upstream's PodRequests with sidecars: they run beside every later init container and the main ones.
+  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0, side_cpu = 0, side_mem = 0;
   for (const auto& c : pod.spec.containers) {
     cpu += get(c, "cpu", true);
     mem += get(c, "memory", false);
   }
   for (const auto& c : pod.spec.init_containers) {
-    init_cpu = std::max(init_cpu, get(c, "cpu", true));
-    init_mem = std::max(init_mem, get(c, "memory", false));
+    int64_t ccpu = get(c, "cpu", true), cmem = get(c, "memory", false);
+    if (api::IsRestartableInitContainer(c)) {
+      side_cpu += ccpu;
+      side_mem += cmem;
+      init_cpu = std::max(init_cpu, side_cpu);
+      init_mem = std::max(init_mem, side_mem);
+    } else {
+      init_cpu = std::max(init_cpu, ccpu + side_cpu);
+      init_mem = std::max(init_mem, cmem + side_mem);
+    }
   }
-  return {std::max(cpu, init_cpu), std::max(mem, init_mem)};
+  return {std::max(cpu + side_cpu, init_cpu), std::max(mem + side_mem, init_mem)};
 }
 
 AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {

@@ -77,7 +77,117 @@ bool ShouldContainerBeRestarted(const api::Pod& pod, const api::Container& c, co
   return true;
 }
 
-PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status) {
+namespace {
+
+bool InitContainerFailed(const ContainerStatus& cs) {
+  return cs.state == ContainerState::kUnknown || (cs.state == ContainerState::kExited && cs.exit_code != 0);
+}
+
+// Whether any main container was created or runs: then the pod initialized at some point.
+bool AnyRegularContainerCreated(const api::Pod& pod, const PodStatus& status) {
+  for (const auto& c : pod.spec.containers) {
+    const ContainerStatus* cs = status.FindContainer(c.name);
+    if (cs && (cs->state == ContainerState::kCreated || cs->state == ContainerState::kRunning)) return true;
+  }
+  return false;
+}
+
+// Init containers (plain and sidecars) to start this round; returns whether the
+// pod is initialized, i.e. the main containers may be looked at. Walks the init
+// containers from the last one back: the newest one that ran tells how far
+// initialization got, even when older ones were garbage collected.
+bool ComputeInitContainerActions(const api::Pod& pod, const PodStatus& status, const ProbeLookup& probes, PodActions* a) {
+  const auto& inits = pod.spec.init_containers;
+  if (inits.empty()) return true;
+  bool initialized = AnyRegularContainerCreated(pod, status);
+  bool previous_done = initialized;  // every init container before the current one has completed
+  bool restart_on_failure = ShouldRestartOnFailure(pod);
+  std::vector<size_t> start;  // collected backwards
+  auto kill = [&](const ContainerStatus& cs, const api::Container& c, std::string message, std::string reason) {
+    a->containers_to_kill[cs.id] = {c.name, std::move(message), std::move(reason)};
+  };
+  for (size_t n = inits.size(); n-- > 0;) {
+    const api::Container& c = inits[n];
+    bool sidecar = api::IsRestartableInitContainer(c);
+    const ContainerStatus* cs = status.FindContainer(c.name);
+    if (!cs) {
+      // Gone from the runtime after initialization: only a sidecar comes back.
+      if (previous_done && sidecar) start.push_back(n);
+      continue;
+    }
+    if (previous_done && !sidecar) continue;  // done once, never again
+    switch (cs->state) {
+      case ContainerState::kCreated:
+        // Created but never started (the runtime failed in between): start it.
+        start.push_back(n);
+        break;
+      case ContainerState::kRunning: {
+        if (!sidecar) break;  // a plain init container: wait for it to finish
+        if (c.startup_probe) {
+          std::optional<bool> started = probes.startup ? probes.startup(cs->id) : std::nullopt;
+          if (!started) break;  // not probed yet: wait
+          if (!*started) {
+            kill(*cs, c, "Init container " + c.name + " failed startup probe", "StartupProbe");
+            start.push_back(n);
+            break;
+          }
+        }
+        if (n + 1 == inits.size()) {
+          initialized = true;
+        } else if (!previous_done) {
+          start.push_back(n + 1);  // started for the first time: on to the next one
+        }
+        if (cs->hash != HashContainer(c)) {
+          kill(*cs, c, "Init container " + c.name + " definition changed", "");
+          start.push_back(n);
+          break;
+        }
+        if (c.liveness_probe && probes.liveness) {
+          std::optional<bool> live = probes.liveness(cs->id);
+          if (live && !*live) {
+            kill(*cs, c, "Init container " + c.name + " failed liveness probe", "LivenessProbe");
+            start.push_back(n);
+          }
+        }
+        break;
+      }
+      case ContainerState::kExited:
+        if (sidecar) {
+          start.push_back(n);
+        } else if (InitContainerFailed(*cs)) {
+          if (!restart_on_failure) {
+            a->kill_pod = true;
+            a->init_containers_to_start.clear();
+            return false;
+          }
+          start.push_back(n);
+        } else if (n + 1 == inits.size()) {
+          initialized = true;
+        } else {
+          start.push_back(n + 1);
+        }
+        break;
+      default:  // unknown state
+        if (!sidecar && !restart_on_failure) {
+          a->kill_pod = true;
+          a->init_containers_to_start.clear();
+          return false;
+        }
+        kill(*cs, c, "Init container is in \"unknown\" state, try killing it before restart", "Unknown");
+        start.push_back(n);
+        break;
+    }
+    previous_done = true;
+  }
+  if (!previous_done) start.push_back(0);  // nothing ran yet: begin with the first
+  std::reverse(start.begin(), start.end());
+  a->init_containers_to_start = std::move(start);
+  return initialized;
+}
+
+}  // namespace
+
+PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status, const ProbeLookup& probes) {
   PodActions a;
   auto [create, attempt, sandbox_id] = SandboxChanged(pod, status);
   a.kill_pod = create;
@@ -90,13 +200,28 @@ PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status) {
       a.create_sandbox = false;
       return a;
     }
+    std::vector<size_t> to_start;
     for (size_t i = 0; i < pod.spec.containers.size(); ++i) {
       if (pod.spec.restart_policy == "OnFailure" && ContainerSucceeded(pod.spec.containers[i], status)) continue;
-      a.containers_to_start.push_back(i);
+      to_start.push_back(i);
     }
+    // Nothing left to run and initialization done before: no new sandbox.
+    if (to_start.empty() && AnyRegularContainerCreated(pod, status)) {
+      a.create_sandbox = false;
+      return a;
+    }
+    // A new sandbox starts from the beginning: the first init container, if any.
+    if (!pod.spec.init_containers.empty()) {
+      a.init_containers_to_start = {0};
+      return a;
+    }
+    a.containers_to_start = std::move(to_start);
     if (a.containers_to_start.empty()) a.create_sandbox = false;
     return a;
   }
+
+  bool initialized = ComputeInitContainerActions(pod, status, probes, &a);
+  if (a.kill_pod || !initialized) return a;
 
   int keep = 0;
   for (size_t i = 0; i < pod.spec.containers.size(); ++i) {
@@ -110,14 +235,34 @@ PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status) {
       }
       continue;
     }
+    // Running: kill it on a changed spec (always restarted) or a failed liveness or startup probe (per restartPolicy).
+    std::string message, reason;
+    bool restart = ShouldRestartOnFailure(pod);
+    std::optional<bool> live = probes.liveness ? probes.liveness(cs->id) : std::nullopt;
+    std::optional<bool> started = probes.startup ? probes.startup(cs->id) : std::nullopt;
     if (cs->hash != HashContainer(c)) {
-      a.containers_to_start.push_back(i);
-      a.containers_to_kill[cs->id] = {c.name, "Container " + c.name + " definition changed, will be restarted", ""};
+      message = "Container " + c.name + " definition changed";
+      restart = true;
+    } else if (live && !*live) {
+      message = "Container " + c.name + " failed liveness probe";
+      reason = "LivenessProbe";
+    } else if (started && !*started) {
+      message = "Container " + c.name + " failed startup probe";
+      reason = "StartupProbe";
+    } else {
+      ++keep;
       continue;
     }
-    ++keep;
+    if (restart) {
+      message += ", will be restarted";
+      a.containers_to_start.push_back(i);
+    }
+    a.containers_to_kill[cs->id] = {c.name, message, reason};
   }
-  if (keep == 0 && a.containers_to_start.empty()) a.kill_pod = true;
+  if (keep == 0 && a.containers_to_start.empty()) {
+    a.kill_pod = true;
+    a.init_containers_to_start.clear();  // sidecars do not keep a finished pod alive
+  }
   return a;
 }
 

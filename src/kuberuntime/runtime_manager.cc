@@ -228,8 +228,9 @@ class RuntimeManagerImpl : public RuntimeManager {
   SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff) override {
     SyncResult result;
     PodActions a = ComputePodActions(pod, status);
-    KLOG_V(log_, 3)("computePodActions pod=\"{}\" killPod={} createSandbox={} start={} kill={}", PodDesc(pod),
-                    a.kill_pod, a.create_sandbox, a.containers_to_start.size(), a.containers_to_kill.size());
+    KLOG_V(log_, 3)("computePodActions pod=\"{}\" killPod={} createSandbox={} initStart={} start={} kill={}", PodDesc(pod),
+                    a.kill_pod, a.create_sandbox, a.init_containers_to_start.size(), a.containers_to_start.size(),
+                    a.containers_to_kill.size());
     if (a.create_sandbox && !a.sandbox_id.empty())
       d_.recorder->PodEvent(pod, events::kNormal, events::kSandboxChanged,
                             "Pod sandbox changed, it will be killed and re-created.");
@@ -255,7 +256,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
 
     std::string sandbox_id = a.sandbox_id;
-    if (!a.create_sandbox && a.containers_to_start.empty()) return result;
+    if (!a.create_sandbox && a.containers_to_start.empty() && a.init_containers_to_start.empty()) return result;
     PodSandboxConfig sandbox_config = BuildSandboxConfig(pod, a.attempt, a.create_sandbox);
     std::vector<std::string> pod_ips = status.ips;
     if (a.create_sandbox) {
@@ -289,7 +290,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       KLOG_V(log_, 2)("Created PodSandbox for pod podSandboxID=\"{}\" pod=\"{}\" ips={}", sandbox_id, PodDesc(pod),
                       pod_ips.empty() ? "" : pod_ips[0]);
     }
-    if (sandbox_id.empty() || a.containers_to_start.empty()) return result;
+    if (sandbox_id.empty() || (a.containers_to_start.empty() && a.init_containers_to_start.empty())) return result;
 
     auto volumes = d_.volumes->MountVolumesForPod(pod);
     if (!volumes.ok()) {
@@ -299,6 +300,17 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
     std::string hosts_file = WriteHostsFile(pod, pod_ips);
 
+    // Init containers in order: a sidecar that fails to start is skipped, a plain one stops the round.
+    for (size_t idx : a.init_containers_to_start) {
+      const api::Container& c = pod.spec.init_containers[idx];
+      absl::Status st = StartContainer(pod, c, status, sandbox_id, sandbox_config, *volumes, hosts_file, pod_ips, backoff);
+      if (st.ok()) {
+        result.started_any = true;
+        continue;
+      }
+      if (result.error.ok()) result.error = st;
+      if (!api::IsRestartableInitContainer(c)) return result;
+    }
     for (size_t idx : a.containers_to_start) {
       const api::Container& c = pod.spec.containers[idx];
       absl::Status st = StartContainer(pod, c, status, sandbox_id, sandbox_config, *volumes, hosts_file, pod_ips, backoff);
@@ -313,20 +325,42 @@ class RuntimeManagerImpl : public RuntimeManager {
 
   absl::Status KillPod(const api::Pod* pod, const RuntimePod& running, std::optional<int64_t> grace_override) override {
     int64_t grace = pod ? GracePeriod(*pod, grace_override) : std::max<int64_t>(grace_override.value_or(30), kMinimumGracePeriodSeconds);
-    // Containers stop in parallel, as upstream: each may take its whole grace period.
-    std::vector<std::pair<std::string, std::future<absl::Status>>> stops;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(grace);
+    // Sidecars (restartable init containers) stop after the others, last one first, as upstream orders them.
+    std::vector<const RuntimeContainer*> regular;
+    std::vector<std::pair<size_t, const RuntimeContainer*>> sidecars;
     for (const auto& c : running.containers) {
       if (c.state != ContainerState::kRunning && c.state != ContainerState::kCreated && c.state != ContainerState::kUnknown) continue;
+      std::optional<size_t> sidecar_index;
+      if (pod)
+        for (size_t i = 0; i < pod->spec.init_containers.size(); ++i)
+          if (pod->spec.init_containers[i].name == c.name && api::IsRestartableInitContainer(pod->spec.init_containers[i]))
+            sidecar_index = i;
+      if (sidecar_index) {
+        sidecars.emplace_back(*sidecar_index, &c);
+      } else {
+        regular.push_back(&c);
+      }
+    }
+    std::sort(sidecars.begin(), sidecars.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    auto stop = [&](const RuntimeContainer& c, int64_t g) {
       if (pod) d_.recorder->PodEvent(*pod, events::kNormal, events::kKilling, "Stopping container " + c.name);
       KLOG_V(log_, 2)("Killing container with a grace period pod=\"{}/{}\" containerName=\"{}\" containerID=\"{}\" gracePeriod={}",
-                      running.namespace_, running.name, c.name, c.id, grace);
-      stops.emplace_back(c.id, std::async(std::launch::async, [this, id = c.id, grace] {
-                           return d_.runtime->StopContainer(id, grace);
-                         }));
-    }
+                      running.namespace_, running.name, c.name, c.id, g);
+      return d_.runtime->StopContainer(c.id, g);
+    };
+    // Regular containers stop in parallel, as upstream: each may take its whole grace period.
+    std::vector<std::future<absl::Status>> stops;
+    for (const auto* c : regular)
+      stops.push_back(std::async(std::launch::async, [&stop, c, grace] { return stop(*c, grace); }));
     absl::Status first;
-    for (auto& [id, f] : stops) {
+    for (auto& f : stops) {
       absl::Status st = f.get();
+      if (!st.ok() && st.code() != absl::StatusCode::kNotFound && first.ok()) first = st;
+    }
+    for (const auto& [_, c] : sidecars) {
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()).count();
+      absl::Status st = stop(*c, std::max<int64_t>(left, kMinimumGracePeriodSeconds));
       if (!st.ok() && st.code() != absl::StatusCode::kNotFound && first.ok()) first = st;
     }
     if (!first.ok()) return first;
@@ -402,8 +436,9 @@ class RuntimeManagerImpl : public RuntimeManager {
 
  private:
   static const api::Container* FindSpec(const api::Pod& pod, const std::string& name) {
-    for (const auto& c : pod.spec.containers)
-      if (c.name == name) return &c;
+    for (const auto* list : {&pod.spec.containers, &pod.spec.init_containers})
+      for (const auto& c : *list)
+        if (c.name == name) return &c;
     return nullptr;
   }
 
@@ -586,6 +621,9 @@ class RuntimeManagerImpl : public RuntimeManager {
                               const std::map<std::string, std::string>& volumes, const std::string& hosts_file,
                               const std::vector<std::string>& pod_ips, Backoff* backoff) {
     const ContainerStatus* prev = status.FindContainer(c.name);
+    const char* type = "container";
+    for (const auto& ic : pod.spec.init_containers)
+      if (ic.name == c.name) type = "init_container";
     // Crash-loop back-off, keyed like upstream's getStableKey.
     if (prev && prev->state == ContainerState::kExited && backoff) {
       std::string key = pod.metadata.name + "_" + pod.metadata.namespace_ + "_" + pod.metadata.uid + "_" + c.name + "_" + HashContainer(c);
@@ -601,7 +639,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
     auto image_ref = EnsureImage(pod, c, sandbox_config);
     if (!image_ref.ok()) {
-      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "ErrImagePull"}}).Increment();
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", type}, {"code", "ErrImagePull"}}).Increment();
       return image_ref.status();
     }
     int32_t restart_count = prev ? prev->restart_count + 1 : 0;
@@ -611,13 +649,13 @@ class RuntimeManagerImpl : public RuntimeManager {
       SetReason(pod, c.name, "CreateContainerConfigError", std::string(config.status().message()));
       return config.status();
     }
-    if (d_.metrics) d_.metrics->started_containers.Add({{"container_type", "container"}}).Increment();
+    if (d_.metrics) d_.metrics->started_containers.Add({{"container_type", type}}).Increment();
     auto id = d_.runtime->CreateContainer(sandbox_id, *config, sandbox_config);
     if (!id.ok()) {
       std::string msg = std::string(id.status().message());
       d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + msg);
       SetReason(pod, c.name, "CreateContainerError", msg);
-      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "CreateContainerError"}}).Increment();
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", type}, {"code", "CreateContainerError"}}).Increment();
       return id.status();
     }
     d_.recorder->PodEvent(pod, events::kNormal, events::kCreated, "Created container " + c.name);
@@ -625,7 +663,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       std::string msg = std::string(st.message());
       d_.recorder->PodEvent(pod, events::kWarning, events::kFailed, "Error: " + msg);
       SetReason(pod, c.name, "RunContainerError", msg);
-      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", "container"}, {"code", "RunContainerError"}}).Increment();
+      if (d_.metrics) d_.metrics->started_containers_errors.Add({{"container_type", type}, {"code", "RunContainerError"}}).Increment();
       return st;
     }
     d_.recorder->PodEvent(pod, events::kNormal, events::kStarted, "Started container " + c.name);

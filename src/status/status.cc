@@ -7,21 +7,79 @@ namespace kubelet::status {
 
 using kuberuntime::ContainerState;
 
-std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal) {
-  int unknown = 0, running = 0, waiting = 0, stopped = 0, succeeded = 0;
+namespace {
+
+const api::ContainerStatus* Find(const std::vector<api::ContainerStatus>& list, const std::string& name) {
+  for (const auto& s : list)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+// A main container ran at some point: the pod initialized (a restarting sidecar does not send it back to Pending).
+bool AnyRegularContainerStarted(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses) {
   for (const auto& c : pod.spec.containers) {
-    auto it = std::find_if(statuses.begin(), statuses.end(), [&](const auto& s) { return s.name == c.name; });
-    if (it == statuses.end()) {
-      ++unknown;
+    const api::ContainerStatus* s = Find(statuses, c.name);
+    if (s && (s->state.running || s->state.terminated || (s->state.waiting && s->last_termination_state.terminated)))
+      return true;
+  }
+  return false;
+}
+
+std::string BracketList(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? " " : "") + names[i];
+  return out + "]";
+}
+
+}  // namespace
+
+std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& init_statuses,
+                     const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal) {
+  int pending_init = 0, failed_init = 0;
+  int unknown = 0, running = 0, waiting = 0, stopped = 0, succeeded = 0;
+  for (const auto& c : pod.spec.init_containers) {
+    const api::ContainerStatus* s = Find(init_statuses, c.name);
+    if (api::IsRestartableInitContainer(c)) {
+      // Sidecars: running counts once started; terminated ones do not count.
+      if (!s) {
+        ++unknown;
+      } else if (s->state.running) {
+        if (!s->started.value_or(false)) ++pending_init;
+        ++running;
+      } else if (s->state.waiting && !s->last_termination_state.terminated) {
+        ++pending_init;
+        ++waiting;
+      } else if (!s->state.terminated && !s->state.waiting) {
+        ++pending_init;
+        ++unknown;
+      }
       continue;
     }
-    if (it->state.running) {
+    if (!s || s->state.running) {
+      ++pending_init;
+    } else if (s->state.terminated) {
+      if (s->state.terminated->exit_code != 0) ++failed_init;
+    } else if (s->state.waiting) {
+      if (s->last_termination_state.terminated) {
+        if (s->last_termination_state.terminated->exit_code != 0) ++failed_init;
+      } else {
+        ++pending_init;
+      }
+    } else {
+      ++pending_init;
+    }
+  }
+  for (const auto& c : pod.spec.containers) {
+    const api::ContainerStatus* s = Find(statuses, c.name);
+    if (!s) {
+      ++unknown;
+    } else if (s->state.running) {
       ++running;
-    } else if (it->state.terminated) {
+    } else if (s->state.terminated) {
       ++stopped;
-      if (it->state.terminated->exit_code == 0) ++succeeded;
-    } else if (it->state.waiting) {
-      if (it->last_termination_state.terminated) {
+      if (s->state.terminated->exit_code == 0) ++succeeded;
+    } else if (s->state.waiting) {
+      if (s->last_termination_state.terminated) {
         ++stopped;
       } else {
         ++waiting;
@@ -30,7 +88,8 @@ std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus
       ++unknown;
     }
   }
-  if (waiting > 0) return "Pending";
+  if (failed_init > 0 && pod.spec.restart_policy == "Never") return "Failed";
+  if ((pending_init > 0 && !AnyRegularContainerStarted(pod, statuses)) || waiting > 0) return "Pending";
   if (running > 0 && unknown == 0) return "Running";
   if (running == 0 && stopped > 0 && unknown == 0) {
     // Upstream leaves static pods out of this (kubernetes#116484).
@@ -41,6 +100,10 @@ std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus
     return "Running";
   }
   return "Pending";
+}
+
+std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal) {
+  return GetPhase(pod, {}, statuses, pod_is_terminal);
 }
 
 namespace {
@@ -72,10 +135,14 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
   api::PodStatus s;
   std::string prefix = in.runtime_type + "://";
   bool sandbox_ready = !rs.sandboxes.empty() && rs.sandboxes.front().ready;
-  for (const auto& c : pod.spec.containers) {
+  bool has_init = !pod.spec.init_containers.empty();
+  const char* default_wait = has_init ? "PodInitializing" : "ContainerCreating";
+
+  auto build = [&](const api::Container& c, bool init, const std::vector<api::ContainerStatus>* old_list) {
     api::ContainerStatus out;
     out.name = c.name;
     out.image = c.image;
+    bool plain_init = init && !api::IsRestartableInitContainer(c);
     // Newest and previous runtime instances of this container.
     const kuberuntime::ContainerStatus* latest = nullptr;
     const kuberuntime::ContainerStatus* previous = nullptr;
@@ -91,32 +158,33 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
     auto reason = in.waiting_reason ? in.waiting_reason(c.name) : std::nullopt;
     if (!latest) {
       api::ContainerStateWaiting w;
-      w.reason = reason ? reason->reason : "ContainerCreating";
+      w.reason = reason ? reason->reason : default_wait;
       if (reason) w.message = reason->message;
       out.state.waiting = w;
       // Keep the last termination across sandbox re-creation, as the API status did.
-      if (old) {
-        for (const auto& oc : old->container_statuses)
+      if (old_list)
+        for (const auto& oc : *old_list)
           if (oc.name == c.name) {
             out.restart_count = oc.restart_count;
-            if (oc.state.terminated) out.last_termination_state = oc.state;
-            else out.last_termination_state = oc.last_termination_state;
+            out.last_termination_state = oc.state.terminated ? oc.state : oc.last_termination_state;
           }
-      }
       out.started = false;
-      s.container_statuses.push_back(out);
-      continue;
+      return out;
     }
     out.container_id = prefix + latest->id;
     out.image_id = latest->image_ref;
     if (!latest->image.empty() && latest->image.rfind("sha256:", 0) != 0) out.image = latest->image;
     out.restart_count = latest->restart_count;
     switch (latest->state) {
-      case ContainerState::kRunning:
+      case ContainerState::kRunning: {
         out.state.running = api::ContainerStateRunning{latest->started_at};
-        out.ready = true;  // no readiness probe yet: running means ready
-        out.started = true;
+        // Started once the startup probe passed (or there is none); ready once started and the readiness probe passed.
+        bool started = !c.startup_probe || (in.startup && in.startup(latest->id).value_or(false));
+        bool ready = started && (!c.readiness_probe || (in.readiness && in.readiness(latest->id).value_or(false)));
+        out.started = started;
+        out.ready = !plain_init && ready;
         break;
+      }
       case ContainerState::kExited:
         if (reason && sandbox_ready && !pod.metadata.deletion_timestamp) {
           // It will be restarted: show the wait (CrashLoopBackOff, ...) and the exit as lastState.
@@ -128,18 +196,24 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
             out.last_termination_state.terminated = Terminated(*previous, prefix);
         }
         out.started = false;
+        // A plain init container is ready once it completed.
+        out.ready = plain_init && out.state.terminated && out.state.terminated->exit_code == 0;
         break;
       default:
-        out.state.waiting = api::ContainerStateWaiting{reason ? reason->reason : "ContainerCreating", reason ? reason->message : ""};
+        out.state.waiting = api::ContainerStateWaiting{reason ? reason->reason : default_wait, reason ? reason->message : ""};
         out.started = false;
         break;
     }
     if (!out.last_termination_state.terminated && previous && previous->state == ContainerState::kExited)
       out.last_termination_state.terminated = Terminated(*previous, prefix);
-    s.container_statuses.push_back(out);
-  }
+    return out;
+  };
+  for (const auto& c : pod.spec.init_containers)
+    s.init_container_statuses.push_back(build(c, true, old ? &old->init_container_statuses : nullptr));
+  for (const auto& c : pod.spec.containers)
+    s.container_statuses.push_back(build(c, false, old ? &old->container_statuses : nullptr));
 
-  s.phase = GetPhase(pod, s.container_statuses, in.pod_is_terminal);
+  s.phase = GetPhase(pod, s.init_container_statuses, s.container_statuses, in.pod_is_terminal);
   s.qos_class = api::QOSClass(pod);
   s.host_ip = in.host_ip;
   if (!in.host_ip.empty()) s.host_ips = {in.host_ip};
@@ -151,21 +225,32 @@ api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodS
   if (!s.pod_ips.empty()) s.pod_ip = s.pod_ips.front();
   s.start_time = old && old->start_time ? old->start_time : std::optional<TimePoint>(in.now);
 
-  bool terminal = s.phase == "Succeeded" || s.phase == "Failed";
+  bool succeeded = s.phase == "Succeeded";
+  // Initialized: every plain init container completed and every sidecar started (or a main container already ran).
+  std::vector<std::string> incomplete;
+  if (!AnyRegularContainerStarted(pod, s.container_statuses))
+    for (size_t i = 0; i < pod.spec.init_containers.size(); ++i) {
+      const auto& c = pod.spec.init_containers[i];
+      const auto& st = s.init_container_statuses[i];
+      if (api::IsRestartableInitContainer(c) ? !st.started.value_or(false) : !st.ready) incomplete.push_back(c.name);
+    }
+  bool initialized = incomplete.empty() || succeeded;
+  // Ready: sidecars and main containers all ready.
   std::vector<std::string> unready;
+  for (size_t i = 0; i < pod.spec.init_containers.size(); ++i)
+    if (api::IsRestartableInitContainer(pod.spec.init_containers[i]) && !s.init_container_statuses[i].ready)
+      unready.push_back(pod.spec.init_containers[i].name);
   for (const auto& cs : s.container_statuses)
     if (!cs.ready) unready.push_back(cs.name);
-  std::string unready_msg;
-  if (!unready.empty()) {
-    unready_msg = "containers with unready status: [";
-    for (size_t i = 0; i < unready.size(); ++i) unready_msg += (i ? " " : "") + unready[i];
-    unready_msg += "]";
-  }
-  std::string not_ready_reason = terminal ? "PodCompleted" : "ContainersNotReady";
+  bool ready = unready.empty();
+  std::string not_ready_reason = succeeded ? "PodCompleted" : "ContainersNotReady";
+  std::string unready_msg = succeeded ? "" : "containers with unready status: " + BracketList(unready);
   s.conditions.push_back(Cond("PodReadyToStartContainers", sandbox_ready && (pod.spec.host_network || !rs.ips.empty())));
-  s.conditions.push_back(Cond("Initialized", true));
-  s.conditions.push_back(Cond("Ready", unready.empty() && !terminal, not_ready_reason, terminal ? "" : unready_msg));
-  s.conditions.push_back(Cond("ContainersReady", unready.empty() && !terminal, not_ready_reason, terminal ? "" : unready_msg));
+  s.conditions.push_back(Cond("Initialized", initialized, "ContainersNotInitialized",
+                              "containers with incomplete status: " + BracketList(incomplete)));
+  if (succeeded) s.conditions.back().reason = "PodCompleted";
+  s.conditions.push_back(Cond("Ready", ready && !succeeded, not_ready_reason, unready_msg));
+  s.conditions.push_back(Cond("ContainersReady", ready && !succeeded, not_ready_reason, unready_msg));
   s.conditions.push_back(Cond("PodScheduled", true));
   for (auto& c : s.conditions) c.last_transition_time = in.now;
   return s;

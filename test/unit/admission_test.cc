@@ -60,6 +60,12 @@ TEST(Admission, CpuAndMemoryRequests) {
                 {{{"name", "i1"}, {"image", "i:1"}, {"resources", {{"requests", {{"cpu", "1"}}}}}},
                  {{"name", "i2"}, {"image", "i:1"}, {"resources", {{"requests", {{"cpu", "1"}}}}}}}}};
   EXPECT_TRUE(AdmitPod(MakePod("i", init), {}, Node()).admit);
+  // A sidecar's request adds to every later container: 1 + 1.5 > 2.
+  json sidecar = {{"initContainers", {{{"name", "s"}, {"image", "i:1"}, {"restartPolicy", "Always"},
+                                       {"resources", {{"requests", {{"cpu", "1"}}}}}}}},
+                  {"containers", {{{"name", "c"}, {"image", "i:1"}, {"resources", {{"requests", {{"cpu", "1500m"}}}}}}}}};
+  EXPECT_EQ(PodRequests(MakePod("s", sidecar)).first, 2500);
+  EXPECT_EQ(AdmitPod(MakePod("s", sidecar), {}, Node()).reason, "OutOfcpu");
 }
 
 TEST(Admission, NodeSelectorAndAffinity) {

@@ -43,6 +43,57 @@ struct ResourceRequirements {
   StringMap limits;
 };
 
+/** A port given as a number or as the name of a container port. */
+struct IntOrString {
+  bool is_int = true;
+  int32_t int_value = 0;
+  std::string str_value;
+};
+
+struct HTTPHeader {
+  std::string name;
+  std::string value;
+};
+
+/** What a probe or a lifecycle hook does: exactly one of these is set. */
+struct ProbeHandler {
+  std::optional<std::vector<std::string>> exec_command;
+  struct HTTPGet {
+    std::string path = "/";
+    IntOrString port;
+    std::string host;
+    std::string scheme = "HTTP";
+    std::vector<HTTPHeader> headers;
+  };
+  std::optional<HTTPGet> http_get;
+  struct TCPSocket {
+    IntOrString port;
+    std::string host;
+  };
+  std::optional<TCPSocket> tcp_socket;
+  struct GRPC {
+    int32_t port = 0;
+    std::optional<std::string> service;
+  };
+  std::optional<GRPC> grpc;
+  std::optional<int64_t> sleep_seconds;  // lifecycle hooks only
+};
+
+struct Probe {
+  ProbeHandler handler;
+  int32_t initial_delay_seconds = 0;
+  int32_t timeout_seconds = 1;
+  int32_t period_seconds = 10;
+  int32_t success_threshold = 1;
+  int32_t failure_threshold = 3;
+  std::optional<int64_t> termination_grace_period_seconds;
+};
+
+struct Lifecycle {
+  std::optional<ProbeHandler> post_start;
+  std::optional<ProbeHandler> pre_stop;
+};
+
 struct Container {
   std::string name;
   std::string image;
@@ -60,8 +111,16 @@ struct Container {
   bool stdin = false;
   bool stdin_once = false;
   bool tty = false;
+  std::string restart_policy;  // init containers only: "Always" makes a sidecar
+  std::optional<Probe> liveness_probe;
+  std::optional<Probe> readiness_probe;
+  std::optional<Probe> startup_probe;
+  std::optional<Lifecycle> lifecycle;
   nlohmann::json raw;
 };
+
+/** An init container with restartPolicy Always: a sidecar, kept running beside the main containers. */
+inline bool IsRestartableInitContainer(const Container& c) { return c.restart_policy == "Always"; }
 
 struct HostPathVolumeSource {
   std::string path;

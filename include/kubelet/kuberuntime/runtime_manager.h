@@ -3,7 +3,9 @@
 // computes the actions (as upstream's computePodActions) from the pod spec
 // and the runtime's PodStatus, then creates the sandbox, pulls images and
 // starts, kills and restarts containers.
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,13 +39,23 @@ struct PodActions {
   bool create_sandbox = false;
   std::string sandbox_id;
   uint32_t attempt = 0;
+  std::vector<size_t> init_containers_to_start;             // indexes into spec.initContainers, in order
   std::vector<size_t> containers_to_start;                  // indexes into spec.containers
   std::map<std::string, ContainerToKill> containers_to_kill;  // by container ID
 };
 
+/**
+ * The latest liveness and startup probe results by container ID (nullopt: no
+ * result yet), as upstream's results managers; empty functions mean no prober.
+ */
+struct ProbeLookup {
+  std::function<std::optional<bool>(const std::string& container_id)> liveness;
+  std::function<std::optional<bool>(const std::string& container_id)> startup;
+};
+
 /** Whether the container should be (re)started given what the runtime shows. */
 bool ShouldContainerBeRestarted(const api::Pod& pod, const api::Container& c, const PodStatus& status);
-PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status);
+PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status, const ProbeLookup& probes = {});
 /** FNV-32a of the container's canonical JSON, hex: a changed spec restarts the container. */
 std::string HashContainer(const api::Container& c);
 

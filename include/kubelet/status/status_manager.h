@@ -14,7 +14,10 @@
 
 namespace kubelet::status {
 
-/** Upstream's getPhase. */
+/** Upstream's getPhase: init containers (plain and sidecars) and main containers. */
+std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& init_statuses,
+                     const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal);
+/** GetPhase for a pod without init containers. */
 std::string GetPhase(const api::Pod& pod, const std::vector<api::ContainerStatus>& statuses, bool pod_is_terminal = false);
 
 struct StatusInputs {
@@ -24,6 +27,9 @@ struct StatusInputs {
   TimePoint now;
   // The pod is being deleted and its containers were stopped: its phase becomes Succeeded or Failed.
   bool pod_is_terminal = false;
+  // Latest readiness and startup probe results by container ID (nullopt: none yet).
+  std::function<std::optional<bool>(const std::string& container_id)> readiness;
+  std::function<std::optional<bool>(const std::string& container_id)> startup;
 };
 
 api::PodStatus GenerateAPIPodStatus(const api::Pod& pod, const kuberuntime::PodStatus& rs,
