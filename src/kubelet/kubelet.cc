@@ -51,7 +51,49 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
     ev.pleg = std::move(evs);
     Push(std::move(ev), true);
   });
+  prober::ProbeManager::Deps pd;
+  pd.exec = [this](const std::string& id, const std::vector<std::string>& cmd, Duration timeout) {
+    return d_.runtime->ExecSync(id, cmd, timeout);
+  };
+  pd.recorder = d_.recorder;
+  pd.clock = d_.clock;
+  pd.pod_view = [this](const std::string& uid) { return ProbeView(uid); };
+  pd.on_change = [this](const std::string& uid) {
+    std::optional<api::Pod> pod;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pods_.find(uid);
+      if (it != pods_.end()) pod = it->second;
+    }
+    if (pod) workers_->UpdatePod(UpdateType::kSync, uid, pod);
+  };
+  probes_ = std::make_unique<prober::ProbeManager>(std::move(pd));
   if (d_.metrics) d_.metrics->node_name.Add({{"node", o_.node_name}}).Set(1);
+}
+
+std::optional<prober::PodView> Kubelet::ProbeView(const std::string& uid) const {
+  std::optional<api::PodStatus> st = status_.GetPodStatus(uid);
+  if (!st) return std::nullopt;
+  prober::PodView v;
+  v.phase = st->phase;
+  v.pod_ip = st->pod_ip;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = pods_.find(uid);
+    v.deleting = it == pods_.end() || it->second.metadata.deletion_timestamp.has_value();
+  }
+  for (const auto* list : {&st->init_container_statuses, &st->container_statuses})
+    for (const auto& c : *list) {
+      prober::ContainerView cv;
+      size_t sep = c.container_id.find("://");
+      cv.container_id = sep == std::string::npos ? c.container_id : c.container_id.substr(sep + 3);
+      cv.running = c.state.running.has_value();
+      cv.terminated = c.state.terminated.has_value();
+      cv.started = c.started.value_or(false);
+      if (c.state.running) cv.started_at = c.state.running->started_at;
+      v.containers[c.name] = cv;
+    }
+  return v;
 }
 
 Kubelet::~Kubelet() { Stop(); }
@@ -86,6 +128,7 @@ void Kubelet::Start() {
           if (v.is_string()) headers[it.key()].push_back(v.get<std::string>());
     sources_.push_back(config::NewHTTPSource(c.static_pod_url, headers, o_.node_name, c.http_check_frequency, snapshot));
   }
+  probes_->Start();
   loop_heartbeat_ = SteadyNowMs();
   loop_thread_ = std::thread([this] { SyncLoop(); });
   gc_thread_ = std::thread([this] { GCLoop(); });
@@ -108,6 +151,7 @@ void Kubelet::Stop() {
   loop_cv_.notify_all();
   if (loop_thread_.joinable()) loop_thread_.join();
   if (gc_thread_.joinable()) gc_thread_.join();
+  probes_->Stop();
   workers_->Stop();
 }
 
@@ -205,6 +249,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           std::lock_guard<std::mutex> l(mu_);
           pods_[uid] = ch.pod;
         }
+        probes_->AddPod(ch.pod);
         workers_->UpdatePod(UpdateType::kCreate, uid, ch.pod);
         break;
       }
@@ -232,6 +277,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           ever_removed_.insert(uid);
           if (ever_removed_.size() > 4096) ever_removed_.erase(ever_removed_.begin());
         }
+        probes_->RemovePod(uid);
         workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
         break;
       }
@@ -297,6 +343,7 @@ void Kubelet::Housekeeping() {
     std::set<std::string> keep_status;
     for (const auto& [uid, _] : desired) keep_status.insert(uid);
     status_.RemoveOrphanedStatuses(keep_status);
+    probes_->CleanupPods(keep_status);
   }
 }
 
@@ -337,10 +384,15 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.pod_is_terminal = terminal;
   std::string uid = pod.metadata.uid;
   in.waiting_reason = [this, uid](const std::string& c) { return d_.runtime->GetWaitingReason(uid, c); };
+  in.readiness = [this](const std::string& id) { return probes_->Readiness(id); };
+  in.startup = [this](const std::string& id) { return probes_->Startup(id); };
   std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
   api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
   // The syncer gets the stored status (transition times kept), so an unchanged pod is not written again.
-  if (status_.SetPodStatus(uid, st) && d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
+  if (status_.SetPodStatus(uid, st)) {
+    if (d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
+    probes_->Poke(uid);  // a container (re)started: its probes need not wait a whole period
+  }
   // kubelet_pod_start_duration_seconds: first seen to all containers running, once per pod.
   bool all_running = !st.container_statuses.empty();
   for (const auto& c : st.container_statuses)
@@ -374,7 +426,10 @@ absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
     KLOG_V(log_, 2)("Pod is terminal, stopping it pod=\"{}\" phase={}", PodDesc(pod), st->phase);
     return true;
   }
-  auto result = d_.runtime->SyncPod(pod, rs, &backoff_);
+  kuberuntime::ProbeLookup lookup;
+  lookup.liveness = [this](const std::string& id) { return probes_->Liveness(id); };
+  lookup.startup = [this](const std::string& id) { return probes_->Startup(id); };
+  auto result = d_.runtime->SyncPod(pod, rs, &backoff_, lookup);
   if (result.started_any || !result.error.ok()) {
     auto again = RefreshStatus(pod, &rs);
     if (!again.ok()) log_->warn("Unable to refresh pod status pod=\"{}\" err=\"{}\"", PodDesc(pod), again.status().message());

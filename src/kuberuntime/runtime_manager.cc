@@ -225,9 +225,14 @@ class RuntimeManagerImpl : public RuntimeManager {
     return st;
   }
 
-  SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff) override {
+  absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
+                                                     Duration timeout) override {
+    return d_.runtime->ExecSync(container_id, cmd, timeout);
+  }
+
+  SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff, const ProbeLookup& probes) override {
     SyncResult result;
-    PodActions a = ComputePodActions(pod, status);
+    PodActions a = ComputePodActions(pod, status, probes);
     KLOG_V(log_, 3)("computePodActions pod=\"{}\" killPod={} createSandbox={} initStart={} start={} kill={}", PodDesc(pod),
                     a.kill_pod, a.create_sandbox, a.init_containers_to_start.size(), a.containers_to_start.size(),
                     a.containers_to_kill.size());

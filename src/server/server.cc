@@ -4,6 +4,8 @@
 #include "kubelet/kubelet/kubelet.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
+
+#include <prometheus/text_serializer.h>
 #include "kubelet/util/logging.h"
 
 namespace kubelet::server {
@@ -79,6 +81,11 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
   });
   s->Handle("/pods", pods);
   s->Handle("/pods/", pods);
+  s->Handle("/metrics/probes", wrap("metrics/probes", [this](const Request&) {
+    prometheus::TextSerializer serializer;
+    std::string body = kubelet_ ? serializer.Serialize(kubelet_->probes().registry().Collect()) : "";
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", body, {}};
+  }));
   s->Handle("/metrics", wrap("metrics", [this](const Request&) {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
   }));

@@ -41,6 +41,9 @@ struct FakeRuntime::State {
   std::set<std::string> sandbox_names;  // reserved names, as containerd's name index
   std::map<std::string, rt::Image> images;  // by ref
   std::function<void(const std::string&)> on_start;
+  std::map<std::string, int> exit_on_start;  // container name -> exit code
+  FakeRuntime::ExecFn exec;
+  std::function<void(const std::string&)> on_stop;
 
   // Records the call; returns an injected error if any. Sleeps for an injected delay.
   grpc::Status Enter(const char* method) {
@@ -203,6 +206,8 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
         return grpc::Status(grpc::UNKNOWN, "container is in " + rt::ContainerState_Name(it->second.state()) + " state");
       it->second.set_state(rt::CONTAINER_RUNNING);
       it->second.set_started_at(NowNanos());
+      auto ex = s_->exit_on_start.find(it->second.metadata().name());
+      if (ex != s_->exit_on_start.end()) Exit(it->second, ex->second);
       hook = s_->on_start;
     }
     if (hook) hook(req->container_id());
@@ -211,6 +216,17 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
 
   grpc::Status StopContainer(grpc::ServerContext*, const rt::StopContainerRequest* req, rt::StopContainerResponse*) override {
     if (auto st = s_->Enter("StopContainer"); !st.ok()) return st;
+    std::function<void(const std::string&)> hook;
+    std::string name;
+    {
+      std::lock_guard<std::mutex> l(s_->mu);
+      auto it = s_->containers.find(req->container_id());
+      if (it != s_->containers.end() && it->second.state() == rt::CONTAINER_RUNNING) {
+        hook = s_->on_stop;
+        name = it->second.metadata().name();
+      }
+    }
+    if (hook) hook(name);
     std::lock_guard<std::mutex> l(s_->mu);
     auto it = s_->containers.find(req->container_id());
     if (it == s_->containers.end()) return grpc::Status(grpc::NOT_FOUND, "container \"" + req->container_id() + "\" not found");
@@ -264,11 +280,22 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
 
   grpc::Status ExecSync(grpc::ServerContext*, const rt::ExecSyncRequest* req, rt::ExecSyncResponse* resp) override {
     if (auto st = s_->Enter("ExecSync"); !st.ok()) return st;
-    std::lock_guard<std::mutex> l(s_->mu);
-    auto it = s_->containers.find(req->container_id());
-    if (it == s_->containers.end() || it->second.state() != rt::CONTAINER_RUNNING)
-      return grpc::Status(grpc::UNKNOWN, "container is not running");
-    resp->set_exit_code(0);
+    FakeRuntime::ExecFn fn;
+    std::string name;
+    {
+      std::lock_guard<std::mutex> l(s_->mu);
+      auto it = s_->containers.find(req->container_id());
+      if (it == s_->containers.end()) return grpc::Status(grpc::NOT_FOUND, "container \"" + req->container_id() + "\" not found");
+      if (it->second.state() != rt::CONTAINER_RUNNING)
+        return grpc::Status(grpc::UNKNOWN, "cannot exec in a stopped state: unknown");
+      if (req->cmd().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "cmd must not be empty");
+      fn = s_->exec;
+      name = it->second.metadata().name();
+    }
+    std::vector<std::string> cmd(req->cmd().begin(), req->cmd().end());
+    auto [code, out] = fn ? fn(name, cmd) : std::make_pair(0, std::string());
+    resp->set_exit_code(code);
+    resp->set_stdout(out);
     return grpc::Status::OK;
   }
 
@@ -440,6 +467,21 @@ std::optional<rt::ContainerConfig> FakeRuntime::ConfigOf(const std::string& id) 
   auto it = state_->configs.find(id);
   if (it == state_->configs.end()) return std::nullopt;
   return it->second;
+}
+
+void FakeRuntime::SetExitOnStart(const std::string& container_name, int code) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->exit_on_start[container_name] = code;
+}
+
+void FakeRuntime::SetOnStop(std::function<void(const std::string&)> fn) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->on_stop = std::move(fn);
+}
+
+void FakeRuntime::SetExec(ExecFn fn) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->exec = std::move(fn);
 }
 
 void FakeRuntime::SetOnStart(std::function<void(const std::string&)> fn) {

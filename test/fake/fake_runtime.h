@@ -12,6 +12,8 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -45,6 +47,13 @@ class FakeRuntime {
   std::optional<rt::ContainerConfig> ConfigOf(const std::string& id) const;
   /** Called (outside the lock) after each successful StartContainer with the container ID. */
   void SetOnStart(std::function<void(const std::string&)> fn);
+  /** Containers with this name exit with `code` right after they start (a process that finishes at once). */
+  void SetExitOnStart(const std::string& container_name, int code);
+  /** Called (outside the lock) on each StopContainer with the container's name, before it stops. */
+  void SetOnStop(std::function<void(const std::string& container_name)> fn);
+  /** What ExecSync answers: (exit code, output) for a command in a running container, by container name. */
+  using ExecFn = std::function<std::pair<int, std::string>(const std::string& container_name, const std::vector<std::string>& cmd)>;
+  void SetExec(ExecFn fn);
 
   struct State;
 

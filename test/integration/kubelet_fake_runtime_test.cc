@@ -16,6 +16,10 @@
 #include "kubelet/server/server.h"
 
 #include <curl/curl.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <atomic>
 
 namespace kubelet {
 namespace {
@@ -459,6 +463,153 @@ TEST_F(KubeletFakeRuntimeTest, ServerAuthenticatesAndServesPods) {
   EXPECT_EQ(running["items"][0]["metadata"]["name"], "srv-node1");
   EXPECT_EQ(HttpsGet(open->port(), "/nope").first, 404);
   open->Stop();
+}
+
+}  // namespace
+}  // namespace kubelet
+
+namespace kubelet {
+namespace {
+
+class LifecycleTest : public KubeletFakeRuntimeTest {
+ protected:
+  api::Pod Pod(const std::string& name, nlohmann::json spec) {
+    nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", name}}}, {"spec", spec}};
+    j["spec"]["terminationGracePeriodSeconds"] = 1;
+    auto pod = config::PrepareStaticPod(j, "/manifests/" + name + ".yaml", true, "node1");
+    EXPECT_TRUE(pod.ok()) << pod.status();
+    return *pod;
+  }
+  std::vector<events::Event> EventsWith(const std::string& reason) {
+    std::vector<events::Event> out;
+    for (const auto& e : recorder_.Recent())
+      if (e.reason == reason) out.push_back(e);
+    return out;
+  }
+};
+
+TEST_F(LifecycleTest, InitContainerThenSidecarThenMainAndSidecarStopsLast) {
+  fake_->SetExitOnStart("setup", 0);
+  std::mutex mu;
+  std::vector<std::string> started, stopped;
+  fake_->SetOnStart([&](const std::string& id) {
+    auto cfg = fake_->ConfigOf(id);
+    std::lock_guard<std::mutex> l(mu);
+    started.push_back(cfg ? cfg->metadata().name() : "?");
+  });
+  fake_->SetOnStop([&](const std::string& name) {
+    std::lock_guard<std::mutex> l(mu);
+    stopped.push_back(name);
+  });
+  StartKubelet();
+  auto pod = Pod("layered", nlohmann::json::parse(R"({
+    "initContainers": [{"name": "setup", "image": "busybox:1.35"},
+                       {"name": "proxy", "image": "busybox:1.35", "restartPolicy": "Always"}],
+    "containers": [{"name": "app", "image": "busybox:1.35"}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("layered-node1", 0); }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(started, (std::vector<std::string>{"setup", "proxy", "app"}));
+  }
+  auto p = *Find("layered-node1");
+  ASSERT_EQ(p.status.init_container_statuses.size(), 2u);
+  EXPECT_EQ(p.status.init_container_statuses[0].state.terminated->reason, "Completed");
+  EXPECT_TRUE(p.status.init_container_statuses[0].ready);
+  EXPECT_TRUE(p.status.init_container_statuses[1].state.running.has_value());
+  EXPECT_TRUE(p.status.init_container_statuses[1].ready);
+  for (const auto& c : p.status.conditions)
+    if (c.type == "Initialized" || c.type == "Ready") EXPECT_EQ(c.status, "True") << c.type;
+  // The sidecar that crashes is restarted; the completed init container is not run again.
+  for (const auto& c : RunningContainers())
+    if (c.metadata().name() == "proxy") fake_->ExitContainer(c.id(), 1);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto q = Find("layered-node1");
+    return q && q->status.init_container_statuses.size() == 2 && q->status.init_container_statuses[1].restart_count == 1 &&
+           q->status.init_container_statuses[1].state.running;
+  }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(std::count(started.begin(), started.end(), "setup"), 1);
+  }
+  // Removal stops the main container before the sidecar.
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().empty(); }));
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(stopped, (std::vector<std::string>{"app", "proxy"}));
+}
+
+TEST_F(LifecycleTest, FailedInitContainerWithRestartNeverFailsThePod) {
+  fake_->SetExitOnStart("setup", 3);
+  StartKubelet();
+  auto pod = Pod("broken-init", nlohmann::json::parse(R"({"restartPolicy": "Never",
+    "initContainers": [{"name": "setup", "image": "busybox:1.35"}],
+    "containers": [{"name": "app", "image": "busybox:1.35"}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = Find("broken-init-node1");
+    return p && p->status.phase == "Failed";
+  }));
+  auto p = *Find("broken-init-node1");
+  EXPECT_EQ(p.status.init_container_statuses[0].state.terminated->exit_code, 3);
+  EXPECT_EQ(p.status.init_container_statuses[0].state.terminated->reason, "Error");
+  EXPECT_EQ(p.status.container_statuses[0].state.waiting->reason, "PodInitializing");
+  for (const auto& c : fake_->Containers()) EXPECT_NE(c.metadata().name(), "app") << "the main container must never start";
+}
+
+TEST_F(LifecycleTest, LivenessFailureRestartsTheContainer) {
+  std::atomic<bool> healthy{true};
+  std::atomic<int> probes{0};
+  fake_->SetExec([&](const std::string& name, const std::vector<std::string>& cmd) {
+    if (name == "app" && cmd == std::vector<std::string>{"check"}) {
+      ++probes;
+      return healthy ? std::make_pair(0, std::string("ok")) : std::make_pair(1, std::string("not healthy"));
+    }
+    return std::make_pair(127, std::string("unknown command"));
+  });
+  StartKubelet();
+  auto pod = Pod("lively", nlohmann::json::parse(R"({"containers": [{"name": "app", "image": "busybox:1.35",
+    "livenessProbe": {"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 2}}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("lively-node1", 0) && probes > 0; }));
+  healthy = false;
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("lively-node1", 1); }, std::chrono::milliseconds(30000)));
+  healthy = true;
+  bool unhealthy = false, killing = false;
+  for (const auto& e : EventsWith("Unhealthy")) unhealthy |= e.message == "Liveness probe failed: not healthy";
+  for (const auto& e : EventsWith("Killing")) killing |= e.message.find("app") != std::string::npos;
+  EXPECT_TRUE(unhealthy);
+  EXPECT_TRUE(killing);
+  prometheus::TextSerializer ser;
+  std::string text = ser.Serialize(kubelet_->probes().registry().Collect());
+  EXPECT_NE(text.find("prober_probe_total{"), std::string::npos);
+  EXPECT_NE(text.find("result=\"failed\""), std::string::npos) << text;
+  EXPECT_NE(text.find("probe_type=\"Liveness\""), std::string::npos) << text;
+}
+
+TEST_F(LifecycleTest, ReadinessProbeGatesReady) {
+  std::atomic<bool> ready{false};
+  fake_->SetExec([&](const std::string&, const std::vector<std::string>&) {
+    return ready ? std::make_pair(0, std::string()) : std::make_pair(1, std::string("warming up"));
+  });
+  StartKubelet();
+  auto pod = Pod("shy", nlohmann::json::parse(R"({"containers": [{"name": "app", "image": "busybox:1.35",
+    "readinessProbe": {"exec": {"command": ["ready"]}, "periodSeconds": 1}}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  auto cond = [&](const char* type) {
+    auto p = Find("shy-node1");
+    if (!p) return std::string();
+    for (const auto& c : p->status.conditions)
+      if (c.type == type) return c.status + "/" + c.reason + "/" + c.message;
+    return std::string();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("shy-node1", 0) && !EventsWith("Unhealthy").empty(); }));
+  EXPECT_EQ(cond("Ready"), "False/ContainersNotReady/containers with unready status: [app]");
+  EXPECT_FALSE(Find("shy-node1")->status.container_statuses[0].ready);
+  ready = true;
+  ASSERT_TRUE(WaitUntil([&] { return cond("Ready") == "True//"; }));
+  EXPECT_TRUE(Find("shy-node1")->status.container_statuses[0].ready);
+  EXPECT_EQ(Find("shy-node1")->status.container_statuses[0].restart_count, 0);  // readiness never restarts
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
 #include "kubelet/pleg/pleg.h"
+#include "kubelet/prober/prober.h"
 #include "kubelet/status/status_manager.h"
 #include "kubelet/status/status_syncer.h"
 #include "kubelet/util/backoff.h"
@@ -80,6 +81,8 @@ class Kubelet {
   /** Source snapshots enter here (public so tests can feed pods directly). */
   void OnSnapshot(const std::string& source, std::vector<api::Pod> pods);
   config::PodConfig& pod_config() { return *pod_config_; }
+  /** The probe manager (its registry is served on /metrics/probes). */
+  prober::ProbeManager& probes() { return *probes_; }
 
  private:
   struct LoopEvent {
@@ -94,6 +97,7 @@ class Kubelet {
   void Housekeeping();
   void GCLoop();
   void Push(LoopEvent ev, bool may_drop);
+  std::optional<prober::PodView> ProbeView(const std::string& uid) const;
   void RejectPod(const api::Pod& pod, const std::string& reason, const std::string& message);
 
   absl::StatusOr<bool> SyncPod(const api::Pod& pod, UpdateType type);
@@ -115,6 +119,7 @@ class Kubelet {
 
   mutable std::mutex mu_;  // guards pods_, rejected_, start_recorded_
   std::map<std::string, api::Pod> pods_;  // desired pods by UID
+  std::unique_ptr<prober::ProbeManager> probes_;
   AdmitNode admit_node_;
   std::set<std::string> start_recorded_;
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)

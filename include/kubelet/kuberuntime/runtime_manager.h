@@ -95,7 +95,11 @@ class RuntimeManager {
   /** Full status of one pod: sandboxes and containers with their details. */
   virtual absl::StatusOr<PodStatus> GetPodStatus(const std::string& uid, const std::string& name,
                                                  const std::string& ns) = 0;
-  virtual SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff) = 0;
+  virtual SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff,
+                             const ProbeLookup& probes = {}) = 0;
+  /** Runs a command in the container (exec probes and hooks), with a timeout. */
+  virtual absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
+                                                             Duration timeout) = 0;
   /** Stops all containers with the grace period, then the sandboxes. */
   virtual absl::Status KillPod(const api::Pod* pod, const RuntimePod& running, std::optional<int64_t> grace_override) = 0;
   /** Removes a pod's stopped containers and sandboxes and its log folder. */
