@@ -369,6 +369,99 @@ TEST_F(ContainerdE2E, MetricsPassPromtoolAndHealthz) {
   EXPECT_EQ(HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/healthz").second, "ok");
 }
 
+// An init container, a sidecar and a main container on containerd, with
+// probes of every kind the kubelet runs itself: tcpSocket (startup), httpGet
+// (readiness) and exec (liveness, through CRI ExecSync).
+TEST_F(ContainerdE2E, InitSidecarAndProbes) {
+  WriteManifest("layered.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: layered}
+spec:
+  terminationGracePeriodSeconds: 3
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - name: setup
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'echo ready > /work/index.html']
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: sidecar
+    image: kubelet-cpp.local/busybox:1.35
+    restartPolicy: Always
+    command: [sh, -c, 'echo side > /tmp/side.html; exec httpd -f -p 9090 -h /tmp']
+    startupProbe: {tcpSocket: {port: 9090}, periodSeconds: 1, failureThreshold: 30}
+  containers:
+  - name: app
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'touch /tmp/alive; exec httpd -f -p 8080 -h /work']
+    volumeMounts: [{name: work, mountPath: /work}]
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+    livenessProbe: {exec: {command: [test, -f, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}
+)");
+  auto condition = [](const json& p, const std::string& type) {
+    if (p.is_null()) return std::string();
+    for (const auto& c : p["status"]["conditions"])
+      if (c["type"] == type) return c["status"].get<std::string>();
+    return std::string();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return Running(Pod("layered-e2e-node"), 0) && condition(Pod("layered-e2e-node"), "Ready") == "True"; },
+                        std::chrono::seconds(60)))
+      << Pod("layered-e2e-node").dump(2);
+  json pod = Pod("layered-e2e-node");
+  std::string uid = pod["metadata"]["uid"];
+  std::string ip = pod["status"]["podIP"];
+  const json& init = pod["status"]["initContainerStatuses"];
+  ASSERT_EQ(init.size(), 2u);
+  EXPECT_EQ(init[0]["state"]["terminated"]["reason"], "Completed");
+  EXPECT_EQ(init[0]["state"]["terminated"]["exitCode"], 0);
+  EXPECT_TRUE(init[1]["state"].contains("running"));
+  EXPECT_EQ(init[1]["started"], true);
+  EXPECT_EQ(condition(pod, "Initialized"), "True");
+  // The init container's file is served by the main container; the sidecar serves beside it.
+  EXPECT_EQ(HttpGet("http://" + ip + ":8080/index.html").second, "ready\n");
+  EXPECT_EQ(HttpGet("http://" + ip + ":9090/side.html").second, "side\n");
+
+  auto app_id = [&]() -> std::string {
+    for (const auto& c : Containers(uid))
+      if (c.metadata().name() == "app") return c.id();
+    return "";
+  };
+  auto exec = [&](const std::string& id, std::vector<std::string> cmd) {
+    rt::ExecSyncRequest req;
+    req.set_container_id(id);
+    for (auto& a : cmd) req.add_cmd(a);
+    req.set_timeout(5);
+    rt::ExecSyncResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return cri_->ExecSync(&ctx, req, &resp).ok() && resp.exit_code() == 0;
+  };
+  // Readiness: the page goes, the pod turns unready without a restart; it comes back, ready again.
+  std::string first = app_id();
+  ASSERT_FALSE(first.empty());
+  ASSERT_TRUE(exec(first, {"mv", "/work/index.html", "/work/away.html"}));
+  ASSERT_TRUE(WaitUntil([&] { return condition(Pod("layered-e2e-node"), "Ready") == "False"; }, std::chrono::seconds(20)));
+  EXPECT_EQ(Pod("layered-e2e-node")["status"]["containerStatuses"][0]["restartCount"], 0);
+  ASSERT_TRUE(exec(first, {"mv", "/work/away.html", "/work/index.html"}));
+  ASSERT_TRUE(WaitUntil([&] { return condition(Pod("layered-e2e-node"), "Ready") == "True"; }, std::chrono::seconds(20)));
+
+  // Liveness: the marker goes, the kubelet kills the container and starts a new one.
+  ASSERT_TRUE(exec(first, {"rm", "/tmp/alive"}));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("layered-e2e-node"), 1); }, std::chrono::seconds(60)))
+      << Pod("layered-e2e-node").dump(2);
+  EXPECT_NE(app_id(), first);
+  // The completed init container did not run again.
+  EXPECT_EQ(Pod("layered-e2e-node")["status"]["initContainerStatuses"][0]["restartCount"], 0);
+
+  // The probes' own metrics.
+  auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/probes");
+  ASSERT_EQ(code, 200);
+  EXPECT_NE(body.find("prober_probe_total{container=\"app\",namespace=\"default\",pod=\"layered-e2e-node\""), std::string::npos) << body;
+  EXPECT_NE(body.find("probe_type=\"Liveness\",result=\"failed\""), std::string::npos) << body;
+
+  fs::remove(work_ / "manifests" / "layered.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Containers(uid).empty() && Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
 // The kubelet as a node of a cluster (the project's fake kube-apiserver, in
 // this process) on the real runtime.
 class ClusterE2E : public ContainerdE2E {
