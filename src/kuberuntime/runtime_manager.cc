@@ -1,4 +1,5 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
+#include "kubelet/prober/prober.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -250,10 +251,14 @@ class RuntimeManagerImpl : public RuntimeManager {
       if (!a.create_sandbox) return result;
     } else {
       for (const auto& [id, k] : a.containers_to_kill) {
-        const api::Container* spec = FindSpec(pod, k.name);
-        if (spec) d_.recorder->PodEvent(pod, events::kNormal, events::kKilling, "Stopping container " + k.name);
         KLOG_V(log_, 2)("Killing container pod=\"{}\" container=\"{}\" containerID=\"{}\" reason=\"{}\"", PodDesc(pod), k.name, id, k.message);
-        if (auto st = d_.runtime->StopContainer(id, GracePeriod(pod, std::nullopt)); !st.ok()) {
+        std::optional<int64_t> grace;
+        if (const api::Container* spec = FindSpec(pod, k.name)) {
+          // A failed probe may carry its own grace period.
+          const auto& probe = k.reason == "LivenessProbe" ? spec->liveness_probe : k.reason == "StartupProbe" ? spec->startup_probe : std::nullopt;
+          if (probe && probe->termination_grace_period_seconds) grace = *probe->termination_grace_period_seconds;
+        }
+        if (auto st = KillContainer(&pod, id, k.name, GracePeriod(pod, grace), k.message, status.ips); !st.ok()) {
           result.error = st;
           return result;
         }
@@ -348,11 +353,21 @@ class RuntimeManagerImpl : public RuntimeManager {
       }
     }
     std::sort(sidecars.begin(), sidecars.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    // preStop httpGet hooks dial the pod IP: read it once from the ready sandbox.
+    std::vector<std::string> pod_ips;
+    bool http_hook = false;
+    if (pod)
+      for (const auto* list : {&pod->spec.containers, &pod->spec.init_containers})
+        for (const auto& c : *list) http_hook |= c.lifecycle && c.lifecycle->pre_stop && c.lifecycle->pre_stop->http_get;
+    if (http_hook)
+      for (const auto& sb : running.sandboxes)
+        if (sb.ready)
+          if (auto ss = d_.runtime->PodSandboxStatus(sb.id); ss.ok() && !ss->status().network().ip().empty())
+            pod_ips = {ss->status().network().ip()};
     auto stop = [&](const RuntimeContainer& c, int64_t g) {
-      if (pod) d_.recorder->PodEvent(*pod, events::kNormal, events::kKilling, "Stopping container " + c.name);
       KLOG_V(log_, 2)("Killing container with a grace period pod=\"{}/{}\" containerName=\"{}\" containerID=\"{}\" gracePeriod={}",
                       running.namespace_, running.name, c.name, c.id, g);
-      return d_.runtime->StopContainer(c.id, g);
+      return KillContainer(pod, c.id, c.name, g, "", pod_ips, c.state == ContainerState::kRunning);
     };
     // Regular containers stop in parallel, as upstream: each may take its whole grace period.
     std::vector<std::future<absl::Status>> stops;
@@ -455,6 +470,77 @@ class RuntimeManagerImpl : public RuntimeManager {
     for (const auto& sb : s.sandboxes) p.sandboxes.push_back({sb.id, sb.ready, sb.created_at});
     for (const auto& c : s.containers) p.containers.push_back({c.id, c.name, "", c.state, c.created_at});
     return p;
+  }
+
+  // Runs a lifecycle hook handler (exec, httpGet, sleep) for container `id`. `msg` gets upstream's failure message.
+  absl::Status RunHook(const api::Pod& pod, const api::Container& c, const std::string& id, const api::ProbeHandler& h,
+                       const std::vector<std::string>& pod_ips, Duration timeout, std::string* msg) {
+    // format.Pod: name_namespace(uid)
+    const std::string who = pod.metadata.name + "_" + pod.metadata.namespace_ + "(" + pod.metadata.uid + ")";
+    if (h.exec_command) {
+      auto r = d_.runtime->ExecSync(id, *h.exec_command, timeout);
+      std::string cmd = "[";
+      for (size_t i = 0; i < h.exec_command->size(); ++i) cmd += (i ? " " : "") + (*h.exec_command)[i];
+      cmd += "]";
+      if (!r.ok() || r->exit_code() != 0) {
+        std::string err = !r.ok() ? std::string(r.status().message()) : "command '" + cmd.substr(1, cmd.size() - 2) +
+                                                                            "' exited with " + std::to_string(r->exit_code()) + ": ";
+        std::string output = r.ok() ? r->stdout() + r->stderr() : "";
+        *msg = "Exec lifecycle hook (" + cmd + ") for Container \"" + c.name + "\" in Pod \"" + who +
+               "\" failed - error: " + err + ", message: \"" + output + "\"";
+        return absl::UnknownError(err);
+      }
+      return absl::OkStatus();
+    }
+    if (h.http_get) {
+      auto port = prober::ResolvePort(h.http_get->port, c.ports);
+      std::string host = !h.http_get->host.empty() ? h.http_get->host : pod_ips.empty() ? "" : pod_ips.front();
+      std::string err;
+      if (!port.ok()) {
+        err = std::string(port.status().message());
+      } else if (host.empty()) {
+        err = "no pod IP to send the request to";
+      } else {
+        auto r = prober::Prober::RunHTTP(*h.http_get, host, *port, timeout);
+        // Only a failed request fails an HTTP hook; any status code counts as delivered, as upstream.
+        if (r.outcome == prober::Outcome::kFailure && r.output.rfind("HTTP probe failed with statuscode", 0) != 0) err = r.output;
+      }
+      if (!err.empty()) {
+        *msg = "HTTP lifecycle hook (" + h.http_get->path + ") for Container \"" + c.name + "\" in Pod \"" + who +
+               "\" failed - error: " + err;
+        return absl::UnknownError(err);
+      }
+      return absl::OkStatus();
+    }
+    if (h.sleep_seconds) {
+      auto until = std::chrono::steady_clock::now() + std::min<Duration>(std::chrono::seconds(*h.sleep_seconds), timeout);
+      while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      return absl::OkStatus();
+    }
+    *msg = "invalid handler";
+    return absl::InvalidArgumentError("invalid handler");
+  }
+
+  // Stops one container as upstream's killContainer: the Killing event, the preStop hook within the grace
+  // period (what it used is taken off), then StopContainer with what is left (at least the minimum).
+  absl::Status KillContainer(const api::Pod* pod, const std::string& id, const std::string& name, int64_t grace,
+                             const std::string& message, const std::vector<std::string>& pod_ips, bool run_pre_stop = true) {
+    const api::Container* spec = pod ? FindSpec(*pod, name) : nullptr;
+    if (pod) d_.recorder->PodEvent(*pod, events::kNormal, events::kKilling, message.empty() ? "Stopping container " + name : message);
+    if (run_pre_stop && spec && spec->lifecycle && spec->lifecycle->pre_stop && grace > 0) {
+      auto start = std::chrono::steady_clock::now();
+      std::string msg;
+      absl::Status hook = RunHook(*pod, *spec, id, *spec->lifecycle->pre_stop, pod_ips, std::chrono::seconds(grace), &msg);
+      if (!hook.ok()) {
+        log_->error("PreStop hook failed pod=\"{}\" containerName=\"{}\" containerID=\"{}\" err=\"{}\"", PodDesc(*pod), name, id,
+                    hook.message());
+        d_.recorder->PodEvent(*pod, events::kWarning, "FailedPreStopHook", msg);
+      }
+      grace -= std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count();
+    }
+    absl::Status st = d_.runtime->StopContainer(id, std::max(grace, kMinimumGracePeriodSeconds));
+    if (st.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    return st;
   }
 
   int64_t GracePeriod(const api::Pod& pod, std::optional<int64_t> override_s) const {
@@ -672,6 +758,19 @@ class RuntimeManagerImpl : public RuntimeManager {
       return st;
     }
     d_.recorder->PodEvent(pod, events::kNormal, events::kStarted, "Started container " + c.name);
+    if (c.lifecycle && c.lifecycle->post_start) {
+      // postStart runs right after the start; a failure kills the container, which is then restarted per policy.
+      std::string msg;
+      absl::Status hook = RunHook(pod, c, *id, *c.lifecycle->post_start, pod_ips, o_.runtime_request_timeout, &msg);
+      if (!hook.ok()) {
+        log_->error("Failed to execute PostStartHook pod=\"{}\" containerName=\"{}\" containerID=\"{}\" err=\"{}\"", PodDesc(pod),
+                    c.name, *id, hook.message());
+        d_.recorder->PodEvent(pod, events::kWarning, "FailedPostStartHook", msg);
+        (void)KillContainer(&pod, *id, c.name, GracePeriod(pod, std::nullopt), "FailedPostStartHook", pod_ips, false);
+        SetReason(pod, c.name, "PostStartHookError", msg);
+        return absl::InternalError("PostStartHookError: " + msg);
+      }
+    }
     // Upstream links /var/log/containers/<pod>_<ns>_<container>-<id>.log: that lands with the log manager.
     ClearReason(pod, c.name);
     return absl::OkStatus();

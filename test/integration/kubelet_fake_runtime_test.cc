@@ -614,3 +614,56 @@ TEST_F(LifecycleTest, ReadinessProbeGatesReady) {
 
 }  // namespace
 }  // namespace kubelet
+
+namespace kubelet {
+namespace {
+
+TEST_F(LifecycleTest, PreStopRunsBeforeTheStopAndPostStartFailureRestarts) {
+  std::mutex mu;
+  std::vector<std::string> log;
+  std::atomic<bool> post_start_ok{true};
+  fake_->SetExec([&](const std::string& name, const std::vector<std::string>& cmd) {
+    std::lock_guard<std::mutex> l(mu);
+    log.push_back("exec " + name + " " + cmd[0]);
+    if (cmd[0] == "poststart") return post_start_ok ? std::make_pair(0, std::string()) : std::make_pair(2, std::string("no config"));
+    return std::make_pair(0, std::string());
+  });
+  fake_->SetOnStop([&](const std::string& name) {
+    std::lock_guard<std::mutex> l(mu);
+    log.push_back("stop " + name);
+  });
+  StartKubelet();
+  auto pod = Pod("hooked", nlohmann::json::parse(R"({"containers": [{"name": "app", "image": "busybox:1.35",
+    "lifecycle": {"postStart": {"exec": {"command": ["poststart"]}}, "preStop": {"exec": {"command": ["prestop"]}}}}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("hooked-node1", 0); }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(log, (std::vector<std::string>{"exec app poststart"}));
+    log.clear();
+  }
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().empty(); }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(log, (std::vector<std::string>{"exec app prestop", "stop app"}));
+    log.clear();
+  }
+
+  // A failing postStart hook kills the container (its preStop does not run) and it is started again.
+  post_start_ok = false;
+  auto again = Pod("hooked2", pod.raw["spec"]);
+  kubelet_->OnSnapshot(api::kSourceFile, {again});
+  ASSERT_TRUE(WaitUntil([&] { return !EventsWith("FailedPostStartHook").empty(); }));
+  auto ev = EventsWith("FailedPostStartHook").front();
+  EXPECT_EQ(ev.message,
+            "Exec lifecycle hook ([poststart]) for Container \"app\" in Pod \"hooked2-node1_default(" + Find("hooked2-node1")->metadata.uid +
+                ")\" failed - error: command 'poststart' exited with 2: , message: \"no config\"");
+  post_start_ok = true;
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("hooked2-node1", 1); }, std::chrono::milliseconds(30000)));
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(std::count(log.begin(), log.end(), "exec app prestop"), 0);
+}
+
+}  // namespace
+}  // namespace kubelet

@@ -83,6 +83,7 @@ struct RuntimeManagerOptions {
   int64_t machine_memory_bytes = 0;
   std::string node_name;
   std::string node_ip;
+  Duration runtime_request_timeout = std::chrono::minutes(2);  // postStart hooks
 };
 
 class RuntimeManager {
