@@ -1,4 +1,5 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
+#include "kubelet/kuberuntime/logs.h"
 #include "kubelet/prober/prober.h"
 
 #include <fcntl.h>
@@ -219,11 +220,33 @@ class RuntimeManagerImpl : public RuntimeManager {
       out.hash = Label(cs->annotations(), kContainerHashAnnotation);
       out.restart_count = IntAnnotation(cs->annotations(), kContainerRestartCountAnnotation);
       out.termination_message_path = Label(cs->annotations(), kContainerTerminationMessagePathAnnotation);
+      if (out.state == ContainerState::kExited) {
+        // The termination message: the file the container wrote at terminationMessagePath (at most 4 KiB),
+        // or with FallbackToLogsOnError and an error exit, the end of its log.
+        std::string msg;
+        for (const auto& m : cs->mounts())
+          if (!out.termination_message_path.empty() && m.container_path() == out.termination_message_path) {
+            std::ifstream f(m.host_path(), std::ios::binary);
+            char buf[4096];
+            f.read(buf, sizeof(buf));
+            msg.assign(buf, static_cast<size_t>(f.gcount()));
+          }
+        std::string policy = Label(cs->annotations(), kContainerTerminationMessagePolicyAnnotation);
+        if (msg.empty() && policy == "FallbackToLogsOnError" && out.exit_code != 0 && !cs->log_path().empty())
+          msg = TailLogText(cs->log_path());
+        if (!msg.empty()) out.message = out.message.empty() ? msg : out.message + msg;
+      }
       st.containers.push_back(std::move(out));
     }
     std::sort(st.containers.begin(), st.containers.end(),
               [](const auto& a, const auto& b) { return a.created_at > b.created_at; });
     return st;
+  }
+
+  absl::StatusOr<std::pair<std::string, bool>> ContainerLog(const std::string& container_id) override {
+    auto cs = d_.runtime->ContainerStatus(container_id);
+    if (!cs.ok()) return cs.status();
+    return std::make_pair(cs->log_path(), cs->state() == cri::rt::CONTAINER_RUNNING);
   }
 
   absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
@@ -395,6 +418,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     for (const auto& c : pod.containers) {
       absl::Status st = d_.runtime->RemoveContainer(c.id);
       if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+      UnlinkContainerLog(pod.name, pod.namespace_, c.name, c.id);
     }
     for (const auto& s : pod.sandboxes) {
       absl::Status st = d_.runtime->RemovePodSandbox(s.id);
@@ -421,6 +445,7 @@ class RuntimeManagerImpl : public RuntimeManager {
           KLOG_V(log_, 4)("Removing dead container pod=\"{}/{}\" container=\"{}\" containerID=\"{}\"", p.namespace_, p.name, name, list[i]->id);
           absl::Status st = d_.runtime->RemoveContainer(list[i]->id);
           if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
+          UnlinkContainerLog(p.name, p.namespace_, name, list[i]->id);
         }
       }
       // Old, not-ready sandboxes with no containers left go too.
@@ -436,6 +461,12 @@ class RuntimeManagerImpl : public RuntimeManager {
         absl::Status st = d_.runtime->RemovePodSandbox(sbs[i]->id);
         if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
       }
+    }
+    // Links whose log file is gone (the container was removed while the kubelet was down) go too.
+    std::error_code ec;
+    for (fs::directory_iterator it(ContainersLogDir(), ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code e2;
+      if (it->is_symlink(e2) && !fs::exists(it->path(), e2)) fs::remove(it->path(), e2);
     }
     image_backoff_.GC();
     return absl::OkStatus();
@@ -470,6 +501,27 @@ class RuntimeManagerImpl : public RuntimeManager {
     for (const auto& sb : s.sandboxes) p.sandboxes.push_back({sb.id, sb.ready, sb.created_at});
     for (const auto& c : s.containers) p.containers.push_back({c.id, c.name, "", c.state, c.created_at});
     return p;
+  }
+
+  std::string ContainersLogDir() const {
+    if (!o_.container_logs_dir.empty()) return o_.container_logs_dir;
+    return fs::path(o_.pod_logs_dir).parent_path().string() + "/containers";
+  }
+
+  // /var/log/containers/<pod>_<ns>_<container>-<id>.log -> the CRI log file, for log shippers.
+  void LinkContainerLog(const std::string& pod, const std::string& ns, const std::string& container, const std::string& id,
+                        const std::string& target) {
+    std::error_code ec;
+    fs::create_directories(ContainersLogDir(), ec);
+    fs::path link = fs::path(ContainersLogDir()) / ContainerLogLinkName(pod, ns, container, id);
+    fs::remove(link, ec);
+    fs::create_symlink(target, link, ec);
+    if (ec) log_->error("Failed to create container log symlink path=\"{}\" err=\"{}\"", link.string(), ec.message());
+  }
+
+  void UnlinkContainerLog(const std::string& pod, const std::string& ns, const std::string& container, const std::string& id) {
+    std::error_code ec;
+    fs::remove(fs::path(ContainersLogDir()) / ContainerLogLinkName(pod, ns, container, id), ec);
   }
 
   // Runs a lifecycle hook handler (exec, httpGet, sleep) for container `id`. `msg` gets upstream's failure message.
@@ -771,7 +823,8 @@ class RuntimeManagerImpl : public RuntimeManager {
         return absl::InternalError("PostStartHookError: " + msg);
       }
     }
-    // Upstream links /var/log/containers/<pod>_<ns>_<container>-<id>.log: that lands with the log manager.
+    LinkContainerLog(pod.metadata.name, pod.metadata.namespace_, c.name, *id,
+                     sandbox_config.log_directory() + "/" + config->log_path());
     ClearReason(pod, c.name);
     return absl::OkStatus();
   }

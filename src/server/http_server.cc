@@ -85,6 +85,11 @@ class Conn {
       SSL_free(ssl_);
     }
   }
+  // Whether the peer hung up (checked without reading: a streaming response's client sends nothing).
+  bool PeerClosed() {
+    pollfd p{fd_, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+  }
   bool WaitReadable(int ms) {
     if (ssl_ && SSL_pending(ssl_) > 0) return true;
     pollfd p{fd_, POLLIN, 0};
@@ -363,7 +368,7 @@ void HttpServer::Serve(int fd) {
       bool alive = true;
       resp.stream([&](const std::string& chunk) {
         if (!alive || stop_) return false;
-        if (chunk.empty()) return true;
+        if (chunk.empty()) return alive = !conn.PeerClosed();  // a keep-alive probe from the handler
         std::ostringstream c;
         c << std::hex << chunk.size() << "\r\n" << chunk << "\r\n";
         alive = conn.WriteAll(c.str());

@@ -2,10 +2,13 @@
 
 #include "kubelet/api/codec.h"
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/kuberuntime/logs.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
 
 #include <prometheus/text_serializer.h>
+
+#include <sstream>
 #include "kubelet/util/logging.h"
 
 namespace kubelet::server {
@@ -53,6 +56,83 @@ Response KubeletServer::Authorize(const Request& req, const std::string& path) c
                   {}};
 }
 
+// /containerLogs/<namespace>/<pod>/<container>?follow&previous&tailLines&limitBytes&sinceSeconds&sinceTime&timestamps
+Response KubeletServer::ContainerLogs(const Request& req) const {
+  auto text = [](int code, const std::string& msg) { return Response{code, "text/plain; charset=utf-8", msg, {}}; };
+  std::vector<std::string> parts;
+  std::stringstream ss(req.path.substr(std::string("/containerLogs/").size()));
+  std::string part;
+  while (std::getline(ss, part, '/'))
+    if (!part.empty()) parts.push_back(part);
+  if (parts.size() < 1) return text(400, "Missing podNamespace.");
+  if (parts.size() < 2) return text(400, "Missing podID.");
+  if (parts.size() < 3) return text(400, "Missing container name.");
+  const std::string &ns = parts[0], &name = parts[1], &container = parts[2];
+  auto flag = [&](const char* key) {
+    auto it = req.query.find(key);
+    return it != req.query.end() && (it->second == "true" || it->second == "1" || it->second.empty());
+  };
+  auto number = [&](const char* key, std::optional<int64_t>* out) {
+    auto it = req.query.find(key);
+    if (it == req.query.end()) return true;
+    char* end = nullptr;
+    long long v = std::strtoll(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end || v < 0) return false;
+    *out = v;
+    return true;
+  };
+  kuberuntime::LogOptions lo;
+  lo.follow = flag("follow");
+  lo.timestamps = flag("timestamps");
+  std::optional<int64_t> since_seconds;
+  if (!number("tailLines", &lo.tail_lines)) return text(400, "tailLines: must be a non-negative integer");
+  if (!number("limitBytes", &lo.limit_bytes)) return text(400, "limitBytes: must be a non-negative integer");
+  if (!number("sinceSeconds", &since_seconds)) return text(400, "sinceSeconds: must be a non-negative integer");
+  if (since_seconds) lo.since_time = std::chrono::system_clock::now() - std::chrono::seconds(*since_seconds);
+  if (auto it = req.query.find("sinceTime"); it != req.query.end()) {
+    TimePoint t;
+    if (!ParseRFC3339(it->second, &t)) return text(400, "sinceTime: must be an RFC 3339 time");
+    lo.since_time = t;
+  }
+  bool previous = flag("previous");
+
+  std::optional<api::Pod> pod;
+  for (auto& p : kubelet_->GetPods())
+    if (p.metadata.namespace_ == ns && p.metadata.name == name) pod = std::move(p);
+  if (!pod) return text(404, "pod \"" + name + "\" does not exist");
+  const api::ContainerStatus* cs = nullptr;
+  for (const auto* list : {&pod->status.container_statuses, &pod->status.init_container_statuses})
+    for (const auto& c : *list)
+      if (c.name == container) cs = &c;
+  if (!cs) return text(404, "container \"" + container + "\" not found in pod \"" + name + "\"");
+  std::string id;
+  if (previous) {
+    if (cs->last_termination_state.terminated) id = cs->last_termination_state.terminated->container_id;
+    if (id.empty()) return text(400, "previous terminated container \"" + container + "\" in pod \"" + name + "\" not found");
+  } else {
+    id = cs->container_id;
+    if (id.empty()) {
+      std::string why = cs->state.waiting ? cs->state.waiting->reason : "";
+      return text(400, "container \"" + container + "\" in pod \"" + name + "\" is waiting to start: " +
+                           (why.empty() ? "ContainerCreating" : why));
+    }
+  }
+  if (size_t sep = id.find("://"); sep != std::string::npos) id = id.substr(sep + 3);
+  auto log = runtime_->ContainerLog(id);
+  if (!log.ok()) return text(500, "failed to get container status " + id + ": " + std::string(log.status().message()));
+  std::string path = log->first;
+  auto* runtime = runtime_;
+  Response r{200, "text/plain", "", {}};
+  r.stream = [path, lo, runtime, id](const ChunkWriter& write) {
+    auto running = [runtime, id] {
+      auto l = runtime->ContainerLog(id);
+      return l.ok() && l->second;
+    };
+    (void)kuberuntime::ReadLogs(path, lo, write, running);
+  };
+  return r;
+}
+
 void KubeletServer::Install(HttpServer* s, bool authenticated) {
   auto wrap = [this, authenticated](const std::string& name, Handler h) -> Handler {
     return [this, authenticated, name, h](const Request& req) {
@@ -90,6 +170,7 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
   }));
   if (authenticated && o_.config.enable_debugging_handlers) {
+    s->Handle("/containerLogs/", wrap("containerLogs", [this](const Request& req) { return ContainerLogs(req); }));
     s->Handle("/runningpods/", wrap("runningpods", [this](const Request&) {
       auto pods = runtime_->GetPods(false);
       if (!pods.ok()) return Response{500, "text/plain; charset=utf-8", std::string(pods.status().message()), {}};

@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 namespace kubelet::testing {
@@ -39,6 +43,7 @@ struct FakeRuntime::State {
   std::map<std::string, std::string> container_sandbox;
   std::map<std::string, rt::ContainerConfig> configs;
   std::set<std::string> sandbox_names;  // reserved names, as containerd's name index
+  std::map<std::string, std::string> sandbox_log_dirs;  // sandbox ID -> config.log_directory
   std::map<std::string, rt::Image> images;  // by ref
   std::function<void(const std::string&)> on_start;
   std::map<std::string, int> exit_on_start;  // container name -> exit code
@@ -97,6 +102,7 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     *st.mutable_labels() = req->config().labels();
     *st.mutable_annotations() = req->config().annotations();
     s_->sandboxes[st.id()] = st;
+    s_->sandbox_log_dirs[st.id()] = req->config().log_directory();
     resp->set_pod_sandbox_id(st.id());
     return grpc::Status::OK;
   }
@@ -187,7 +193,9 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     c.set_image_ref(cfg.image().image());
     *c.mutable_labels() = cfg.labels();
     *c.mutable_annotations() = cfg.annotations();
-    c.set_log_path(sb->second.metadata().name() + "/" + cfg.log_path());
+    // As containerd: the log path is the sandbox's log directory joined with the container's, and the status lists the mounts.
+    c.set_log_path(s_->sandbox_log_dirs[sb->first] + "/" + cfg.log_path());
+    *c.mutable_mounts() = cfg.mounts();
     s_->containers[c.id()] = c;
     s_->container_sandbox[c.id()] = sb->first;
     s_->configs[c.id()] = cfg;
@@ -467,6 +475,32 @@ std::optional<rt::ContainerConfig> FakeRuntime::ConfigOf(const std::string& id) 
   auto it = state_->configs.find(id);
   if (it == state_->configs.end()) return std::nullopt;
   return it->second;
+}
+
+bool FakeRuntime::WriteLog(const std::string& id, const std::string& stream, const std::string& text) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> l(state_->mu);
+    auto it = state_->containers.find(id);
+    if (it == state_->containers.end()) return false;
+    path = it->second.log_path();
+  }
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::app);
+  // One CRI record per line, as the runtime writes them.
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char ts[64];
+    size_t n = std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(ts + n, sizeof(ts) - n, ".%09lldZ", static_cast<long long>(ns % 1000000000));
+    out << ts << " " << stream << " F " << line << "\n";
+  }
+  return static_cast<bool>(out);
 }
 
 void FakeRuntime::SetExitOnStart(const std::string& container_name, int code) {

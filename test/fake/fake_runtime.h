@@ -49,6 +49,8 @@ class FakeRuntime {
   void SetOnStart(std::function<void(const std::string&)> fn);
   /** Containers with this name exit with `code` right after they start (a process that finishes at once). */
   void SetExitOnStart(const std::string& container_name, int code);
+  /** Appends lines to the container's log file in the CRI format (what its process would print). */
+  bool WriteLog(const std::string& id, const std::string& stream, const std::string& text);
   /** Called (outside the lock) on each StopContainer with the container's name, before it stops. */
   void SetOnStop(std::function<void(const std::string& container_name)> fn);
   /** What ExecSync answers: (exit code, output) for a command in a running container, by container name. */

@@ -6,6 +6,7 @@
 #include "common/test_util.h"
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "../fake/fake_runtime.h"
@@ -663,6 +664,77 @@ TEST_F(LifecycleTest, PreStopRunsBeforeTheStopAndPostStartFailureRestarts) {
   ASSERT_TRUE(WaitUntil([&] { return IsRunning("hooked2-node1", 1); }, std::chrono::milliseconds(30000)));
   std::lock_guard<std::mutex> l(mu);
   EXPECT_EQ(std::count(log.begin(), log.end(), "exec app prestop"), 0);
+}
+
+}  // namespace
+}  // namespace kubelet
+
+namespace kubelet {
+namespace {
+
+TEST_F(LifecycleTest, ContainerLogsTerminationMessagesAndLogLinks) {
+  StartKubelet();
+  auto pod = Pod("talky", nlohmann::json::parse(R"({"containers": [
+    {"name": "app", "image": "busybox:1.35"},
+    {"name": "fallback", "image": "busybox:1.35", "terminationMessagePolicy": "FallbackToLogsOnError"}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("talky-node1", 0); }));
+  std::string app_id, fb_id;
+  for (const auto& c : RunningContainers()) (c.metadata().name() == "app" ? app_id : fb_id) = c.id();
+  ASSERT_TRUE(fake_->WriteLog(app_id, "stdout", "one\ntwo\nthree"));
+  ASSERT_TRUE(fake_->WriteLog(app_id, "stderr", "four"));
+
+  server::KubeletServerOptions so;
+  so.cert_dir = (dir_ / "pki").string();
+  so.config.address = "127.0.0.1";
+  so.config.port = 0;
+  so.config.healthz_port = 0;
+  so.config.authentication = {{"anonymous", {{"enabled", true}}}};
+  so.config.authorization = {{"mode", "AlwaysAllow"}};
+  server::KubeletServer srv(kubelet_.get(), runtime_.get(), &metrics_, so);
+  ASSERT_TRUE(srv.Start().ok());
+  std::string base = "/containerLogs/default/talky-node1/app";
+  EXPECT_EQ(HttpsGet(srv.port(), base).second, "one\ntwo\nthree\nfour\n");
+  EXPECT_EQ(HttpsGet(srv.port(), base + "?tailLines=2").second, "three\nfour\n");
+  EXPECT_EQ(HttpsGet(srv.port(), base + "?limitBytes=6").second, "one\ntw");
+  auto ts = HttpsGet(srv.port(), base + "?timestamps=true&tailLines=1").second;
+  ASSERT_GT(ts.size(), 6u);
+  EXPECT_EQ(ts.substr(ts.size() - 6), " four\n") << ts;
+  EXPECT_EQ(ts.substr(0, 2), "20") << ts;
+  EXPECT_EQ(HttpsGet(srv.port(), "/containerLogs/default/talky-node1/nope").first, 404);
+  EXPECT_EQ(HttpsGet(srv.port(), "/containerLogs/default/ghost/app").first, 404);
+  auto prev = HttpsGet(srv.port(), base + "?previous=true");
+  EXPECT_EQ(prev.first, 400);
+  EXPECT_EQ(prev.second, "previous terminated container \"app\" in pod \"talky-node1\" not found");
+
+  // The /var/log/containers-style link (beside podLogsDir here) points at the CRI log file.
+  auto link = dir_ / "containers" / ("talky-node1_default_app-" + app_id + ".log");
+  ASSERT_TRUE(std::filesystem::is_symlink(link)) << link;
+  EXPECT_TRUE(std::filesystem::exists(link));
+
+  // Termination messages: the file the container wrote, or the log's end with FallbackToLogsOnError.
+  auto cfg = fake_->ConfigOf(app_id);
+  ASSERT_TRUE(cfg.has_value());
+  for (const auto& m : cfg->mounts())
+    if (m.container_path() == "/dev/termination-log") std::ofstream(m.host_path()) << "bye from app";
+  ASSERT_TRUE(fake_->WriteLog(fb_id, "stderr", "panic: no config"));
+  fake_->ExitContainer(app_id, 0);
+  fake_->ExitContainer(fb_id, 2);
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("talky-node1", 1); }));
+  auto p = *Find("talky-node1");
+  for (const auto& c : p.status.container_statuses) {
+    ASSERT_TRUE(c.last_termination_state.terminated.has_value()) << c.name;
+    if (c.name == "app") EXPECT_EQ(c.last_termination_state.terminated->message, "bye from app");
+    if (c.name == "fallback") EXPECT_EQ(c.last_termination_state.terminated->message, "panic: no config\n");
+  }
+  // The previous instance's logs are still there.
+  EXPECT_EQ(HttpsGet(srv.port(), base + "?previous=true").second, "one\ntwo\nthree\nfour\n");
+  EXPECT_EQ(HttpsGet(srv.port(), base).second, "");
+  srv.Stop();
+  // Removing the pod removes its links.
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Containers().empty(); }));
+  EXPECT_FALSE(std::filesystem::is_symlink(link));
 }
 
 }  // namespace

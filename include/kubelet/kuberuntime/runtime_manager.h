@@ -72,6 +72,9 @@ struct SyncResult {
 
 struct RuntimeManagerOptions {
   std::string pod_logs_dir = "/var/log/pods";
+  // Where the <pod>_<ns>_<container>-<id>.log links go: /var/log/containers beside the default
+  // podLogsDir, "<parent of podLogsDir>/containers" when podLogsDir is set elsewhere.
+  std::string container_logs_dir;
   std::string pods_dir = "/var/lib/kubelet/pods";
   std::vector<std::string> cluster_dns;
   std::string cluster_domain;
@@ -98,6 +101,8 @@ class RuntimeManager {
                                                  const std::string& ns) = 0;
   virtual SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff,
                              const ProbeLookup& probes = {}) = 0;
+  /** The container's log file (CRI log path) and whether it still runs: /containerLogs. */
+  virtual absl::StatusOr<std::pair<std::string, bool>> ContainerLog(const std::string& container_id) = 0;
   /** Runs a command in the container (exec probes and hooks), with a timeout. */
   virtual absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
                                                              Duration timeout) = 0;

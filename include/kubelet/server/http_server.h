@@ -30,7 +30,7 @@ struct Request {
   std::string client_cn;
 };
 
-/** Sends one chunk of a streamed response; false once the client is gone. */
+/** Sends one chunk of a streamed response; false once the client is gone. An empty chunk sends nothing and only checks. */
 using ChunkWriter = std::function<bool(const std::string& chunk)>;
 
 struct Response {

@@ -42,6 +42,7 @@ class KubeletServer {
 
  private:
   Response Authorize(const Request& req, const std::string& resource_path) const;
+  Response ContainerLogs(const Request& req) const;
   void Install(HttpServer* s, bool authenticated);
 
   Kubelet* kubelet_;
