@@ -373,12 +373,16 @@ TEST_F(ContainerdE2E, MetricsPassPromtoolAndHealthz) {
 // probes of every kind the kubelet runs itself: tcpSocket (startup), httpGet
 // (readiness) and exec (liveness, through CRI ExecSync).
 TEST_F(ContainerdE2E, InitSidecarAndProbes) {
+  fs::path out_dir = work_ / "prestop-out";
+  fs::remove_all(out_dir);
   WriteManifest("layered.yaml", R"(apiVersion: v1
 kind: Pod
 metadata: {name: layered}
 spec:
   terminationGracePeriodSeconds: 3
-  volumes: [{name: work, emptyDir: {}}]
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: out, hostPath: {path: )" + out_dir.string() + R"(, type: DirectoryOrCreate}}
   initContainers:
   - name: setup
     image: kubelet-cpp.local/busybox:1.35
@@ -387,13 +391,16 @@ spec:
   - name: sidecar
     image: kubelet-cpp.local/busybox:1.35
     restartPolicy: Always
-    command: [sh, -c, 'echo side > /tmp/side.html; exec httpd -f -p 9090 -h /tmp']
+    command: [sh, -c, 'echo side > /tmp/side.html; echo sidecar up; exec httpd -f -p 9090 -h /tmp']
     startupProbe: {tcpSocket: {port: 9090}, periodSeconds: 1, failureThreshold: 30}
   containers:
   - name: app
     image: kubelet-cpp.local/busybox:1.35
-    command: [sh, -c, 'touch /tmp/alive; exec httpd -f -p 8080 -h /work']
-    volumeMounts: [{name: work, mountPath: /work}]
+    command: [sh, -c, 'touch /tmp/alive; echo app start; echo app warn >&2; exec httpd -f -p 8080 -h /work']
+    terminationMessagePolicy: FallbackToLogsOnError
+    lifecycle:
+      preStop: {exec: {command: [sh, -c, 'echo stopping > /out/prestop']}}
+    volumeMounts: [{name: work, mountPath: /work}, {name: out, mountPath: /out}]
     readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
     livenessProbe: {exec: {command: [test, -f, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}
 )");
@@ -440,7 +447,9 @@ spec:
   ASSERT_FALSE(first.empty());
   ASSERT_TRUE(exec(first, {"mv", "/work/index.html", "/work/away.html"}));
   ASSERT_TRUE(WaitUntil([&] { return condition(Pod("layered-e2e-node"), "Ready") == "False"; }, std::chrono::seconds(20)));
-  EXPECT_EQ(Pod("layered-e2e-node")["status"]["containerStatuses"][0]["restartCount"], 0);
+  json unready = Pod("layered-e2e-node");
+  ASSERT_FALSE(unready.is_null());
+  EXPECT_EQ(unready["status"]["containerStatuses"][0]["restartCount"], 0) << unready.dump(2);
   ASSERT_TRUE(exec(first, {"mv", "/work/away.html", "/work/index.html"}));
   ASSERT_TRUE(WaitUntil([&] { return condition(Pod("layered-e2e-node"), "Ready") == "True"; }, std::chrono::seconds(20)));
 
@@ -450,7 +459,30 @@ spec:
       << Pod("layered-e2e-node").dump(2);
   EXPECT_NE(app_id(), first);
   // The completed init container did not run again.
-  EXPECT_EQ(Pod("layered-e2e-node")["status"]["initContainerStatuses"][0]["restartCount"], 0);
+  json restarted = Pod("layered-e2e-node");
+  ASSERT_FALSE(restarted.is_null());
+  EXPECT_EQ(restarted["status"]["initContainerStatuses"][0]["restartCount"], 0);
+
+  // Logs: the sidecar's and the app's (both streams), the killed instance's with previous=true; the log links.
+  std::string logs = "https://127.0.0.1:" + std::to_string(port_) + "/containerLogs/default/layered-e2e-node/";
+  EXPECT_EQ(HttpGet(logs + "sidecar").second, "sidecar up\n");
+  // stdout and stderr are separate pipes: their relative order in the log is the runtime's.
+  auto sorted = [](std::string text) {
+    std::vector<std::string> lines;
+    std::stringstream ss(text);
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    std::sort(lines.begin(), lines.end());
+    return lines;
+  };
+  const std::vector<std::string> both = {"app start", "app warn"};
+  EXPECT_EQ(sorted(HttpGet(logs + "app").second), both);
+  EXPECT_EQ(sorted(HttpGet(logs + "app?previous=true").second), both);
+  EXPECT_EQ(sorted(HttpGet(logs + "app?tailLines=1").second).size(), 1u);
+  std::string app_now = app_id();
+  EXPECT_TRUE(fs::is_symlink(work_ / "containers" / ("layered-e2e-node_default_app-" + app_now + ".log")));
+  // A liveness kill exits with SIGTERM's code, so the termination message falls back to the log's end.
+  json last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"];
+  EXPECT_EQ(sorted(last.value("message", "")), both) << last.dump();
 
   // The probes' own metrics.
   auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/probes");
@@ -458,8 +490,15 @@ spec:
   EXPECT_NE(body.find("prober_probe_total{container=\"app\",namespace=\"default\",pod=\"layered-e2e-node\""), std::string::npos) << body;
   EXPECT_NE(body.find("probe_type=\"Liveness\",result=\"failed\""), std::string::npos) << body;
 
+  // preStop runs before every kill, the liveness one too (it leaves a file in a hostPath volume), and on removal.
+  EXPECT_TRUE(fs::exists(out_dir / "prestop"));
+  fs::remove(out_dir / "prestop");
   fs::remove(work_ / "manifests" / "layered.yaml");
   ASSERT_TRUE(WaitUntil([&] { return Containers(uid).empty() && Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+  std::ifstream prestop(out_dir / "prestop");
+  std::string said;
+  std::getline(prestop, said);
+  EXPECT_EQ(said, "stopping") << "preStop did not run";
 }
 
 // The kubelet as a node of a cluster (the project's fake kube-apiserver, in
