@@ -2,13 +2,17 @@
 # Starts a private containerd (+ CRI plugin) under DIR, never touching a
 # containerd already on the machine, writes a CNI bridge config with a subnet
 # and bridge name unique to this run, and imports the lab images.
-#   usage: containerd-up.sh DIR IMAGEDIR
+#   usage: containerd-up.sh DIR IMAGEDIR [runtime|kubelet]
+# In "kubelet" network mode containerd gets only the loopback plugin (it makes
+# the pod's network namespace and brings lo up) and the bridge network goes to
+# DIR/kubelet-cni/net.d for a kubelet run with --network-plugin=cni.
 # Leaves: DIR/containerd.sock, DIR/containerd.pid, DIR/cni/net.d, DIR/env
 # Stop with containerd-down.sh DIR.
 set -euo pipefail
 dir=$(realpath -m "${1:?usage: containerd-up.sh DIR IMAGEDIR}")
 images=${2:?usage: containerd-up.sh DIR IMAGEDIR}
-mkdir -p "$dir"/{root,state,cni/net.d,opt}
+mode=${3:-runtime}
+mkdir -p "$dir"/{root,state,cni/net.d,opt,kubelet-cni/net.d}
 sock="$dir/containerd.sock"
 
 # A unique /24 and bridge name per run: derived from the folder so parallel
@@ -16,7 +20,24 @@ sock="$dir/containerd.sock"
 n=$(( $(echo -n "$dir" | cksum | cut -d' ' -f1) % 250 + 2 ))
 bridge="kcpp${n}br$$"; bridge=${bridge:0:15}
 subnet="10.213.$n.0/24"
-cat > "$dir/cni/net.d/10-kcpp.conflist" <<JSON
+netconf="$dir/cni/net.d"
+if [ "$mode" = kubelet ]; then
+  netconf="$dir/kubelet-cni/net.d"
+  # containerd 1.6 insists on an eth0 with an address of its own making: give
+  # it a macvlan on a veth that leads nowhere (one fixed link-local address,
+  # alone in each pod's namespace). The pod network proper is the kubelet's,
+  # as eth1.
+  dummy="kcpp${n}d$$"; dummy=${dummy:0:15}
+  ip link add "$dummy" type veth peer name "${dummy:0:13}p"
+  ip link set "$dummy" up
+  cat > "$dir/cni/net.d/10-runtime-stub.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "kcpp-runtime-stub", "plugins": [
+  {"type": "macvlan", "master": "$dummy", "mode": "bridge",
+   "ipam": {"type": "static", "addresses": [{"address": "169.254.213.2/32"}]}},
+  {"type": "loopback"}]}
+JSON
+fi
+cat > "$netconf/10-kcpp.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "kcpp-lab",
@@ -59,5 +80,9 @@ cat > "$dir/env" <<ENV
 CONTAINERD_SOCK=$sock
 CNI_BRIDGE=$bridge
 CNI_SUBNET=$subnet
+CNI_MODE=$mode
+CNI_DUMMY=${dummy:-}
+KUBELET_CNI_CONF_DIR=$dir/kubelet-cni/net.d
+CNI_IPAM_DIR=$dir/cni/ipam
 ENV
-echo "containerd up: unix://$sock (bridge $bridge, subnet $subnet)"
+echo "containerd up: unix://$sock (bridge $bridge, subnet $subnet, pod network by the $mode)"

@@ -379,6 +379,7 @@ const std::vector<FlagOnly>& FlagOnlyFlags() {
       {"v", false},             {"version", true},      {"help", true},                 {"h", true},
       {"logtostderr", true},    {"lock-file", false},   {"exit-on-lock-contention", true}, {"runonce", true},
       {"cloud-provider", false}, {"log-file", false},   {"vmodule", false},
+      {"network-plugin", false}, {"cni-conf-dir", false}, {"cni-bin-dir", false}, {"cni-cache-dir", false},
   };
   return kFlags;
 }
@@ -682,6 +683,17 @@ absl::StatusOr<Options> ParseCommandLine(const std::vector<std::string>& args) {
     else if (name == "node-ip") f.node_ip = value;
     else if (name == "cert-dir") f.cert_dir = value;
     else if (name == "pod-infra-container-image") f.pod_infra_container_image = value;
+    else if (name == "network-plugin") {
+      if (value != "" && value != "cni")
+        return absl::InvalidArgumentError("invalid argument \"" + value + "\" for \"--network-plugin\" flag: must be \"\" or \"cni\"");
+      f.network_plugin = value;
+    } else if (name == "cni-conf-dir") f.cni_conf_dir = value;
+    else if (name == "cni-bin-dir") {
+      f.cni_bin_dirs.clear();
+      std::stringstream ss(value);
+      for (std::string d; std::getline(ss, d, ',');)
+        if (!d.empty()) f.cni_bin_dirs.push_back(d);
+    } else if (name == "cni-cache-dir") f.cni_cache_dir = value;
     else if (name == "version") f.version = value == "true" || value == "raw";
     else if (name == "help" || name == "h") f.help = value == "true";
     else if (name == "v") {
@@ -742,6 +754,10 @@ std::string Usage() {
       << "      --kubeconfig string                     Path to a kubeconfig file for connecting to the API server.\n"
       << "      --bootstrap-kubeconfig string           Path to a bootstrap kubeconfig (accepted).\n"
       << "      --root-dir string                       Directory path for managing kubelet files (default \"/var/lib/kubelet\")\n"
+      << "      --network-plugin string                 \"cni\": the kubelet attaches the pod network with the CNI plugins itself; \"\" (default): the runtime does\n"
+      << "      --cni-conf-dir string                   Directory of CNI network configurations (default \"/etc/cni/net.d\")\n"
+      << "      --cni-bin-dir string                    Comma-separated directories of CNI plugin binaries (default \"/opt/cni/bin\")\n"
+      << "      --cni-cache-dir string                  Directory of the CNI result cache (default \"/var/lib/cni/cache\")\n"
       << "      --hostname-override string              If non-empty, will use this string as identification instead of the actual hostname.\n"
       << "      --node-ip string                        IP address of the node.\n"
       << "      --cert-dir string                       Directory of the TLS certificates (default \"/var/lib/kubelet/pki\")\n"

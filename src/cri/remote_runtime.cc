@@ -93,8 +93,9 @@ class RemoteRuntimeImpl : public RemoteRuntime {
                 [&](grpc::ClientContext* c) { return runtime_->RemovePodSandbox(c, req, &resp); });
   }
 
-  absl::StatusOr<rt::PodSandboxStatusResponse> PodSandboxStatus(const std::string& id) override {
+  absl::StatusOr<rt::PodSandboxStatusResponse> PodSandboxStatus(const std::string& id, bool verbose) override {
     rt::PodSandboxStatusRequest req;
+    req.set_verbose(verbose);
     req.set_pod_sandbox_id(id);
     rt::PodSandboxStatusResponse resp;
     auto st = Call("podsandbox_status", "PodSandboxStatus", opts_.timeout,

@@ -16,6 +16,7 @@
 #include "kubelet/kubelet/kubelet.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
+#include "kubelet/network/cni.h"
 #include "kubelet/server/server.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/node_info.h"
@@ -138,8 +139,19 @@ int main(int argc, char** argv) {
   std::unique_ptr<kuberuntime::EnvSource> env_source;
   if (api)
     env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));
+  std::unique_ptr<network::CNIRunner> cni;
+  if (flags.network_plugin == "cni") {
+    network::CNIOptions co;
+    co.conf_dir = flags.cni_conf_dir;
+    co.bin_dirs = flags.cni_bin_dirs;
+    co.cache_dir = flags.cni_cache_dir;
+    cni = std::make_unique<network::CNIRunner>(co);
+    auto ready = cni->Ready();
+    logger->info("Pod network attached by the kubelet with CNI confDir=\"{}\" ready={}{}", co.conf_dir, ready.ok(),
+                 ready.ok() ? "" : " err=\"" + std::string(ready.message()) + "\"");
+  }
   auto runtime = kuberuntime::NewRuntimeManager(
-      {remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock, env_source.get()}, rmo);
+      {remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock, env_source.get(), cni.get()}, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
   std::unique_ptr<nodestatus::NodeStatusManager> node_status;
@@ -170,7 +182,8 @@ int main(int argc, char** argv) {
       return v.ok() ? v->runtime_name() + "://" + v->runtime_version() : std::string();
     };
     auto* remote_ptr = remote.get();
-    np.readiness = [remote_ptr] {
+    auto* cni_ptr = cni.get();
+    np.readiness = [remote_ptr, cni_ptr] {
       nodestatus::Readiness r;
       auto st = remote_ptr->Status();
       if (!st.ok()) {
@@ -183,6 +196,14 @@ int main(int argc, char** argv) {
         if (c.type() == "NetworkReady") r.network_ready = c.status();
         if (!c.status())
           missing += (missing.empty() ? "" : ", ") + c.type() + "=false reason:" + c.reason() + " message:" + c.message();
+      }
+      if (cni_ptr) {
+        // Kubelet network mode: the network is ready when the kubelet's own CNI config is.
+        auto ready = cni_ptr->Ready();
+        r.network_ready = ready.ok();
+        if (r.runtime_ready && !ready.ok()) r.message = "network plugin not ready: " + std::string(ready.message());
+        if (!r.runtime_ready) r.message = "container runtime not ready: " + missing;
+        return r;
       }
       if (!r.runtime_ready) r.message = "container runtime not ready: " + missing;
       else if (!r.network_ready) r.message = "container runtime network not ready: " + missing;

@@ -1,5 +1,7 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/kuberuntime/logs.h"
+#include "kubelet/network/cni.h"
+#include "kubelet/api/quantity.h"
 #include "kubelet/prober/prober.h"
 
 #include <fcntl.h>
@@ -189,6 +191,13 @@ class RuntimeManagerImpl : public RuntimeManager {
       ss.host_network = fs.linux().namespaces().options().network() == cri::rt::NODE;
       ss.ip = fs.network().ip();
       for (const auto& ip : fs.network().additional_ips()) ss.additional_ips.push_back(ip.ip());
+      if (d_.cni && !ss.host_network) {
+        // Kubelet network mode: the IPs are what the kubelet's CNI plugins gave, from the result cache.
+        if (auto cached = d_.cni->CachedAny(s.id()); cached && !cached->ips.empty()) {
+          ss.ip = cached->ips.front();
+          ss.additional_ips.assign(cached->ips.begin() + 1, cached->ips.end());
+        }
+      }
       if (i == 0 && ss.ready && !ss.ip.empty()) {
         st.ips.push_back(ss.ip);
         for (const auto& ip : ss.additional_ips) st.ips.push_back(ip);
@@ -316,7 +325,19 @@ class RuntimeManagerImpl : public RuntimeManager {
         return result;
       }
       pod_ips.clear();
-      if (!pod.spec.host_network && !ss->status().network().ip().empty()) {
+      if (!pod.spec.host_network && d_.cni) {
+        // Kubelet network mode: attach the pod network into the sandbox's namespace with the CNI plugins.
+        auto ips = AttachNetwork(pod, sandbox_id, ss->status().network().ip().empty() ? "eth0" : "eth1");
+        if (!ips.ok()) {
+          std::string msg = "Failed to create pod sandbox: " + std::string(ips.status().message());
+          d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
+          log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), ips.status().message());
+          (void)d_.runtime->StopPodSandbox(sandbox_id);
+          result.error = absl::Status(ips.status().code(), msg);
+          return result;
+        }
+        pod_ips = *ips;
+      } else if (!pod.spec.host_network && !ss->status().network().ip().empty()) {
         pod_ips.push_back(ss->status().network().ip());
         for (const auto& ip : ss->status().network().additional_ips()) pod_ips.push_back(ip.ip());
       }
@@ -408,6 +429,8 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
     if (!first.ok()) return first;
     for (const auto& s : running.sandboxes) {
+      // Kubelet network mode: the network goes (DEL) while the namespace still exists, then the sandbox.
+      if (auto st = DetachNetwork(running, s.id); !st.ok()) return st;
       absl::Status st = d_.runtime->StopPodSandbox(s.id);
       if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
     }
@@ -421,6 +444,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       UnlinkContainerLog(pod.name, pod.namespace_, c.name, c.id);
     }
     for (const auto& s : pod.sandboxes) {
+      if (auto st = DetachNetwork(pod, s.id); !st.ok()) return st;
       absl::Status st = d_.runtime->RemovePodSandbox(s.id);
       if (!st.ok() && st.code() != absl::StatusCode::kNotFound) return st;
     }
@@ -501,6 +525,89 @@ class RuntimeManagerImpl : public RuntimeManager {
     for (const auto& sb : s.sandboxes) p.sandboxes.push_back({sb.id, sb.ready, sb.created_at});
     for (const auto& c : s.containers) p.containers.push_back({c.id, c.name, "", c.state, c.created_at});
     return p;
+  }
+
+  // The sandbox's network namespace path, from the runtime's verbose status (containerd's runtimeSpec).
+  std::string NetNSPath(const std::string& sandbox_id) {
+    auto vs = d_.runtime->PodSandboxStatus(sandbox_id, true);
+    if (!vs.ok()) return "";
+    auto it = vs->info().find("info");
+    if (it == vs->info().end()) return "";
+    nlohmann::json info = nlohmann::json::parse(it->second, nullptr, false);
+    if (info.is_discarded()) return "";
+    const auto& spec = info.value("runtimeSpec", nlohmann::json::object());
+    if (!spec.contains("linux") || !spec["linux"].contains("namespaces")) return "";
+    for (const auto& ns : spec["linux"]["namespaces"])
+      if (ns.value("type", "") == "network") return ns.value("path", "");
+    return "";
+  }
+
+  network::Attachment MakeAttachment(const std::string& name, const std::string& ns, const std::string& uid,
+                                     const std::string& sandbox_id, const std::string& netns) {
+    network::Attachment a;
+    a.container_id = sandbox_id;
+    a.netns = netns;
+    a.pod_name = name;
+    a.pod_namespace = ns;
+    a.pod_uid = uid;
+    return a;
+  }
+
+  // if_name: eth0, or eth1 when the runtime already put an interface of its own there (containerd always does).
+  absl::StatusOr<std::vector<std::string>> AttachNetwork(const api::Pod& pod, const std::string& sandbox_id,
+                                                         const std::string& if_name) {
+    std::string netns = NetNSPath(sandbox_id);
+    std::string who = pod.metadata.name + "_" + pod.metadata.namespace_;
+    if (netns.empty())
+      return absl::FailedPreconditionError("failed to set up sandbox container \"" + sandbox_id + "\" network for pod \"" +
+                                           pod.metadata.name + "\": the runtime reports no network namespace for it");
+    network::Attachment a = MakeAttachment(pod.metadata.name, pod.metadata.namespace_, pod.metadata.uid, sandbox_id, netns);
+    a.if_name = if_name;
+    for (const auto* list : {&pod.spec.init_containers, &pod.spec.containers})
+      for (const auto& c : *list)
+        for (const auto& p : c.ports) {
+          if (p.host_port <= 0) continue;
+          std::string proto = p.protocol;
+          for (auto& ch : proto) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          a.port_mappings.push_back({p.host_port, p.container_port, proto, p.host_ip});
+        }
+    // Traffic shaping from the upstream annotations, for a bandwidth plugin that asks for it.
+    nlohmann::json bw = nlohmann::json::object();
+    for (const auto& [ann, key] : std::vector<std::pair<std::string, std::string>>{{"kubernetes.io/ingress-bandwidth", "ingress"},
+                                                                                    {"kubernetes.io/egress-bandwidth", "egress"}}) {
+      auto it = pod.metadata.annotations.find(ann);
+      if (it == pod.metadata.annotations.end()) continue;
+      auto q = api::ParseQuantity(it->second);
+      if (!q.ok()) return absl::InvalidArgumentError("invalid " + ann + " annotation \"" + it->second + "\"");
+      bw[key + "Rate"] = q->Value();
+      bw[key + "Burst"] = 2147483647;
+    }
+    if (!bw.empty()) a.bandwidth = bw;
+    auto r = d_.cni->Add(a);
+    if (!r.ok())
+      return absl::Status(r.status().code(), "failed to set up sandbox container \"" + sandbox_id + "\" network for pod \"" +
+                                                 pod.metadata.name + "\": networkPlugin cni failed to set up pod \"" + who +
+                                                 "\" network: " + std::string(r.status().message()));
+    KLOG_V(log_, 2)("Attached pod network pod=\"{}\" podSandboxID=\"{}\" netns=\"{}\" ips={}", PodDesc(pod), sandbox_id, netns,
+                    r->ips.empty() ? "" : r->ips.front());
+    return r->ips;
+  }
+
+  // DEL for a sandbox the kubelet attached (its result is cached); nothing in runtime network mode.
+  absl::Status DetachNetwork(const RuntimePod& pod, const std::string& sandbox_id) {
+    if (!d_.cni) return absl::OkStatus();
+    auto cached = d_.cni->CachedAny(sandbox_id);
+    if (!cached) return absl::OkStatus();
+    network::Attachment a = MakeAttachment(pod.name, pod.namespace_, pod.uid, sandbox_id, NetNSPath(sandbox_id));
+    a.if_name = cached->if_name;
+    absl::Status st = d_.cni->Del(a);
+    if (!st.ok()) {
+      log_->error("Failed to tear down pod network pod=\"{}/{}\" podSandboxID=\"{}\" err=\"{}\"", pod.namespace_, pod.name,
+                  sandbox_id, st.message());
+      return absl::Status(st.code(), "networkPlugin cni failed to teardown pod \"" + pod.name + "_" + pod.namespace_ +
+                                         "\" network: " + std::string(st.message()));
+    }
+    return absl::OkStatus();
   }
 
   std::string ContainersLogDir() const {

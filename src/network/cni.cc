@@ -257,7 +257,7 @@ absl::StatusOr<AddResult> CNIRunner::Add(const Attachment& a) {
     }
     prev = r;
   }
-  AddResult res{ResultIPs(prev), prev};
+  AddResult res{ResultIPs(prev), prev, a.if_name};
   // Cached for DEL (and for the pod IPs after a kubelet restart), in libcni's cache layout.
   std::error_code ec;
   fs::create_directories(o_.cache_dir + "/results", ec);
@@ -290,7 +290,20 @@ std::optional<AddResult> CNIRunner::Cached(const std::string& container_id, cons
     if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
     json c = json::parse(ReadFile(it->path().string()), nullptr, false);
     if (c.is_discarded() || !c.contains("result")) continue;
-    return AddResult{ResultIPs(c["result"]), c["result"]};
+    return AddResult{ResultIPs(c["result"]), c["result"], c.value("ifName", if_name)};
+  }
+  return std::nullopt;
+}
+
+std::optional<AddResult> CNIRunner::CachedAny(const std::string& container_id) const {
+  std::error_code ec;
+  std::string mid = "-" + container_id + "-";
+  for (fs::directory_iterator it(o_.cache_dir + "/results", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.find(mid) == std::string::npos) continue;
+    json c = json::parse(ReadFile(it->path().string()), nullptr, false);
+    if (c.is_discarded() || !c.contains("result") || c.value("containerId", "") != container_id) continue;
+    return AddResult{ResultIPs(c["result"]), c["result"], c.value("ifName", "eth0")};
   }
   return std::nullopt;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -88,7 +89,7 @@ class ContainerdE2E : public ::testing::Test {
     const char* lab = std::getenv("KUBELET_E2E_LAB");
     const char* bin = std::getenv("KUBELET_BINARY");
     ASSERT_TRUE(lab && bin) << "KUBELET_E2E_LAB and KUBELET_BINARY must be set (ctest sets them)";
-    env_ = ReadEnvFile(std::string(lab) + "/containerd/env");
+    env_ = ReadEnvFile(std::string(lab) + "/" + lab_containerd_ + "/env");
     ASSERT_TRUE(env_.count("CONTAINERD_SOCK")) << "the containerd fixture did not start (lab.sh up)";
     binary_ = bin;
     work_ = fs::path(lab) / WorkName();
@@ -104,6 +105,7 @@ class ContainerdE2E : public ::testing::Test {
         << "podLogsDir: " << (work_ / "logs").string() << "\n"
         << "fileCheckFrequency: 5s\n"
         << "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n";
+    std::ofstream(work_ / "config.yaml", std::ios::app) << extra_config_;
     auto ch = grpc::CreateChannel("unix:" + env_["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials());
     cri_ = rt::RuntimeService::NewStub(ch);
     StartKubelet();
@@ -142,6 +144,7 @@ class ContainerdE2E : public ::testing::Test {
       args.push_back("--kubeconfig");
       args.push_back(kubeconfig_);
     }
+    for (const auto& a : extra_args_) args.push_back(a);
     pid_ = fork();
     if (pid_ == 0) {
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -240,8 +243,12 @@ class ContainerdE2E : public ::testing::Test {
            "    env: [{name: GREETING, value: '" + greeting + "'}]\n    ports: [{containerPort: 8080}]\n";
   }
 
-  static std::string WorkName() { return kubeconfig_.empty() ? "kubelet" : "kubelet-cluster"; }
+  static std::string WorkName() { return !work_name_.empty() ? work_name_ : kubeconfig_.empty() ? "kubelet" : "kubelet-cluster"; }
   static inline std::string kubeconfig_;
+  static inline std::string lab_containerd_ = "containerd";  // which of the lab's containerds
+  static inline std::string work_name_;
+  static inline std::vector<std::string> extra_args_;
+  static inline std::string extra_config_;
   static inline std::map<std::string, std::string> env_;
   static inline std::string binary_;
   static inline fs::path work_;
@@ -499,6 +506,87 @@ spec:
   std::string said;
   std::getline(prestop, said);
   EXPECT_EQ(said, "stopping") << "preStop did not run";
+}
+
+// Kubelet network mode (--network-plugin=cni): containerd only makes the
+// network namespace (loopback), the kubelet runs bridge + host-local + portmap
+// + loopback into it, reads the pod IP from its own CNI result, and tears the
+// network down with DEL before the sandbox goes, also across a restart.
+class KubeletNetworkE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    lab_containerd_ = "knet";
+    work_name_ = "kubelet-knet";
+    const char* lab = std::getenv("KUBELET_E2E_LAB");
+    ASSERT_TRUE(lab);
+    auto env = ReadEnvFile(std::string(lab) + "/knet/env");
+    ASSERT_EQ(env["CNI_MODE"], "kubelet") << "the lab's second containerd is missing (lab.sh up)";
+    extra_args_ = {"--network-plugin=cni", "--cni-conf-dir=" + env["KUBELET_CNI_CONF_DIR"], "--cni-bin-dir=/nonexistent,/usr/lib/cni",
+                   "--cni-cache-dir=" + (fs::path(lab) / "knet" / "kubelet-cni-cache").string()};
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    lab_containerd_ = "containerd";
+    work_name_.clear();
+    extra_args_.clear();
+  }
+  // The host-local IPAM store: one file per reserved IP.
+  static std::vector<std::string> ReservedIPs() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(env_["CNI_IPAM_DIR"], ec), end; !ec && it != end; it.increment(ec)) {
+      std::string n = it->path().filename().string();
+      if (it->is_regular_file() && std::count(n.begin(), n.end(), '.') == 3) out.push_back(n);
+    }
+    return out;
+  }
+};
+
+TEST_F(KubeletNetworkE2E, KubeletAttachesAndReleasesThePodNetwork) {
+  EXPECT_TRUE(ReservedIPs().empty());
+  WriteManifest("web.yaml", WebManifest("kubelet net"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 0); }, std::chrono::seconds(60))) << Pods().dump(2);
+  json pod = Pod("web-e2e-node");
+  std::string uid = pod["metadata"]["uid"];
+  std::string ip = pod["status"]["podIP"];
+  std::string subnet = env_["CNI_SUBNET"];
+  ASSERT_EQ(ip.rfind(subnet.substr(0, subnet.rfind('.')), 0), 0u) << ip << " not in " << subnet;
+  EXPECT_EQ(ReservedIPs(), std::vector<std::string>{ip});  // the kubelet's host-local reserved it
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet("http://" + ip + ":8080/index.html").second == "kubelet net\n"; },
+                        std::chrono::seconds(20)));
+  // The runtime reports only the stub address of its own eth0: the pod IP came from the kubelet's CNI result.
+  rt::PodSandboxStatusRequest req;
+  rt::ListPodSandboxRequest lreq;
+  (*lreq.mutable_filter()->mutable_label_selector())["io.kubernetes.pod.uid"] = uid;
+  rt::ListPodSandboxResponse lresp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(cri_->ListPodSandbox(&ctx, lreq, &lresp).ok());
+  }
+  ASSERT_EQ(lresp.items_size(), 1);
+  req.set_pod_sandbox_id(lresp.items(0).id());
+  rt::PodSandboxStatusResponse sresp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(cri_->PodSandboxStatus(&ctx, req, &sresp).ok());
+  }
+  EXPECT_EQ(sresp.status().network().ip(), "169.254.213.2");
+  EXPECT_NE(sresp.status().network().ip(), ip);
+
+  // A kubelet restart keeps the pod and its IP (from the CNI cache).
+  StopKubelet(SIGKILL);
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([&] { return Running(Pod("web-e2e-node"), 0) && Pod("web-e2e-node")["status"]["podIP"] == ip; }))
+      << Pod("web-e2e-node").dump(2);
+  EXPECT_EQ(Sandboxes(uid), 1);
+
+  // Removal: DEL releases the IP before the sandbox goes.
+  fs::remove(work_ / "manifests" / "web.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+  EXPECT_TRUE(ReservedIPs().empty()) << "host-local still holds an IP";
 }
 
 // The kubelet as a node of a cluster (the project's fake kube-apiserver, in

@@ -1,5 +1,7 @@
 #include "fake_runtime.h"
 
+#include <nlohmann/json.hpp>
+
 #include <unistd.h>
 
 #include <ctime>
@@ -145,6 +147,12 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     auto it = s_->sandboxes.find(req->pod_sandbox_id());
     if (it == s_->sandboxes.end()) return grpc::Status(grpc::NOT_FOUND, "an error occurred when try to find sandbox: not found");
     *resp->mutable_status() = it->second;
+    if (req->verbose()) {
+      // containerd's verbose info: the sandbox's runtime spec names its network namespace.
+      nlohmann::json info = {{"pid", 4242},
+                             {"runtimeSpec", {{"linux", {{"namespaces", {{{"type", "network"}, {"path", "/var/run/netns/fake-" + it->first}}}}}}}}};
+      (*resp->mutable_info())["info"] = info.dump();
+    }
     return grpc::Status::OK;
   }
 

@@ -157,6 +157,12 @@ struct KubeletFlags {
   std::string node_ip;
   std::string cert_dir = "/var/lib/kubelet/pki";
   std::string pod_infra_container_image = "registry.k8s.io/pause:3.9";
+  // Pod network: "" lets the CRI runtime attach it (containerd, CRI-O); "cni" has the kubelet run the CNI
+  // plugins itself (the pre-1.24 flags, kept for runtimes that leave networking to the kubelet).
+  std::string network_plugin;
+  std::string cni_conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin"};
+  std::string cni_cache_dir = "/var/lib/cni/cache";
   int verbosity = 0;
   bool version = false;
   bool help = false;

@@ -28,7 +28,8 @@ class RuntimeService {
   virtual absl::StatusOr<std::string> RunPodSandbox(const rt::PodSandboxConfig& config, const std::string& handler) = 0;
   virtual absl::Status StopPodSandbox(const std::string& id) = 0;
   virtual absl::Status RemovePodSandbox(const std::string& id) = 0;
-  virtual absl::StatusOr<rt::PodSandboxStatusResponse> PodSandboxStatus(const std::string& id) = 0;
+  /** verbose adds the runtime's info map (containerd: pid, runtimeSpec with the network namespace path, ...). */
+  virtual absl::StatusOr<rt::PodSandboxStatusResponse> PodSandboxStatus(const std::string& id, bool verbose = false) = 0;
   virtual absl::StatusOr<std::vector<rt::PodSandbox>> ListPodSandbox(const rt::PodSandboxFilter* filter) = 0;
   /** Returns the new container's ID. */
   virtual absl::StatusOr<std::string> CreateContainer(const std::string& sandbox_id, const rt::ContainerConfig& config,

@@ -24,6 +24,9 @@
 namespace kubelet::metrics {
 class KubeletMetrics;
 }
+namespace kubelet::network {
+class CNIRunner;
+}
 
 namespace kubelet::kuberuntime {
 
@@ -125,6 +128,8 @@ struct RuntimeManagerDeps {
   metrics::KubeletMetrics* metrics;
   const Clock* clock;
   EnvSource* env_source = nullptr;  // ConfigMaps, Secrets, Services; null standalone
+  // Kubelet network mode (--network-plugin=cni): the kubelet attaches the pod network itself. Null: the runtime does.
+  network::CNIRunner* cni = nullptr;
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);

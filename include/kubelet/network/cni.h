@@ -59,6 +59,7 @@ struct Attachment {
 struct AddResult {
   std::vector<std::string> ips;  // pod IPs, without prefix length
   nlohmann::json result;         // the final plugin's result
+  std::string if_name;
 };
 
 class CNIRunner {
@@ -74,6 +75,8 @@ class CNIRunner {
   absl::StatusOr<std::vector<std::string>> Version(const std::string& plugin_type);
   /** The cached ADD result of a sandbox, if any (pod IPs after a restart). */
   std::optional<AddResult> Cached(const std::string& container_id, const std::string& if_name = "eth0") const;
+  /** The cached ADD result of a sandbox on whichever interface the kubelet attached. */
+  std::optional<AddResult> CachedAny(const std::string& container_id) const;
 
   /** The IPs of a CNI result (0.3+ "ips", or 0.2 "ip4"/"ip6"), without prefix lengths. */
   static std::vector<std::string> ResultIPs(const nlohmann::json& result);
