@@ -136,6 +136,7 @@ int main(int argc, char** argv) {
   rmo.node_name = node_name;
   rmo.node_ip = node_ip;
   rmo.runtime_request_timeout = cfg.runtime_request_timeout;
+  rmo.seccomp_default = cfg.seccomp_default;
   std::unique_ptr<kuberuntime::EnvSource> env_source;
   if (api)
     env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "kubelet/api/quantity.h"
+#include "kubelet/kuberuntime/security_context.h"
 
 namespace kubelet {
 namespace {
@@ -182,6 +183,9 @@ AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& ad
         for (const auto& m : mine)
           if (Conflicts(m, theirs))
             return Reject("NodePorts", "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports");
+  // Sysctls: the safe set and allowedUnsafeSysctls only (upstream's sysctl admit handler).
+  if (std::string why = kuberuntime::CheckSysctls(pod, node.allowed_unsafe_sysctls); !why.empty())
+    return Reject("SysctlForbidden", why);
   return {};
 }
 

@@ -1,5 +1,6 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/kuberuntime/logs.h"
+#include "kubelet/kuberuntime/security_context.h"
 #include "kubelet/network/cni.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/prober/prober.h"
@@ -610,6 +611,8 @@ class RuntimeManagerImpl : public RuntimeManager {
     return absl::OkStatus();
   }
 
+  SecurityOptions Security() const { return {o_.seccomp_default, o_.allow_privileged}; }
+
   std::string ContainersLogDir() const {
     if (!o_.container_logs_dir.empty()) return o_.container_logs_dir;
     return fs::path(o_.pod_logs_dir).parent_path().string() + "/containers";
@@ -755,6 +758,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     ns->set_network(pod.spec.host_network ? cri::rt::NODE : cri::rt::POD);
     ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);
     ns->set_ipc(pod.spec.host_ipc ? cri::rt::NODE : cri::rt::POD);
+    BuildSandboxSecurityContext(pod, Security(), c.mutable_linux());
     return c;
   }
 
@@ -1030,6 +1034,20 @@ class RuntimeManagerImpl : public RuntimeManager {
     cfg.set_tty(c.tty);
     auto* lin = cfg.mutable_linux();
     SetResources(pod, c, lin->mutable_resources());
+    std::optional<ImageUser> image_user;
+    if (NeedsImageUser(pod, c)) {
+      // runAsNonRoot with no runAsUser: the image's user decides.
+      cri::rt::ImageSpec spec;
+      spec.set_image(image_ref);
+      auto st = d_.images->ImageStatus(spec);
+      if (!st.ok()) return st.status();
+      ImageUser u;
+      if (*st && (*st)->has_uid()) u.uid = (*st)->uid().value();
+      if (*st) u.username = (*st)->username();
+      image_user = u;
+    }
+    if (auto st = BuildContainerSecurityContext(pod, c, Security(), image_user, lin->mutable_security_context()); !st.ok())
+      return st;
     auto* ns = lin->mutable_security_context()->mutable_namespace_options();
     ns->set_network(pod.spec.host_network ? cri::rt::NODE : cri::rt::POD);
     ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);

@@ -508,6 +508,67 @@ spec:
   EXPECT_EQ(said, "stopping") << "preStop did not run";
 }
 
+// securityContext reaches runc through containerd: the user and groups the
+// process runs as, a read-only root filesystem, and runAsNonRoot refused
+// before anything is created.
+TEST_F(ContainerdE2E, SecurityContext) {
+  WriteManifest("locked.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: locked}
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  containers:
+  - name: app
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sleep, '3600']
+    securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+  - name: rooted
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sleep, '3600']
+    securityContext: {runAsUser: 0, runAsNonRoot: true}
+)");
+  auto waiting = [](const json& p, const std::string& name) -> json {
+    if (p.is_null()) return nullptr;
+    for (const auto& c : p["status"]["containerStatuses"])
+      if (c["name"] == name && c["state"].contains("waiting")) return c["state"]["waiting"];
+    return nullptr;
+  };
+  ASSERT_TRUE(WaitUntil([&] {
+    json p = Pod("locked-e2e-node");
+    return !waiting(p, "rooted").is_null() && waiting(p, "rooted").value("reason", "") == "CreateContainerConfigError" &&
+           p["status"]["containerStatuses"][0]["state"].contains("running");
+  }, std::chrono::seconds(60))) << Pod("locked-e2e-node").dump(2);
+  json pod = Pod("locked-e2e-node");
+  std::string uid = pod["metadata"]["uid"];
+  EXPECT_EQ(waiting(pod, "rooted")["message"],
+            "container's runAsUser breaks non-root policy (pod: \"locked-e2e-node_default(" + uid + ")\", container: rooted)");
+  std::string id;
+  for (const auto& c : Containers(uid))
+    if (c.metadata().name() == "app") id = c.id();
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Containers(uid).size(), 1u);  // the refused container was never created
+  auto exec = [&](std::vector<std::string> cmd) {
+    rt::ExecSyncRequest req;
+    req.set_container_id(id);
+    for (auto& a : cmd) req.add_cmd(a);
+    req.set_timeout(5);
+    rt::ExecSyncResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_TRUE(cri_->ExecSync(&ctx, req, &resp).ok());
+    return std::make_pair(resp.exit_code(), resp.stdout());
+  };
+  auto [code, out] = exec({"id"});
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("uid=1000 gid=3000"), std::string::npos) << out;
+  EXPECT_NE(out.find("2000"), std::string::npos) << out;  // fsGroup as a supplemental group
+  EXPECT_NE(exec({"touch", "/written"}).first, 0) << "the root filesystem is read-only";
+  EXPECT_EQ(exec({"grep", "-c", "CapEff:\t0000000000000000", "/proc/self/status"}).second, "1\n");  // all dropped
+  fs::remove(work_ / "manifests" / "locked.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
 // Kubelet network mode (--network-plugin=cni): containerd only makes the
 // network namespace (loopback), the kubelet runs bridge + host-local + portmap
 // + loopback into it, reads the pod IP from its own CNI result, and tears the

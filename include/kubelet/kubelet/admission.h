@@ -2,7 +2,7 @@
 // Pod admission, as upstream's predicate admit handler: a pod the node cannot
 // run is rejected (phase Failed) with the upstream reason and message rather
 // than started. Checks, in upstream's order: the pod's OS, resources (pods,
-// cpu, memory), node affinity and nodeSelector, node name, host ports.
+// cpu, memory), node affinity and nodeSelector, node name, host ports, then sysctls.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +18,7 @@ struct AdmitNode {
   int32_t max_pods = 0;             // 0: not checked
   int64_t allocatable_milli_cpu = 0;  // 0: not checked
   int64_t allocatable_memory = 0;     // 0: not checked
+  std::vector<std::string> allowed_unsafe_sysctls;
 };
 
 struct AdmitResult {

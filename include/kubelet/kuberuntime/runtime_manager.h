@@ -90,6 +90,8 @@ struct RuntimeManagerOptions {
   std::string node_name;
   std::string node_ip;
   Duration runtime_request_timeout = std::chrono::minutes(2);  // postStart hooks
+  bool seccomp_default = false;  // seccompDefault
+  bool allow_privileged = true;
 };
 
 class RuntimeManager {
