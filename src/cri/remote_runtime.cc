@@ -189,6 +189,14 @@ class RemoteRuntimeImpl : public RemoteRuntime {
     return resp;
   }
 
+  absl::Status ReopenContainerLog(const std::string& id) override {
+    rt::ReopenContainerLogRequest req;
+    req.set_container_id(id);
+    rt::ReopenContainerLogResponse resp;
+    return Call("reopen_container_log", "ReopenContainerLog", opts_.timeout,
+                [&](grpc::ClientContext* c) { return runtime_->ReopenContainerLog(c, req, &resp); });
+  }
+
   absl::StatusOr<rt::StatusResponse> Status() override {
     rt::StatusRequest req;
     rt::StatusResponse resp;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "kubelet/api/quantity.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/config/kubelet_config.h"
@@ -14,6 +15,7 @@
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/events/recorder.h"
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/kuberuntime/log_manager.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
 #include "kubelet/network/cni.h"
@@ -266,9 +268,20 @@ int main(int argc, char** argv) {
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();
+  // Log rotation by containerLogMaxSize / containerLogMaxFiles (validated with the config).
+  std::unique_ptr<kuberuntime::ContainerLogManager> log_manager;
+  if (auto max = api::ParseQuantity(cfg.container_log_max_size); max.ok() && max->Value() > 0) {
+    kuberuntime::LogRotationOptions lo;
+    lo.max_size_bytes = max->Value();
+    lo.max_files = cfg.container_log_max_files;
+    lo.interval = cfg.container_log_monitor_interval;
+    log_manager = std::make_unique<kuberuntime::ContainerLogManager>(remote.get(), &clock, lo);
+    log_manager->Start();
+  }
   while (WaitForSignal(&sigs, std::chrono::milliseconds(1000)) <= 0) {
   }
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
+  if (log_manager) log_manager->Stop();
   srv.Stop();
   kl.Stop();
   if (syncer) syncer->Stop();

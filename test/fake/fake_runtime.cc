@@ -315,6 +315,17 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ReopenContainerLog(grpc::ServerContext*, const rt::ReopenContainerLogRequest* req, rt::ReopenContainerLogResponse*) override {
+    if (auto st = s_->Enter("ReopenContainerLog"); !st.ok()) return st;
+    std::lock_guard<std::mutex> l(s_->mu);
+    auto it = s_->containers.find(req->container_id());
+    if (it == s_->containers.end()) return grpc::Status(grpc::NOT_FOUND, "container \"" + req->container_id() + "\" not found");
+    if (it->second.state() != rt::CONTAINER_RUNNING) return grpc::Status(grpc::UNKNOWN, "container is not running");
+    // As containerd: the log file is opened again at its path (created if it was moved away).
+    std::ofstream(it->second.log_path(), std::ios::app);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Status(grpc::ServerContext*, const rt::StatusRequest*, rt::StatusResponse* resp) override {
     if (auto st = s_->Enter("Status"); !st.ok()) return st;
     for (const char* t : {"RuntimeReady", "NetworkReady"}) {

@@ -739,3 +739,56 @@ TEST_F(LifecycleTest, ContainerLogsTerminationMessagesAndLogLinks) {
 
 }  // namespace
 }  // namespace kubelet
+
+#include "kubelet/kuberuntime/log_manager.h"
+
+namespace kubelet {
+namespace {
+
+TEST_F(LifecycleTest, LogsRotateBySizeKeepMaxFilesAndCompress) {
+  StartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("chatty")});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("chatty-node1", 0); }));
+  std::string id = RunningContainers().at(0).id();
+  std::string path;
+  {
+    auto st = remote_->ContainerStatus(id);
+    ASSERT_TRUE(st.ok());
+    path = st->log_path();
+  }
+  kuberuntime::LogRotationOptions lo;
+  lo.max_size_bytes = 1024;
+  lo.max_files = 3;
+  FakeClock clock(std::chrono::system_clock::now());
+  kuberuntime::ContainerLogManager m(remote_.get(), &clock, lo);
+  std::string line(100, 'x');
+  auto fill = [&] {
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE(fake_->WriteLog(id, "stdout", line));
+  };
+  EXPECT_EQ(m.RotateOnce(), 0);  // nothing written yet
+  auto rotated = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+      if (e.path().string() != path) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  for (int round = 0; round < 4; ++round) {
+    fill();
+    EXPECT_EQ(m.RotateOnce(), 1) << "round " << round;
+    EXPECT_EQ(std::filesystem::file_size(path), 0u);  // reopened by the runtime, empty
+    clock.Step(std::chrono::seconds(1));
+  }
+  EXPECT_EQ(fake_->CallCount("ReopenContainerLog"), 4);
+  // maxFiles 3: the live log and two rotated ones, the older compressed.
+  auto files = rotated();
+  ASSERT_EQ(files.size(), 2u) << ::testing::PrintToString(files);
+  EXPECT_EQ(files[0].substr(files[0].size() - 3), ".gz");
+  EXPECT_NE(files[1].substr(files[1].size() - 3), ".gz");
+  // The newest rotated file holds the last round's lines, whole.
+  auto p = std::filesystem::path(path).parent_path() / files[1];
+  EXPECT_EQ(std::filesystem::file_size(p) > 12 * 100, true);
+}
+
+}  // namespace
+}  // namespace kubelet

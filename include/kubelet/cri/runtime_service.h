@@ -43,6 +43,8 @@ class RuntimeService {
   virtual absl::StatusOr<rt::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                                         Duration timeout) = 0;
   virtual absl::StatusOr<rt::StatusResponse> Status() = 0;
+  /** Has the runtime reopen the container's log file (after the kubelet renamed it away for rotation). */
+  virtual absl::Status ReopenContainerLog(const std::string& id) = 0;
 };
 
 class ImageService {
