@@ -2,8 +2,11 @@
 // manifest written into staticPodPath to the container running (the runtime's
 // own started_at), for 1, 30 and 110 pods written at once; and the kubelet's
 // RSS and CPU seconds per minute idle and with 110 pods.
+// With "kubelet" as the second argument the pod network is attached by the
+// kubelet (--network-plugin=cni, on the lab's second containerd) instead of
+// by containerd.
 //   usage (as root, lab started by bench/run-containerd.sh):
-//     KUBELET_E2E_LAB=... KUBELET_BINARY=... kubelet_bench_containerd [window_seconds]
+//     KUBELET_E2E_LAB=... KUBELET_BINARY=... kubelet_bench_containerd [window_seconds] [runtime|kubelet]
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -70,14 +73,15 @@ std::map<std::string, std::string> ReadEnv(const std::string& path) {
 int main(int argc, char** argv) {
   setvbuf(stdout, nullptr, _IOLBF, 0);
   int window = argc > 1 ? std::atoi(argv[1]) : 60;
+  std::string mode = argc > 2 ? argv[2] : "runtime";
   const char* lab = std::getenv("KUBELET_E2E_LAB");
   const char* bin = std::getenv("KUBELET_BINARY");
   if (!lab || !bin) {
     std::fprintf(stderr, "set KUBELET_E2E_LAB and KUBELET_BINARY (bench/run-containerd.sh does)\n");
     return 2;
   }
-  auto env = ReadEnv(std::string(lab) + "/containerd/env");
-  fs::path work = fs::path(lab) / "bench";
+  auto env = ReadEnv(std::string(lab) + (mode == "kubelet" ? "/knet/env" : "/containerd/env"));
+  fs::path work = fs::path(lab) / ("bench-" + mode);
   fs::remove_all(work);
   fs::create_directories(work / "manifests");
   std::ofstream(work / "config.yaml") << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
@@ -90,8 +94,15 @@ int main(int argc, char** argv) {
     int fd = ::open((work / "kubelet.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    execl(bin, bin, "--config", (work / "config.yaml").c_str(), "--root-dir", (work / "root").c_str(), "--cert-dir",
-          (work / "pki").c_str(), "--hostname-override", "bench", nullptr);
+    std::string conf = "--cni-conf-dir=" + env["KUBELET_CNI_CONF_DIR"];
+    std::string cache = "--cni-cache-dir=" + (work / "cni-cache").string();
+    if (mode == "kubelet")
+      execl(bin, bin, "--config", (work / "config.yaml").c_str(), "--root-dir", (work / "root").c_str(), "--cert-dir",
+            (work / "pki").c_str(), "--hostname-override", "bench", "--network-plugin=cni", conf.c_str(), "--cni-bin-dir=/usr/lib/cni",
+            cache.c_str(), nullptr);
+    else
+      execl(bin, bin, "--config", (work / "config.yaml").c_str(), "--root-dir", (work / "root").c_str(), "--cert-dir",
+            (work / "pki").c_str(), "--hostname-override", "bench", nullptr);
     _exit(127);
   }
   auto cri = rt::RuntimeService::NewStub(grpc::CreateChannel("unix:" + env["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials()));
@@ -106,7 +117,8 @@ int main(int argc, char** argv) {
   };
   measure("idle, 0 pods:");
 
-  std::printf("\npod start latency on containerd (manifest written -> container started_at)\n");
+  std::printf("\npod start latency on containerd, pod network attached by the %s (manifest written -> container started_at)\n",
+              mode.c_str());
   std::printf("%6s %10s %10s %10s %14s\n", "pods", "p50 ms", "p99 ms", "max ms", "all running s");
   int round = 0;
   for (int n : {1, 30, 110}) {
