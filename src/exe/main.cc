@@ -186,32 +186,7 @@ int main(int argc, char** argv) {
     };
     auto* remote_ptr = remote.get();
     auto* cni_ptr = cni.get();
-    np.readiness = [remote_ptr, cni_ptr] {
-      nodestatus::Readiness r;
-      auto st = remote_ptr->Status();
-      if (!st.ok()) {
-        r.message = "container runtime is down: " + std::string(st.status().message());
-        return r;
-      }
-      std::string missing;
-      for (const auto& c : st->status().conditions()) {
-        if (c.type() == "RuntimeReady") r.runtime_ready = c.status();
-        if (c.type() == "NetworkReady") r.network_ready = c.status();
-        if (!c.status())
-          missing += (missing.empty() ? "" : ", ") + c.type() + "=false reason:" + c.reason() + " message:" + c.message();
-      }
-      if (cni_ptr) {
-        // Kubelet network mode: the network is ready when the kubelet's own CNI config is.
-        auto ready = cni_ptr->Ready();
-        r.network_ready = ready.ok();
-        if (r.runtime_ready && !ready.ok()) r.message = "network plugin not ready: " + std::string(ready.message());
-        if (!r.runtime_ready) r.message = "container runtime not ready: " + missing;
-        return r;
-      }
-      if (!r.runtime_ready) r.message = "container runtime not ready: " + missing;
-      else if (!r.network_ready) r.message = "container runtime network not ready: " + missing;
-      return r;
-    };
+    np.readiness = [remote_ptr, cni_ptr] { return nodestatus::ReadinessFrom(remote_ptr->Status(), cni_ptr); };
     np.node_event = [logger, api_recorder](const std::string& reason, const std::string& message, const std::string& type) {
       logger->info("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
       if (api_recorder) api_recorder->NodeEvent(type, reason, message);

@@ -67,6 +67,36 @@ api::NodeCondition Condition(const std::string& type, bool status, const std::st
 
 }  // namespace
 
+Readiness ReadinessFrom(const absl::StatusOr<cri::rt::StatusResponse>& st, const network::CNIRunner* cni) {
+  Readiness r;
+  if (!st.ok()) {
+    r.message = "container runtime is down: " + std::string(st.status().message());
+    return r;
+  }
+  std::string missing;
+  for (const auto& c : st->status().conditions()) {
+    if (c.type() == "RuntimeReady") r.runtime_ready = c.status();
+    if (c.type() == "NetworkReady") r.network_ready = c.status();
+    if (!c.status()) missing += (missing.empty() ? "" : ", ") + c.type() + "=false reason:" + c.reason() + " message:" + c.message();
+  }
+  if (cni) {
+    auto ready = cni->Ready();
+    r.network_ready = ready.ok();
+    if (!r.runtime_ready) {
+      r.message = "container runtime not ready: " + missing;
+    } else if (!ready.ok()) {
+      r.message = "network plugin not ready: " + std::string(ready.message());
+    }
+    return r;
+  }
+  if (!r.runtime_ready) {
+    r.message = "container runtime not ready: " + missing;
+  } else if (!r.network_ready) {
+    r.message = "container runtime network not ready: " + missing;
+  }
+  return r;
+}
+
 std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o) {
   int64_t cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int64_t mem = MachineMemoryBytes();

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "fake/fake_apiserver.h"
 #include "kubelet/client/api_client.h"
@@ -153,6 +154,51 @@ TEST_F(NodeStatusTest, BackgroundLoopsRegisterAndKeepTheLeaseFresh) {
   m.Stop();
   EXPECT_TRUE(m.Registered());
   EXPECT_TRUE(api_->Get("leases", "kube-node-lease", "node1"));
+}
+
+}  // namespace
+}  // namespace kubelet::nodestatus
+
+namespace kubelet::nodestatus {
+namespace {
+
+TEST(Readiness, FromRuntimeStatusAndKubeletCNI) {
+  namespace rt = ::runtime::v1;
+  auto status = [](bool runtime, bool network) {
+    rt::StatusResponse r;
+    auto* c = r.mutable_status()->add_conditions();
+    c->set_type("RuntimeReady");
+    c->set_status(runtime);
+    c = r.mutable_status()->add_conditions();
+    c->set_type("NetworkReady");
+    c->set_status(network);
+    if (!network) {
+      c->set_reason("NetworkPluginNotReady");
+      c->set_message("Network plugin returns error: cni plugin not initialized");
+    }
+    return absl::StatusOr<rt::StatusResponse>(r);
+  };
+  auto r = ReadinessFrom(status(true, true), nullptr);
+  EXPECT_TRUE(r.runtime_ready && r.network_ready);
+  r = ReadinessFrom(status(true, false), nullptr);
+  EXPECT_FALSE(r.network_ready);
+  EXPECT_EQ(r.message, "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                       "message:Network plugin returns error: cni plugin not initialized");
+  r = ReadinessFrom(absl::UnavailableError("connection refused"), nullptr);
+  EXPECT_EQ(r.message, "container runtime is down: connection refused");
+  // Kubelet network mode: an empty CNI config folder means not ready, whatever the runtime says.
+  auto dir = std::filesystem::temp_directory_path() / ("ready-cni-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  network::CNIOptions co;
+  co.conf_dir = dir.string();
+  network::CNIRunner cni(co);
+  r = ReadinessFrom(status(true, true), &cni);
+  EXPECT_FALSE(r.network_ready);
+  EXPECT_EQ(r.message, "network plugin not ready: cni config uninitialized");
+  std::ofstream(dir / "10-net.conflist") << R"({"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"}]})";
+  r = ReadinessFrom(status(true, false), &cni);
+  EXPECT_TRUE(r.network_ready);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

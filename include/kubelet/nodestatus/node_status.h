@@ -21,6 +21,8 @@
 
 #include "kubelet/api/objects.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/network/cni.h"
 #include "kubelet/util/clock.h"
 #include "kubelet/util/logging.h"
 
@@ -58,6 +60,14 @@ struct NodeProviders {
   std::function<Readiness()> readiness;
   std::function<void(const std::string& reason, const std::string& message, const std::string& type)> node_event;
 };
+
+/**
+ * The node's readiness from the runtime's CRI Status (RuntimeReady,
+ * NetworkReady) with upstream's messages; in kubelet network mode (cni set)
+ * the network is ready when the kubelet's own CNI configuration is
+ * ("network plugin not ready: cni config uninitialized" otherwise).
+ */
+Readiness ReadinessFrom(const absl::StatusOr<cri::rt::StatusResponse>& status, const network::CNIRunner* cni);
 
 /** Allocatable milli-CPU and memory bytes: capacity minus reservations and the memory eviction threshold. */
 std::pair<int64_t, int64_t> AllocatableCpuMemory(const NodeOptions& o);
