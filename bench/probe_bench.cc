@@ -17,6 +17,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/test_util.h"
 #include "fake/fake_runtime.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kubelet/api/codec.h"
@@ -44,17 +45,6 @@ double CpuSeconds() {
   return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
 }
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // The child: every target, until killed.
 [[noreturn]] void Serve(int http_port, int tcp_port, int grpc_port, const std::string& cri_sock) {
@@ -98,6 +88,7 @@ int main(int argc, char** argv) {
   int pods = argc > 1 ? std::atoi(argv[1]) : 100;
   int window = argc > 2 ? std::atoi(argv[2]) : 20;
   log::SetVerbosity(0);
+  using kubelet::testing::FreePort;
   int http_port = FreePort(), tcp_port = FreePort(), grpc_port = FreePort();
   std::string dir = "/tmp/kcpp-probe-bench-" + std::to_string(getpid());
   std::filesystem::create_directories(dir);

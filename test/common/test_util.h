@@ -1,5 +1,9 @@
 #pragma once
 // Helpers shared by the test binaries.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -17,6 +21,20 @@ bool WaitUntil(F&& pred, std::chrono::milliseconds limit = std::chrono::millisec
     std::this_thread::sleep_for(step);
   }
   return pred();
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+inline int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
 }
 
 /** Standard base64 with padding (for kubeconfig -data fields). */

@@ -38,18 +38,7 @@ bool WaitUntil(F&& pred, std::chrono::seconds limit = std::chrono::seconds(60)) 
                                      std::chrono::milliseconds(100));
 }
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
+using kubelet::testing::FreePort;
 
 size_t Append(char* d, size_t s, size_t n, void* out) {
   static_cast<std::string*>(out)->append(d, s * n);
@@ -227,6 +216,19 @@ class ContainerdE2E : public ::testing::Test {
     auto it = resp.info().find("info");
     if (it == resp.info().end()) return -1;
     return json::parse(it->second).value("pid", -1);
+  }
+
+  // ExecSync through containerd: (exit code, stdout); -1 when the call itself failed.
+  static std::pair<int, std::string> Exec(const std::string& id, const std::vector<std::string>& cmd) {
+    rt::ExecSyncRequest req;
+    req.set_container_id(id);
+    for (const auto& a : cmd) req.add_cmd(a);
+    req.set_timeout(5);
+    rt::ExecSyncResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!cri_->ExecSync(&ctx, req, &resp).ok()) return {-1, ""};
+    return {resp.exit_code(), resp.stdout()};
   }
 
   static void WriteManifest(const std::string& file, const std::string& text) {
@@ -439,16 +441,7 @@ spec:
       if (c.metadata().name() == "app") return c.id();
     return "";
   };
-  auto exec = [&](const std::string& id, std::vector<std::string> cmd) {
-    rt::ExecSyncRequest req;
-    req.set_container_id(id);
-    for (auto& a : cmd) req.add_cmd(a);
-    req.set_timeout(5);
-    rt::ExecSyncResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    return cri_->ExecSync(&ctx, req, &resp).ok() && resp.exit_code() == 0;
-  };
+  auto exec = [&](const std::string& id, std::vector<std::string> cmd) { return Exec(id, cmd).first == 0; };
   // Readiness: the page goes, the pod turns unready without a restart; it comes back, ready again.
   std::string first = app_id();
   ASSERT_FALSE(first.empty());
@@ -548,17 +541,7 @@ spec:
     if (c.metadata().name() == "app") id = c.id();
   ASSERT_FALSE(id.empty());
   EXPECT_EQ(Containers(uid).size(), 1u);  // the refused container was never created
-  auto exec = [&](std::vector<std::string> cmd) {
-    rt::ExecSyncRequest req;
-    req.set_container_id(id);
-    for (auto& a : cmd) req.add_cmd(a);
-    req.set_timeout(5);
-    rt::ExecSyncResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    EXPECT_TRUE(cri_->ExecSync(&ctx, req, &resp).ok());
-    return std::make_pair(resp.exit_code(), resp.stdout());
-  };
+  auto exec = [&](std::vector<std::string> cmd) { return Exec(id, cmd); };
   auto [code, out] = exec({"id"});
   EXPECT_EQ(code, 0);
   EXPECT_NE(out.find("uid=1000 gid=3000"), std::string::npos) << out;
