@@ -812,7 +812,23 @@ class RuntimeManagerImpl : public RuntimeManager {
     std::ostringstream out;
     out << "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         << "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n";
-    for (const auto& ip : ips) out << ip << "\t" << hostname << "\n";
+    // With a subdomain the pod's FQDN comes first: <hostname>.<subdomain>.<namespace>.svc.<clusterDomain>.
+    std::string fqdn;
+    if (!pod.spec.subdomain.empty() && !o_.cluster_domain.empty())
+      fqdn = hostname + "." + pod.spec.subdomain + "." + pod.metadata.namespace_ + ".svc." + o_.cluster_domain;
+    for (const auto& ip : ips) out << ip << "\t" << (fqdn.empty() ? "" : fqdn + "\t") << hostname << "\n";
+    const auto& spec = pod.raw.contains("spec") ? pod.raw["spec"] : nlohmann::json::object();
+    if (spec.contains("hostAliases") && spec["hostAliases"].is_array() && !spec["hostAliases"].empty()) {
+      out << "\n# Entries added by HostAliases.\n";
+      for (const auto& a : spec["hostAliases"]) {
+        if (!a.is_object() || !a.contains("ip") || !a["ip"].is_string()) continue;
+        out << a["ip"].get<std::string>();
+        if (a.contains("hostnames") && a["hostnames"].is_array())
+          for (const auto& h : a["hostnames"])
+            if (h.is_string()) out << "\t" << h.get<std::string>();
+        out << "\n";
+      }
+    }
     std::ofstream f(path, std::ios::trunc);
     f << out.str();
     return f ? path : "";

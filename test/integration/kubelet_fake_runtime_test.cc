@@ -49,6 +49,7 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     kuberuntime::RuntimeManagerOptions rmo;
     rmo.pod_logs_dir = (dir_ / "logs").string();
     rmo.pods_dir = (dir_ / "root/pods").string();
+    rmo.cluster_domain = "cluster.local";
     runtime_ = kuberuntime::NewRuntimeManager({remote_.get(), remote_.get(), volumes_.get(), &recorder_, &metrics_, &clock_}, rmo);
     ASSERT_TRUE(runtime_->Version().ok());
   }
@@ -788,6 +789,32 @@ TEST_F(LifecycleTest, LogsRotateBySizeKeepMaxFilesAndCompress) {
   // The newest rotated file holds the last round's lines, whole.
   auto p = std::filesystem::path(path).parent_path() / files[1];
   EXPECT_EQ(std::filesystem::file_size(p) > 12 * 100, true);
+}
+
+}  // namespace
+}  // namespace kubelet
+
+namespace kubelet {
+namespace {
+
+TEST_F(LifecycleTest, HostsFileHasTheFQDNAndHostAliases) {
+  StartKubelet();
+  auto pod = Pod("named", nlohmann::json::parse(R"({"hostname": "web", "subdomain": "front",
+    "hostAliases": [{"ip": "192.0.2.50", "hostnames": ["db", "db.internal"]}],
+    "containers": [{"name": "app", "image": "busybox:1.35"}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("named-node1", 0); }));
+  auto p = *Find("named-node1");
+  auto cfg = fake_->ConfigOf(RunningContainers().at(0).id());
+  ASSERT_TRUE(cfg.has_value());
+  std::string hosts;
+  for (const auto& m : cfg->mounts())
+    if (m.container_path() == "/etc/hosts") {
+      std::ifstream in(m.host_path());
+      hosts.assign(std::istreambuf_iterator<char>(in), {});
+    }
+  EXPECT_NE(hosts.find(p.status.pod_ip + "\tweb.front.default.svc.cluster.local\tweb\n"), std::string::npos) << hosts;
+  EXPECT_NE(hosts.find("\n# Entries added by HostAliases.\n192.0.2.50\tdb\tdb.internal\n"), std::string::npos) << hosts;
 }
 
 }  // namespace
