@@ -208,7 +208,9 @@ void ProbeManager::SchedulerLoop() {
     if (due_.empty()) {
       cv_.wait_for(l, std::chrono::seconds(1));
     } else {
-      cv_.wait_until(l, due_.begin()->first);
+      // A copy: the set's node may be erased while this thread waits without the lock.
+      const auto next = due_.begin()->first;
+      cv_.wait_until(l, next);
     }
   }
 }
