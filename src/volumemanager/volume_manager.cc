@@ -63,6 +63,37 @@ absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
   return absl::InvalidArgumentError("hostPath: unknown type " + t);
 }
 
+// fsGroup ownership, as upstream's SetVolumeOwnership: group fsGroup, group read/write (and execute where the owner
+// has it), setgid on directories so new files inherit the group. Done when the volume's root does not show it yet
+// (its setup), not on every container start.
+absl::Status ApplyFSGroup(const api::Pod& pod, const std::string& dir) {
+  const auto& spec = pod.raw.contains("spec") ? pod.raw["spec"] : nlohmann::json::object();
+  if (!spec.contains("securityContext") || !spec["securityContext"].is_object()) return absl::OkStatus();
+  const auto& sc = spec["securityContext"];
+  if (!sc.contains("fsGroup") || !sc["fsGroup"].is_number_integer()) return absl::OkStatus();
+  gid_t gid = static_cast<gid_t>(sc["fsGroup"].get<int64_t>());
+  struct stat root {};
+  if (::stat(dir.c_str(), &root) != 0) return absl::InternalError("stat " + dir + ": " + std::strerror(errno));
+  if (root.st_gid == gid && (root.st_mode & S_ISGID) && (root.st_mode & S_IRWXG) == S_IRWXG) return absl::OkStatus();
+  auto fix = [&](const std::string& path) -> absl::Status {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return absl::InternalError("stat " + path + ": " + std::strerror(errno));
+    if (::lchown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
+      return absl::InternalError("chown " + path + ": " + std::strerror(errno));
+    if (S_ISLNK(st.st_mode)) return absl::OkStatus();
+    mode_t mode = st.st_mode | S_IRGRP | S_IWGRP;
+    if (st.st_mode & S_IXUSR) mode |= S_IXGRP;
+    if (S_ISDIR(st.st_mode)) mode |= S_IXGRP | S_ISGID;
+    if (::chmod(path.c_str(), mode & 07777) != 0) return absl::InternalError("chmod " + path + ": " + std::strerror(errno));
+    return absl::OkStatus();
+  };
+  if (auto st = fix(dir); !st.ok()) return st;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end; !ec && it != end; it.increment(ec))
+    if (auto st = fix(it->path().string()); !st.ok()) return st;
+  return absl::OkStatus();
+}
+
 class VolumeManagerImpl : public VolumeManager {
  public:
   explicit VolumeManagerImpl(std::string pods_dir) : pods_dir_(std::move(pods_dir)), log_(log::Get("volumemanager")) {}
@@ -86,6 +117,8 @@ class VolumeManagerImpl : public VolumeManager {
           if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
             return absl::InternalError("volume \"" + v.name + "\": mount tmpfs on " + dir + ": " + std::strerror(errno));
         }
+        if (auto st = ApplyFSGroup(pod, dir); !st.ok())
+          return absl::Status(st.code(), "volume \"" + v.name + "\": " + std::string(st.message()));
         out[v.name] = dir;
       } else {
         std::string kind;

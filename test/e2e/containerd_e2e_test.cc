@@ -511,10 +511,12 @@ metadata: {name: locked}
 spec:
   terminationGracePeriodSeconds: 1
   securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000}
+  volumes: [{name: data, emptyDir: {}}]
   containers:
   - name: app
     image: kubelet-cpp.local/busybox:1.35
     command: [sleep, '3600']
+    volumeMounts: [{name: data, mountPath: /data}]
     securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
   - name: rooted
     image: kubelet-cpp.local/busybox:1.35
@@ -547,6 +549,8 @@ spec:
   EXPECT_NE(out.find("uid=1000 gid=3000"), std::string::npos) << out;
   EXPECT_NE(out.find("2000"), std::string::npos) << out;  // fsGroup as a supplemental group
   EXPECT_NE(exec({"touch", "/written"}).first, 0) << "the root filesystem is read-only";
+  // The emptyDir belongs to fsGroup: what the process (gid 3000) writes there gets group 2000 (setgid).
+  EXPECT_EQ(exec({"sh", "-c", "touch /data/f && stat -c %g /data/f"}).second, "2000\n");
   EXPECT_EQ(exec({"grep", "-c", "CapEff:\t0000000000000000", "/proc/self/status"}).second, "1\n");  // all dropped
   fs::remove(work_ / "manifests" / "locked.yaml");
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
