@@ -304,6 +304,8 @@ bool ProbeManager::DoProbe(Worker& w) {
     return true;
   }
   (success ? w.successful : w.failed)->Increment();
+  if (r->outcome == Outcome::kWarning && d_.recorder)
+    d_.recorder->PodEvent(*w.pod, events::kWarning, "ProbeWarning", std::string(ProbeTypeName(w.type)) + " probe warning: " + r->output);
   if (!success) {
     KLOG_V(log_, 1)("Probe failed probeType=\"{}\" pod=\"{}/{}\" containerName=\"{}\" probeResult=\"failure\" output=\"{}\"",
                     ProbeTypeName(w.type), w.pod->metadata.namespace_, w.pod->metadata.name, w.container, r->output);

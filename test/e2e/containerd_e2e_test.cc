@@ -593,8 +593,37 @@ class KubeletNetworkE2E : public ContainerdE2E {
 
 TEST_F(KubeletNetworkE2E, KubeletAttachesAndReleasesThePodNetwork) {
   EXPECT_TRUE(ReservedIPs().empty());
-  WriteManifest("web.yaml", WebManifest("kubelet net"));
-  ASSERT_TRUE(WaitUntil([] { return Running(Pod("web-e2e-node"), 0); }, std::chrono::seconds(60))) << Pods().dump(2);
+  // An init container, a sidecar and httpd with a readiness probe on the pod IP the kubelet attached.
+  WriteManifest("web.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 3
+  volumes: [{name: www, emptyDir: {}}]
+  initContainers:
+  - name: setup
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'echo kubelet net > /www/index.html']
+    volumeMounts: [{name: www, mountPath: /www}]
+  - name: sidecar
+    image: kubelet-cpp.local/busybox:1.35
+    restartPolicy: Always
+    command: [sleep, '3600']
+  containers:
+  - name: httpd
+    image: kubelet-cpp.local/busybox:1.35
+    command: [httpd, -f, -p, '8080', -h, /www]
+    volumeMounts: [{name: www, mountPath: /www}]
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+)");
+  auto ready = [] {
+    json p = Pod("web-e2e-node");
+    if (!Running(p, 0)) return false;
+    for (const auto& c : p["status"]["conditions"])
+      if (c["type"] == "Ready") return c["status"] == "True";
+    return false;
+  };
+  ASSERT_TRUE(WaitUntil(ready, std::chrono::seconds(60))) << Pods().dump(2);
   json pod = Pod("web-e2e-node");
   std::string uid = pod["metadata"]["uid"];
   std::string ip = pod["status"]["podIP"];
