@@ -13,6 +13,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -239,6 +240,9 @@ void HttpServer::AcceptLoop() {
     conns_.insert(fd);
     std::thread([this, fd] {
       Serve(fd);
+      // Free this thread's OpenSSL state (its DRBG) now: Stop() returns once every connection thread got here,
+      // and a thread-exit cleanup racing with process exit would leak it.
+      OPENSSL_thread_stop();
       std::lock_guard<std::mutex> g(mu_);
       conns_.erase(fd);
       ::close(fd);
