@@ -33,27 +33,6 @@ bool ParseCRILogLine(const std::string& line, CRILogRecord* out) {
   return true;
 }
 
-std::string FormatRFC3339Nano(TimePoint t) {
-  int64_t ns = ToUnixNanos(t);
-  std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  // Go's RFC3339Nano drops trailing zeros of the fraction.
-  int64_t frac = ns % 1000000000;
-  if (frac != 0) {
-    char f[16];
-    std::snprintf(f, sizeof(f), ".%09lld", static_cast<long long>(frac));
-    std::string s(f);
-    while (s.back() == '0') s.pop_back();
-    std::snprintf(buf + n, sizeof(buf) - n, "%sZ", s.c_str());
-  } else {
-    std::snprintf(buf + n, sizeof(buf) - n, "Z");
-  }
-  return buf;
-}
-
 std::string ContainerLogLinkName(const std::string& pod, const std::string& ns, const std::string& container,
                                  const std::string& container_id) {
   return pod + "_" + ns + "_" + container + "-" + container_id + ".log";

@@ -282,30 +282,30 @@ absl::StatusOr<AddResult> CNIRunner::Add(const Attachment& a) {
   return res;
 }
 
-std::optional<AddResult> CNIRunner::Cached(const std::string& container_id, const std::string& if_name) const {
+std::optional<CNIRunner::CacheEntry> CNIRunner::FindCache(const std::string& container_id,
+                                                          const std::optional<std::string>& if_name) const {
   std::error_code ec;
-  std::string suffix = "-" + container_id + "-" + if_name;
   for (fs::directory_iterator it(o_.cache_dir + "/results", ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
-    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (name.find("-" + container_id + "-") == std::string::npos) continue;
     json c = json::parse(ReadFile(it->path().string()), nullptr, false);
-    if (c.is_discarded() || !c.contains("result")) continue;
-    return AddResult{ResultIPs(c["result"]), c["result"], c.value("ifName", if_name)};
+    if (c.is_discarded() || !c.is_object() || c.value("containerId", "") != container_id) continue;
+    if (if_name && c.value("ifName", "eth0") != *if_name) continue;
+    return CacheEntry{it->path().string(), std::move(c)};
   }
   return std::nullopt;
 }
 
+std::optional<AddResult> CNIRunner::Cached(const std::string& container_id, const std::string& if_name) const {
+  auto e = FindCache(container_id, if_name);
+  if (!e || !e->data.contains("result")) return std::nullopt;
+  return AddResult{ResultIPs(e->data["result"]), e->data["result"], if_name};
+}
+
 std::optional<AddResult> CNIRunner::CachedAny(const std::string& container_id) const {
-  std::error_code ec;
-  std::string mid = "-" + container_id + "-";
-  for (fs::directory_iterator it(o_.cache_dir + "/results", ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.find(mid) == std::string::npos) continue;
-    json c = json::parse(ReadFile(it->path().string()), nullptr, false);
-    if (c.is_discarded() || !c.contains("result") || c.value("containerId", "") != container_id) continue;
-    return AddResult{ResultIPs(c["result"]), c["result"], c.value("ifName", "eth0")};
-  }
-  return std::nullopt;
+  auto e = FindCache(container_id, std::nullopt);
+  if (!e || !e->data.contains("result")) return std::nullopt;
+  return AddResult{ResultIPs(e->data["result"]), e->data["result"], e->data.value("ifName", "eth0")};
 }
 
 absl::Status CNIRunner::Del(const Attachment& a) {
@@ -313,16 +313,10 @@ absl::Status CNIRunner::Del(const Attachment& a) {
   std::optional<NetworkList> net;
   json prev;
   std::string cache_file;
-  std::error_code ec;
-  std::string suffix = "-" + a.container_id + "-" + a.if_name;
-  for (fs::directory_iterator it(o_.cache_dir + "/results", ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    json c = json::parse(ReadFile(it->path().string()), nullptr, false);
-    if (c.is_discarded()) continue;
-    cache_file = it->path().string();
-    prev = c.value("result", json());
-    auto raw = Base64Decode(c.value("config", ""));
+  if (auto e = FindCache(a.container_id, a.if_name)) {
+    cache_file = e->path;
+    prev = e->data.value("result", json());
+    auto raw = Base64Decode(e->data.value("config", ""));
     json conf = raw.ok() ? json::parse(*raw, nullptr, false) : json();
     if (conf.is_object() && conf.contains("plugins") && conf["plugins"].is_array()) {
       NetworkList n;
@@ -344,6 +338,7 @@ absl::Status CNIRunner::Del(const Attachment& a) {
     auto out = Exec("DEL", PluginConf(*net, *it, a, prev.is_null() ? nullptr : &prev), a, type);
     if (!out.ok() && first.ok()) first = out.status();
   }
+  std::error_code ec;
   if (first.ok() && !cache_file.empty()) fs::remove(cache_file, ec);
   return first;
 }

@@ -509,16 +509,7 @@ bool FakeRuntime::WriteLog(const std::string& id, const std::string& stream, con
   // One CRI record per line, as the runtime writes them.
   std::stringstream ss(text);
   std::string line;
-  while (std::getline(ss, line)) {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char ts[64];
-    size_t n = std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(ts + n, sizeof(ts) - n, ".%09lldZ", static_cast<long long>(ns % 1000000000));
-    out << ts << " " << stream << " F " << line << "\n";
-  }
+  while (std::getline(ss, line)) out << FormatRFC3339Nano(std::chrono::system_clock::now()) << " " << stream << " F " << line << "\n";
   return static_cast<bool>(out);
 }
 

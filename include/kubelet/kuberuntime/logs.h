@@ -51,7 +51,4 @@ std::string TailLogText(const std::string& path, int lines = 80, size_t max_byte
 std::string ContainerLogLinkName(const std::string& pod, const std::string& ns, const std::string& container,
                                  const std::string& container_id);
 
-/** Formats a time as RFC 3339 with nanoseconds, as CRI logs and `timestamps=true` show it. */
-std::string FormatRFC3339Nano(TimePoint t);
-
 }  // namespace kubelet::kuberuntime

@@ -89,6 +89,12 @@ class CNIRunner {
   nlohmann::json PluginConf(const NetworkList& net, const nlohmann::json& plugin, const Attachment& a,
                             const nlohmann::json* prev) const;
   std::string CachePath(const std::string& net, const std::string& container_id, const std::string& if_name) const;
+  struct CacheEntry {
+    std::string path;
+    nlohmann::json data;
+  };
+  // The cache file of a sandbox (on one interface, or any): one scan of the results folder.
+  std::optional<CacheEntry> FindCache(const std::string& container_id, const std::optional<std::string>& if_name) const;
 
   CNIOptions o_;
 };

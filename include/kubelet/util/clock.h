@@ -45,6 +45,8 @@ class FakeClock : public Clock {
 
 /** RFC 3339 in UTC with second precision, as Kubernetes metav1.Time writes it. */
 std::string FormatRFC3339(TimePoint t);
+/** RFC 3339 in UTC with nanoseconds, trailing zeros dropped (Go's RFC3339Nano), as CRI logs carry it. */
+std::string FormatRFC3339Nano(TimePoint t);
 /** RFC 3339 in UTC with microseconds, as metav1.MicroTime writes it. */
 std::string FormatRFC3339Micro(TimePoint t);
 /** Parses "2006-01-02T15:04:05Z" (a fraction, kept to the nanosecond, and an offset accepted). */
