@@ -611,6 +611,14 @@ absl::Status ValidatePod(const Pod& pod) {
     errs.Unsupported("spec.dnsPolicy", dp, {"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"});
   if (dp == "None" && (!pod.spec.dns_config || pod.spec.dns_config->nameservers.empty()))
     errs.Required("spec.dnsConfig: must provide at least one DNS nameserver when DNSPolicy is set to None");
+  const json* spec_json = pod.raw.is_object() ? Field(pod.raw, "spec") : nullptr;
+  const json* psc = spec_json && spec_json->is_object() ? Field(*spec_json, "securityContext") : nullptr;
+  if (const json* fgp = psc && psc->is_object() ? Field(*psc, "fsGroupChangePolicy") : nullptr) {
+    const auto& v = *fgp;
+    std::string policy = v.is_string() ? v.get<std::string>() : v.dump();
+    if (policy != "OnRootMismatch" && policy != "Always")
+      errs.Unsupported("spec.securityContext.fsGroupChangePolicy", policy, {"OnRootMismatch", "Always"});
+  }
   if (pod.spec.termination_grace_period_seconds < 0)
     errs.Invalid("spec.terminationGracePeriodSeconds", std::to_string(pod.spec.termination_grace_period_seconds),
                  "must be greater than or equal to 0");

@@ -380,6 +380,7 @@ const std::vector<FlagOnly>& FlagOnlyFlags() {
       {"logtostderr", true},    {"lock-file", false},   {"exit-on-lock-contention", true}, {"runonce", true},
       {"cloud-provider", false}, {"log-file", false},   {"vmodule", false},
       {"network-plugin", false}, {"cni-conf-dir", false}, {"cni-bin-dir", false}, {"cni-cache-dir", false},
+      {"allow-privileged", true},
   };
   return kFlags;
 }
@@ -566,6 +567,8 @@ absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c) {
   check(c.container_log_max_files >= 2, "containerLogMaxFiles (--container-log-max-files): must be greater than 1, got " +
                                             std::to_string(c.container_log_max_files));
   check(c.container_log_max_workers >= 1, "containerLogMaxWorkers: must be greater than or equal to 1");
+  check(c.container_log_monitor_interval >= std::chrono::seconds(3),
+        "containerLogMonitorInterval must be a positive time duration greater than or equal to 3s");
   check(api::ParseQuantity(c.container_log_max_size).ok(),
         "containerLogMaxSize (--container-log-max-size): invalid quantity \"" + c.container_log_max_size + "\"");
   check(c.cpu_manager_policy == "none" || c.cpu_manager_policy == "static",
@@ -694,6 +697,11 @@ absl::StatusOr<Options> ParseCommandLine(const std::vector<std::string>& args) {
       for (std::string d; std::getline(ss, d, ',');)
         if (!d.empty()) f.cni_bin_dirs.push_back(d);
     } else if (name == "cni-cache-dir") f.cni_cache_dir = value;
+    else if (name == "allow-privileged") {
+      if (value != "true" && value != "false")
+        return absl::InvalidArgumentError("invalid argument \"" + value + "\" for \"--allow-privileged\" flag: strconv.ParseBool: parsing \"" + value + "\": invalid syntax");
+      f.allow_privileged = value == "true";
+    }
     else if (name == "version") f.version = value == "true" || value == "raw";
     else if (name == "help" || name == "h") f.help = value == "true";
     else if (name == "v") {
@@ -758,6 +766,7 @@ std::string Usage() {
       << "      --cni-conf-dir string                   Directory of CNI network configurations (default \"/etc/cni/net.d\")\n"
       << "      --cni-bin-dir string                    Comma-separated directories of CNI plugin binaries (default \"/opt/cni/bin\")\n"
       << "      --cni-cache-dir string                  Directory of the CNI result cache (default \"/var/lib/cni/cache\")\n"
+      << "      --allow-privileged                      If false, pods with privileged containers are rejected (default true) (DEPRECATED)\n"
       << "      --hostname-override string              If non-empty, will use this string as identification instead of the actual hostname.\n"
       << "      --node-ip string                        IP address of the node.\n"
       << "      --cert-dir string                       Directory of the TLS certificates (default \"/var/lib/kubelet/pki\")\n"

@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
   rmo.node_ip = node_ip;
   rmo.runtime_request_timeout = cfg.runtime_request_timeout;
   rmo.seccomp_default = cfg.seccomp_default;
+  rmo.allow_privileged = flags.allow_privileged;
   std::unique_ptr<kuberuntime::EnvSource> env_source;
   if (api)
     env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));
@@ -210,6 +211,7 @@ int main(int argc, char** argv) {
   ko.node_name = node_name;
   ko.node_ip = node_ip;
   ko.root_dir = flags.root_dir;
+  ko.allow_privileged = flags.allow_privileged;
   auto* ns_ptr = node_status.get();
   std::function<std::string()> node_uid;
   if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };

@@ -186,6 +186,23 @@ AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& ad
   // Sysctls: the safe set and allowedUnsafeSysctls only (upstream's sysctl admit handler).
   if (std::string why = kuberuntime::CheckSysctls(pod, node.allowed_unsafe_sysctls); !why.empty())
     return Reject("SysctlForbidden", why);
+  // Privileged containers when the node does not allow them (upstream's capabilities admit handler).
+  if (!node.allow_privileged) {
+    auto privileged = [](const api::Container& c) {
+      if (!c.raw.is_object()) return false;
+      auto sc = c.raw.find("securityContext");
+      if (sc == c.raw.end() || !sc->is_object()) return false;
+      auto p = sc->find("privileged");
+      return p != sc->end() && p->is_boolean() && p->get<bool>();
+    };
+    for (const auto& c : pod.spec.containers)
+      if (privileged(c))
+        return Reject("Forbidden", "pod with UID \"" + pod.metadata.uid + "\" specified privileged container, but is disallowed");
+    for (const auto& c : pod.spec.init_containers)
+      if (privileged(c))
+        return Reject("Forbidden",
+                      "pod with UID \"" + pod.metadata.uid + "\" specified privileged init container, but is disallowed");
+  }
   return {};
 }
 

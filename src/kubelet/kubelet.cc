@@ -32,7 +32,7 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
       log_(log::Get("kubelet")),
       backoff_(o_.container_backoff_initial, o_.container_backoff_max, deps.clock) {
   admit_node_ = {o_.node_name, o_.node_labels, o_.config.max_pods, o_.allocatable_milli_cpu, o_.allocatable_memory,
-                 o_.config.allowed_unsafe_sysctls};
+                 o_.config.allowed_unsafe_sysctls, o_.allow_privileged};
   pod_config_ = std::make_unique<config::PodConfig>(d_.clock, [this](std::vector<config::PodChange> changes) {
     LoopEvent ev;
     ev.kind = LoopEvent::kConfig;

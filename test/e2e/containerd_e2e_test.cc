@@ -556,6 +556,127 @@ spec:
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
 }
 
+// Exit reasons as the runtime reports them and log rotation on containerd: a
+// kubelet with a tiny containerLogMaxSize rotates a chatty container's CRI log
+// (containerd reopens it), gzips older files and keeps containerLogMaxFiles.
+class ExitAndRotationE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    work_name_ = "kubelet-rotation";
+    extra_config_ = "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n";
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    work_name_.clear();
+    extra_config_.clear();
+  }
+  static json Terminated(const json& p, const std::string& name) {
+    if (p.is_null()) return nullptr;
+    for (const auto& c : p["status"]["containerStatuses"])
+      if (c["name"] == name && c["state"].contains("terminated")) return c["state"]["terminated"];
+    return nullptr;
+  }
+};
+
+TEST_F(ExitAndRotationE2E, ExitReasonsFromTheRuntime) {
+  WriteManifest("exits.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: exits}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: done
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'exit 0']
+  - name: fails
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'exit 3']
+  - name: hungry
+    image: kubelet-cpp.local/busybox:1.35
+    command: [dd, 'if=/dev/zero', 'of=/dev/null', 'bs=96M', 'count=1']
+    resources: {limits: {memory: 24Mi}}
+  - name: missing
+    image: kubelet-cpp.local/busybox:1.35
+    command: [/no/such/binary]
+)");
+  ASSERT_TRUE(WaitUntil([&] {
+    json p = Pod("exits-e2e-node");
+    for (const char* c : {"done", "fails", "hungry", "missing"})
+      if (Terminated(p, c).is_null()) return false;
+    return p["status"]["phase"] == "Failed";
+  }, std::chrono::seconds(90))) << Pod("exits-e2e-node").dump(2);
+  json p = Pod("exits-e2e-node");
+  EXPECT_EQ(Terminated(p, "done")["reason"], "Completed");
+  EXPECT_EQ(Terminated(p, "done")["exitCode"], 0);
+  EXPECT_EQ(Terminated(p, "fails")["reason"], "Error");
+  EXPECT_EQ(Terminated(p, "fails")["exitCode"], 3);
+  // The memory cgroup's OOM killer ends dd: containerd says OOMKilled, exit 137.
+  EXPECT_EQ(Terminated(p, "hungry")["reason"], "OOMKilled") << p.dump(2);
+  EXPECT_EQ(Terminated(p, "hungry")["exitCode"], 137);
+  // A command that cannot run: containerd's StartError, exit 128, its message kept.
+  json missing = Terminated(p, "missing");
+  EXPECT_EQ(missing["reason"], "StartError") << missing.dump();
+  EXPECT_EQ(missing["exitCode"], 128);
+  EXPECT_NE(missing.value("message", "").find("/no/such/binary"), std::string::npos) << missing.dump();
+  std::string uid = p["metadata"]["uid"];
+  fs::remove(work_ / "manifests" / "exits.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
+TEST_F(ExitAndRotationE2E, RotatesContainerLogsThroughContainerd) {
+  WriteManifest("chatty.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: talk
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'i=0; while true; do echo "line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"; i=$((i+1)); usleep 20000; done']
+)");
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("chatty-e2e-node")); }, std::chrono::seconds(60)));
+  std::string uid = Pod("chatty-e2e-node")["metadata"]["uid"];
+  fs::path dir = work_ / "logs" / ("default_chatty-e2e-node_" + uid) / "talk";
+  auto files = [&] {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto has_gz = [&] {
+    for (const auto& f : files())
+      if (f.size() > 3 && f.substr(f.size() - 3) == ".gz") return true;
+    return false;
+  };
+  // Rotated twice at least: a gzipped file exists beside the live log and the newest rotated one.
+  ASSERT_TRUE(WaitUntil(has_gz, std::chrono::seconds(60))) << ::testing::PrintToString(files());
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    auto now = files();
+    EXPECT_LE(now.size(), 3u) << "containerLogMaxFiles: 3 " << ::testing::PrintToString(now);
+  }
+  auto now = files();
+  ASSERT_TRUE(std::count(now.begin(), now.end(), "0.log")) << ::testing::PrintToString(now);
+  // containerd writes to the reopened 0.log: it grows and is not much larger than the limit plus a round's output.
+  auto size1 = fs::file_size(dir / "0.log");
+  ASSERT_TRUE(WaitUntil([&] {
+    std::error_code ec;
+    auto s = fs::file_size(dir / "0.log", ec);
+    return !ec && s != size1;
+  }, std::chrono::seconds(10)));
+  std::error_code ec;
+  EXPECT_LT(fs::file_size(dir / "0.log", ec), 64u * 1024);
+  // The server still serves the live log's lines, newest last.
+  auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/containerLogs/default/chatty-e2e-node/talk?tailLines=2");
+  EXPECT_EQ(code, 200);
+  EXPECT_NE(body.find("line-"), std::string::npos) << body;
+  fs::remove(work_ / "manifests" / "chatty.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
 // Kubelet network mode (--network-plugin=cni): containerd only makes the
 // network namespace (loopback), the kubelet runs bridge + host-local + portmap
 // + loopback into it, reads the pod IP from its own CNI result, and tears the

@@ -81,6 +81,8 @@ TEST(ValidatePod, RejectsWhatUpstreamRejects) {
       {"containers:\n  - {name: a, image: x, imagePullPolicy: Sometimes}\n", "imagePullPolicy: Unsupported value"},
       {"volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n  containers:\n  - {name: a, image: x}\n",
        "spec.volumes[0].hostPath.type: Unsupported value"},
+      {"securityContext: {fsGroup: 5, fsGroupChangePolicy: Sometimes}\n  containers:\n  - {name: a, image: x}\n",
+       "spec.securityContext.fsGroupChangePolicy: Unsupported value: \"Sometimes\": supported values: \"OnRootMismatch\", \"Always\""},
   };
   for (const auto& tc : cases) {
     std::string doc = std::string("kind: Pod\nmetadata: {name: p}\nspec:\n  ") + tc.spec;

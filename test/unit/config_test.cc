@@ -180,6 +180,9 @@ TEST_F(CommandLine, BadFlagsAreErrors) {
   EXPECT_FALSE(ParseCommandLine({"--sync-frequency=0s"}).ok());
   EXPECT_FALSE(ParseCommandLine({"--max-pods"}).ok());  // needs a value
   EXPECT_TRUE(ParseCommandLine({"--version"})->flags.version);
+  EXPECT_FALSE(ParseCommandLine({"--allow-privileged=maybe"}).ok());
+  EXPECT_TRUE(ParseCommandLine({})->flags.allow_privileged);
+  EXPECT_FALSE(ParseCommandLine({"--allow-privileged=false"})->flags.allow_privileged);
 }
 
 TEST(GoDuration, ParsesAndFormats) {

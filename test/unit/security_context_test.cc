@@ -101,5 +101,22 @@ TEST(SecurityContext, SandboxAndSysctls) {
   EXPECT_EQ(r.reason, "SysctlForbidden");
 }
 
+TEST(SecurityContext, PrivilegedRefusedUnlessAllowed) {
+  auto pod = MakePod(json::object(), {{"privileged", true}});
+  AdmitNode node;
+  node.name = "node1";
+  EXPECT_TRUE(AdmitPod(pod, {}, node).admit);  // upstream's default: allowed
+  node.allow_privileged = false;
+  auto r = AdmitPod(pod, {}, node);
+  EXPECT_FALSE(r.admit);
+  EXPECT_EQ(r.reason, "Forbidden");
+  EXPECT_EQ(r.message, "pod with UID \"u1\" specified privileged container, but is disallowed");
+  auto plain = MakePod(json::object(), {{"privileged", false}});
+  EXPECT_TRUE(AdmitPod(plain, {}, node).admit);
+  rt::LinuxContainerSecurityContext sc;
+  auto st = BuildContainerSecurityContext(pod, pod.spec.containers[0], {false, false}, std::nullopt, &sc);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);  // and never reaches the runtime
+}
+
 }  // namespace
 }  // namespace kubelet::kuberuntime

@@ -163,6 +163,7 @@ struct KubeletFlags {
   std::string cni_conf_dir = "/etc/cni/net.d";
   std::vector<std::string> cni_bin_dirs = {"/opt/cni/bin"};
   std::string cni_cache_dir = "/var/lib/cni/cache";
+  bool allow_privileged = true;  // --allow-privileged (deprecated upstream, where it stays true)
   int verbosity = 0;
   bool version = false;
   bool help = false;

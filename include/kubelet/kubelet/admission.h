@@ -2,7 +2,8 @@
 // Pod admission, as upstream's predicate admit handler: a pod the node cannot
 // run is rejected (phase Failed) with the upstream reason and message rather
 // than started. Checks, in upstream's order: the pod's OS, resources (pods,
-// cpu, memory), node affinity and nodeSelector, node name, host ports, then sysctls.
+// cpu, memory), node affinity and nodeSelector, node name, host ports, sysctls, then privileged
+// containers (reason Forbidden) when --allow-privileged=false.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ struct AdmitNode {
   int64_t allocatable_milli_cpu = 0;  // 0: not checked
   int64_t allocatable_memory = 0;     // 0: not checked
   std::vector<std::string> allowed_unsafe_sysctls;
+  bool allow_privileged = true;  // --allow-privileged
 };
 
 struct AdmitResult {

@@ -56,6 +56,7 @@ struct KubeletOptions {
   // Node allocatable for admission (0: not checked).
   int64_t allocatable_milli_cpu = 0;
   int64_t allocatable_memory = 0;
+  bool allow_privileged = true;  // --allow-privileged
   Duration pleg_period = std::chrono::seconds(1);
   Duration housekeeping_period = std::chrono::seconds(2);
   Duration gc_period = std::chrono::minutes(1);
