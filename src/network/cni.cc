@@ -195,6 +195,39 @@ absl::StatusOr<std::string> CNIRunner::Exec(const std::string& command, const js
   return stdout_s;
 }
 
+// Everything the kubelet can offer as runtimeConfig (libcni's capabilityArgs), cached with the result so DEL
+// after a restart still tells portmap which mappings to remove.
+json CNIRunner::CapabilityArgs(const Attachment& a) {
+  json args = json::object();
+  if (!a.port_mappings.empty()) {
+    json pm = json::array();
+    for (const auto& p : a.port_mappings) {
+      json m = {{"hostPort", p.host_port}, {"containerPort", p.container_port}, {"protocol", p.protocol}};
+      if (!p.host_ip.empty()) m["hostIP"] = p.host_ip;
+      pm.push_back(m);
+    }
+    args["portMappings"] = pm;
+  }
+  if (a.bandwidth) args["bandwidth"] = *a.bandwidth;
+  return args;
+}
+
+void CNIRunner::RestoreCapabilityArgs(const json& args, Attachment* a) {
+  if (!args.is_object()) return;
+  if (a->port_mappings.empty() && args.contains("portMappings") && args["portMappings"].is_array()) {
+    for (const auto& m : args["portMappings"]) {
+      if (!m.is_object()) continue;
+      PortMapping p;
+      p.host_port = m.value("hostPort", 0);
+      p.container_port = m.value("containerPort", 0);
+      p.protocol = m.value("protocol", "tcp");
+      p.host_ip = m.value("hostIP", "");
+      a->port_mappings.push_back(p);
+    }
+  }
+  if (!a->bandwidth && args.contains("bandwidth") && args["bandwidth"].is_object()) a->bandwidth = args["bandwidth"];
+}
+
 json CNIRunner::PluginConf(const NetworkList& net, const json& plugin, const Attachment& a, const json* prev) const {
   json conf = plugin;
   conf["name"] = net.name;
@@ -202,17 +235,10 @@ json CNIRunner::PluginConf(const NetworkList& net, const json& plugin, const Att
   if (prev && !prev->is_null()) conf["prevResult"] = *prev;
   // runtimeConfig: only what the plugin asks for in its capabilities.
   json caps = plugin.value("capabilities", json::object());
+  json args = CapabilityArgs(a);
   json rc = json::object();
-  if (caps.value("portMappings", false) && !a.port_mappings.empty()) {
-    json pm = json::array();
-    for (const auto& p : a.port_mappings) {
-      json m = {{"hostPort", p.host_port}, {"containerPort", p.container_port}, {"protocol", p.protocol}};
-      if (!p.host_ip.empty()) m["hostIP"] = p.host_ip;
-      pm.push_back(m);
-    }
-    rc["portMappings"] = pm;
-  }
-  if (caps.value("bandwidth", false) && a.bandwidth) rc["bandwidth"] = *a.bandwidth;
+  for (const auto& [cap, value] : args.items())
+    if (caps.value(cap, false)) rc[cap] = value;
   if (!rc.empty()) conf["runtimeConfig"] = rc;
   conf.erase("capabilities");
   return conf;
@@ -271,6 +297,7 @@ absl::StatusOr<AddResult> CNIRunner::Add(const Attachment& a) {
                                          json::array({"K8S_POD_NAME", a.pod_name}),
                                          json::array({"K8S_POD_INFRA_CONTAINER_ID", a.container_id}),
                                          json::array({"K8S_POD_UID", a.pod_uid})})},
+                {"capabilityArgs", CapabilityArgs(a)},
                 {"result", prev}};
   std::string path = CachePath(net->name, a.container_id, a.if_name);
   std::string tmp = path + ".tmp";
@@ -313,9 +340,11 @@ absl::Status CNIRunner::Del(const Attachment& a) {
   std::optional<NetworkList> net;
   json prev;
   std::string cache_file;
+  Attachment del = a;
   if (auto e = FindCache(a.container_id, a.if_name)) {
     cache_file = e->path;
     prev = e->data.value("result", json());
+    RestoreCapabilityArgs(e->data.value("capabilityArgs", json::object()), &del);
     auto raw = Base64Decode(e->data.value("config", ""));
     json conf = raw.ok() ? json::parse(*raw, nullptr, false) : json();
     if (conf.is_object() && conf.contains("plugins") && conf["plugins"].is_array()) {
@@ -335,7 +364,7 @@ absl::Status CNIRunner::Del(const Attachment& a) {
   absl::Status first;
   for (auto it = net->plugins.rbegin(); it != net->plugins.rend(); ++it) {
     std::string type = (*it)["type"];
-    auto out = Exec("DEL", PluginConf(*net, *it, a, prev.is_null() ? nullptr : &prev), a, type);
+    auto out = Exec("DEL", PluginConf(*net, *it, del, prev.is_null() ? nullptr : &prev), del, type);
     if (!out.ok() && first.ok()) first = out.status();
   }
   std::error_code ec;

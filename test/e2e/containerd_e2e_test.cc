@@ -61,6 +61,18 @@ std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5)
   return {code, body};
 }
 
+// A command's stdout (for reading host state such as iptables rules; nothing is changed through it).
+std::string RunCommand(const std::string& cmd) {
+  std::string out;
+  if (FILE* f = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    ::pclose(f);
+  }
+  return out;
+}
+
 std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
   std::map<std::string, std::string> out;
   std::ifstream in(path);
@@ -714,7 +726,9 @@ class KubeletNetworkE2E : public ContainerdE2E {
 
 TEST_F(KubeletNetworkE2E, KubeletAttachesAndReleasesThePodNetwork) {
   EXPECT_TRUE(ReservedIPs().empty());
-  // An init container, a sidecar and httpd with a readiness probe on the pod IP the kubelet attached.
+  // An init container, a sidecar and httpd with a readiness probe on the pod IP the kubelet attached,
+  // published on a host port through the portmap plugin.
+  int host_port = FreePort();
   WriteManifest("web.yaml", R"(apiVersion: v1
 kind: Pod
 metadata: {name: web}
@@ -736,6 +750,7 @@ spec:
     command: [httpd, -f, -p, '8080', -h, /www]
     volumeMounts: [{name: www, mountPath: /www}]
     readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+    ports: [{containerPort: 8080, hostPort: )" + std::to_string(host_port) + R"(}]
 )");
   auto ready = [] {
     json p = Pod("web-e2e-node");
@@ -753,6 +768,15 @@ spec:
   EXPECT_EQ(ReservedIPs(), std::vector<std::string>{ip});  // the kubelet's host-local reserved it
   ASSERT_TRUE(WaitUntil([&] { return HttpGet("http://" + ip + ":8080/index.html").second == "kubelet net\n"; },
                         std::chrono::seconds(20)));
+  // hostPort: portmap's DNAT (with its SNAT for 127.0.0.1) takes loopback traffic to the pod.
+  std::string via_host = "http://127.0.0.1:" + std::to_string(host_port) + "/index.html";
+  EXPECT_TRUE(WaitUntil([&] { return HttpGet(via_host).second == "kubelet net\n"; }, std::chrono::seconds(20)))
+      << "hostPort " << host_port << " did not reach the pod";
+  auto nat_rules_for_port = [&] {
+    std::string out = RunCommand("iptables -w -t nat -S 2>&1");
+    return out.find("--dport " + std::to_string(host_port) + " ") != std::string::npos;
+  };
+  EXPECT_TRUE(nat_rules_for_port());
   // The runtime reports only the stub address of its own eth0: the pod IP came from the kubelet's CNI result.
   rt::PodSandboxStatusRequest req;
   rt::ListPodSandboxRequest lreq;
@@ -785,6 +809,8 @@ spec:
   fs::remove(work_ / "manifests" / "web.yaml");
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
   EXPECT_TRUE(ReservedIPs().empty()) << "host-local still holds an IP";
+  EXPECT_FALSE(nat_rules_for_port()) << "portmap's DNAT rules outlived the pod:\n" << RunCommand("iptables -w -t nat -S");
+  EXPECT_NE(HttpGet(via_host).second, "kubelet net\n") << "the hostPort mapping outlived its pod";
 }
 
 // The kubelet as a node of a cluster (the project's fake kube-apiserver, in

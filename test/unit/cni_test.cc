@@ -125,9 +125,15 @@ TEST_F(CNITest, AddChainsPluginsAndDelUsesTheCachedResult) {
   ASSERT_TRUE(cached.has_value());
   EXPECT_EQ(cached->ips[0], "10.99.0.5");
 
-  // DEL in reverse order, with prevResult from the cache, even if the config changed meanwhile.
+  // DEL in reverse order, with prevResult from the cache, even if the config changed meanwhile, and the
+  // port mappings of the ADD (a restarted kubelet's DEL knows only the sandbox): portmap needs them to clean up.
   fs::remove(dir_ / "conf" / "10-net.conflist");
-  ASSERT_TRUE(cni_->Del(a_).ok());
+  Attachment after_restart = a_;
+  after_restart.port_mappings.clear();
+  ASSERT_TRUE(cni_->Del(after_restart).ok());
+  json chained_del = json::parse(Lines("chained.stdin").back());
+  EXPECT_EQ(chained_del["runtimeConfig"]["portMappings"][0],
+            json::parse(R"({"hostPort":8080,"containerPort":80,"protocol":"tcp"})"));
   EXPECT_EQ(Lines("chained.env").back().substr(0, 4), "DEL ");
   EXPECT_EQ(Lines("recorder.env").back().substr(0, 4), "DEL ");
   json del = json::parse(Lines("recorder.stdin").back());

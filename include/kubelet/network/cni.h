@@ -86,6 +86,8 @@ class CNIRunner {
   // Runs one plugin; its stdout on success, the plugin's error (or the exec failure) otherwise.
   absl::StatusOr<std::string> Exec(const std::string& command, const nlohmann::json& conf, const Attachment& a,
                                    const std::string& plugin_type);
+  static nlohmann::json CapabilityArgs(const Attachment& a);
+  static void RestoreCapabilityArgs(const nlohmann::json& args, Attachment* a);
   nlohmann::json PluginConf(const NetworkList& net, const nlohmann::json& plugin, const Attachment& a,
                             const nlohmann::json* prev) const;
   std::string CachePath(const std::string& net, const std::string& container_id, const std::string& if_name) const;
