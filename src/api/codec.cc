@@ -38,7 +38,8 @@ json ScalarToJson(const YAML::Node& n) {
   static const std::regex kOctal("^[-+]?0[0-7]+$");
   static const std::regex kHex("^[-+]?0x[0-9a-fA-F]+$");
   static const std::regex kInt("^[-+]?(0|[1-9][0-9_]*)$");
-  static const std::regex kFloat("^[-+]?([0-9][0-9_]*)?\\.?[0-9]*([eE][-+]?[0-9]+)?$");
+  // As go-yaml resolves floats: digits before the exponent ("e1" stays a string).
+  static const std::regex kFloat("^[-+]?(\\.[0-9]+|[0-9][0-9_]*(\\.[0-9_]*)?)([eE][-+]?[0-9]+)?$");
   try {
     if (std::regex_match(s, kOctal)) return static_cast<int64_t>(std::stoll(s, nullptr, 8));
     if (std::regex_match(s, kHex)) return static_cast<int64_t>(std::stoll(s, nullptr, 16));
@@ -51,6 +52,8 @@ json ScalarToJson(const YAML::Node& n) {
     if (s.find_first_of("0123456789") != std::string::npos && std::regex_match(s, kFloat)) return std::stod(s);
   } catch (const std::out_of_range&) {
     return std::stod(s);
+  } catch (const std::invalid_argument&) {
+    return s;
   }
   return s;
 }

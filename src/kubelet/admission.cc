@@ -1,5 +1,7 @@
 #include "kubelet/kubelet/admission.h"
 
+#include "kubelet/cm/container_manager.h"
+
 #include <cstdlib>
 
 #include "kubelet/api/quantity.h"
@@ -120,35 +122,8 @@ std::string Insufficient(const char* res, int64_t requested, int64_t used, int64
 }  // namespace
 
 std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
-  auto get = [](const api::Container& c, const char* r, bool milli) -> int64_t {
-    auto rq = c.resources.requests.find(r);
-    auto lm = c.resources.limits.find(r);
-    // Requests default to limits, as the API server defaults them.
-    std::string text = rq != c.resources.requests.end() ? rq->second : lm != c.resources.limits.end() ? lm->second : "";
-    if (text.empty()) return 0;
-    auto q = api::ParseQuantity(text);
-    if (!q.ok()) return 0;
-    return milli ? q->MilliValue() : q->Value();
-  };
-  // As upstream's PodRequests with sidecars: they run beside every later init container and the main ones.
-  int64_t cpu = 0, mem = 0, init_cpu = 0, init_mem = 0, side_cpu = 0, side_mem = 0;
-  for (const auto& c : pod.spec.containers) {
-    cpu += get(c, "cpu", true);
-    mem += get(c, "memory", false);
-  }
-  for (const auto& c : pod.spec.init_containers) {
-    int64_t ccpu = get(c, "cpu", true), cmem = get(c, "memory", false);
-    if (api::IsRestartableInitContainer(c)) {
-      side_cpu += ccpu;
-      side_mem += cmem;
-      init_cpu = std::max(init_cpu, side_cpu);
-      init_mem = std::max(init_mem, side_mem);
-    } else {
-      init_cpu = std::max(init_cpu, ccpu + side_cpu);
-      init_mem = std::max(init_mem, cmem + side_mem);
-    }
-  }
-  return {std::max(cpu + side_cpu, init_cpu), std::max(mem + side_mem, init_mem)};
+  auto t = cm::ComputePodResources(pod);
+  return {t.cpu_request_milli, t.memory_request};
 }
 
 AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {

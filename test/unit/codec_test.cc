@@ -31,6 +31,13 @@ TEST(YamlToJson, ScalarsFollowKubernetesRules) {
   EXPECT_EQ((*j)["j"], 31);
   EXPECT_EQ((*j)["k"], false);  // YAML 1.1
   EXPECT_EQ((*j)["l"], "n");    // a single letter stays a name
+  auto e = YamlToJson("a: e1\nb: 1e3\nc: .5\nd: 2.\ne: E5x\n");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)["a"], "e1");  // an exponent needs digits before it
+  EXPECT_DOUBLE_EQ((*e)["b"].get<double>(), 1000.0);
+  EXPECT_DOUBLE_EQ((*e)["c"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ((*e)["d"].get<double>(), 2.0);
+  EXPECT_EQ((*e)["e"], "E5x");
   EXPECT_FALSE(YamlToJson("a: 1\n---\nb: 2\n").ok());
   EXPECT_FALSE(YamlToJson("a: [1,\n").ok());
 }
