@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
                                       << "staticPodPath: " << (work / "manifests").string() << "\n"
                                       << "containerRuntimeEndpoint: unix://" << env["CONTAINERD_SOCK"] << "\n"
                                       << "address: 127.0.0.1\nport: 21250\nhealthzPort: 21248\n"
-                                      << "podLogsDir: " << (work / "logs").string() << "\n";
+                                      << "podLogsDir: " << (work / "logs").string() << "\n"
+                                      << "cgroupRoot: " << env["CGROUP_ROOT"] << "\n";
   pid_t pid = fork();
   if (pid == 0) {
     int fd = ::open((work / "kubelet.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

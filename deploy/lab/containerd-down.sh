@@ -21,6 +21,7 @@ fi
 for p in $(pgrep -f "containerd-shim.*$dir" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 sleep 0.2
 grep -F "$dir" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+[ -n "${CGROUP_ROOT:-}" ] && bash "$(dirname "$0")/cgroup-root.sh" down "$CGROUP_ROOT"
 [ -n "${CNI_BRIDGE:-}" ] && ip link del "$CNI_BRIDGE" 2>/dev/null
 [ -n "${CNI_DUMMY:-}" ] && ip link del "$CNI_DUMMY" 2>/dev/null
 true

@@ -6,7 +6,8 @@
 # In "kubelet" network mode containerd gets only the loopback plugin (it makes
 # the pod's network namespace and brings lo up) and the bridge network goes to
 # DIR/kubelet-cni/net.d for a kubelet run with --network-plugin=cni.
-# Leaves: DIR/containerd.sock, DIR/containerd.pid, DIR/cni/net.d, DIR/env
+# Leaves: DIR/containerd.sock, DIR/containerd.pid, DIR/cni/net.d, DIR/env (with
+# CGROUP_ROOT, a cgroup made for the kubelet's cgroupRoot)
 # Stop with containerd-down.sh DIR.
 set -euo pipefail
 dir=$(realpath -m "${1:?usage: containerd-up.sh DIR IMAGEDIR}")
@@ -76,8 +77,12 @@ done
 for img in "$images"/*.tar; do
   ctr -n k8s.io --address "$sock" images import --all-platforms "$img" >/dev/null
 done
+# The kubelet's cgroupRoot for this lab: its kubepods tree goes under it.
+cgroup_root="/kcpp-lab-$n-$$"
+bash "$(dirname "$0")/cgroup-root.sh" up "$cgroup_root"
 cat > "$dir/env" <<ENV
 CONTAINERD_SOCK=$sock
+CGROUP_ROOT=$cgroup_root
 CNI_BRIDGE=$bridge
 CNI_SUBNET=$subnet
 CNI_MODE=$mode

@@ -205,26 +205,32 @@ absl::Status ContainerManager::EnsurePodCgroup(const api::Pod& pod) {
   return absl::OkStatus();
 }
 
-absl::Status ContainerManager::DestroyPodCgroup(const std::string& uid) {
-  if (!o_.cgroups_per_qos) return absl::OkStatus();
-  absl::Status first;
+std::optional<CgroupName> ContainerManager::FindPodCgroup(const std::string& uid) const {
+  if (!o_.cgroups_per_qos) return std::nullopt;
   for (const char* qos : {"", "burstable", "besteffort"}) {
     CgroupName n = Kubepods();
     if (*qos) n.push_back(qos);
     n.push_back(kPodPrefix + uid);
-    bool exists = false;
     std::error_code ec;
     for (const char* c : {"cpu", "memory", "pids", ""}) {
       std::string d = cgroups_->Dir(n, c);
-      if (!d.empty() && std::filesystem::is_directory(d, ec)) exists = true;
+      if (!d.empty() && std::filesystem::is_directory(d, ec)) return n;
     }
-    if (!exists) continue;
+  }
+  return std::nullopt;
+}
+
+absl::Status ContainerManager::DestroyPodCgroup(const std::string& uid) {
+  if (!o_.cgroups_per_qos) return absl::OkStatus();
+  absl::Status first;
+  // A pod's QoS class never changes, but look everywhere: a leftover may sit anywhere.
+  for (int round = 0; round < 3; ++round) {
+    auto found = FindPodCgroup(uid);
+    if (!found) break;
+    const CgroupName& n = *found;
     auto st = cgroups_->Destroy(n);
-    if (st.ok()) {
-      log_->info("Removed pod cgroup podUID=\"{}\" cgroup=\"{}\"", uid, cgroups_->Name(n));
-    } else if (first.ok()) {
-      first = st;
-    }
+    if (!st.ok()) return st;
+    log_->info("Removed pod cgroup podUID=\"{}\" cgroup=\"{}\"", uid, cgroups_->Name(n));
   }
   return first;
 }

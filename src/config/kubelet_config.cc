@@ -628,6 +628,11 @@ absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c) {
     check(e == "pods" || e == "system-reserved" || e == "kube-reserved" || e == "none" ||
               e == "system-reserved-compressible" || e == "kube-reserved-compressible",
           "enforceNodeAllocatable (--enforce-node-allocatable): invalid option \"" + e + "\"");
+  bool enforces = false;
+  for (const auto& e : c.enforce_node_allocatable) enforces |= e != "none";
+  check(c.cgroups_per_qos || !enforces,
+        "invalid configuration: enforceNodeAllocatable (--enforce-node-allocatable) is not supported unless cgroupsPerQOS "
+        "(--cgroups-per-qos) feature is turned on");
   const std::string& cms = c.config_map_and_secret_change_detection_strategy;
   check(cms == "Get" || cms == "Cache" || cms == "Watch",
         "configMapAndSecretChangeDetectionStrategy: Unsupported value: \"" + cms + "\": supported values: \"Get\", \"Cache\", \"Watch\"");

@@ -197,6 +197,42 @@ class RemoteRuntimeImpl : public RemoteRuntime {
                 [&](grpc::ClientContext* c) { return runtime_->ReopenContainerLog(c, req, &resp); });
   }
 
+  absl::StatusOr<rt::RuntimeConfigResponse> RuntimeConfig() override {
+    rt::RuntimeConfigRequest req;
+    rt::RuntimeConfigResponse resp;
+    auto st = Call("runtime_config", "RuntimeConfig", opts_.timeout,
+                   [&](grpc::ClientContext* c) { return runtime_->RuntimeConfig(c, req, &resp); });
+    if (!st.ok()) return st;
+    return resp;
+  }
+
+  absl::Status UpdateContainerResources(const std::string& id, const rt::LinuxContainerResources& resources) override {
+    rt::UpdateContainerResourcesRequest req;
+    req.set_container_id(id);
+    *req.mutable_linux() = resources;
+    rt::UpdateContainerResourcesResponse resp;
+    return Call("update_container", "UpdateContainerResources", opts_.timeout,
+                [&](grpc::ClientContext* c) { return runtime_->UpdateContainerResources(c, req, &resp); });
+  }
+
+  absl::StatusOr<std::vector<rt::ContainerStats>> ListContainerStats() override {
+    rt::ListContainerStatsRequest req;
+    rt::ListContainerStatsResponse resp;
+    auto st = Call("list_container_stats", "ListContainerStats", opts_.timeout,
+                   [&](grpc::ClientContext* c) { return runtime_->ListContainerStats(c, req, &resp); });
+    if (!st.ok()) return st;
+    return std::vector<rt::ContainerStats>(resp.stats().begin(), resp.stats().end());
+  }
+
+  absl::StatusOr<std::vector<rt::PodSandboxStats>> ListPodSandboxStats() override {
+    rt::ListPodSandboxStatsRequest req;
+    rt::ListPodSandboxStatsResponse resp;
+    auto st = Call("list_podsandbox_stats", "ListPodSandboxStats", opts_.timeout,
+                   [&](grpc::ClientContext* c) { return runtime_->ListPodSandboxStats(c, req, &resp); });
+    if (!st.ok()) return st;
+    return std::vector<rt::PodSandboxStats>(resp.stats().begin(), resp.stats().end());
+  }
+
   absl::StatusOr<rt::StatusResponse> Status() override {
     rt::StatusRequest req;
     rt::StatusResponse resp;

@@ -9,6 +9,7 @@
 #include "kubelet/api/quantity.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/client/kubeconfig.h"
+#include "kubelet/cm/container_manager.h"
 #include "kubelet/config/kubelet_config.h"
 #include "kubelet/nodestatus/node_status.h"
 #include "kubelet/status/status_syncer.h"
@@ -20,6 +21,7 @@
 #include "kubelet/metrics/metrics.h"
 #include "kubelet/network/cni.h"
 #include "kubelet/server/server.h"
+#include "kubelet/stats/provider.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/node_info.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -154,8 +156,41 @@ int main(int argc, char** argv) {
     logger->info("Pod network attached by the kubelet with CNI confDir=\"{}\" ready={}{}", co.conf_dir, ready.ok(),
                  ready.ok() ? "" : " err=\"" + std::string(ready.message()) + "\"");
   }
-  auto runtime = kuberuntime::NewRuntimeManager(
-      {remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock, env_source.get(), cni.get()}, rmo);
+  // The cgroup tree: kubepods (node allocatable), the QoS cgroups and one cgroup per pod.
+  std::unique_ptr<cm::ContainerManager> container_manager;
+  if (cfg.cgroups_per_qos) {
+    auto layout = cm::DetectCgroupLayout();
+    if (!layout.ok()) {
+      logger->error("Failed to start ContainerManager err=\"{}\"", layout.status().message());
+      return 1;
+    }
+    cm::ContainerManagerOptions cmo;
+    cmo.cgroup_root = cfg.cgroup_root.empty() ? "/" : cfg.cgroup_root;
+    cmo.cgroups_per_qos = cfg.cgroups_per_qos;
+    cmo.enforce_node_allocatable = cfg.enforce_node_allocatable;
+    cmo.system_reserved_cgroup = cfg.system_reserved_cgroup;
+    cmo.kube_reserved_cgroup = cfg.kube_reserved_cgroup;
+    cmo.system_reserved = cfg.system_reserved;
+    cmo.kube_reserved = cfg.kube_reserved;
+    cmo.cpu_cfs_quota = cfg.cpu_cfs_quota;
+    cmo.cpu_cfs_quota_period = std::chrono::duration_cast<std::chrono::microseconds>(cfg.cpu_cfs_quota_period);
+    cmo.pod_pids_limit = cfg.pod_pids_limit;
+    cmo.capacity = {static_cast<int64_t>(sysconf(_SC_NPROCESSORS_ONLN)) * 1000, MachineMemoryBytes(), MachinePidMax()};
+    container_manager = std::make_unique<cm::ContainerManager>(
+        std::make_unique<cm::CgroupManager>(*layout, cfg.cgroup_driver), cmo);
+    logger->info("Creating Container Manager object based on Node Config cgroupRoot=\"{}\" cgroupDriver=\"{}\" "
+                 "cgroupVersion={} enforceNodeAllocatable=[{}]",
+                 cmo.cgroup_root, cfg.cgroup_driver, layout->version == cm::CgroupVersion::kV2 ? "v2" : "v1",
+                 [&] {
+                   std::string all;
+                   for (const auto& e : cfg.enforce_node_allocatable) all += (all.empty() ? "" : ",") + e;
+                   return all;
+                 }());
+  }
+  kuberuntime::RuntimeManagerDeps rmd{remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock,
+                                      env_source.get(), cni.get()};
+  if (auto* cmp = container_manager.get()) rmd.pod_cgroup_parent = [cmp](const api::Pod& pod) { return cmp->PodCgroupParent(pod); };
+  auto runtime = kuberuntime::NewRuntimeManager(rmd, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
   std::unique_ptr<nodestatus::NodeStatusManager> node_status;
@@ -215,9 +250,16 @@ int main(int argc, char** argv) {
   auto* ns_ptr = node_status.get();
   std::function<std::string()> node_uid;
   if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };
-  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid});
+  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,
+                              container_manager.get()});
 
-  server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name});
+  stats::ProviderOptions spo;
+  spo.node_name = node_name;
+  spo.root_dir = flags.root_dir;
+  spo.pod_logs_dir = cfg.pod_logs_dir;
+  spo.machine_memory = MachineMemoryBytes();
+  stats::StatsProvider stats_provider(remote.get(), remote.get(), container_manager.get(), &clock, spo);
+  server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name, &stats_provider});
   if (auto st = srv.Start(); !st.ok()) {
     logger->error("Failed to start the kubelet servers err=\"{}\"", st.message());
     return 1;
@@ -241,6 +283,21 @@ int main(int argc, char** argv) {
     wait = std::min(wait * 2, std::chrono::milliseconds(30000));
   }
 
+  if (container_manager) {
+    // The runtime's cgroup driver where it reports it (CRI RuntimeConfig, v1.28+); older runtimes leave the config's.
+    std::optional<std::string> runtime_driver;
+    if (auto rc = remote->RuntimeConfig(); rc.ok() && rc->has_linux()) {
+      runtime_driver = rc->linux().cgroup_driver() == cri::rt::SYSTEMD ? "systemd" : "cgroupfs";
+    } else {
+      KLOG_V(logger, 2)("Container runtime does not report its cgroup driver, using the configured one cgroupDriver=\"{}\"",
+                        cfg.cgroup_driver);
+    }
+    if (auto st = container_manager->Start(runtime_driver); !st.ok()) {
+      logger->error("Failed to start ContainerManager err=\"{}\"", st.message());
+      srv.Stop();
+      return 1;
+    }
+  }
   if (api_recorder) api_recorder->NodeEvent("Normal", "Starting", "Starting kubelet.");
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();

@@ -345,7 +345,37 @@ void Kubelet::Housekeeping() {
     for (const auto& [uid, _] : desired) keep_status.insert(uid);
     status_.RemoveOrphanedStatuses(keep_status);
     probes_->CleanupPods(keep_status);
+    // Pod cgroups of pods nobody wants and nothing runs in (e.g. left by a kubelet that stopped mid-teardown).
+    if (d_.container_manager) {
+      std::set<std::string> running_uids;
+      for (const auto& rp : running) running_uids.insert(rp.uid);
+      for (const auto& uid : d_.container_manager->PodCgroupUIDs()) {
+        if (desired.count(uid) || running_uids.count(uid) || workers_->IsKnown(uid)) continue;
+        log_->info("Orphaned pod found, removing pod cgroups podUID=\"{}\"", uid);
+        if (auto st = d_.container_manager->DestroyPodCgroup(uid); !st.ok())
+          log_->error("Failed to remove orphaned pod cgroup podUID=\"{}\" err=\"{}\"", uid, st.message());
+      }
+      if (d_.clock->Now() - last_qos_update_ >= std::chrono::minutes(1)) UpdateQOSCgroups();
+    }
   }
+}
+
+void Kubelet::UpdateQOSCgroups() {
+  if (!d_.container_manager) return;
+  std::vector<api::Pod> pods;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [uid, p] : pods_) pods.push_back(p);
+    last_qos_update_ = d_.clock->Now();
+  }
+  std::vector<const api::Pod*> active;
+  for (const auto& p : pods) {
+    auto st = status_.GetPodStatus(p.metadata.uid);
+    if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
+    active.push_back(&p);
+  }
+  if (auto st = d_.container_manager->UpdateQOSCgroups(active); !st.ok())
+    log_->error("Failed to update QoS cgroup configuration err=\"{}\"", st.message());
 }
 
 void Kubelet::GCLoop() {
@@ -427,6 +457,15 @@ absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
     KLOG_V(log_, 2)("Pod is terminal, stopping it pod=\"{}\" phase={}", PodDesc(pod), st->phase);
     return true;
   }
+  // The pod cgroup (with the pod's limits) before anything of the pod runs; the QoS cgroups follow a new pod.
+  if (d_.container_manager) {
+    if (auto cg = d_.container_manager->EnsurePodCgroup(pod); !cg.ok()) {
+      d_.recorder->PodEvent(pod, events::kWarning, "FailedCreatePodContainer",
+                            "unable to ensure pod container exists: " + std::string(cg.message()));
+      return cg;
+    }
+    if (type == UpdateType::kCreate) UpdateQOSCgroups();
+  }
   kuberuntime::ProbeLookup lookup;
   lookup.liveness = [this](const std::string& id) { return probes_->Liveness(id); };
   lookup.startup = [this](const std::string& id) { return probes_->Startup(id); };
@@ -461,6 +500,12 @@ absl::Status Kubelet::SyncTerminatingPod(const std::string& uid, const api::Pod*
 }
 
 absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* pod) {
+  // Nothing of the pod runs any more: its cgroup goes (also for a finished pod that stays).
+  if (d_.container_manager) {
+    if (auto st = d_.container_manager->DestroyPodCgroup(uid); !st.ok())
+      log_->error("Failed to remove the pod cgroup podUID=\"{}\" err=\"{}\"", uid, st.message());
+    UpdateQOSCgroups();
+  }
   // A pod that finished but is still wanted keeps its exited containers for its status.
   bool deleting = BeingDeleted(uid);
   if (!deleting) return absl::OkStatus();

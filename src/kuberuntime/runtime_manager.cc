@@ -759,6 +759,8 @@ class RuntimeManagerImpl : public RuntimeManager {
     ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);
     ns->set_ipc(pod.spec.host_ipc ? cri::rt::NODE : cri::rt::POD);
     BuildSandboxSecurityContext(pod, Security(), c.mutable_linux());
+    if (d_.pod_cgroup_parent)
+      if (std::string parent = d_.pod_cgroup_parent(pod); !parent.empty()) c.mutable_linux()->set_cgroup_parent(parent);
     return c;
   }
 

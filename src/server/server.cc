@@ -1,5 +1,7 @@
 #include "kubelet/server/server.h"
 
+#include "kubelet/stats/provider.h"
+
 #include "kubelet/api/codec.h"
 #include "kubelet/kubelet/kubelet.h"
 #include "kubelet/kuberuntime/logs.h"
@@ -166,6 +168,31 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
     std::string body = kubelet_ ? serializer.Serialize(kubelet_->probes().registry().Collect()) : "";
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", body, {}};
   }));
+  if (o_.stats) {
+    s->Handle("/stats/summary", wrap("stats/summary", [this](const Request& req) {
+      auto summary = o_.stats->Get();
+      if (!summary.ok())
+        return Response{500, "text/plain; charset=utf-8", "Internal Error: " + std::string(summary.status().message()), {}};
+      nlohmann::json j = stats::EncodeSummary(**summary);
+      // only_cpu_and_memory=true: what metrics-server asks for.
+      if (auto q = req.query.find("only_cpu_and_memory"); q != req.query.end() && q->second == "true") {
+        nlohmann::json slim = {{"node", {{"nodeName", j["node"]["nodeName"]}, {"startTime", j["node"]["startTime"]},
+                                         {"cpu", j["node"]["cpu"]}, {"memory", j["node"]["memory"]},
+                                         {"systemContainers", j["node"]["systemContainers"]}}},
+                               {"pods", nlohmann::json::array()}};
+        for (const auto& p : j["pods"])
+          slim["pods"].push_back({{"podRef", p["podRef"]}, {"startTime", p["startTime"]}, {"containers", p["containers"]},
+                                  {"cpu", p["cpu"]}, {"memory", p["memory"]}});
+        j = slim;
+      }
+      return Json(j);
+    }));
+    s->Handle("/metrics/resource", wrap("metrics/resource", [this](const Request&) {
+      auto summary = o_.stats->Get();
+      std::string body = stats::EncodeResourceMetrics(summary.ok() ? summary->get() : nullptr, !summary.ok());
+      return Response{200, "text/plain; version=0.0.4; charset=utf-8", body, {}};
+    }));
+  }
   s->Handle("/metrics", wrap("metrics", [this](const Request&) {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
   }));

@@ -54,3 +54,14 @@ std::string DetectNodeIP() {
 }
 
 }  // namespace kubelet
+
+namespace kubelet {
+
+int64_t MachinePidMax() {
+  std::ifstream in("/proc/sys/kernel/pid_max");
+  int64_t v = 0;
+  if (!(in >> v)) return 0;
+  return v;
+}
+
+}  // namespace kubelet

@@ -104,6 +104,7 @@ class ContainerdE2E : public ::testing::Test {
         << "containerRuntimeEndpoint: unix://" << env_["CONTAINERD_SOCK"] << "\n"
         << "address: 127.0.0.1\nport: " << port_ << "\nhealthzPort: " << healthz_port_ << "\n"
         << "podLogsDir: " << (work_ / "logs").string() << "\n"
+        << "cgroupRoot: " << env_["CGROUP_ROOT"] << "\n"
         << "fileCheckFrequency: 5s\n"
         << "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n";
     std::ofstream(work_ / "config.yaml", std::ios::app) << extra_config_;
@@ -687,6 +688,73 @@ spec:
   EXPECT_NE(body.find("line-"), std::string::npos) << body;
   fs::remove(work_ / "manifests" / "chatty.yaml");
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
+// The QoS cgroup tree on real cgroups (v1 here), under the lab's cgroupRoot:
+// kubepods with node allocatable, burstable/besteffort, one cgroup per pod
+// with the pod's limits, the runtime's container cgroups inside it.
+TEST_F(ContainerdE2E, PodsLandInTheirQoSCgroups) {
+  const std::string root = env_["CGROUP_ROOT"];
+  ASSERT_FALSE(root.empty());
+  const fs::path mem = "/sys/fs/cgroup/memory" + root, cpu = "/sys/fs/cgroup/cpu" + root, pids = "/sys/fs/cgroup/pids" + root;
+  if (!fs::is_directory(mem)) GTEST_SKIP() << "no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory";
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  // kubepods: capacity (no reservations in this config): all CPUs' shares, MemTotal.
+  EXPECT_EQ(slurp(cpu / "kubepods" / "cpu.shares"), std::to_string(sysconf(_SC_NPROCESSORS_ONLN) * 1024));
+  EXPECT_EQ(slurp(cpu / "kubepods" / "besteffort" / "cpu.shares"), "2");
+  EXPECT_TRUE(fs::is_directory(mem / "kubepods" / "burstable"));
+  auto manifest = [](const std::string& name, const std::string& resources) {
+    return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + "}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+           "  containers:\n  - name: c\n    image: kubelet-cpp.local/busybox:1.35\n    command: [sleep, '3600']\n"
+           "    resources: " + resources + "\n";
+  };
+  WriteManifest("qos-g.yaml", manifest("qos-g", "{limits: {cpu: 500m, memory: 64Mi}}"));
+  WriteManifest("qos-b.yaml", manifest("qos-b", "{requests: {cpu: 250m, memory: 32Mi}, limits: {memory: 96Mi}}"));
+  WriteManifest("qos-e.yaml", manifest("qos-e", "{}"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("qos-g-e2e-node")) && Running(Pod("qos-b-e2e-node")) && Running(Pod("qos-e-e2e-node")); },
+                        std::chrono::seconds(60)))
+      << Pods().dump(2);
+  struct Want {
+    std::string pod, qos_dir, shares, quota, memory;
+  };
+  std::vector<Want> wants = {{"qos-g-e2e-node", "", "512", "50000", std::to_string(64 << 20)},
+                             {"qos-b-e2e-node", "burstable", "256", "-1", std::to_string(96 << 20)},
+                             {"qos-e-e2e-node", "besteffort", "2", "-1", ""}};
+  std::vector<fs::path> pod_dirs;
+  for (const auto& w : wants) {
+    json p = Pod(w.pod);
+    std::string uid = p["metadata"]["uid"];
+    fs::path rel = fs::path("kubepods") / w.qos_dir / ("pod" + uid);
+    SCOPED_TRACE(w.pod + " -> " + rel.string());
+    EXPECT_EQ(p["status"]["qosClass"], w.qos_dir.empty() ? "Guaranteed" : w.qos_dir == "burstable" ? "Burstable" : "BestEffort");
+    ASSERT_TRUE(fs::is_directory(mem / rel));
+    pod_dirs.push_back(mem / rel);
+    EXPECT_EQ(slurp(cpu / rel / "cpu.shares"), w.shares);
+    EXPECT_EQ(slurp(cpu / rel / "cpu.cfs_quota_us"), w.quota);
+    if (!w.memory.empty()) EXPECT_EQ(slurp(mem / rel / "memory.limit_in_bytes"), w.memory);
+    else EXPECT_NE(slurp(mem / rel / "memory.limit_in_bytes"), std::to_string(64 << 20));
+    // The container's processes run in a cgroup of the runtime's inside the pod cgroup.
+    auto running = Containers(uid);
+    ASSERT_EQ(running.size(), 1u);
+    int pid = ContainerPid(running[0].id());
+    ASSERT_GT(pid, 0);
+    std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string line, memory_line;
+    while (std::getline(cg, line))
+      if (line.find(":memory:") != std::string::npos) memory_line = line;
+    EXPECT_NE(memory_line.find(root + "/" + rel.string() + "/"), std::string::npos) << memory_line;
+  }
+  // The burstable QoS cgroup follows its pods' cpu requests.
+  ASSERT_TRUE(WaitUntil([&] { return slurp(cpu / "kubepods" / "burstable" / "cpu.shares") == "256"; }, std::chrono::seconds(20)));
+  // Removing the pods removes their cgroups.
+  for (const char* f : {"qos-g.yaml", "qos-b.yaml", "qos-e.yaml"}) fs::remove(work_ / "manifests" / f);
+  for (const auto& d : pod_dirs)
+    EXPECT_TRUE(WaitUntil([&] { return !fs::exists(d); }, std::chrono::seconds(30))) << d << " outlived its pod";
 }
 
 // Kubelet network mode (--network-plugin=cni): containerd only makes the

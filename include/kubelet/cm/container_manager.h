@@ -79,6 +79,8 @@ class ContainerManager {
   absl::Status EnsurePodCgroup(const api::Pod& pod);
   /** Removes pod<uid> wherever it is (killing leftovers). */
   absl::Status DestroyPodCgroup(const std::string& uid);
+  /** Where pod<uid> is in the QoS tree, if anywhere. */
+  std::optional<CgroupName> FindPodCgroup(const std::string& uid) const;
   /** UIDs of every pod cgroup under the QoS tree. */
   std::set<std::string> PodCgroupUIDs() const;
   /** Burstable's cpu shares from the active burstable pods' requests; besteffort's kept at 2. */

@@ -45,6 +45,11 @@ class RuntimeService {
   virtual absl::StatusOr<rt::StatusResponse> Status() = 0;
   /** Has the runtime reopen the container's log file (after the kubelet renamed it away for rotation). */
   virtual absl::Status ReopenContainerLog(const std::string& id) = 0;
+  /** The runtime's cgroup driver (CRI RuntimeConfig); Unimplemented on runtimes older than CRI v1.28. */
+  virtual absl::StatusOr<rt::RuntimeConfigResponse> RuntimeConfig() = 0;
+  virtual absl::Status UpdateContainerResources(const std::string& id, const rt::LinuxContainerResources& resources) = 0;
+  virtual absl::StatusOr<std::vector<rt::ContainerStats>> ListContainerStats() = 0;
+  virtual absl::StatusOr<std::vector<rt::PodSandboxStats>> ListPodSandboxStats() = 0;
 };
 
 class ImageService {

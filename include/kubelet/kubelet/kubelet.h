@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kubelet/api/types.h"
+#include "kubelet/cm/container_manager.h"
 #include "kubelet/config/kubelet_config.h"
 #include "kubelet/config/pod_source.h"
 #include "kubelet/events/recorder.h"
@@ -43,6 +44,8 @@ struct Dependencies {
   status::PodStatusSyncer* status_syncer = nullptr;
   // The Node's UID once registered: owner of mirror pods.
   std::function<std::string()> node_uid;
+  // The cgroup tree (pod cgroups, QoS cgroups); null: the runtime places pods itself (cgroupsPerQOS off, tests).
+  cm::ContainerManager* container_manager = nullptr;
 };
 
 struct KubeletOptions {
@@ -96,6 +99,7 @@ class Kubelet {
   void HandleChanges(std::vector<config::PodChange> changes);
   void HandlePLEG(const std::vector<pleg::PodLifecycleEvent>& events);
   void Housekeeping();
+  void UpdateQOSCgroups();
   void GCLoop();
   void Push(LoopEvent ev, bool may_drop);
   std::optional<prober::PodView> ProbeView(const std::string& uid) const;
@@ -123,6 +127,7 @@ class Kubelet {
   std::unique_ptr<prober::ProbeManager> probes_;
   AdmitNode admit_node_;
   std::set<std::string> start_recorded_;
+  TimePoint last_qos_update_{};
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
 
   std::mutex loop_mu_;

@@ -132,6 +132,8 @@ struct RuntimeManagerDeps {
   EnvSource* env_source = nullptr;  // ConfigMaps, Secrets, Services; null standalone
   // Kubelet network mode (--network-plugin=cni): the kubelet attaches the pod network itself. Null: the runtime does.
   network::CNIRunner* cni = nullptr;
+  // The pod cgroup in the driver's form (the sandbox's cgroup_parent); unset or empty: the runtime's default.
+  std::function<std::string(const api::Pod&)> pod_cgroup_parent;
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);

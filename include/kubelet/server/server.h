@@ -19,6 +19,9 @@ class RuntimeManager;
 namespace metrics {
 class KubeletMetrics;
 }
+namespace stats {
+class StatsProvider;
+}
 }  // namespace kubelet
 
 namespace kubelet::server {
@@ -27,6 +30,7 @@ struct KubeletServerOptions {
   config::KubeletConfiguration config;
   std::string cert_dir;
   std::string node_name;
+  stats::StatsProvider* stats = nullptr;  // /stats/summary and /metrics/resource; null: not served
 };
 
 class KubeletServer {

@@ -1,0 +1,146 @@
+#pragma once
+// Node and pod statistics, as upstream's Summary API (stats/v1alpha1) shows
+// them: the node from the root cgroup, /proc and statfs; pods from their pod
+// cgroups (cpu, memory) and the sandbox's network namespace; containers from
+// CRI ListContainerStats; the image filesystem from CRI ImageFsInfo. One
+// collection serves every reader until it is older than the max age, so a
+// scrape, the eviction manager and image GC share the cost.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <absl/status/statusor.h>
+#include <nlohmann/json.hpp>
+
+#include "kubelet/cm/container_manager.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/util/clock.h"
+
+namespace kubelet::stats {
+
+struct CpuStats {
+  TimePoint time{};
+  std::optional<uint64_t> usage_nano_cores;  // a rate: needs an earlier sample
+  uint64_t usage_core_nano_seconds = 0;
+};
+
+struct MemoryStats {
+  TimePoint time{};
+  std::optional<uint64_t> available_bytes;
+  uint64_t usage_bytes = 0;
+  uint64_t working_set_bytes = 0;
+  uint64_t rss_bytes = 0;
+  uint64_t page_faults = 0;
+  uint64_t major_page_faults = 0;
+};
+
+struct FsStats {
+  TimePoint time{};
+  uint64_t available_bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t inodes_free = 0;
+  uint64_t inodes = 0;
+  uint64_t inodes_used = 0;
+};
+
+struct InterfaceStats {
+  std::string name;
+  uint64_t rx_bytes = 0, rx_errors = 0, tx_bytes = 0, tx_errors = 0;
+};
+
+struct NetworkStats {
+  TimePoint time{};
+  std::vector<InterfaceStats> interfaces;  // the first is the default one
+};
+
+struct ContainerStats {
+  std::string name;
+  std::string id;
+  TimePoint start_time{};
+  CpuStats cpu;
+  MemoryStats memory;
+  std::optional<FsStats> rootfs;
+};
+
+struct PodStats {
+  std::string name, namespace_, uid;
+  TimePoint start_time{};
+  std::vector<ContainerStats> containers;
+  CpuStats cpu;
+  MemoryStats memory;
+  std::optional<NetworkStats> network;
+  uint64_t process_count = 0;
+  uint64_t ephemeral_used_bytes = 0;  // writable layers + logs
+};
+
+struct NodeStats {
+  std::string node_name;
+  TimePoint start_time{};
+  CpuStats cpu;
+  MemoryStats memory;
+  std::optional<NetworkStats> network;
+  FsStats fs;                     // nodefs: the kubelet's root dir
+  std::optional<FsStats> image_fs;  // the runtime's image filesystem
+  uint64_t max_pid = 0, cur_proc = 0;
+  std::optional<CpuStats> pods_cpu;        // the kubepods cgroup ("pods" system container)
+  std::optional<MemoryStats> pods_memory;
+};
+
+struct Summary {
+  NodeStats node;
+  std::vector<PodStats> pods;
+};
+
+/** The Summary API object (k8s.io/kubelet/pkg/apis/stats/v1alpha1). */
+nlohmann::json EncodeSummary(const Summary& s);
+/** /metrics/resource in the Prometheus text format, with the sample times as upstream. */
+std::string EncodeResourceMetrics(const Summary* s, bool scrape_error);
+
+struct ProviderOptions {
+  std::string node_name;
+  std::string root_dir = "/var/lib/kubelet";
+  std::string pod_logs_dir = "/var/log/pods";
+  std::string proc_dir = "/proc";
+  Duration max_age = std::chrono::seconds(10);
+  int64_t machine_memory = 0;
+};
+
+class StatsProvider {
+ public:
+  StatsProvider(cri::RuntimeService* runtime, cri::ImageService* images, cm::ContainerManager* cm, const Clock* clock,
+                ProviderOptions o);
+  /** The latest collection, collected now if older than max_age. */
+  absl::StatusOr<std::shared_ptr<const Summary>> Get();
+  /** Collects now (the eviction manager wants fresh numbers). */
+  absl::StatusOr<std::shared_ptr<const Summary>> Refresh();
+
+ private:
+  absl::StatusOr<Summary> Collect();
+  std::optional<uint64_t> Rate(const std::string& key, TimePoint t, uint64_t cumulative_ns);
+  cri::RuntimeService* runtime_;
+  cri::ImageService* images_;
+  cm::ContainerManager* cm_;
+  const Clock* clock_;
+  ProviderOptions o_;
+  std::mutex collect_mu_;  // one collection at a time
+  std::mutex mu_;
+  std::shared_ptr<const Summary> latest_;
+  TimePoint latest_at_{};
+  struct Sample {
+    TimePoint t;
+    uint64_t ns;
+  };
+  std::map<std::string, Sample> samples_;      // for usageNanoCores; pruned to what the last round saw
+  std::map<std::string, Sample> next_samples_;
+  std::map<std::string, int> sandbox_pids_;    // sandbox id -> pid (network namespace), pruned likewise
+  TimePoint node_start_{};
+};
+
+}  // namespace kubelet::stats
