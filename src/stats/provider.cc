@@ -187,7 +187,9 @@ std::string EncodeResourceMetrics(const Summary* s, bool scrape_error) {
     return o;
   };
   auto header = [&](const char* name, const char* help) {
-    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+    std::string n = name;
+    bool counter = n.size() > 6 && n.compare(n.size() - 6, 6, "_total") == 0;  // the cpu usages, counters upstream
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << (counter ? " counter" : " gauge") << "\n";
   };
   if (s) {
     header("container_cpu_usage_seconds_total", "[STABLE] Cumulative cpu time consumed by the container in core-seconds");

@@ -757,6 +757,75 @@ TEST_F(ContainerdE2E, PodsLandInTheirQoSCgroups) {
     EXPECT_TRUE(WaitUntil([&] { return !fs::exists(d); }, std::chrono::seconds(30))) << d << " outlived its pod";
 }
 
+// /stats/summary and /metrics/resource from the real runtime and cgroups.
+TEST_F(ContainerdE2E, StatsSummaryAndResourceMetrics) {
+  WriteManifest("stats.yaml", R"(apiVersion: v1
+kind: Pod
+metadata: {name: stats}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hog
+    image: kubelet-cpp.local/busybox:1.35
+    command: [sh, -c, 'head -c 24m /dev/zero > /dev/shm/fill; exec sleep 3600']
+    resources: {limits: {memory: 128Mi}}
+)");
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("stats-e2e-node")); }, std::chrono::seconds(60)));
+  std::string uid = Pod("stats-e2e-node")["metadata"]["uid"];
+  auto summary = [] {
+    auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/stats/summary");
+    return code == 200 ? json::parse(body, nullptr, false) : json();
+  };
+  auto pod_of = [&](const json& s) -> json {
+    if (!s.is_object()) return nullptr;
+    for (const auto& p : s["pods"])
+      if (p["podRef"]["uid"] == uid) return p;
+    return nullptr;
+  };
+  // The 24 MiB the container wrote to its shm count in its pod's working set; a rate needs a second sample.
+  json s, p;
+  ASSERT_TRUE(WaitUntil([&] {
+    s = summary();
+    p = pod_of(s);
+    return !p.is_null() && p["memory"].value("workingSetBytes", 0ull) >= 24ull << 20 && p["cpu"].contains("usageNanoCores") &&
+           s["node"]["cpu"].contains("usageNanoCores");
+  }, std::chrono::seconds(40))) << s.dump(2);
+  EXPECT_EQ(p["podRef"]["name"], "stats-e2e-node");
+  EXPECT_EQ(p["podRef"]["namespace"], "default");
+  ASSERT_EQ(p["containers"].size(), 1u);
+  EXPECT_EQ(p["containers"][0]["name"], "hog");
+  EXPECT_GE(p["containers"][0]["memory"]["workingSetBytes"].get<uint64_t>(), 24ull << 20);
+  EXPECT_GT(p["cpu"]["usageCoreNanoSeconds"].get<uint64_t>(), 0u);
+  EXPECT_LE(p["memory"]["workingSetBytes"].get<uint64_t>() + p["memory"]["availableBytes"].get<uint64_t>(), 128ull << 20);
+  EXPECT_GE(p["process_stats"]["process_count"].get<int>(), 2);  // pause and sleep
+  ASSERT_TRUE(p.contains("network")) << p.dump(2);
+  EXPECT_EQ(p["network"]["name"], "eth0");
+  const json& node = s["node"];
+  EXPECT_EQ(node["nodeName"], "e2e-node");
+  EXPECT_GT(node["memory"]["availableBytes"].get<uint64_t>(), 0u);
+  EXPECT_GT(node["memory"]["workingSetBytes"].get<uint64_t>(), 24ull << 20);
+  EXPECT_GT(node["fs"]["capacityBytes"].get<uint64_t>(), node["fs"]["availableBytes"].get<uint64_t>());
+  EXPECT_GT(node["runtime"]["imageFs"]["usedBytes"].get<uint64_t>(), 0u);  // busybox and pause
+  EXPECT_GT(node["rlimit"]["maxpid"].get<uint64_t>(), node["rlimit"]["curproc"].get<uint64_t>());
+  EXPECT_EQ(node["systemContainers"][0]["name"], "pods");
+  EXPECT_GE(node["systemContainers"][0]["memory"]["workingSetBytes"].get<uint64_t>(), 24ull << 20);
+
+  auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/resource");
+  ASSERT_EQ(code, 200);
+  for (const std::string want : {"pod_memory_working_set_bytes{namespace=\"default\",pod=\"stats-e2e-node\"} ",
+                                 "container_cpu_usage_seconds_total{container=\"hog\",namespace=\"default\",pod=\"stats-e2e-node\"} ",
+                                 "node_memory_working_set_bytes ", "resource_scrape_error 0"})
+    EXPECT_NE(body.find(want), std::string::npos) << want << "\n" << body;
+  std::string file = (work_ / "resource-metrics.txt").string();
+  std::ofstream(file) << body;
+  int rc = std::system(("promtool check metrics < " + file + " > " + file + ".lint 2>&1").c_str());
+  std::ifstream lint(file + ".lint");
+  std::string out((std::istreambuf_iterator<char>(lint)), {});
+  EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
+  fs::remove(work_ / "manifests" / "stats.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
+}
+
 // Kubelet network mode (--network-plugin=cni): containerd only makes the
 // network namespace (loopback), the kubelet runs bridge + host-local + portmap
 // + loopback into it, reads the pod IP from its own CNI result, and tears the
