@@ -45,4 +45,16 @@ absl::StatusOr<Quantity> ParseQuantity(const std::string& s) {
   return q;
 }
 
+std::string FormatBinarySI(int64_t v) {
+  if (v == 0) return "0";
+  static const char* kSuffix[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+  int i = 0;
+  int64_t n = v;
+  while (i < 6 && n % 1024 == 0) {
+    n /= 1024;
+    ++i;
+  }
+  return std::to_string(n) + kSuffix[i];
+}
+
 }  // namespace kubelet::api

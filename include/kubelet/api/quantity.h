@@ -15,4 +15,7 @@ struct Quantity {
 
 absl::StatusOr<Quantity> ParseQuantity(const std::string& s);
 
+/** An integer in Quantity's canonical BinarySI form: the largest power-of-1024 suffix that divides it ("100Mi", "1500"). */
+std::string FormatBinarySI(int64_t v);
+
 }  // namespace kubelet::api

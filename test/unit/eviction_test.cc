@@ -1,0 +1,243 @@
+// The eviction manager on fake stats: threshold parsing, observations,
+// upstream's ranking for memory and pids, messages, conditions with the
+// transition period, soft grace periods, minimum reclaim, node-level reclaim
+// before evicting for disk, critical pods spared, and admission under pressure.
+#include <gtest/gtest.h>
+
+#include "kubelet/api/codec.h"
+#include "kubelet/eviction/eviction_manager.h"
+
+namespace kubelet::eviction {
+namespace {
+
+using json = nlohmann::json;
+constexpr int64_t Mi = 1 << 20;
+
+api::Pod MakePod(const std::string& name, const std::string& resources, int priority = 0, bool is_static = false,
+                 const std::string& extra_spec = "") {
+  std::string doc = "kind: Pod\nmetadata:\n  name: " + name + "\n  namespace: ns\n  uid: uid-" + name + "\n";
+  if (is_static) doc += "  annotations: {kubernetes.io/config.source: file}\n";
+  doc += "spec:\n  priority: " + std::to_string(priority) + "\n" + extra_spec + "  containers:\n  - name: c\n    image: x:1\n    resources: " +
+         resources + "\n";
+  auto j = api::ParseDocument(doc);
+  EXPECT_TRUE(j.ok()) << j.status();
+  api::ApplyPodDefaults(*j);
+  auto pod = api::DecodePod(*j);
+  EXPECT_TRUE(pod.ok()) << pod.status() << doc;
+  return *pod;
+}
+
+stats::PodStats PodUsage(const api::Pod& p, int64_t memory, uint64_t procs = 1) {
+  stats::PodStats s;
+  s.name = p.metadata.name;
+  s.namespace_ = p.metadata.namespace_;
+  s.uid = p.metadata.uid;
+  s.memory.working_set_bytes = static_cast<uint64_t>(memory);
+  s.process_count = procs;
+  stats::ContainerStats c;
+  c.name = "c";
+  c.memory.working_set_bytes = static_cast<uint64_t>(memory);
+  s.containers.push_back(c);
+  return s;
+}
+
+stats::Summary NodeWith(int64_t mem_available, int64_t mem_working_set) {
+  stats::Summary s;
+  s.node.memory.available_bytes = static_cast<uint64_t>(mem_available);
+  s.node.memory.working_set_bytes = static_cast<uint64_t>(mem_working_set);
+  s.node.fs.capacity_bytes = 100ull << 30;
+  s.node.fs.available_bytes = 50ull << 30;
+  s.node.fs.inodes = 1000000;
+  s.node.fs.inodes_free = 900000;
+  s.node.max_pid = 32768;
+  s.node.cur_proc = 300;
+  return s;
+}
+
+TEST(Thresholds, ParseAsUpstream) {
+  auto t = ParseThresholds({{"memory.available", "100Mi"}, {"nodefs.available", "10%"}, {"imagefs.available", "0%"}},
+                           {{"memory.available", "300Mi"}}, {{"memory.available", "1m30s"}}, {{"memory.available", "50Mi"}});
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->size(), 3u);  // "0%" is no threshold
+  EXPECT_EQ(*(*t)[0].quantity, 100 * Mi);
+  EXPECT_EQ(*(*t)[0].min_reclaim_quantity, 50 * Mi);
+  EXPECT_DOUBLE_EQ((*t)[1].percentage, 0.10);
+  EXPECT_FALSE((*t)[2].hard);
+  EXPECT_EQ((*t)[2].grace_period, std::chrono::seconds(90));
+  EXPECT_EQ(ParseThresholds({{"memory.free", "1Mi"}}, {}, {}, {}).status().message(), "unsupported eviction signal memory.free");
+  EXPECT_FALSE(ParseThresholds({{"nodefs.available", "120%"}}, {}, {}, {}).ok());
+  EXPECT_EQ(ParseThresholds({}, {{"memory.available", "1Gi"}}, {}, {}).status().message(),
+            "no grace period specified for soft eviction threshold memory.available");
+  EXPECT_EQ(ThresholdValue((*t)[1], 1000), 100);
+}
+
+TEST(Thresholds, ObservationsFromTheSummary) {
+  auto s = NodeWith(200 * Mi, 800 * Mi);
+  auto o = Observe(s);
+  EXPECT_EQ(o["memory.available"].available, 200 * Mi);
+  EXPECT_EQ(o["memory.available"].capacity, 1000 * Mi);
+  EXPECT_EQ(o["nodefs.inodesFree"].available, 900000);
+  EXPECT_EQ(o["pid.available"].available, 32768 - 300);
+  EXPECT_EQ(o.count("imagefs.available"), 0u);  // no image filesystem reported
+}
+
+TEST(Ranking, MemoryAsUpstream) {
+  auto guaranteed = MakePod("guaranteed", "{limits: {memory: 100Mi, cpu: 100m}}");
+  auto burstable = MakePod("burstable", "{requests: {memory: 50Mi}}");
+  auto besteffort = MakePod("besteffort", "{}");
+  auto important = MakePod("important", "{}", 1000);
+  auto unknown = MakePod("unknown", "{}");
+  stats::Summary s = NodeWith(10 * Mi, 990 * Mi);
+  s.pods = {PodUsage(guaranteed, 90 * Mi), PodUsage(burstable, 200 * Mi), PodUsage(besteffort, 10 * Mi),
+            PodUsage(important, 500 * Mi)};
+  auto ranked = RankForEviction("memory.available", {&guaranteed, &burstable, &besteffort, &important, &unknown}, s);
+  std::vector<std::string> names;
+  for (const auto* p : ranked) names.push_back(p->metadata.name);
+  // No stats first; then over their requests by priority and excess; the guaranteed pod within its request last.
+  EXPECT_EQ(names, (std::vector<std::string>{"unknown", "burstable", "besteffort", "important", "guaranteed"}));
+
+  s.pods = {PodUsage(guaranteed, 1, 50), PodUsage(burstable, 1, 5), PodUsage(important, 1, 500)};
+  ranked = RankForEviction("pid.available", {&guaranteed, &burstable, &important}, s);
+  EXPECT_EQ(ranked[0]->metadata.name, "guaranteed");  // lower priority, more processes
+  EXPECT_EQ(ranked[2]->metadata.name, "important");
+}
+
+TEST(Ranking, MessageAsUpstream) {
+  auto burstable = MakePod("burstable", "{requests: {memory: 50Mi}}");
+  stats::Summary s = NodeWith(50 * Mi, 950 * Mi);
+  s.pods = {PodUsage(burstable, 200 * Mi)};
+  Threshold t;
+  t.signal = "memory.available";
+  t.quantity = 100 * Mi;
+  EXPECT_EQ(EvictionMessage("memory.available", burstable, s, t, {50 * Mi, 1000 * Mi, {}}),
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. "
+            "Container c was using 200Mi, request is 50Mi, has larger consumption of memory. ");
+  t.signal = "pid.available";
+  t.quantity = 1000;
+  EXPECT_EQ(EvictionMessage("pid.available", burstable, s, t, {500, 32768, {}}),
+            "The node was low on resource: pids. Threshold quantity: 1k, available: 500. ");
+}
+
+class Manager : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pods_ = {MakePod("static", "{}", 0, true), MakePod("besteffort", "{}"), MakePod("burstable", "{requests: {memory: 64Mi}}")};
+    summary_ = NodeWith(50 * Mi, 950 * Mi);
+    summary_.pods = {PodUsage(pods_[0], 300 * Mi), PodUsage(pods_[1], 100 * Mi), PodUsage(pods_[2], 120 * Mi)};
+    deps_.summary = [this]() -> absl::StatusOr<std::shared_ptr<const stats::Summary>> {
+      return std::make_shared<const stats::Summary>(summary_);
+    };
+    deps_.clock = &clock_;
+    deps_.active_pods = [this] { return pods_; };
+    deps_.evict_pod = [this](const api::Pod& p, int64_t grace, const std::string& msg) {
+      evicted_.push_back(p.metadata.name);
+      graces_.push_back(grace);
+      messages_.push_back(msg);
+      return true;
+    };
+    deps_.pod_cleaned_up = [](const std::string&) { return true; };
+  }
+  EvictionOptions Options(const std::map<std::string, std::string>& hard, const std::map<std::string, std::string>& soft = {},
+                          const std::map<std::string, std::string>& grace = {},
+                          const std::map<std::string, std::string>& reclaim = {}) {
+    EvictionOptions o;
+    o.thresholds = *ParseThresholds(hard, soft, grace, reclaim);
+    o.pressure_transition_period = std::chrono::seconds(30);
+    o.max_pod_grace_period_seconds = 5;
+    return o;
+  }
+  FakeClock clock_;
+  std::vector<api::Pod> pods_;
+  stats::Summary summary_;
+  EvictionDeps deps_;
+  std::vector<std::string> evicted_, messages_;
+  std::vector<int64_t> graces_;
+};
+
+TEST_F(Manager, HardMemoryThresholdEvictsTheFirstRankedNonCriticalPod) {
+  EvictionManager m(deps_, Options({{"memory.available", "100Mi"}}));
+  auto uid = m.Synchronize();
+  ASSERT_TRUE(uid.has_value());
+  // The static pod uses most but is critical; the BestEffort pod (all usage above its zero request) goes first.
+  EXPECT_EQ(evicted_, std::vector<std::string>{"besteffort"});
+  EXPECT_EQ(graces_[0], 1);
+  EXPECT_EQ(messages_[0], "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. "
+                          "Container c was using 100Mi, request is 0, has larger consumption of memory. ");
+  EXPECT_EQ(m.NodeConditions(), std::vector<std::string>{"MemoryPressure"});
+  // Under memory pressure: BestEffort pods are refused, others and critical ones admitted, tolerating ones too.
+  auto r = m.Admit(MakePod("new", "{}"));
+  EXPECT_FALSE(r.admit);
+  EXPECT_EQ(r.reason, "Evicted");
+  EXPECT_EQ(r.message, "The node had condition: [MemoryPressure]. ");
+  EXPECT_TRUE(m.Admit(MakePod("new2", "{requests: {memory: 1Mi}}")).admit);
+  EXPECT_TRUE(m.Admit(MakePod("new3", "{}", 0, true)).admit);
+  EXPECT_TRUE(m.Admit(MakePod("new4", "{}", 0, false,
+                              "  tolerations: [{key: node.kubernetes.io/memory-pressure, operator: Exists, effect: NoSchedule}]\n"))
+                  .admit);
+  // Pressure gone: the condition stays for the transition period, then clears.
+  summary_.node.memory.available_bytes = 800 * Mi;
+  EXPECT_FALSE(m.Synchronize().has_value());
+  EXPECT_TRUE(m.Has("MemoryPressure"));
+  clock_.Step(std::chrono::seconds(31));
+  m.Synchronize();
+  EXPECT_TRUE(m.NodeConditions().empty());
+  EXPECT_TRUE(m.Admit(MakePod("new5", "{}")).admit);
+}
+
+TEST_F(Manager, SoftThresholdWaitsForItsGracePeriod) {
+  EvictionManager m(deps_, Options({}, {{"memory.available", "100Mi"}}, {{"memory.available", "20s"}}));
+  EXPECT_FALSE(m.Synchronize().has_value());
+  EXPECT_TRUE(m.Has("MemoryPressure"));  // the condition does not wait
+  clock_.Step(std::chrono::seconds(10));
+  EXPECT_FALSE(m.Synchronize().has_value());
+  clock_.Step(std::chrono::seconds(11));
+  EXPECT_TRUE(m.Synchronize().has_value());
+  EXPECT_EQ(graces_[0], 5);  // min(evictionMaxPodGracePeriod, the pod's 30 s)
+}
+
+TEST_F(Manager, MinimumReclaimHoldsTheThresholdUntilReclaimed) {
+  EvictionManager m(deps_, Options({{"memory.available", "100Mi"}}, {}, {}, {{"memory.available", "200Mi"}}));
+  ASSERT_TRUE(m.Synchronize().has_value());
+  summary_.node.memory.available_bytes = 150 * Mi;  // above 100Mi but not by 200Mi
+  ASSERT_TRUE(m.Synchronize().has_value());
+  summary_.node.memory.available_bytes = 400 * Mi;
+  EXPECT_FALSE(m.Synchronize().has_value());
+  EXPECT_EQ(evicted_.size(), 2u);
+}
+
+TEST_F(Manager, DiskPressureReclaimsImagesAndContainersBeforePods) {
+  int reclaimed = 0;
+  deps_.delete_unused_containers = [&] {
+    ++reclaimed;
+    return absl::OkStatus();
+  };
+  deps_.delete_unused_images = [&] {
+    ++reclaimed;
+    summary_.node.fs.available_bytes = 60ull << 30;  // the images freed enough
+    return absl::OkStatus();
+  };
+  EvictionManager m(deps_, Options({{"nodefs.available", "55%"}}));
+  EXPECT_FALSE(m.Synchronize().has_value());
+  EXPECT_EQ(reclaimed, 2);
+  EXPECT_TRUE(evicted_.empty());
+  EXPECT_EQ(m.NodeConditions(), std::vector<std::string>{"DiskPressure"});
+  auto r = m.Admit(MakePod("new", "{requests: {memory: 1Mi}}"));
+  EXPECT_FALSE(r.admit);  // disk pressure refuses every non-critical pod
+  EXPECT_EQ(r.message, "The node had condition: [DiskPressure]. ");
+  // Not enough freed: a pod goes.
+  deps_.delete_unused_images = [] { return absl::OkStatus(); };
+  summary_.node.fs.available_bytes = 10ull << 30;
+  EvictionManager m2(deps_, Options({{"nodefs.available", "55%"}}));
+  EXPECT_TRUE(m2.Synchronize().has_value());
+}
+
+TEST_F(Manager, OnlyCriticalPodsLeftMeansNoEviction) {
+  pods_ = {pods_[0]};
+  EvictionManager m(deps_, Options({{"memory.available", "100Mi"}}));
+  EXPECT_FALSE(m.Synchronize().has_value());
+  EXPECT_TRUE(evicted_.empty());
+  EXPECT_TRUE(m.Has("MemoryPressure"));
+}
+
+}  // namespace
+}  // namespace kubelet::eviction
