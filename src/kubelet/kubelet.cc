@@ -5,6 +5,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/config/pod_source.h"
+#include "kubelet/eviction/eviction_manager.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet {
@@ -239,6 +240,9 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           }
           admit = AdmitPod(ch.pod, active_pods, admit_node_);
         }
+        // The eviction manager's handler comes first upstream: under pressure its reason wins.
+        if (extra_admit_)
+          if (AdmitResult extra = extra_admit_(ch.pod); !extra.admit) admit = extra;
         if (!admit.admit) {
           log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), admit.reason, admit.message);
           RejectPod(ch.pod, admit.reason, admit.message);
@@ -275,6 +279,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         {
           std::lock_guard<std::mutex> l(mu_);
           pods_.erase(uid);
+          evicted_.erase(uid);
           ever_removed_.insert(uid);
           if (ever_removed_.size() > 4096) ever_removed_.erase(ever_removed_.begin());
         }
@@ -419,6 +424,22 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.startup = [this](const std::string& id) { return probes_->Startup(id); };
   std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
   api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
+  // An evicted pod is Failed / Evicted with the eviction manager's message, as upstream's kill status function sets it.
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto ev = evicted_.find(uid); ev != evicted_.end()) {
+      st.phase = "Failed";
+      st.reason = eviction::kReason;
+      st.message = ev->second;
+      api::PodCondition dt;
+      dt.type = "DisruptionTarget";
+      dt.status = "True";
+      dt.reason = "TerminationByKubelet";
+      dt.message = ev->second;
+      dt.last_transition_time = in.now;
+      st.conditions.push_back(dt);
+    }
+  }
   // The syncer gets the stored status (transition times kept), so an unchanged pod is not written again.
   if (status_.SetPodStatus(uid, st)) {
     if (d_.status_syncer) d_.status_syncer->SetStatus(pod, st);
@@ -553,5 +574,35 @@ bool Kubelet::Healthy(std::string* why) const {
   }
   return pleg_->Healthy(why);
 }
+
+}  // namespace kubelet
+
+namespace kubelet {
+
+std::vector<api::Pod> Kubelet::ActivePods() const {
+  std::vector<api::Pod> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [uid, p] : pods_) {
+    if (evicted_.count(uid)) continue;
+    auto st = status_.GetPodStatus(uid);
+    if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
+    out.push_back(p);
+  }
+  return out;
+}
+
+bool Kubelet::EvictPod(const api::Pod& pod, int64_t grace, const std::string& message) {
+  const std::string& uid = pod.metadata.uid;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!pods_.count(uid)) return false;
+    evicted_[uid] = message;
+  }
+  d_.recorder->PodEvent(pod, events::kWarning, eviction::kReason, message);
+  workers_->UpdatePod(UpdateType::kKill, uid, pod, grace);
+  return true;
+}
+
+bool Kubelet::PodTornDown(const std::string& uid) const { return !workers_->IsKnown(uid) || workers_->IsDone(uid); }
 
 }  // namespace kubelet

@@ -83,6 +83,9 @@ KubeletMetrics::KubeletMetrics()
                                "recreated with the same UID while the kubelet was watching them (common for static "
                                "pods, extremely uncommon for API pods)")
                          .Register(*registry_)),
+      evictions(BuildCounter().Name(kEvictions)
+                    .Help("[ALPHA] Cumulative number of pod evictions by eviction signal")
+                    .Register(*registry_)),
       desired_pods(BuildGauge().Name(kDesiredPods)
                        .Help("[ALPHA] The number of pods the kubelet is being instructed to run. static is true if "
                              "the pod is not from the apiserver.")

@@ -142,9 +142,15 @@ api::NodeStatus ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, 
 
   Readiness r = p.readiness ? p.readiness() : Readiness{};
   bool ready = r.runtime_ready && r.network_ready;
-  s.conditions.push_back(Condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", old, now));
-  s.conditions.push_back(Condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", old, now));
-  s.conditions.push_back(Condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", old, now));
+  std::vector<std::string> pressure = p.pressure ? p.pressure() : std::vector<std::string>{};
+  auto under = [&](const char* c) { return std::find(pressure.begin(), pressure.end(), c) != pressure.end(); };
+  bool mem_p = under("MemoryPressure"), disk_p = under("DiskPressure"), pid_p = under("PIDPressure");
+  s.conditions.push_back(Condition("MemoryPressure", mem_p, mem_p ? "KubeletHasInsufficientMemory" : "KubeletHasSufficientMemory",
+                                   mem_p ? "kubelet has insufficient memory available" : "kubelet has sufficient memory available", old, now));
+  s.conditions.push_back(Condition("DiskPressure", disk_p, disk_p ? "KubeletHasDiskPressure" : "KubeletHasNoDiskPressure",
+                                   disk_p ? "kubelet has disk pressure" : "kubelet has no disk pressure", old, now));
+  s.conditions.push_back(Condition("PIDPressure", pid_p, pid_p ? "KubeletHasInsufficientPID" : "KubeletHasSufficientPID",
+                                   pid_p ? "kubelet has insufficient PID available" : "kubelet has sufficient PID available", old, now));
   s.conditions.push_back(Condition("Ready", ready, ready ? "KubeletReady" : "KubeletNotReady",
                                    ready ? "kubelet is posting ready status" : r.message, old, now));
   if (!o.node_ip.empty()) s.addresses.push_back({"InternalIP", o.node_ip});
@@ -253,9 +259,50 @@ absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
       std::string reason = c.status == "True" ? reasons->second.first : reasons->second.second;
       p_.node_event(reason, "Node " + o_.node_name + " status is now: " + reason, "Normal");
     }
-  std::lock_guard<std::mutex> l(mu_);
-  last_status_ = status;
-  last_report_ = now;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    last_status_ = status;
+    last_report_ = now;
+  }
+  if (p_.pressure)
+    if (auto st = SyncPressureTaints(p_.pressure()); !st.ok())
+      log_->error("Failed to update the node's pressure taints node=\"{}\" err=\"{}\"", o_.node_name, st.message());
+  return absl::OkStatus();
+}
+
+absl::Status NodeStatusManager::SyncPressureTaints(const std::vector<std::string>& pressure) {
+  static const std::map<std::string, std::string> kTaints = {{"MemoryPressure", "node.kubernetes.io/memory-pressure"},
+                                                             {"DiskPressure", "node.kubernetes.io/disk-pressure"},
+                                                             {"PIDPressure", "node.kubernetes.io/pid-pressure"}};
+  std::set<std::string> want;
+  for (const auto& c : pressure)
+    if (auto it = kTaints.find(c); it != kTaints.end()) want.insert(it->second);
+  if (pressure_taints_ && *pressure_taints_ == want) return absl::OkStatus();
+  auto got = api_->Get("/api/v1/nodes/" + o_.node_name);
+  if (!got.ok()) return got.status();
+  json taints = got->contains("spec") && (*got)["spec"].contains("taints") && (*got)["spec"]["taints"].is_array()
+                    ? (*got)["spec"]["taints"]
+                    : json::array();
+  json out = json::array();
+  std::set<std::string> have;
+  for (const auto& t : taints) {
+    std::string key = t.is_object() ? t.value("key", "") : "";
+    bool ours = false;
+    for (const auto& [_, k] : kTaints) ours |= k == key;
+    if (ours && !want.count(key)) continue;
+    if (ours) have.insert(key);
+    out.push_back(t);
+  }
+  for (const auto& k : want)
+    if (!have.count(k)) out.push_back({{"key", k}, {"effect", "NoSchedule"}});
+  if (out != taints) {
+    // The whole list, guarded by the resourceVersion read (a conflict is retried next round).
+    json patch = {{"metadata", {{"resourceVersion", (*got)["metadata"].value("resourceVersion", "")}}}, {"spec", {{"taints", out}}}};
+    auto r = api_->Patch("/api/v1/nodes/" + o_.node_name, patch, client::PatchType::kMerge);
+    if (!r.ok()) return r.status();
+    log_->info("Updated node pressure taints node=\"{}\" taints={}", o_.node_name, out.dump());
+  }
+  pressure_taints_ = want;
   return absl::OkStatus();
 }
 

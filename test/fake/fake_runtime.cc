@@ -376,7 +376,12 @@ class FakeRuntime::ImageImpl final : public rt::ImageService::Service {
   grpc::Status RemoveImage(grpc::ServerContext*, const rt::RemoveImageRequest* req, rt::RemoveImageResponse*) override {
     if (auto st = s_->Enter("RemoveImage"); !st.ok()) return st;
     std::lock_guard<std::mutex> l(s_->mu);
-    s_->images.erase(req->image().image());
+    // By reference or by ID (every tag of the image goes, as containerd removes them).
+    const std::string& want = req->image().image();
+    std::string id = want;
+    if (auto it = s_->images.find(want); it != s_->images.end()) id = it->second.id();
+    for (auto it = s_->images.begin(); it != s_->images.end();)
+      it = it->second.id() == id ? s_->images.erase(it) : std::next(it);
     return grpc::Status::OK;
   }
   grpc::Status ImageFsInfo(grpc::ServerContext*, const rt::ImageFsInfoRequest*, rt::ImageFsInfoResponse* resp) override {
@@ -439,7 +444,12 @@ void FakeRuntime::ResetCalls() {
   state_->calls.clear();
 }
 
-void FakeRuntime::AddImage(const std::string& ref) {
+bool FakeRuntime::HasImage(const std::string& ref) const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->images.count(ref) > 0;
+}
+
+void FakeRuntime::AddImage(const std::string& ref, uint64_t size, bool pinned) {
   std::lock_guard<std::mutex> l(state_->mu);
   rt::Image img;
   std::hash<std::string> h;
@@ -447,7 +457,8 @@ void FakeRuntime::AddImage(const std::string& ref) {
   std::snprintf(buf, sizeof(buf), "sha256:%016zx%016zx", h(ref), h(ref + "x"));
   img.set_id(buf);
   img.add_repo_tags(ref);
-  img.set_size(1 << 20);
+  img.set_size(size);
+  img.set_pinned(pinned);
   state_->images[ref] = img;
 }
 

@@ -38,7 +38,9 @@ class FakeRuntime {
   void SetDelay(const std::string& method, Duration d);
   int CallCount(const std::string& method) const;
   void ResetCalls();
-  void AddImage(const std::string& ref);
+  /** An image the runtime has; `pinned` as containerd pins the sandbox image. */
+  void AddImage(const std::string& ref, uint64_t size = 1 << 20, bool pinned = false);
+  bool HasImage(const std::string& ref) const;
   /** Simulates the container's process exiting. */
   bool ExitContainer(const std::string& id, int exit_code);
   std::vector<rt::Container> Containers() const;

@@ -5,6 +5,7 @@
 // fake runtime and temporary folders.
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,15 @@ class Kubelet {
   /** The probe manager (its registry is served on /metrics/probes). */
   prober::ProbeManager& probes() { return *probes_; }
 
+  /** An admit handler run before the kubelet's own (the eviction manager's), set before Start. */
+  void SetExtraAdmitHandler(std::function<AdmitResult(const api::Pod&)> h) { extra_admit_ = std::move(h); }
+  /** Admitted pods not yet terminal and not being evicted. */
+  std::vector<api::Pod> ActivePods() const;
+  /** Stops the pod with `grace` seconds and keeps its status Failed / Evicted with `message`. */
+  bool EvictPod(const api::Pod& pod, int64_t grace, const std::string& message);
+  /** True once the pod's worker finished tearing it down (or never knew it). */
+  bool PodTornDown(const std::string& uid) const;
+
  private:
   struct LoopEvent {
     enum Kind { kConfig, kPLEG } kind;
@@ -129,6 +139,8 @@ class Kubelet {
   std::set<std::string> start_recorded_;
   TimePoint last_qos_update_{};
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
+  std::map<std::string, std::string> evicted_;  // UID -> eviction message, while the pod is wanted
+  std::function<AdmitResult(const api::Pod&)> extra_admit_;
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -29,6 +29,7 @@ inline constexpr char kStartedPodsErrors[] = "kubelet_started_pods_errors_total"
 inline constexpr char kStartedContainers[] = "kubelet_started_containers_total";
 inline constexpr char kStartedContainersErrors[] = "kubelet_started_containers_errors_total";
 inline constexpr char kRestartedPods[] = "kubelet_restarted_pods_total";
+inline constexpr char kEvictions[] = "kubelet_evictions";  // upstream's name (no _total)
 inline constexpr char kDesiredPods[] = "kubelet_desired_pods";
 inline constexpr char kActivePods[] = "kubelet_active_pods";
 inline constexpr char kWorkingPods[] = "kubelet_working_pods";
@@ -68,6 +69,7 @@ class KubeletMetrics {
   prometheus::Family<prometheus::Counter>& started_containers;
   prometheus::Family<prometheus::Counter>& started_containers_errors;
   prometheus::Family<prometheus::Counter>& restarted_pods;
+  prometheus::Family<prometheus::Counter>& evictions;  // {eviction_signal}
   prometheus::Family<prometheus::Gauge>& desired_pods;
   prometheus::Family<prometheus::Gauge>& active_pods;
   prometheus::Family<prometheus::Gauge>& node_name;

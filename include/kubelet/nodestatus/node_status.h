@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,6 +60,8 @@ struct NodeProviders {
   std::function<std::string()> runtime_version;  // "containerd://1.6.20"
   std::function<Readiness()> readiness;
   std::function<void(const std::string& reason, const std::string& message, const std::string& type)> node_event;
+  /** Pressure conditions in force (the eviction manager's): "MemoryPressure", "DiskPressure", "PIDPressure". */
+  std::function<std::vector<std::string>()> pressure;
 };
 
 /**
@@ -88,6 +91,8 @@ class NodeStatusManager {
   absl::Status RegisterOnce();
   absl::Status SyncStatusOnce(bool force);
   absl::Status RenewLeaseOnce();
+  /** The node.kubernetes.io/{memory,disk,pid}-pressure NoSchedule taints follow the pressure conditions. */
+  absl::Status SyncPressureTaints(const std::vector<std::string>& pressure);
   /** The node's UID once registered (owner of mirror pods). */
   std::string NodeUID() const;
 
@@ -105,6 +110,7 @@ class NodeStatusManager {
   std::condition_variable cv_;
   bool stop_ = false;
   api::NodeStatus last_status_;
+  std::optional<std::set<std::string>> pressure_taints_;  // what the node carries, once synced
   std::string node_uid_;
   std::optional<TimePoint> last_report_;
   std::thread status_thread_;
