@@ -3,6 +3,7 @@
 // SIGINT. Stopping the kubelet never stops the pods it runs.
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 
@@ -22,6 +23,8 @@
 #include "kubelet/network/cni.h"
 #include "kubelet/server/server.h"
 #include "kubelet/stats/provider.h"
+#include "kubelet/eviction/eviction_manager.h"
+#include "kubelet/images/image_gc_manager.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/node_info.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -194,6 +197,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
   std::unique_ptr<nodestatus::NodeStatusManager> node_status;
+  std::atomic<eviction::EvictionManager*> eviction_ptr{nullptr};  // set before node status starts
   if (api) {
     syncer = std::make_unique<status::PodStatusSyncer>(api.get());
     nodestatus::NodeOptions no;
@@ -223,6 +227,10 @@ int main(int argc, char** argv) {
     auto* remote_ptr = remote.get();
     auto* cni_ptr = cni.get();
     np.readiness = [remote_ptr, cni_ptr] { return nodestatus::ReadinessFrom(remote_ptr->Status(), cni_ptr); };
+    np.pressure = [&eviction_ptr] {
+      auto* em = eviction_ptr.load();
+      return em ? em->NodeConditions() : std::vector<std::string>{};
+    };
     np.node_event = [logger, api_recorder](const std::string& reason, const std::string& message, const std::string& type) {
       logger->info("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
       if (api_recorder) api_recorder->NodeEvent(type, reason, message);
@@ -260,6 +268,59 @@ int main(int argc, char** argv) {
   spo.machine_memory = MachineMemoryBytes();
   stats::StatsProvider stats_provider(remote.get(), remote.get(), container_manager.get(), &clock, spo);
   server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name, &stats_provider});
+
+  // Image GC: the image filesystem's usage between imageGCLowThresholdPercent and imageGCHighThresholdPercent.
+  images::ImageGCDeps igd;
+  igd.images = remote.get();
+  igd.runtime = remote.get();
+  igd.clock = &clock;
+  igd.image_fs = [&stats_provider]() -> absl::StatusOr<stats::FsStats> {
+    auto s = stats_provider.Get();
+    if (!s.ok()) return s.status();
+    if (!(*s)->node.image_fs) return absl::UnavailableError("the runtime reports no image filesystem");
+    return *(*s)->node.image_fs;
+  };
+  igd.node_event = [logger, api_recorder](const std::string& type, const std::string& reason, const std::string& message) {
+    logger->warn("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
+    if (api_recorder) api_recorder->NodeEvent(type, reason, message);
+  };
+  if (!flags.pod_infra_container_image.empty()) igd.pinned.push_back(flags.pod_infra_container_image);
+  images::ImageGCPolicy igp;
+  igp.high_threshold_percent = cfg.image_gc_high_threshold_percent;
+  igp.low_threshold_percent = cfg.image_gc_low_threshold_percent;
+  igp.min_age = cfg.image_minimum_gc_age;
+  igp.max_age = cfg.image_maximum_gc_age;
+  images::ImageGCManager image_gc(igd, igp);
+
+  // Eviction: evictionHard/evictionSoft over the stats provider's signals.
+  auto thresholds = eviction::ParseThresholds(cfg.eviction_hard, cfg.eviction_soft, cfg.eviction_soft_grace_period,
+                                              cfg.eviction_minimum_reclaim);
+  if (!thresholds.ok()) {
+    logger->error("Failed to run kubelet err=\"failed to parse eviction thresholds: {}\"", thresholds.status().message());
+    return 1;
+  }
+  eviction::EvictionOptions eo;
+  eo.thresholds = *thresholds;
+  eo.pressure_transition_period = cfg.eviction_pressure_transition_period;
+  eo.max_pod_grace_period_seconds = cfg.eviction_max_pod_grace_period;
+  eviction::EvictionDeps ed;
+  ed.summary = [&stats_provider] { return stats_provider.Refresh(); };
+  ed.clock = &clock;
+  ed.active_pods = [&kl] { return kl.ActivePods(); };
+  ed.evict_pod = [&kl](const api::Pod& pod, int64_t grace, const std::string& message) { return kl.EvictPod(pod, grace, message); };
+  ed.pod_cleaned_up = [&kl](const std::string& uid) { return kl.PodTornDown(uid); };
+  ed.delete_unused_containers = [&kl] { return kl.DeleteUnusedContainers(); };
+  ed.delete_unused_images = [&image_gc]() -> absl::Status {
+    auto freed = image_gc.DeleteUnusedImages();
+    return freed.ok() ? absl::OkStatus() : freed.status();
+  };
+  ed.on_eviction = [&metrics](const std::string& signal) { metrics.evictions.Add({{"eviction_signal", signal}}).Increment(); };
+  eviction::EvictionManager eviction_manager(ed, eo);
+  eviction_ptr = &eviction_manager;
+  kl.SetExtraAdmitHandler([&eviction_manager](const api::Pod& pod) {
+    auto r = eviction_manager.Admit(pod);
+    return AdmitResult{r.admit, r.reason, r.message};
+  });
   if (auto st = srv.Start(); !st.ok()) {
     logger->error("Failed to start the kubelet servers err=\"{}\"", st.message());
     return 1;
@@ -302,6 +363,8 @@ int main(int argc, char** argv) {
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();
+  eviction_manager.Start();
+  image_gc.Start();
   // Log rotation by containerLogMaxSize / containerLogMaxFiles (validated with the config).
   std::unique_ptr<kuberuntime::ContainerLogManager> log_manager;
   if (auto max = api::ParseQuantity(cfg.container_log_max_size); max.ok() && max->Value() > 0) {
@@ -317,6 +380,8 @@ int main(int argc, char** argv) {
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
   if (log_manager) log_manager->Stop();
   srv.Stop();
+  image_gc.Stop();
+  eviction_manager.Stop();
   kl.Stop();
   if (syncer) syncer->Stop();
   if (node_status) node_status->Stop();

@@ -349,6 +349,10 @@ void Kubelet::Housekeeping() {
     std::set<std::string> keep_status;
     for (const auto& [uid, _] : desired) keep_status.insert(uid);
     status_.RemoveOrphanedStatuses(keep_status);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto it = evicted_.begin(); it != evicted_.end();) it = keep_status.count(it->first) ? std::next(it) : evicted_.erase(it);
+    }
     probes_->CleanupPods(keep_status);
     // Pod cgroups of pods nobody wants and nothing runs in (e.g. left by a kubelet that stopped mid-teardown).
     if (d_.container_manager) {
@@ -601,6 +605,17 @@ bool Kubelet::EvictPod(const api::Pod& pod, int64_t grace, const std::string& me
   d_.recorder->PodEvent(pod, events::kWarning, eviction::kReason, message);
   workers_->UpdatePod(UpdateType::kKill, uid, pod, grace);
   return true;
+}
+
+absl::Status Kubelet::DeleteUnusedContainers() {
+  std::map<std::string, bool> active;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [uid, _] : pods_) active[uid] = true;
+  }
+  auto pods = d_.runtime->GetPods(true);
+  if (!pods.ok()) return pods.status();
+  return d_.runtime->GarbageCollect(*pods, active);
 }
 
 bool Kubelet::PodTornDown(const std::string& uid) const { return !workers_->IsKnown(uid) || workers_->IsDone(uid); }

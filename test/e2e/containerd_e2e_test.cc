@@ -106,6 +106,11 @@ class ContainerdE2E : public ::testing::Test {
         << "podLogsDir: " << (work_ / "logs").string() << "\n"
         << "cgroupRoot: " << env_["CGROUP_ROOT"] << "\n"
         << "fileCheckFrequency: 5s\n"
+        // Eviction and image GC only where a test asks: a fuller disk on the test machine must not evict or GC here.
+        << (extra_config_.find("evictionHard") == std::string::npos
+                ? "evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}\n"
+                : "")
+        << (extra_config_.find("imageGCHighThresholdPercent") == std::string::npos ? "imageGCHighThresholdPercent: 100\n" : "")
         << "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n";
     std::ofstream(work_ / "config.yaml", std::ios::app) << extra_config_;
     auto ch = grpc::CreateChannel("unix:" + env_["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials());
@@ -991,6 +996,110 @@ class ClusterE2E : public ContainerdE2E {
   static inline fs::path testing_api_dir_;
   static inline std::unique_ptr<kubelet::testing::FakeApiServer> api_;
 };
+
+// Memory pressure on real cgroups: a memory.available threshold a little
+// below what the node has now; a BestEffort pod that then takes 900 MB is
+// evicted first (Failed / Evicted with upstream's message), the Burstable and
+// Guaranteed pods within their requests stay; MemoryPressure and its taint
+// come and go; a BestEffort pod arriving under pressure is refused.
+class EvictionE2E : public ClusterE2E {
+ protected:
+  static void SetUpTestSuite() {
+    // The kubelet's memory.available: MemTotal - (root cgroup usage - inactive file), as cAdvisor computes it.
+    auto read = [](const std::string& path, const std::string& key) -> int64_t {
+      std::ifstream in(path);
+      std::string k;
+      int64_t v = 0;
+      if (key.empty()) {
+        in >> v;
+        return v;
+      }
+      while (in >> k >> v)
+        if (k == key) return v;
+      return 0;
+    };
+    int64_t total = read("/proc/meminfo", "MemTotal:") * 1024;
+    int64_t usage = read("/sys/fs/cgroup/memory/memory.usage_in_bytes", "");
+    int64_t inactive = read("/sys/fs/cgroup/memory/memory.stat", "total_inactive_file");
+    ASSERT_GT(usage, 0) << "needs the cgroup v1 memory hierarchy";
+    int64_t available = total - (usage - inactive);
+    int64_t threshold = available - (450LL << 20);
+    work_name_ = "kubelet-eviction";
+    extra_config_ = "evictionHard: {memory.available: \"" + std::to_string(threshold / (1 << 20)) + "Mi\"}\n"
+                    "evictionPressureTransitionPeriod: 20s\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ClusterE2E::TearDownTestSuite();
+    work_name_.clear();
+    extra_config_.clear();
+  }
+  static bool HasTaint(const std::string& key) {
+    auto node = api_->Get("nodes", "", "e2e-node");
+    if (!node || !(*node)["spec"].contains("taints")) return false;
+    for (const auto& t : (*node)["spec"]["taints"])
+      if (t["key"] == key) return true;
+    return false;
+  }
+};
+
+TEST_F(EvictionE2E, BestEffortPodIsEvictedFirstUnderMemoryPressure) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  EXPECT_EQ(NodeCondition("MemoryPressure"), "False");
+  auto create = [](const std::string& name, const std::string& resources, const std::string& command) {
+    api_->Create("pods", json::parse(R"({"metadata":{"name":")" + name + R"(","namespace":"default"},
+      "spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":1,"containers":[{"name":")" + name + R"(",
+      "image":"kubelet-cpp.local/busybox:1.35","command":)" + command + R"(,"resources":)" + resources + "}]}}"));
+  };
+  const std::string idle = R"(["sleep","3600"])";
+  create("guaranteed", R"({"limits":{"cpu":"100m","memory":"64Mi"},"requests":{"cpu":"100m","memory":"64Mi"}})", idle);
+  create("burstable", R"({"requests":{"memory":"64Mi"}})", idle);
+  // Takes 900 MB a few seconds after it starts (busybox awk holds the string).
+  create("hog", "{}", R"(["sh","-c","sleep 5; exec awk 'BEGIN { s = sprintf(\"%900000000s\", \"\"); system(\"sleep 3600\") }'"])");
+  auto phase = [](const std::string& name) {
+    json p = ApiPod("default", name);
+    return p.is_null() || !p.contains("status") ? std::string() : p["status"].value("phase", "");
+  };
+  ASSERT_TRUE(WaitUntil([&] { return phase("guaranteed") == "Running" && phase("burstable") == "Running" && phase("hog") == "Running"; },
+                        std::chrono::seconds(60)));
+  std::string hog_uid = ApiPod("default", "hog")["metadata"]["uid"];
+
+  // Pressure: the node says so (condition and taint) and the BestEffort pod goes.
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("MemoryPressure") == "True"; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(WaitUntil([] { return HasTaint("node.kubernetes.io/memory-pressure"); }, std::chrono::seconds(20)));
+  // A BestEffort pod arriving now is refused; a Burstable one would not be.
+  create("latecomer", "{}", idle);
+  ASSERT_TRUE(WaitUntil([&] { return phase("latecomer") == "Failed"; }, std::chrono::seconds(20)));
+  json late = ApiPod("default", "latecomer");
+  EXPECT_EQ(late["status"]["reason"], "Evicted");
+  EXPECT_EQ(late["status"]["message"], "The node had condition: [MemoryPressure]. ");
+
+  ASSERT_TRUE(WaitUntil([&] { return phase("hog") == "Failed"; }, std::chrono::seconds(60))) << ApiPod("default", "hog").dump(2);
+  json hog = ApiPod("default", "hog");
+  EXPECT_EQ(hog["status"]["reason"], "Evicted");
+  std::string msg = hog["status"]["message"];
+  EXPECT_EQ(msg.rfind("The node was low on resource: memory. Threshold quantity: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("Container hog was using "), std::string::npos) << msg;
+  EXPECT_NE(msg.find(", request is 0, has larger consumption of memory. "), std::string::npos) << msg;
+  bool disruption = false;
+  for (const auto& c : hog["status"]["conditions"])
+    disruption |= c["type"] == "DisruptionTarget" && c["status"] == "True" && c["reason"] == "TerminationByKubelet";
+  EXPECT_TRUE(disruption) << hog["status"].dump(2);
+  EXPECT_TRUE(WaitUntil([&] { return Containers(hog_uid).empty(); }, std::chrono::seconds(30)));
+  bool event = false;
+  for (const auto& e : api_->List("events"))
+    event |= e["reason"] == "Evicted" && e["involvedObject"]["name"] == "hog" && e["type"] == "Warning";
+  EXPECT_TRUE(event);
+
+  // With the memory back, the condition and taint clear after the transition period; the others never moved.
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("MemoryPressure") == "False"; }, std::chrono::seconds(90)));
+  ASSERT_TRUE(WaitUntil([] { return !HasTaint("node.kubernetes.io/memory-pressure"); }, std::chrono::seconds(20)));
+  for (const char* name : {"guaranteed", "burstable"}) {
+    json p = ApiPod("default", name);
+    EXPECT_EQ(p["status"]["phase"], "Running") << name;
+    EXPECT_EQ(p["status"]["containerStatuses"][0]["restartCount"], 0) << name;
+  }
+}
 
 TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutage) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; })) << (api_->Get("nodes", "", "e2e-node") ? api_->Get("nodes", "", "e2e-node")->dump(2) : "no node");

@@ -95,6 +95,8 @@ class Kubelet {
   std::vector<api::Pod> ActivePods() const;
   /** Stops the pod with `grace` seconds and keeps its status Failed / Evicted with `message`. */
   bool EvictPod(const api::Pod& pod, int64_t grace, const std::string& message);
+  /** Dead containers of pods no longer wanted and beyond the newest per container (disk reclaim). */
+  absl::Status DeleteUnusedContainers();
   /** True once the pod's worker finished tearing it down (or never knew it). */
   bool PodTornDown(const std::string& uid) const;
 
