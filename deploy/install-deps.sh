@@ -7,7 +7,7 @@ pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcurl4-openssl-dev libspdlog-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libssl-dev zlib1g-dev
-  containerd runc containernetworking-plugins busybox-static iproute2 iptables prometheus
+  containerd runc containernetworking-plugins busybox-static iproute2 iptables prometheus docker-registry skopeo
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,9 @@
 # Makes the lab's OCI image archives offline:
 #   pause.tar   - our static pause program      (kubelet-cpp.local/pause:3.9)
 #   busybox.tar - Debian's busybox-static + links (kubelet-cpp.local/busybox:1.35)
+#   registry/busybox.tar, registry/gcvictim.tar - for the lab registry (pushed,
+#                 not imported): the same busybox, and busybox plus a file of its
+#                 own (a distinct image for the image GC test)
 # usage: build-images.sh OUTDIR [PAUSE_BINARY]
 set -euo pipefail
 out=${1:?usage: build-images.sh OUTDIR [PAUSE_BINARY]}
@@ -63,4 +66,8 @@ echo 'nobody:x:65534:65534:nobody:/:/bin/false' >> "$r/etc/passwd"
 echo 'hello from kubelet-cpp busybox' > "$r/var/www/index.html"
 chmod 1777 "$r/tmp"
 pack kubelet-cpp.local/busybox:1.35 1.35 "$r" 'null' '["sh"]' "$out/busybox.tar"
-echo "images in $out: pause.tar busybox.tar"
+mkdir -p "$out/registry"
+cp "$out/busybox.tar" "$out/registry/busybox.tar"
+echo 'an image for the image GC test' > "$r/gcvictim"
+pack kubelet-cpp.local/gcvictim:1 1 "$r" 'null' '["sh"]' "$out/registry/gcvictim.tar"
+echo "images in $out: pause.tar busybox.tar registry/busybox.tar registry/gcvictim.tar"

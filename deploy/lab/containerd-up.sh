@@ -2,7 +2,8 @@
 # Starts a private containerd (+ CRI plugin) under DIR, never touching a
 # containerd already on the machine, writes a CNI bridge config with a subnet
 # and bridge name unique to this run, and imports the lab images.
-#   usage: containerd-up.sh DIR IMAGEDIR [runtime|kubelet]
+#   usage: containerd-up.sh DIR IMAGEDIR [runtime|kubelet] [REGISTRY]
+# With REGISTRY (127.0.0.1:PORT, plain HTTP) containerd pulls from it.
 # In "kubelet" network mode containerd gets only the loopback plugin (it makes
 # the pod's network namespace and brings lo up) and the bridge network goes to
 # DIR/kubelet-cni/net.d for a kubelet run with --network-plugin=cni.
@@ -13,6 +14,7 @@ set -euo pipefail
 dir=$(realpath -m "${1:?usage: containerd-up.sh DIR IMAGEDIR}")
 images=${2:?usage: containerd-up.sh DIR IMAGEDIR}
 mode=${3:-runtime}
+registry=${4:-}
 mkdir -p "$dir"/{root,state,cni/net.d,opt,kubelet-cni/net.d}
 sock="$dir/containerd.sock"
 
@@ -65,6 +67,15 @@ sed -i \
   -e "s|netns_mounts_under_state_dir = false|netns_mounts_under_state_dir = true|" \
   -e "s|path = \"/opt/containerd\"|path = \"$dir/opt\"|" \
   "$dir/config.toml"
+if [ -n "$registry" ]; then
+  mkdir -p "$dir/certs.d/$registry"
+  cat > "$dir/certs.d/$registry/hosts.toml" <<TOML
+server = "http://$registry"
+[host."http://$registry"]
+  capabilities = ["pull", "resolve"]
+TOML
+  sed -i "s|config_path = \"\"|config_path = \"$dir/certs.d\"|" "$dir/config.toml"
+fi
 grep -q "address = \"$sock\"" "$dir/config.toml" || { echo "containerd-up: could not set grpc address" >&2; exit 1; }
 
 setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 < /dev/null &
@@ -83,6 +94,7 @@ bash "$(dirname "$0")/cgroup-root.sh" up "$cgroup_root"
 cat > "$dir/env" <<ENV
 CONTAINERD_SOCK=$sock
 CGROUP_ROOT=$cgroup_root
+REGISTRY=$registry
 CNI_BRIDGE=$bridge
 CNI_SUBNET=$subnet
 CNI_MODE=$mode

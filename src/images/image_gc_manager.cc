@@ -26,17 +26,13 @@ void ImageGCManager::Stop() {
 }
 
 void ImageGCManager::Loop() {
+  // As upstream: a round at start, then one every period.
   std::unique_lock<std::mutex> l(loop_mu_);
-  // The first detection soon after start so first-seen times are known early; GC every period after that.
-  if (cv_.wait_for(l, std::chrono::seconds(5), [this] { return stop_; })) return;
-  l.unlock();
-  if (auto st = DetectImages(); !st.ok()) log_->error("Failed to detect images err=\"{}\"", st.message());
-  l.lock();
   while (!stop_) {
-    if (cv_.wait_for(l, p_.period, [this] { return stop_; })) break;
     l.unlock();
     if (auto st = GarbageCollect(); !st.ok()) log_->error("Image garbage collection failed err=\"{}\"", st.message());
     l.lock();
+    cv_.wait_for(l, p_.period, [this] { return stop_; });
   }
 }
 
@@ -45,8 +41,9 @@ size_t ImageGCManager::Records() const {
   return records_.size();
 }
 
-absl::Status ImageGCManager::DetectImages() {
-  TimePoint now = d_.clock->Now();
+absl::Status ImageGCManager::DetectImages() { return DetectImagesAt(d_.clock->Now()); }
+
+absl::Status ImageGCManager::DetectImagesAt(TimePoint now) {
   auto images = d_.images->ListImages();
   if (!images.ok()) return images.status();
   auto containers = d_.runtime->ListContainers(nullptr);  // every container, running or not, pins its image
@@ -84,8 +81,9 @@ absl::Status ImageGCManager::DetectImages() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, ImageGCManager::Record>>> ImageGCManager::Unused() {
-  if (auto st = DetectImages(); !st.ok()) return st;
+absl::StatusOr<std::vector<std::pair<std::string, ImageGCManager::Record>>> ImageGCManager::Unused(TimePoint now) {
+  // Detected at the same instant the ages are measured against, as upstream (a minimum age of 0 frees new images).
+  if (auto st = DetectImagesAt(now); !st.ok()) return st;
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::pair<std::string, Record>> out;
   for (const auto& [id, r] : records_)
@@ -99,7 +97,7 @@ absl::StatusOr<std::vector<std::pair<std::string, ImageGCManager::Record>>> Imag
 }
 
 absl::StatusOr<int64_t> ImageGCManager::FreeSpace(int64_t bytes, TimePoint now) {
-  auto unused = Unused();
+  auto unused = Unused(now);
   if (!unused.ok()) return unused.status();
   int64_t freed = 0;
   absl::Status first;
@@ -129,7 +127,7 @@ absl::Status ImageGCManager::GarbageCollect() {
   TimePoint now = d_.clock->Now();
   // Images unused for longer than the maximum age go first, whatever the usage.
   if (p_.max_age > Duration::zero()) {
-    auto unused = Unused();
+    auto unused = Unused(now);
     if (!unused.ok()) return unused.status();
     for (const auto& [id, r] : *unused) {
       TimePoint since = r.last_used == TimePoint{} ? r.first_detected : r.last_used;
@@ -148,7 +146,7 @@ absl::Status ImageGCManager::GarbageCollect() {
   if (available > capacity) available = capacity;
   int64_t usage_percent = 100 - available * 100 / capacity;
   if (usage_percent < p_.high_threshold_percent) {
-    if (auto st = DetectImages(); !st.ok()) return st;
+    if (auto st = DetectImagesAt(now); !st.ok()) return st;
     return absl::OkStatus();
   }
   int64_t to_free = capacity * (100 - p_.low_threshold_percent) / 100 - available;

@@ -831,6 +831,76 @@ spec:
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
 }
 
+// Image GC on containerd with images pulled from the lab's loopback registry:
+// with the image filesystem "full" (imageGCHighThresholdPercent: 1) a kubelet
+// starting up removes every unused image, keeps the one a running pod uses
+// and the sandbox image (pinned).
+class ImageGCE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    lab_containerd_ = "gc";
+    work_name_ = "kubelet-gc";
+    extra_config_ = "imageGCHighThresholdPercent: 1\nimageGCLowThresholdPercent: 0\nimageMinimumGCAge: 0s\n";
+    extra_args_ = {"--pod-infra-container-image=kubelet-cpp.local/pause:3.9"};
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    lab_containerd_ = "containerd";
+    work_name_.clear();
+    extra_config_.clear();
+    extra_args_.clear();
+  }
+  static std::vector<std::string> ImageTags() {
+    std::vector<std::string> out;
+    auto ch = grpc::CreateChannel("unix:" + env_["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials());
+    auto images = rt::ImageService::NewStub(ch);
+    rt::ListImagesRequest req;
+    rt::ListImagesResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_TRUE(images->ListImages(&ctx, req, &resp).ok());
+    for (const auto& i : resp.images())
+      for (const auto& t : i.repo_tags()) out.push_back(t);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static bool HasImage(const std::string& tag) {
+    auto tags = ImageTags();
+    return std::find(tags.begin(), tags.end(), tag) != tags.end();
+  }
+};
+
+TEST_F(ImageGCE2E, FullImageFilesystemRemovesUnusedImagesAndKeepsUsedOnes) {
+  const std::string reg = env_["REGISTRY"];
+  ASSERT_FALSE(reg.empty()) << "the lab registry is not up";
+  // At start the kubelet already removed the imported busybox nobody used; the sandbox image stays (pinned).
+  ASSERT_TRUE(WaitUntil([] { return !HasImage("kubelet-cpp.local/busybox:1.35"); }, std::chrono::seconds(30)))
+      << ::testing::PrintToString(ImageTags());
+  EXPECT_TRUE(HasImage("kubelet-cpp.local/pause:3.9"));
+  auto manifest = [&](const std::string& name, const std::string& image) {
+    return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + "}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+           "  containers:\n  - name: c\n    image: " + image + "\n    command: [sleep, '3600']\n";
+  };
+  // Both images come from the registry through containerd's pull.
+  WriteManifest("keeper.yaml", manifest("keeper", reg + "/busybox:1.35"));
+  WriteManifest("victim.yaml", manifest("victim", reg + "/gcvictim:1"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("keeper-e2e-node")) && Running(Pod("victim-e2e-node")); }, std::chrono::seconds(60)))
+      << Pods().dump(2);
+  EXPECT_TRUE(HasImage(reg + "/gcvictim:1"));
+  std::string victim_uid = Pod("victim-e2e-node")["metadata"]["uid"];
+  fs::remove(work_ / "manifests" / "victim.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(victim_uid) == 0; }, std::chrono::seconds(30)));
+  // The next round (a restarted kubelet runs one at start) takes the now unused image, and only it.
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([&] { return !HasImage(reg + "/gcvictim:1"); }, std::chrono::seconds(30))) << ::testing::PrintToString(ImageTags());
+  EXPECT_TRUE(HasImage(reg + "/busybox:1.35"));
+  EXPECT_TRUE(HasImage("kubelet-cpp.local/pause:3.9"));
+  EXPECT_TRUE(Running(Pod("keeper-e2e-node"), 0));
+  fs::remove(work_ / "manifests" / "keeper.yaml");
+}
+
 // Kubelet network mode (--network-plugin=cni): containerd only makes the
 // network namespace (loopback), the kubelet runs bridge + host-local + portmap
 // + loopback into it, reads the pod IP from its own CNI result, and tears the
@@ -1005,7 +1075,17 @@ class ClusterE2E : public ContainerdE2E {
 class EvictionE2E : public ClusterE2E {
  protected:
   static void SetUpTestSuite() {
-    // The kubelet's memory.available: MemTotal - (root cgroup usage - inactive file), as cAdvisor computes it.
+    work_name_ = "kubelet-eviction";
+    extra_config_ = "evictionHard: {memory.available: 100Mi}\nevictionPressureTransitionPeriod: 20s\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ClusterE2E::TearDownTestSuite();
+    work_name_.clear();
+    extra_config_.clear();
+  }
+  // The kubelet's memory.available: MemTotal - (root cgroup usage - inactive file), as cAdvisor computes it.
+  static int64_t NodeMemoryAvailable() {
     auto read = [](const std::string& path, const std::string& key) -> int64_t {
       std::ifstream in(path);
       std::string k;
@@ -1021,18 +1101,8 @@ class EvictionE2E : public ClusterE2E {
     int64_t total = read("/proc/meminfo", "MemTotal:") * 1024;
     int64_t usage = read("/sys/fs/cgroup/memory/memory.usage_in_bytes", "");
     int64_t inactive = read("/sys/fs/cgroup/memory/memory.stat", "total_inactive_file");
-    ASSERT_GT(usage, 0) << "needs the cgroup v1 memory hierarchy";
-    int64_t available = total - (usage - inactive);
-    int64_t threshold = available - (450LL << 20);
-    work_name_ = "kubelet-eviction";
-    extra_config_ = "evictionHard: {memory.available: \"" + std::to_string(threshold / (1 << 20)) + "Mi\"}\n"
-                    "evictionPressureTransitionPeriod: 20s\n";
-    ClusterE2E::SetUpTestSuite();
-  }
-  static void TearDownTestSuite() {
-    ClusterE2E::TearDownTestSuite();
-    work_name_.clear();
-    extra_config_.clear();
+    if (usage <= 0) return -1;
+    return total - (usage - inactive);
   }
   static bool HasTaint(const std::string& key) {
     auto node = api_->Get("nodes", "", "e2e-node");
@@ -1054,8 +1124,13 @@ TEST_F(EvictionE2E, BestEffortPodIsEvictedFirstUnderMemoryPressure) {
   const std::string idle = R"(["sleep","3600"])";
   create("guaranteed", R"({"limits":{"cpu":"100m","memory":"64Mi"},"requests":{"cpu":"100m","memory":"64Mi"}})", idle);
   create("burstable", R"({"requests":{"memory":"64Mi"}})", idle);
-  // Takes 900 MB a few seconds after it starts (busybox awk holds the string).
-  create("hog", "{}", R"(["sh","-c","sleep 5; exec awk 'BEGIN { s = sprintf(\"%900000000s\", \"\"); system(\"sleep 3600\") }'"])");
+  // Takes 1.5 GB once the test says so (busybox awk holds the string); the signal comes through a hostPath.
+  fs::create_directories(work_ / "signal");
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"hog","namespace":"default"},
+    "spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":1,
+    "volumes":[{"name":"signal","hostPath":{"path":")" + (work_ / "signal").string() + R"("}}],
+    "containers":[{"name":"hog","image":"kubelet-cpp.local/busybox:1.35","volumeMounts":[{"name":"signal","mountPath":"/signal"}],
+    "command":["sh","-c","while [ ! -e /signal/go ]; do sleep 0.5; done; exec awk 'BEGIN { s = sprintf(\"%1500000000s\", \"\"); system(\"sleep 3600\") }'"]}]}})"));
   auto phase = [](const std::string& name) {
     json p = ApiPod("default", name);
     return p.is_null() || !p.contains("status") ? std::string() : p["status"].value("phase", "");
@@ -1063,6 +1138,26 @@ TEST_F(EvictionE2E, BestEffortPodIsEvictedFirstUnderMemoryPressure) {
   ASSERT_TRUE(WaitUntil([&] { return phase("guaranteed") == "Running" && phase("burstable") == "Running" && phase("hog") == "Running"; },
                         std::chrono::seconds(60)));
   std::string hog_uid = ApiPod("default", "hog")["metadata"]["uid"];
+  // Now that everything runs: a threshold 700 MiB below what the node has, and a restarted kubelet to read it
+  // (the pods keep running across the restart).
+  int64_t available = NodeMemoryAvailable();
+  ASSERT_GT(available, 0) << "needs the cgroup v1 memory hierarchy";
+  std::string threshold = std::to_string((available - (700LL << 20)) >> 20) + "Mi";
+  {
+    std::ifstream in(work_ / "config.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    size_t at = text.find("evictionHard: {memory.available: 100Mi}");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, std::string("evictionHard: {memory.available: 100Mi}").size(),
+                 "evictionHard: {memory.available: \"" + threshold + "\"}");
+    std::ofstream(work_ / "config.yaml") << text;
+  }
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(NodeCondition("MemoryPressure"), "False");
+  for (const char* name : {"guaranteed", "burstable", "hog"}) ASSERT_EQ(phase(name), "Running") << name;
+  std::ofstream(work_ / "signal" / "go") << "go";
 
   // Pressure: the node says so (condition and taint) and the BestEffort pod goes.
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("MemoryPressure") == "True"; }, std::chrono::seconds(60)));

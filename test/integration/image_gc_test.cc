@@ -138,5 +138,13 @@ TEST_F(ImageGCTest, DeleteUnusedImagesForTheEvictionManager) {
   EXPECT_FALSE(fake_->HasImage("a:1"));
 }
 
+TEST_F(ImageGCTest, ZeroMinimumAgeFreesImagesSeenForTheFirstTime) {
+  fake_->AddImage("new:1", 12 * Mi);
+  policy_.min_age = Duration::zero();
+  ImageGCManager gc(deps_, policy_);
+  ASSERT_TRUE(gc.GarbageCollect().ok());  // detected and removed in the same round
+  EXPECT_FALSE(fake_->HasImage("new:1"));
+}
+
 }  // namespace
 }  // namespace kubelet::images

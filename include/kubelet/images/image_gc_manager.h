@@ -6,7 +6,8 @@
 // imageGCLowThresholdPercent. Images younger than imageMinimumGCAge, images a
 // container (running or not) refers to, and pinned images (the CRI pinned
 // flag, the sandbox image) are never removed. imageMaximumGCAge removes
-// images unused for that long whatever the usage.
+// images unused for that long whatever the usage. A round runs at start and
+// every 5 minutes after.
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -70,7 +71,8 @@ class ImageGCManager {
     std::string name;  // first repo tag, for logs
   };
   // Images not in use now, with their records.
-  absl::StatusOr<std::vector<std::pair<std::string, Record>>> Unused();
+  absl::StatusOr<std::vector<std::pair<std::string, Record>>> Unused(TimePoint now);
+  absl::Status DetectImagesAt(TimePoint now);
   absl::StatusOr<int64_t> FreeSpace(int64_t bytes, TimePoint now);
   void Loop();
   ImageGCDeps d_;
