@@ -315,6 +315,24 @@ class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status UpdateContainerResources(grpc::ServerContext*, const rt::UpdateContainerResourcesRequest* req,
+                                        rt::UpdateContainerResourcesResponse*) override {
+    if (auto st = s_->Enter("UpdateContainerResources"); !st.ok()) return st;
+    std::lock_guard<std::mutex> l(s_->mu);
+    auto it = s_->containers.find(req->container_id());
+    if (it == s_->containers.end()) return grpc::Status(grpc::NOT_FOUND, "container \"" + req->container_id() + "\" not found");
+    if (it->second.state() != rt::CONTAINER_RUNNING && it->second.state() != rt::CONTAINER_CREATED)
+      return grpc::Status(grpc::UNKNOWN, "container is not running or created");
+    // As containerd: only what the request sets changes.
+    auto* r = s_->configs[req->container_id()].mutable_linux()->mutable_resources();
+    const auto& in = req->linux();
+    if (!in.cpuset_cpus().empty()) r->set_cpuset_cpus(in.cpuset_cpus());
+    if (in.cpu_shares() != 0) r->set_cpu_shares(in.cpu_shares());
+    if (in.cpu_quota() != 0) r->set_cpu_quota(in.cpu_quota());
+    if (in.memory_limit_in_bytes() != 0) r->set_memory_limit_in_bytes(in.memory_limit_in_bytes());
+    return grpc::Status::OK;
+  }
+
   grpc::Status ReopenContainerLog(grpc::ServerContext*, const rt::ReopenContainerLogRequest* req, rt::ReopenContainerLogResponse*) override {
     if (auto st = s_->Enter("ReopenContainerLog"); !st.ok()) return st;
     std::lock_guard<std::mutex> l(s_->mu);
