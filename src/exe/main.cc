@@ -11,6 +11,7 @@
 #include "kubelet/client/api_client.h"
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/cm/container_manager.h"
+#include "kubelet/cm/cpu_manager.h"
 #include "kubelet/config/kubelet_config.h"
 #include "kubelet/nodestatus/node_status.h"
 #include "kubelet/status/status_syncer.h"
@@ -193,6 +194,43 @@ int main(int argc, char** argv) {
   kuberuntime::RuntimeManagerDeps rmd{remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock,
                                       env_source.get(), cni.get()};
   if (auto* cmp = container_manager.get()) rmd.pod_cgroup_parent = [cmp](const api::Pod& pod) { return cmp->PodCgroupParent(pod); };
+  // The CPU manager (cpuManagerPolicy); it sees the kubelet's pods once the Kubelet exists.
+  std::atomic<Kubelet*> kubelet_ptr{nullptr};
+  std::unique_ptr<cm::CPUManager> cpu_manager;
+  {
+    cm::CPUManagerOptions cpo;
+    cpo.policy = cfg.cpu_manager_policy;
+    cpo.reserved_system_cpus = cfg.reserved_system_cpus;
+    for (const auto* reserved : {&cfg.system_reserved, &cfg.kube_reserved})
+      if (auto it = reserved->find("cpu"); it != reserved->end())
+        if (auto q = api::ParseQuantity(it->second); q.ok()) cpo.reserved_milli_cpu += q->MilliValue();
+    cpo.state_file = flags.root_dir + "/cpu_manager_state";
+    cpo.reconcile_period = cfg.cpu_manager_reconcile_period;
+    std::error_code ec;
+    std::filesystem::create_directories(flags.root_dir, ec);
+    cm::CPUManagerDeps cpd;
+    cpd.runtime = remote.get();
+    cpd.active_pods = [&kubelet_ptr] {
+      auto* k = kubelet_ptr.load();
+      return k ? k->ActivePods() : std::vector<api::Pod>{};
+    };
+    cpd.sources_ready = [&kubelet_ptr] {
+      auto* k = kubelet_ptr.load();
+      return k && k->SourcesReady();
+    };
+    auto made = cm::CPUManager::New(cm::DiscoverCPUs(), cpo, cpd);
+    if (!made.ok()) {
+      logger->error("Failed to start ContainerManager err=\"failed to initialize cpu manager: {}\"", made.status().message());
+      return 1;
+    }
+    cpu_manager = std::move(*made);
+  }
+  if (cpu_manager->policy() == "static") {
+    auto* cpm = cpu_manager.get();
+    rmd.container_cpuset = [cpm](const api::Pod& pod, const std::string& container) {
+      return cpm->ContainerCPUSet(pod.metadata.uid, container);
+    };
+  }
   auto runtime = kuberuntime::NewRuntimeManager(rmd, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
@@ -317,6 +355,12 @@ int main(int argc, char** argv) {
   ed.on_eviction = [&metrics](const std::string& signal) { metrics.evictions.Add({{"eviction_signal", signal}}).Increment(); };
   eviction::EvictionManager eviction_manager(ed, eo);
   eviction_ptr = &eviction_manager;
+  kubelet_ptr = &kl;
+  kl.SetAllocateAdmitHandler([&cpu_manager](const api::Pod& pod) {
+    auto st = cpu_manager->Allocate(pod);
+    if (st.ok()) return AdmitResult{};
+    return AdmitResult{false, "UnexpectedAdmissionError", "Allocate failed due to " + std::string(st.message()) + ", which is unexpected"};
+  });
   kl.SetExtraAdmitHandler([&eviction_manager](const api::Pod& pod) {
     auto r = eviction_manager.Admit(pod);
     return AdmitResult{r.admit, r.reason, r.message};
@@ -365,6 +409,7 @@ int main(int argc, char** argv) {
   kl.Start();
   eviction_manager.Start();
   image_gc.Start();
+  cpu_manager->Start();
   // Log rotation by containerLogMaxSize / containerLogMaxFiles (validated with the config).
   std::unique_ptr<kuberuntime::ContainerLogManager> log_manager;
   if (auto max = api::ParseQuantity(cfg.container_log_max_size); max.ok() && max->Value() > 0) {
@@ -380,6 +425,7 @@ int main(int argc, char** argv) {
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
   if (log_manager) log_manager->Stop();
   srv.Stop();
+  cpu_manager->Stop();
   image_gc.Stop();
   eviction_manager.Stop();
   kl.Stop();

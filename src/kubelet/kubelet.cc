@@ -243,6 +243,8 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         // The eviction manager's handler comes first upstream: under pressure its reason wins.
         if (extra_admit_)
           if (AdmitResult extra = extra_admit_(ch.pod); !extra.admit) admit = extra;
+        // Resources are allocated only to a pod every other check admitted.
+        if (admit.admit && allocate_admit_) admit = allocate_admit_(ch.pod);
         if (!admit.admit) {
           log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), admit.reason, admit.message);
           RejectPod(ch.pod, admit.reason, admit.message);

@@ -1070,6 +1070,8 @@ class RuntimeManagerImpl : public RuntimeManager {
     ns->set_network(pod.spec.host_network ? cri::rt::NODE : cri::rt::POD);
     ns->set_pid(pod.spec.host_pid ? cri::rt::NODE : cri::rt::CONTAINER);
     ns->set_ipc(pod.spec.host_ipc ? cri::rt::NODE : cri::rt::POD);
+    if (d_.container_cpuset)
+      if (std::string cpus = d_.container_cpuset(pod, c.name); !cpus.empty()) lin->mutable_resources()->set_cpuset_cpus(cpus);
     return cfg;
   }
 

@@ -901,6 +901,76 @@ TEST_F(ImageGCE2E, FullImageFilesystemRemovesUnusedImagesAndKeepsUsedOnes) {
   fs::remove(work_ / "manifests" / "keeper.yaml");
 }
 
+// The CPU manager's static policy on containerd and real cpusets: with CPU 0
+// reserved, a Guaranteed pod asking for one whole CPU runs alone on the other
+// (when the machine has two or more), a Burstable pod is moved off it, the
+// assignment survives a kubelet restart, and the CPU comes back to the shared
+// pool when the Guaranteed pod goes.
+class CPUManagerE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    work_name_ = "kubelet-cpumanager";
+    extra_config_ = "cpuManagerPolicy: static\nreservedSystemCPUs: \"0\"\ncpuManagerReconcilePeriod: 2s\n";
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    work_name_.clear();
+    extra_config_.clear();
+  }
+  static std::string CpusAllowed(const std::string& uid) {
+    auto running = Containers(uid);
+    if (running.empty()) return "";
+    int pid = ContainerPid(running[0].id());
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+        std::string v = line.substr(18);
+        v.erase(0, v.find_first_not_of(" \t"));
+        return v;
+      }
+    return "";
+  }
+};
+
+TEST_F(CPUManagerE2E, GuaranteedPodGetsAnExclusiveCPU) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cpus < 2) GTEST_SKIP() << "needs two CPUs";
+  std::string all = "0-" + std::to_string(cpus - 1);
+  auto manifest = [](const std::string& name, const std::string& resources) {
+    return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + "}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+           "  containers:\n  - name: c\n    image: kubelet-cpp.local/busybox:1.35\n    command: [sleep, '3600']\n"
+           "    resources: " + resources + "\n";
+  };
+  WriteManifest("shared.yaml", manifest("shared", "{requests: {cpu: 100m}}"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("shared-e2e-node")); }, std::chrono::seconds(60)));
+  std::string shared_uid = Pod("shared-e2e-node")["metadata"]["uid"];
+  EXPECT_EQ(CpusAllowed(shared_uid), all);
+  WriteManifest("exclusive.yaml", manifest("exclusive", "{limits: {cpu: '1', memory: 64Mi}}"));
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("exclusive-e2e-node")); }, std::chrono::seconds(60)));
+  std::string excl_uid = Pod("exclusive-e2e-node")["metadata"]["uid"];
+  // CPU 1 (the first after the reserved 0) is the Guaranteed pod's alone; the shared pool is the rest.
+  EXPECT_EQ(CpusAllowed(excl_uid), "1");
+  std::string rest = cpus == 2 ? "0" : "0,2" + (cpus > 3 ? "-" + std::to_string(cpus - 1) : std::string());
+  ASSERT_TRUE(WaitUntil([&] { return CpusAllowed(shared_uid) == rest; }, std::chrono::seconds(20))) << CpusAllowed(shared_uid);
+  std::ifstream in(work_ / "root" / "cpu_manager_state");
+  json state = json::parse(in, nullptr, false);
+  EXPECT_EQ(state["policyName"], "static");
+  EXPECT_EQ(state["entries"][excl_uid]["c"], "1") << state.dump();
+  // A restarted kubelet keeps the assignment.
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  EXPECT_EQ(CpusAllowed(excl_uid), "1");
+  EXPECT_EQ(CpusAllowed(shared_uid), rest);
+  // The Guaranteed pod goes: its CPU returns to the shared pool.
+  fs::remove(work_ / "manifests" / "exclusive.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return CpusAllowed(shared_uid) == all; }, std::chrono::seconds(30))) << CpusAllowed(shared_uid);
+  fs::remove(work_ / "manifests" / "shared.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(shared_uid) == 0; }, std::chrono::seconds(30)));
+}
+
 // Kubelet network mode (--network-plugin=cni): containerd only makes the
 // network namespace (loopback), the kubelet runs bridge + host-local + portmap
 // + loopback into it, reads the pod IP from its own CNI result, and tears the

@@ -91,6 +91,8 @@ class Kubelet {
 
   /** An admit handler run before the kubelet's own (the eviction manager's), set before Start. */
   void SetExtraAdmitHandler(std::function<AdmitResult(const api::Pod&)> h) { extra_admit_ = std::move(h); }
+  /** An admit handler run after the kubelet's own checks passed (resource allocation: the CPU manager), set before Start. */
+  void SetAllocateAdmitHandler(std::function<AdmitResult(const api::Pod&)> h) { allocate_admit_ = std::move(h); }
   /** Admitted pods not yet terminal and not being evicted. */
   std::vector<api::Pod> ActivePods() const;
   /** Stops the pod with `grace` seconds and keeps its status Failed / Evicted with `message`. */
@@ -143,6 +145,7 @@ class Kubelet {
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
   std::map<std::string, std::string> evicted_;  // UID -> eviction message, while the pod is wanted
   std::function<AdmitResult(const api::Pod&)> extra_admit_;
+  std::function<AdmitResult(const api::Pod&)> allocate_admit_;
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;

@@ -134,6 +134,8 @@ struct RuntimeManagerDeps {
   network::CNIRunner* cni = nullptr;
   // The pod cgroup in the driver's form (the sandbox's cgroup_parent); unset or empty: the runtime's default.
   std::function<std::string(const api::Pod&)> pod_cgroup_parent;
+  // The cpuset a container starts with (the CPU manager's); unset or empty: the runtime's default.
+  std::function<std::string(const api::Pod&, const std::string& container)> container_cpuset;
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);
