@@ -402,28 +402,25 @@ absl::StatusOr<CgroupMemoryStats> CgroupManager::MemoryStats(const CgroupName& n
   std::string dir = Dir(name, "memory");
   std::error_code ec;
   if (dir.empty() || !fs::is_directory(dir, ec)) return absl::NotFoundError("no memory cgroup " + Name(name));
+  // The same figures under each version's file and key names.
+  struct Names {
+    const char *usage, *limit, *inactive_file, *rss, *pgfault, *pgmajfault;
+  };
+  static const Names kV1 = {"memory.usage_in_bytes", "memory.limit_in_bytes", "total_inactive_file", "total_rss",
+                            "total_pgfault", "total_pgmajfault"};
+  static const Names kV2 = {"memory.current", "memory.max", "inactive_file", "anon", "pgfault", "pgmajfault"};
+  const Names& n = layout_.version == CgroupVersion::kV2 ? kV2 : kV1;
   CgroupMemoryStats s;
-  if (layout_.version == CgroupVersion::kV2) {
-    s.usage = static_cast<uint64_t>(ReadInt(dir + "/memory.current").value_or(0));
-    auto st = ReadKeyed(dir + "/memory.stat");
-    uint64_t inactive = st["inactive_file"];
-    s.working_set = s.usage > inactive ? s.usage - inactive : 0;
-    s.rss = st["anon"];
-    s.page_faults = st["pgfault"];
-    s.major_page_faults = st["pgmajfault"];
-    int64_t max = ReadInt(dir + "/memory.max").value_or(-1);
-    s.limit = max > 0 ? static_cast<uint64_t>(max) : 0;
-  } else {
-    s.usage = static_cast<uint64_t>(ReadInt(dir + "/memory.usage_in_bytes").value_or(0));
-    auto st = ReadKeyed(dir + "/memory.stat");
-    uint64_t inactive = st["total_inactive_file"];
-    s.working_set = s.usage > inactive ? s.usage - inactive : 0;
-    s.rss = st["total_rss"];
-    s.page_faults = st["total_pgfault"];
-    s.major_page_faults = st["total_pgmajfault"];
-    int64_t limit = ReadInt(dir + "/memory.limit_in_bytes").value_or(-1);
-    s.limit = limit > 0 && limit < (int64_t{1} << 62) ? static_cast<uint64_t>(limit) : 0;
-  }
+  s.usage = static_cast<uint64_t>(std::max<int64_t>(0, ReadInt(dir + "/" + n.usage).value_or(0)));
+  auto st = ReadKeyed(dir + "/memory.stat");
+  uint64_t inactive = st[n.inactive_file];
+  s.working_set = s.usage > inactive ? s.usage - inactive : 0;
+  s.rss = st[n.rss];
+  s.page_faults = st[n.pgfault];
+  s.major_page_faults = st[n.pgmajfault];
+  // "max" (v2) reads as -1; v1's "no limit" is a huge page-rounded number.
+  int64_t limit = ReadInt(dir + "/" + n.limit).value_or(-1);
+  s.limit = limit > 0 && limit < (int64_t{1} << 62) ? static_cast<uint64_t>(limit) : 0;
   return s;
 }
 

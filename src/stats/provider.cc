@@ -105,6 +105,17 @@ TimePoint BootTime(const std::string& proc) {
 
 json Time(TimePoint t) { return FormatRFC3339(t); }
 
+MemoryStats FromCgroup(const cm::CgroupMemoryStats& c, TimePoint now) {
+  MemoryStats m;
+  m.time = now;
+  m.usage_bytes = c.usage;
+  m.working_set_bytes = c.working_set;
+  m.rss_bytes = c.rss;
+  m.page_faults = c.page_faults;
+  m.major_page_faults = c.major_page_faults;
+  return m;
+}
+
 json Cpu(const CpuStats& c) {
   json j = {{"time", Time(c.time)}, {"usageCoreNanoSeconds", c.usage_core_nano_seconds}};
   if (c.usage_nano_cores) j["usageNanoCores"] = *c.usage_nano_cores;
@@ -285,11 +296,7 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
   absl::StatusOr<cm::CgroupMemoryStats> root_mem = absl::NotFoundError("no cgroups");
   if (cg && cg->version() == cm::CgroupVersion::kV1) root_mem = cg->MemoryStats({});
   if (root_mem.ok() && root_mem->usage > 0) {
-    n.memory.usage_bytes = root_mem->usage;
-    n.memory.working_set_bytes = root_mem->working_set;
-    n.memory.rss_bytes = root_mem->rss;
-    n.memory.page_faults = root_mem->page_faults;
-    n.memory.major_page_faults = root_mem->major_page_faults;
+    n.memory = FromCgroup(*root_mem, now);
   } else {
     uint64_t used = mi["MemTotal"] - std::min(mi["MemTotal"], mi["MemFree"]);
     uint64_t inactive = mi["Inactive(file)"];
@@ -319,13 +326,7 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
     auto kp_mem = cg->MemoryStats(cm_->Kubepods());
     if (kp_cpu.ok() && kp_mem.ok()) {
       CpuStats c{now, Rate("kubepods", now, kp_cpu->usage_nanos), kp_cpu->usage_nanos};
-      MemoryStats m;
-      m.time = now;
-      m.usage_bytes = kp_mem->usage;
-      m.working_set_bytes = kp_mem->working_set;
-      m.rss_bytes = kp_mem->rss;
-      m.page_faults = kp_mem->page_faults;
-      m.major_page_faults = kp_mem->major_page_faults;
+      MemoryStats m = FromCgroup(*kp_mem, now);
       m.available_bytes = capacity > m.working_set_bytes ? capacity - m.working_set_bytes : 0;
       n.pods_cpu = c;
       n.pods_memory = m;
@@ -384,11 +385,7 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
     auto pod_mem = pod_cg ? cg->MemoryStats(*pod_cg) : absl::NotFoundError("");
     if (pod_cpu.ok() && pod_mem.ok()) {
       p.cpu.usage_core_nano_seconds = pod_cpu->usage_nanos;
-      p.memory.usage_bytes = pod_mem->usage;
-      p.memory.working_set_bytes = pod_mem->working_set;
-      p.memory.rss_bytes = pod_mem->rss;
-      p.memory.page_faults = pod_mem->page_faults;
-      p.memory.major_page_faults = pod_mem->major_page_faults;
+      p.memory = FromCgroup(*pod_mem, now);
       if (pod_mem->limit > 0)
         p.memory.available_bytes = pod_mem->limit > pod_mem->working_set ? pod_mem->limit - pod_mem->working_set : 0;
       p.process_count = cg->Pids(*pod_cg).size();
