@@ -195,6 +195,26 @@ TEST_F(FakeTree, V2SystemdTree) {
   EXPECT_FALSE(fs::exists(pod));
 }
 
+TEST_F(FakeTree, V1SystemdAndV2CgroupfsTrees) {
+  ContainerManager v1sd(std::make_unique<CgroupManager>(V1(), "systemd"), Options());
+  ASSERT_TRUE(v1sd.Start(std::nullopt).ok());
+  EXPECT_EQ(Slurp(dir_ / "v1" / "cpu" / "kubepods.slice" / "kubepods-besteffort.slice" / "cpu.shares"), "2");
+  auto pod = MakePod("ab-cd", "{requests: {cpu: 100m}}");
+  ASSERT_TRUE(v1sd.EnsurePodCgroup(pod).ok());
+  EXPECT_EQ(v1sd.PodCgroupParent(pod), "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podab_cd.slice");
+  EXPECT_EQ(Slurp(dir_ / "v1" / "cpu" / "kubepods.slice" / "kubepods-burstable.slice" / "kubepods-burstable-podab_cd.slice" /
+                  "cpu.shares"),
+            "102");
+  EXPECT_EQ(v1sd.PodCgroupUIDs(), std::set<std::string>{"ab-cd"});
+
+  ContainerManager v2fs(std::make_unique<CgroupManager>(V2(), "cgroupfs"), Options());
+  ASSERT_TRUE(v2fs.Start(std::nullopt).ok());
+  ASSERT_TRUE(v2fs.EnsurePodCgroup(pod).ok());
+  EXPECT_EQ(v2fs.PodCgroupParent(pod), "/kubepods/burstable/podab-cd");
+  EXPECT_EQ(Slurp(dir_ / "v2" / "kubepods" / "burstable" / "podab-cd" / "cpu.weight"), "4");
+  EXPECT_EQ(Slurp(dir_ / "v2" / "kubepods" / "burstable" / "podab-cd" / "pids.max"), "1024");
+}
+
 TEST_F(FakeTree, MisconfigurationsStopTheStart) {
   ContainerManager mismatch(std::make_unique<CgroupManager>(V1(), "cgroupfs"), Options());
   auto st = mismatch.Start(std::string("systemd"));

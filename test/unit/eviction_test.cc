@@ -102,6 +102,38 @@ TEST(Ranking, MemoryAsUpstream) {
   EXPECT_EQ(ranked[2]->metadata.name, "important");
 }
 
+TEST(Ranking, DiskByEphemeralUsageAndInodes) {
+  auto small = MakePod("small", "{}");
+  auto big = MakePod("big", "{}");
+  auto requested = MakePod("requested", "{requests: {ephemeral-storage: 1Gi}}");
+  stats::Summary s = NodeWith(500 * Mi, 500 * Mi);
+  auto usage = [](const api::Pod& p, uint64_t bytes, uint64_t inodes) {
+    stats::PodStats ps = PodUsage(p, 0);
+    ps.ephemeral_used_bytes = bytes;
+    stats::FsStats f;
+    f.used_bytes = bytes;
+    f.inodes_used = inodes;
+    ps.containers[0].rootfs = f;
+    return ps;
+  };
+  s.pods = {usage(small, 10 * Mi, 5000), usage(big, 900 * Mi, 10), usage(requested, 500 * Mi, 100)};
+  auto ranked = RankForEviction("nodefs.available", {&small, &requested, &big}, s);
+  // Over their requests first (big, small), by excess; the pod within its 1Gi request last.
+  EXPECT_EQ(ranked[0]->metadata.name, "big");
+  EXPECT_EQ(ranked[1]->metadata.name, "small");
+  EXPECT_EQ(ranked[2]->metadata.name, "requested");
+  ranked = RankForEviction("imagefs.inodesFree", {&small, &requested, &big}, s);
+  EXPECT_EQ(ranked[0]->metadata.name, "small");  // the most inodes
+  Threshold t;
+  t.signal = "nodefs.available";
+  t.percentage = 0.1;
+  EXPECT_EQ(EvictionMessage("nodefs.available", big, s, t, {5 * int64_t{1} << 30, 100 * (int64_t{1} << 30), {}}),
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 5Gi. "
+            "Container c was using 900Mi, request is 0, has larger consumption of ephemeral-storage. ");
+  EXPECT_EQ(ConditionFor("imagefs.inodesFree"), "DiskPressure");
+  EXPECT_EQ(ConditionFor("pid.available"), "PIDPressure");
+}
+
 TEST(Ranking, MessageAsUpstream) {
   auto burstable = MakePod("burstable", "{requests: {memory: 50Mi}}");
   stats::Summary s = NodeWith(50 * Mi, 950 * Mi);
@@ -229,6 +261,18 @@ TEST_F(Manager, DiskPressureReclaimsImagesAndContainersBeforePods) {
   summary_.node.fs.available_bytes = 10ull << 30;
   EvictionManager m2(deps_, Options({{"nodefs.available", "55%"}}));
   EXPECT_TRUE(m2.Synchronize().has_value());
+}
+
+TEST_F(Manager, PidPressureEvictsTheLowestPriorityPodWithTheMostProcesses) {
+  summary_.node.memory.available_bytes = 900 * Mi;
+  summary_.pods[1].process_count = 10;
+  summary_.pods[2].process_count = 400;
+  summary_.node.cur_proc = 32000;  // 768 left
+  EvictionManager m(deps_, Options({{"pid.available", "1000"}}));
+  ASSERT_TRUE(m.Synchronize().has_value());
+  EXPECT_EQ(evicted_, std::vector<std::string>{"burstable"});
+  EXPECT_EQ(messages_[0], "The node was low on resource: pids. Threshold quantity: 1k, available: 768. ");
+  EXPECT_EQ(m.NodeConditions(), std::vector<std::string>{"PIDPressure"});
 }
 
 TEST_F(Manager, OnlyCriticalPodsLeftMeansNoEviction) {
