@@ -151,7 +151,19 @@ absl::StatusOr<api::Pod> PrepareAPIPod(json obj) {
   obj["apiVersion"] = "v1";
   obj["kind"] = "Pod";
   // Status is the kubelet's to write; bookkeeping fields would make every status write look like a spec change.
+  // Only a terminal phase is kept (with its reason): a pod that finished never runs again, even after a restart.
+  json terminal;
+  if (obj.contains("status") && obj["status"].is_object()) {
+    const json& st = obj["status"];
+    std::string phase = st.contains("phase") && st["phase"].is_string() ? st["phase"].get<std::string>() : "";
+    if (phase == "Failed" || phase == "Succeeded") {
+      terminal = {{"phase", phase}};
+      for (const char* k : {"reason", "message"})
+        if (st.contains(k) && st[k].is_string()) terminal[k] = st[k];
+    }
+  }
   obj.erase("status");
+  if (!terminal.is_null()) obj["status"] = terminal;
   if (obj.contains("metadata") && obj["metadata"].is_object()) {
     obj["metadata"].erase("resourceVersion");
     obj["metadata"].erase("managedFields");

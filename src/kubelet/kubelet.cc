@@ -25,6 +25,15 @@ std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" 
 // The pod's effective requests (milli-CPU, memory bytes): the sum over its
 // containers, or the largest init container when that is more, as the scheduler counts.
 
+// The pod's phase in the API object when it is Failed or Succeeded; "" otherwise (and for static pods).
+std::string TerminalPhaseInAPI(const api::Pod& pod) {
+  if (api::IsStaticPod(pod) || !pod.raw.is_object()) return "";
+  auto st = pod.raw.find("status");
+  if (st == pod.raw.end() || !st->is_object()) return "";
+  std::string phase = st->value("phase", "");
+  return phase == "Failed" || phase == "Succeeded" ? phase : "";
+}
+
 }  // namespace
 
 Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
@@ -228,6 +237,24 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           restarted = ever_removed_.erase(uid) > 0;
         }
         log_->info("SyncLoop ADD source=\"{}\" pod=\"{}\"", ch.pod.metadata.annotations[api::kConfigSourceAnnotation], PodDesc(ch.pod));
+        // A pod the API already shows finished (completed, or evicted before a restart) never starts again:
+        // it is only made sure to be stopped, keeping the API's status.
+        if (std::string phase = TerminalPhaseInAPI(ch.pod); !phase.empty()) {
+          log_->info("Pod is terminal in the API, not starting it pod=\"{}\" phase={}", PodDesc(ch.pod), phase);
+          const auto& st = ch.pod.raw["status"];
+          api::PodStatus keep;
+          keep.phase = phase;
+          keep.reason = st.value("reason", "");
+          keep.message = st.value("message", "");
+          keep.start_time = d_.clock->Now();
+          status_.SetPodStatus(uid, keep);
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            pods_[uid] = ch.pod;
+          }
+          workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
+          continue;
+        }
         AdmitResult admit;
         {
           std::lock_guard<std::mutex> l(mu_);
@@ -430,6 +457,12 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
   in.startup = [this](const std::string& id) { return probes_->Startup(id); };
   std::optional<api::PodStatus> old = status_.GetPodStatus(uid);
   api::PodStatus st = status::GenerateAPIPodStatus(pod, *rs, old, in);
+  // A terminal phase is final, as upstream's status manager keeps it.
+  if (old && (old->phase == "Failed" || old->phase == "Succeeded") && st.phase != "Failed" && st.phase != "Succeeded") {
+    st.phase = old->phase;
+    st.reason = old->reason;
+    st.message = old->message;
+  }
   // An evicted pod is Failed / Evicted with the eviction manager's message, as upstream's kill status function sets it.
   {
     std::lock_guard<std::mutex> l(mu_);

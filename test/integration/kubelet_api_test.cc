@@ -61,6 +61,10 @@ class KubeletAPITest : public ::testing::Test {
         {remote_.get(), remote_.get(), volumes_.get(), recorder_.get(), &metrics_, &clock_, env_source_.get()}, rmo);
     syncer_ = std::make_unique<status::PodStatusSyncer>(api_.get());
     syncer_->Start();
+    MakeKubelet();
+  }
+
+  void MakeKubelet() {
     KubeletOptions o;
     o.node_name = "node1";
     o.node_ip = "192.0.2.10";
@@ -164,6 +168,31 @@ TEST_F(KubeletAPITest, PodsTheNodeCannotRunAreRejectedWithTheUpstreamReason) {
   for (const auto& e : apiserver_->List("events"))
     event |= e["involvedObject"]["name"] == "picky" && e["reason"] == "NodeAffinity" && e["type"] == "Warning";
   EXPECT_TRUE(event);
+}
+
+TEST_F(KubeletAPITest, PodsFinishedInTheAPINeverStartAgain) {
+  // As after a restart: the API shows the pod evicted (or completed); the kubelet must not run it again.
+  // (Stopped first so the kubelet sees them only with their final status, as a restarted one would.)
+  kubelet_->Stop();
+  kubelet_.reset();
+  auto finished = [&](const std::string& name, json status) {
+    apiserver_->Create("pods", BoundPod(name));
+    json obj = *apiserver_->Get("pods", "default", name);
+    obj["status"] = status;
+    apiserver_->Update("pods", obj);
+  };
+  finished("evicted", {{"phase", "Failed"}, {"reason", "Evicted"}, {"message", "The node was low on resource: memory. "}});
+  finished("done", {{"phase", "Succeeded"}});
+  apiserver_->Create("pods", BoundPod("live"));
+  MakeKubelet();
+  ASSERT_TRUE(WaitUntil([&] { return Phase("live") == "Running"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // several syncs
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);
+  EXPECT_EQ(fake_->Sandboxes()[0].metadata().name(), "live");
+  auto pod = *apiserver_->Get("pods", "default", "evicted");
+  EXPECT_EQ(pod["status"]["phase"], "Failed");
+  EXPECT_EQ(pod["status"]["reason"], "Evicted");
+  EXPECT_EQ(Phase("done"), "Succeeded");
 }
 
 TEST_F(KubeletAPITest, GracefulDeletionStopsWritesFinalStatusAndDeletes) {
