@@ -24,6 +24,7 @@
 
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
+#include "fake/fake_runtime.h"
 #include "runtime/v1/api.grpc.pb.h"
 
 namespace {
@@ -1314,6 +1315,40 @@ TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutag
   ASSERT_TRUE(WaitUntil([&] { return Containers(bound_uid).empty() && Sandboxes(bound_uid) == 0; }));
   fs::remove(work_ / "manifests" / "static.yaml");
   ASSERT_TRUE(WaitUntil([] { return ApiPod("kube-system", "static-e2e-node").is_null(); }));
+}
+
+// The daemon against a runtime that reports a different cgroup driver (CRI
+// RuntimeConfig): it stops with an error that says so, before touching any
+// cgroup (the cgroupRoot here does not even exist).
+TEST(DaemonE2E, CgroupDriverMismatchStopsTheKubelet) {
+  const char* bin = std::getenv("KUBELET_BINARY");
+  ASSERT_TRUE(bin) << "KUBELET_BINARY must be set (ctest sets it)";
+  fs::path dir = fs::temp_directory_path() / ("kcpp-driver-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "manifests");
+  kubelet::testing::FakeRuntime fake((dir / "cri.sock").string());
+  ASSERT_TRUE(fake.Start());
+  fake.SetCgroupDriver(rt::SYSTEMD);
+  std::ofstream(dir / "config.yaml") << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                                     << "containerRuntimeEndpoint: " << fake.endpoint() << "\n"
+                                     << "cgroupDriver: cgroupfs\ncgroupRoot: /kcpp-no-such-root\n"
+                                     << "staticPodPath: " << (dir / "manifests").string() << "\n"
+                                     << "address: 127.0.0.1\nport: " << FreePort() << "\nhealthzPort: " << FreePort() << "\n";
+  std::string log = (dir / "kubelet.log").string();
+  std::string cmd = std::string(bin) + " --config " + (dir / "config.yaml").string() + " --root-dir " + (dir / "root").string() +
+                    " --cert-dir " + (dir / "pki").string() + " --hostname-override driver-test > " + log + " 2>&1";
+  int rc = std::system(("timeout 60 " + cmd).c_str());
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 1) << rc;
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("misconfiguration: kubelet cgroup driver: \"cgroupfs\" is different from the container runtime's cgroup "
+                      "driver: \"systemd\""),
+            std::string::npos)
+      << text;
+  EXPECT_GE(fake.CallCount("RuntimeConfig"), 1);
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/kcpp-no-such-root"));
+  fake.Stop();
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -51,6 +51,7 @@ struct FakeRuntime::State {
   std::map<std::string, int> exit_on_start;  // container name -> exit code
   FakeRuntime::ExecFn exec;
   std::function<void(const std::string&)> on_stop;
+  std::optional<rt::CgroupDriver> cgroup_driver;
 
   // Records the call; returns an injected error if any. Sleeps for an injected delay.
   grpc::Status Enter(const char* method) {
@@ -74,6 +75,14 @@ struct FakeRuntime::State {
 class FakeRuntime::RuntimeImpl final : public rt::RuntimeService::Service {
  public:
   explicit RuntimeImpl(std::shared_ptr<State> s) : s_(std::move(s)) {}
+
+  grpc::Status RuntimeConfig(grpc::ServerContext*, const rt::RuntimeConfigRequest*, rt::RuntimeConfigResponse* resp) override {
+    if (auto st = s_->Enter("RuntimeConfig"); !st.ok()) return st;
+    std::lock_guard<std::mutex> l(s_->mu);
+    if (!s_->cgroup_driver) return grpc::Status(grpc::UNIMPLEMENTED, "unknown method RuntimeConfig for service runtime.v1.RuntimeService");
+    resp->mutable_linux()->set_cgroup_driver(*s_->cgroup_driver);
+    return grpc::Status::OK;
+  }
 
   grpc::Status Version(grpc::ServerContext*, const rt::VersionRequest*, rt::VersionResponse* resp) override {
     if (auto st = s_->Enter("Version"); !st.ok()) return st;
@@ -460,6 +469,11 @@ int FakeRuntime::CallCount(const std::string& method) const {
 void FakeRuntime::ResetCalls() {
   std::lock_guard<std::mutex> l(state_->mu);
   state_->calls.clear();
+}
+
+void FakeRuntime::SetCgroupDriver(rt::CgroupDriver driver) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->cgroup_driver = driver;
 }
 
 bool FakeRuntime::HasImage(const std::string& ref) const {

@@ -58,6 +58,8 @@ class FakeRuntime {
   /** What ExecSync answers: (exit code, output) for a command in a running container, by container name. */
   using ExecFn = std::function<std::pair<int, std::string>(const std::string& container_name, const std::vector<std::string>& cmd)>;
   void SetExec(ExecFn fn);
+  /** What CRI RuntimeConfig reports; unset (the default) answers Unimplemented, as containerd 1.6 does. */
+  void SetCgroupDriver(rt::CgroupDriver driver);
 
   struct State;
 
