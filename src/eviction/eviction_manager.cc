@@ -128,9 +128,24 @@ absl::StatusOr<std::vector<Threshold>> ParseThresholds(const std::map<std::strin
   return out;
 }
 
-Observations Observe(const stats::Summary& s) {
+void AddAllocatableThresholds(std::vector<Threshold>* thresholds) {
+  std::vector<Threshold> add;
+  for (const auto& t : *thresholds)
+    if (t.hard && t.signal == "memory.available") {
+      Threshold a = t;
+      a.signal = "allocatableMemory.available";
+      add.push_back(a);
+    }
+  thresholds->insert(thresholds->end(), add.begin(), add.end());
+}
+
+Observations Observe(const stats::Summary& s, int64_t allocatable_memory) {
   Observations o;
   const auto& n = s.node;
+  if (allocatable_memory > 0 && n.pods_memory) {
+    int64_t ws = static_cast<int64_t>(n.pods_memory->working_set_bytes);
+    o["allocatableMemory.available"] = {std::max<int64_t>(0, allocatable_memory - ws), allocatable_memory, n.pods_memory->time};
+  }
   if (n.memory.available_bytes) {
     int64_t avail = static_cast<int64_t>(*n.memory.available_bytes);
     o["memory.available"] = {avail, avail + static_cast<int64_t>(n.memory.working_set_bytes), n.memory.time};
@@ -314,7 +329,7 @@ std::optional<std::string> EvictionManager::Synchronize() {
     log_->error("Eviction manager: failed to get summary stats err=\"{}\"", summary.status().message());
     return std::nullopt;
   }
-  Observations obs = Observe(**summary);
+  Observations obs = Observe(**summary, o_.allocatable_memory);
   TimePoint now = d_.clock->Now();
   std::vector<Threshold> met;
   std::vector<std::string> old_conditions;
@@ -379,7 +394,7 @@ std::optional<std::string> EvictionManager::Synchronize() {
     auto again = d_.summary();
     if (again.ok()) {
       summary = again;
-      Observations after = Observe(**again);
+      Observations after = Observe(**again, o_.allocatable_memory);
       auto it = after.find(t.signal);
       int64_t min_reclaim = t.min_reclaim_quantity ? *t.min_reclaim_quantity
                                                    : static_cast<int64_t>(static_cast<double>(o.capacity) * t.min_reclaim_percentage);

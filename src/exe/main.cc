@@ -3,6 +3,7 @@
 // SIGINT. Stopping the kubelet never stops the pods it runs.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <iostream>
@@ -339,6 +340,15 @@ int main(int argc, char** argv) {
   }
   eviction::EvictionOptions eo;
   eo.thresholds = *thresholds;
+  // Node allocatable enforced on pods: their cgroup gets a memory threshold of its own, as upstream adds it.
+  if (container_manager && std::find(cfg.enforce_node_allocatable.begin(), cfg.enforce_node_allocatable.end(), "pods") !=
+                               cfg.enforce_node_allocatable.end()) {
+    eviction::AddAllocatableThresholds(&eo.thresholds);
+    int64_t hard = 0;
+    for (const auto& t : eo.thresholds)
+      if (t.hard && t.signal == "memory.available") hard = eviction::ThresholdValue(t, MachineMemoryBytes());
+    eo.allocatable_memory = container_manager->AllocatableForCgroups().memory - hard;
+  }
   eo.pressure_transition_period = cfg.eviction_pressure_transition_period;
   eo.max_pod_grace_period_seconds = cfg.eviction_max_pod_grace_period;
   eviction::EvictionDeps ed;

@@ -79,6 +79,20 @@ TEST(Thresholds, ObservationsFromTheSummary) {
   EXPECT_EQ(o["nodefs.inodesFree"].available, 900000);
   EXPECT_EQ(o["pid.available"].available, 32768 - 300);
   EXPECT_EQ(o.count("imagefs.available"), 0u);  // no image filesystem reported
+  EXPECT_EQ(o.count("allocatableMemory.available"), 0u);
+  // Node allocatable enforced: the pods' cgroup against allocatable memory.
+  stats::MemoryStats pods;
+  pods.working_set_bytes = 700 * Mi;
+  s.node.pods_memory = pods;
+  o = Observe(s, 750 * Mi);
+  EXPECT_EQ(o["allocatableMemory.available"].available, 50 * Mi);
+  EXPECT_EQ(o["allocatableMemory.available"].capacity, 750 * Mi);
+  auto t = *ParseThresholds({{"memory.available", "100Mi"}, {"nodefs.available", "10%"}}, {}, {}, {});
+  AddAllocatableThresholds(&t);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[2].signal, "allocatableMemory.available");
+  EXPECT_EQ(*t[2].quantity, 100 * Mi);
+  EXPECT_EQ(ConditionFor(t[2].signal), "MemoryPressure");
 }
 
 TEST(Ranking, MemoryAsUpstream) {

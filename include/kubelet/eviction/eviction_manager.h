@@ -56,8 +56,16 @@ struct Observation {
 };
 using Observations = std::map<std::string, Observation>;
 
-/** The signals from one stats collection. */
-Observations Observe(const stats::Summary& s);
+/**
+ * The signals from one stats collection. With `allocatable_memory` > 0 (node allocatable enforced on pods) also
+ * allocatableMemory.available: that minus the working set of the pods' cgroup.
+ */
+Observations Observe(const stats::Summary& s, int64_t allocatable_memory = 0);
+/**
+ * Upstream adds allocatableMemory.available, at memory.available's hard value, when node allocatable is
+ * enforced on pods; this does the same to `thresholds`.
+ */
+void AddAllocatableThresholds(std::vector<Threshold>* thresholds);
 /** The threshold's value against `capacity` (percentages resolved). */
 int64_t ThresholdValue(const Threshold& t, int64_t capacity);
 /** The node condition a signal drives: MemoryPressure, DiskPressure or PIDPressure. */
@@ -77,6 +85,7 @@ struct EvictionOptions {
   int64_t max_pod_grace_period_seconds = 0;  // evictionMaxPodGracePeriod, for soft evictions
   Duration monitoring_period = std::chrono::seconds(10);
   Duration pod_cleanup_timeout = std::chrono::seconds(30);
+  int64_t allocatable_memory = 0;  // for allocatableMemory.available (capacity - reserved - memory.available hard)
 };
 
 struct EvictionDeps {
