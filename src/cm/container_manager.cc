@@ -160,8 +160,8 @@ absl::Status ContainerManager::Start(const std::optional<std::string>& runtime_c
   if (limit.pids > 0) kp.pids_limit = limit.pids;
   if (auto st = cgroups_->Create(Kubepods(), kp); !st.ok())
     return absl::Status(st.code(), "failed to create the kubepods cgroup: " + std::string(st.message()));
-  log_->info("Node allocatable enforced on cgroup=\"{}\" cpuShares={} memory={} pids={}", cgroups_->Name(Kubepods()),
-             *kp.cpu_shares, limit.memory, limit.pids);
+  log_->info("Pods cgroup limits set cgroup=\"{}\" nodeAllocatableEnforced={} cpuShares={} memory={} pids={}",
+             cgroups_->Name(Kubepods()), Has(o_.enforce_node_allocatable, "pods"), *kp.cpu_shares, limit.memory, limit.pids);
   if (Has(o_.enforce_node_allocatable, "system-reserved"))
     if (auto st = EnforceReserved("system", o_.system_reserved_cgroup, o_.system_reserved); !st.ok()) return st;
   if (Has(o_.enforce_node_allocatable, "kube-reserved"))
