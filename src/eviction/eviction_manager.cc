@@ -263,13 +263,65 @@ std::string EvictionMessage(const std::string& signal, const api::Pod& pod, cons
   return msg;
 }
 
+std::optional<std::pair<const api::Pod*, std::string>> LocalStorageViolation(const std::vector<const api::Pod*>& pods,
+                                                                             const stats::Summary& s) {
+  std::map<std::string, const stats::PodStats*> by_uid;
+  for (const auto& p : s.pods) by_uid[p.uid] = &p;
+  for (const api::Pod* pod : pods) {
+    if (IsCriticalPod(*pod)) continue;
+    auto it = by_uid.find(pod->metadata.uid);
+    if (it == by_uid.end()) continue;
+    const stats::PodStats& ps = *it->second;
+    auto used_by = [&](const std::string& volume) -> int64_t {
+      auto u = ps.volume_used_bytes.find(volume);
+      return u == ps.volume_used_bytes.end() ? 0 : static_cast<int64_t>(u->second);
+    };
+    // emptyDir over its sizeLimit.
+    int64_t local_volumes = 0;
+    for (const auto& v : pod->spec.volumes) {
+      if (!v.empty_dir) continue;
+      if (v.empty_dir->medium != "Memory") local_volumes += used_by(v.name);
+      if (v.empty_dir->size_limit.empty()) continue;
+      auto limit = api::ParseQuantity(v.empty_dir->size_limit);
+      if (limit.ok() && limit->Value() > 0 && used_by(v.name) > limit->Value())
+        return std::make_pair(pod, "Usage of EmptyDir volume \"" + v.name + "\" exceeds the limit \"" + v.empty_dir->size_limit + "\". ");
+    }
+    // The pod over the sum of its containers' limits.
+    std::map<std::string, int64_t> container_used;
+    int64_t total = local_volumes;
+    for (const auto& cs : ps.containers) {
+      int64_t used = static_cast<int64_t>((cs.rootfs ? cs.rootfs->used_bytes : 0) + cs.logs_used_bytes);
+      container_used[cs.name] = used;
+      total += used;
+    }
+    int64_t pod_limit = 0;
+    bool declared = false;
+    for (const auto& c : pod->spec.containers)
+      if (c.resources.limits.count("ephemeral-storage")) {
+        declared = true;
+        pod_limit += Quantity(c.resources.limits, "ephemeral-storage");
+      }
+    if (declared && total > pod_limit)
+      return std::make_pair(pod, "Pod ephemeral local storage usage exceeds the total limit of containers " +
+                                     api::FormatBinarySI(pod_limit) + ". ");
+    // A container over its own limit.
+    for (const auto& c : pod->spec.containers) {
+      auto lim = c.resources.limits.find("ephemeral-storage");
+      if (lim == c.resources.limits.end()) continue;
+      if (container_used[c.name] > Quantity(c.resources.limits, "ephemeral-storage"))
+        return std::make_pair(pod, "Container " + c.name + " exceeded its local ephemeral storage limit \"" + lim->second + "\". ");
+    }
+  }
+  return std::nullopt;
+}
+
 EvictionManager::EvictionManager(EvictionDeps deps, EvictionOptions o)
     : d_(std::move(deps)), o_(std::move(o)), log_(log::Get("eviction_manager")) {}
 
 EvictionManager::~EvictionManager() { Stop(); }
 
 void EvictionManager::Start() {
-  if (o_.thresholds.empty()) return;
+  if (o_.thresholds.empty() && !o_.local_storage_capacity_isolation) return;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -365,6 +417,20 @@ std::optional<std::string> EvictionManager::Synchronize() {
       std::string list;
       for (const auto& c : conditions_) list += (list.empty() ? "" : ",") + c;
       log_->info("Eviction manager: node conditions now [{}]", list);
+    }
+  }
+  // Ephemeral storage limits come first, as upstream: a pod over its own limits goes at once (grace 0).
+  if (o_.local_storage_capacity_isolation && d_.active_pods && d_.evict_pod) {
+    std::vector<api::Pod> pods = d_.active_pods();
+    std::vector<const api::Pod*> ptrs;
+    for (const auto& p : pods) ptrs.push_back(&p);
+    if (auto v = LocalStorageViolation(ptrs, **summary)) {
+      const api::Pod& p = *v->first;
+      if (d_.evict_pod(p, 0, v->second)) {
+        log_->info("Eviction manager: pod is evicted for its local storage use pod=\"{}/{}\" message=\"{}\"", p.metadata.namespace_,
+                   p.metadata.name, v->second);
+        return p.metadata.uid;
+      }
     }
   }
   // Soft thresholds act only once crossed for their grace period.

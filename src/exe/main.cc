@@ -304,6 +304,7 @@ int main(int argc, char** argv) {
   spo.node_name = node_name;
   spo.root_dir = flags.root_dir;
   spo.pod_logs_dir = cfg.pod_logs_dir;
+  spo.pods_dir = flags.root_dir + "/pods";
   spo.machine_memory = MachineMemoryBytes();
   stats::StatsProvider stats_provider(remote.get(), remote.get(), container_manager.get(), &clock, spo);
   server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name, &stats_provider});
@@ -351,6 +352,7 @@ int main(int argc, char** argv) {
   }
   eo.pressure_transition_period = cfg.eviction_pressure_transition_period;
   eo.max_pod_grace_period_seconds = cfg.eviction_max_pod_grace_period;
+  eo.local_storage_capacity_isolation = cfg.local_storage_capacity_isolation;
   eviction::EvictionDeps ed;
   ed.summary = [&stats_provider] { return stats_provider.Refresh(); };
   ed.clock = &clock;

@@ -411,7 +411,20 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
     }
     pids[sb.id()] = pid;
     if (pid > 0) p.network = NetDev(o_.proc_dir + "/" + std::to_string(pid) + "/net/dev", now);
-    p.ephemeral_used_bytes += DirBytes(o_.pod_logs_dir + "/" + p.namespace_ + "_" + p.name + "_" + p.uid);
+    // Logs per container (the log folder holds one folder per container), then emptyDir volumes on disk.
+    std::string log_dir = o_.pod_logs_dir + "/" + p.namespace_ + "_" + p.name + "_" + p.uid;
+    for (auto& c : p.containers) {
+      c.logs_used_bytes = DirBytes(log_dir + "/" + c.name);
+      p.ephemeral_used_bytes += c.logs_used_bytes;
+    }
+    std::string empty_dirs = (o_.pods_dir.empty() ? o_.root_dir + "/pods" : o_.pods_dir) + "/" + p.uid +
+                             "/volumes/kubernetes.io~empty-dir";
+    std::error_code ec;
+    for (const auto& v : fs::directory_iterator(empty_dirs, ec)) {
+      uint64_t used = DirBytes(v.path().string());
+      p.volume_used_bytes[v.path().filename().string()] = used;
+      p.ephemeral_used_bytes += used;
+    }
     s.pods.push_back(std::move(p));
   }
   sandbox_pids_ = std::move(pids);

@@ -1269,6 +1269,34 @@ TEST_F(EvictionE2E, BestEffortPodIsEvictedFirstUnderMemoryPressure) {
   }
 }
 
+// Local ephemeral storage: an emptyDir written past its sizeLimit gets its
+// pod evicted with upstream's message; a pod within its limits stays.
+TEST_F(EvictionE2E, EmptyDirOverItsSizeLimitIsEvicted) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"filler","namespace":"default"},
+    "spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":1,
+    "volumes":[{"name":"data","emptyDir":{"sizeLimit":"5Mi"}}],
+    "containers":[{"name":"filler","image":"kubelet-cpp.local/busybox:1.35","volumeMounts":[{"name":"data","mountPath":"/data"}],
+    "command":["sh","-c","dd if=/dev/zero of=/data/f bs=1M count=12; exec sleep 3600"]}]}})"));
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"modest","namespace":"default"},
+    "spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":1,
+    "volumes":[{"name":"data","emptyDir":{"sizeLimit":"50Mi"}}],
+    "containers":[{"name":"modest","image":"kubelet-cpp.local/busybox:1.35","volumeMounts":[{"name":"data","mountPath":"/data"}],
+    "resources":{"limits":{"ephemeral-storage":"100Mi"}},
+    "command":["sh","-c","dd if=/dev/zero of=/data/f bs=1M count=2; exec sleep 3600"]}]}})"));
+  auto phase = [](const std::string& name) {
+    json p = ApiPod("default", name);
+    return p.is_null() || !p.contains("status") ? std::string() : p["status"].value("phase", "");
+  };
+  ASSERT_TRUE(WaitUntil([&] { return phase("filler") == "Failed"; }, std::chrono::seconds(60))) << ApiPod("default", "filler").dump(2);
+  json filler = ApiPod("default", "filler");
+  EXPECT_EQ(filler["status"]["reason"], "Evicted");
+  EXPECT_EQ(filler["status"]["message"], "Usage of EmptyDir volume \"data\" exceeds the limit \"5Mi\". ");
+  EXPECT_EQ(phase("modest"), "Running");
+  std::string uid = filler["metadata"]["uid"];
+  EXPECT_TRUE(WaitUntil([&] { return Containers(uid).empty(); }, std::chrono::seconds(30)));
+}
+
 TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutage) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; })) << (api_->Get("nodes", "", "e2e-node") ? api_->Get("nodes", "", "e2e-node")->dump(2) : "no node");
   auto node = *api_->Get("nodes", "", "e2e-node");

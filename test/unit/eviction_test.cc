@@ -164,6 +164,64 @@ TEST(Ranking, MessageAsUpstream) {
             "The node was low on resource: pids. Threshold quantity: 1k, available: 500. ");
 }
 
+TEST(LocalStorage, LimitsAsUpstream) {
+  auto volume = MakePod("volume", "{}", 0, false,
+                        "  volumes: [{name: scratch, emptyDir: {sizeLimit: 10Mi}}, {name: ram, emptyDir: {medium: Memory}}]\n");
+  auto pod_total = MakePod("total", "{limits: {ephemeral-storage: 20Mi}}");
+  auto container = MakePod("container", "{limits: {ephemeral-storage: 50Mi}}", 0, false,
+                           "  volumes: [{name: big, emptyDir: {}}]\n");
+  auto fine = MakePod("fine", "{limits: {ephemeral-storage: 1Gi}}");
+  auto usage = [](const api::Pod& p, uint64_t rootfs, uint64_t logs, std::map<std::string, uint64_t> volumes) {
+    stats::PodStats ps = PodUsage(p, 0);
+    stats::FsStats f;
+    f.used_bytes = rootfs;
+    ps.containers[0].rootfs = f;
+    ps.containers[0].logs_used_bytes = logs;
+    ps.volume_used_bytes = volumes;
+    return ps;
+  };
+  stats::Summary s = NodeWith(500 * Mi, 500 * Mi);
+  s.pods = {usage(volume, 1 * Mi, 0, {{"scratch", 11 * Mi}, {"ram", 1}}), usage(pod_total, 15 * Mi, 6 * Mi, {}),
+            usage(container, 40 * Mi, 11 * Mi, {}), usage(fine, 10 * Mi, 1 * Mi, {})};
+  auto v = LocalStorageViolation({&fine, &volume}, s);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->first->metadata.name, "volume");
+  EXPECT_EQ(v->second, "Usage of EmptyDir volume \"scratch\" exceeds the limit \"10Mi\". ");
+  v = LocalStorageViolation({&fine, &pod_total}, s);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->second, "Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. ");
+  v = LocalStorageViolation({&container}, s);
+  ASSERT_TRUE(v.has_value());
+  // 51Mi over the pod's 50Mi total is reported as the pod's; a container alone over its limit as the container's.
+  EXPECT_EQ(v->second, "Pod ephemeral local storage usage exceeds the total limit of containers 50Mi. ");
+  EXPECT_FALSE(LocalStorageViolation({&fine}, s).has_value());
+  auto static_pod = MakePod("static", "{limits: {ephemeral-storage: 1Mi}}", 0, true);
+  s.pods.push_back(usage(static_pod, 10 * Mi, 0, {}));
+  EXPECT_FALSE(LocalStorageViolation({&static_pod}, s).has_value());  // critical
+}
+
+TEST(LocalStorage, ContainerOverItsOwnLimit) {
+  std::string doc = "kind: Pod\nmetadata: {name: two, namespace: ns, uid: uid-two}\nspec:\n  containers:\n"
+                    "  - {name: a, image: x, resources: {limits: {ephemeral-storage: 10Mi}}}\n"
+                    "  - {name: b, image: x, resources: {limits: {ephemeral-storage: 100Mi}}}\n";
+  auto j = *api::ParseDocument(doc);
+  api::ApplyPodDefaults(j);
+  auto pod = *api::DecodePod(j);
+  stats::Summary s = NodeWith(500 * Mi, 500 * Mi);
+  stats::PodStats ps;
+  ps.uid = "uid-two";
+  for (const char* name : {"a", "b"}) {
+    stats::ContainerStats c;
+    c.name = name;
+    c.logs_used_bytes = 12 * Mi;  // a: over 10Mi; the pod (24Mi) within 110Mi
+    ps.containers.push_back(c);
+  }
+  s.pods = {ps};
+  auto v = LocalStorageViolation({&pod}, s);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->second, "Container a exceeded its local ephemeral storage limit \"10Mi\". ");
+}
+
 class Manager : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -86,7 +86,16 @@ struct EvictionOptions {
   Duration monitoring_period = std::chrono::seconds(10);
   Duration pod_cleanup_timeout = std::chrono::seconds(30);
   int64_t allocatable_memory = 0;  // for allocatableMemory.available (capacity - reserved - memory.available hard)
+  bool local_storage_capacity_isolation = true;  // localStorageCapacityIsolation: ephemeral-storage limits enforced
 };
+
+/**
+ * Upstream's local storage eviction: the first pod (not critical) whose emptyDir exceeds its sizeLimit, whose
+ * ephemeral usage exceeds the sum of its containers' ephemeral-storage limits, or with a container over its own
+ * limit; with the upstream message. nullopt when none.
+ */
+std::optional<std::pair<const api::Pod*, std::string>> LocalStorageViolation(const std::vector<const api::Pod*>& pods,
+                                                                             const stats::Summary& s);
 
 struct EvictionDeps {
   /** A fresh stats collection (StatsProvider::Refresh). */

@@ -67,6 +67,7 @@ struct ContainerStats {
   CpuStats cpu;
   MemoryStats memory;
   std::optional<FsStats> rootfs;
+  uint64_t logs_used_bytes = 0;  // its CRI log files
 };
 
 struct PodStats {
@@ -77,7 +78,8 @@ struct PodStats {
   MemoryStats memory;
   std::optional<NetworkStats> network;
   uint64_t process_count = 0;
-  uint64_t ephemeral_used_bytes = 0;  // writable layers + logs
+  uint64_t ephemeral_used_bytes = 0;  // writable layers + logs + local (emptyDir on disk) volumes
+  std::map<std::string, uint64_t> volume_used_bytes;  // emptyDir volumes by name
 };
 
 struct NodeStats {
@@ -107,6 +109,7 @@ struct ProviderOptions {
   std::string node_name;
   std::string root_dir = "/var/lib/kubelet";
   std::string pod_logs_dir = "/var/log/pods";
+  std::string pods_dir;  // <root-dir>/pods: emptyDir volumes live under it (default: root_dir + "/pods")
   std::string proc_dir = "/proc";
   Duration max_age = std::chrono::seconds(10);
   int64_t machine_memory = 0;
