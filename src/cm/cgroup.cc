@@ -291,13 +291,23 @@ absl::Status CgroupManager::Apply(const CgroupName& name, const ResourceConfig& 
     }
     if (rc.memory)
       if (auto st = write("memory", "memory.max", *rc.memory > 0 ? std::to_string(*rc.memory) : "max"); !st.ok()) return st;
-    if (rc.pids_limit)
-      if (auto st = write("pids", "pids.max", *rc.pids_limit > 0 ? std::to_string(*rc.pids_limit) : "max"); !st.ok())
-        return st;
-    if (rc.cpuset_cpus)
-      if (auto st = write("cpuset", "cpuset.cpus", *rc.cpuset_cpus); !st.ok()) return st;
-    return absl::OkStatus();
+  } else {
+    if (auto st = ApplyV1CpuMemory(name, rc); !st.ok()) return st;
   }
+  // pids.max and cpuset.cpus are the same files on both versions.
+  if (rc.pids_limit)
+    if (auto st = write("pids", "pids.max", *rc.pids_limit > 0 ? std::to_string(*rc.pids_limit) : "max"); !st.ok()) return st;
+  if (rc.cpuset_cpus)
+    if (auto st = write("cpuset", "cpuset.cpus", *rc.cpuset_cpus); !st.ok()) return st;
+  return absl::OkStatus();
+}
+
+absl::Status CgroupManager::ApplyV1CpuMemory(const CgroupName& name, const ResourceConfig& rc) {
+  auto write = [&](const std::string& controller, const std::string& file, const std::string& value) -> absl::Status {
+    std::string dir = Dir(name, controller);
+    if (dir.empty()) return absl::OkStatus();  // controller not mounted
+    return WriteValue(dir, file, value);
+  };
   if (rc.cpu_shares)
     if (auto st = write("cpu", "cpu.shares", std::to_string(*rc.cpu_shares)); !st.ok()) return st;
   if (rc.cpu_period)
@@ -308,11 +318,6 @@ absl::Status CgroupManager::Apply(const CgroupName& name, const ResourceConfig& 
   if (rc.memory)
     if (auto st = write("memory", "memory.limit_in_bytes", std::to_string(*rc.memory > 0 ? *rc.memory : -1)); !st.ok())
       return st;
-  if (rc.pids_limit)
-    if (auto st = write("pids", "pids.max", *rc.pids_limit > 0 ? std::to_string(*rc.pids_limit) : "max"); !st.ok())
-      return st;
-  if (rc.cpuset_cpus)
-    if (auto st = write("cpuset", "cpuset.cpus", *rc.cpuset_cpus); !st.ok()) return st;
   return absl::OkStatus();
 }
 

@@ -222,7 +222,6 @@ std::optional<CgroupName> ContainerManager::FindPodCgroup(const std::string& uid
 
 absl::Status ContainerManager::DestroyPodCgroup(const std::string& uid) {
   if (!o_.cgroups_per_qos) return absl::OkStatus();
-  absl::Status first;
   // A pod's QoS class never changes, but look everywhere: a leftover may sit anywhere.
   for (int round = 0; round < 3; ++round) {
     auto found = FindPodCgroup(uid);
@@ -232,7 +231,7 @@ absl::Status ContainerManager::DestroyPodCgroup(const std::string& uid) {
     if (!st.ok()) return st;
     log_->info("Removed pod cgroup podUID=\"{}\" cgroup=\"{}\"", uid, cgroups_->Name(n));
   }
-  return first;
+  return absl::OkStatus();
 }
 
 std::set<std::string> ContainerManager::PodCgroupUIDs() const {

@@ -224,15 +224,6 @@ class RemoteRuntimeImpl : public RemoteRuntime {
     return std::vector<rt::ContainerStats>(resp.stats().begin(), resp.stats().end());
   }
 
-  absl::StatusOr<std::vector<rt::PodSandboxStats>> ListPodSandboxStats() override {
-    rt::ListPodSandboxStatsRequest req;
-    rt::ListPodSandboxStatsResponse resp;
-    auto st = Call("list_podsandbox_stats", "ListPodSandboxStats", opts_.timeout,
-                   [&](grpc::ClientContext* c) { return runtime_->ListPodSandboxStats(c, req, &resp); });
-    if (!st.ok()) return st;
-    return std::vector<rt::PodSandboxStats>(resp.stats().begin(), resp.stats().end());
-  }
-
   absl::StatusOr<rt::StatusResponse> Status() override {
     rt::StatusRequest req;
     rt::StatusResponse resp;

@@ -103,6 +103,7 @@ class CgroupManager {
  private:
   std::vector<std::string> Hierarchies(const CgroupName& name) const;  // one directory per distinct mount
   absl::Status Apply(const CgroupName& name, const ResourceConfig& rc);
+  absl::Status ApplyV1CpuMemory(const CgroupName& name, const ResourceConfig& rc);
   CgroupLayout layout_;
   std::string driver_;
 };

@@ -49,7 +49,6 @@ class RuntimeService {
   virtual absl::StatusOr<rt::RuntimeConfigResponse> RuntimeConfig() = 0;
   virtual absl::Status UpdateContainerResources(const std::string& id, const rt::LinuxContainerResources& resources) = 0;
   virtual absl::StatusOr<std::vector<rt::ContainerStats>> ListContainerStats() = 0;
-  virtual absl::StatusOr<std::vector<rt::PodSandboxStats>> ListPodSandboxStats() = 0;
 };
 
 class ImageService {
