@@ -1,5 +1,10 @@
 #include "kubelet/api/codec.h"
+#include "kubelet/util/json.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -29,8 +34,43 @@ std::optional<bool> BoolScalar(const std::string& s) {
   return std::nullopt;
 }
 
+// Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as go-yaml requires.
+bool ValidUTF8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (len == 0 || c > 0xF4 || end - p < len) return false;
+    uint32_t cp = c & (0x3F >> (len - 1));
+    for (int i = 1; i < len; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    p += len;
+  }
+  return true;
+}
+
+struct YamlError {
+  std::string message;
+};
+
+std::string Checked(const std::string& s, const YAML::Mark& mark) {
+  if (!ValidUTF8(s))
+    throw YamlError{"invalid UTF-8 at line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1)};
+  return s;
+}
+
+// A number that does not fit its type stays a string, as go-yaml resolves it (the typed decoder then names the field).
 json ScalarToJson(const YAML::Node& n) {
-  const std::string& s = n.Scalar();
+  const std::string& s = Checked(n.Scalar(), n.Mark());
   // A tag of "!" marks a quoted scalar: always a string.
   if (n.Tag() == "!") return s;
   if (IsNullScalar(s)) return nullptr;
@@ -40,20 +80,38 @@ json ScalarToJson(const YAML::Node& n) {
   static const std::regex kInt("^[-+]?(0|[1-9][0-9_]*)$");
   // As go-yaml resolves floats: digits before the exponent ("e1" stays a string).
   static const std::regex kFloat("^[-+]?(\\.[0-9]+|[0-9][0-9_]*(\\.[0-9_]*)?)([eE][-+]?[0-9]+)?$");
-  try {
-    if (std::regex_match(s, kOctal)) return static_cast<int64_t>(std::stoll(s, nullptr, 8));
-    if (std::regex_match(s, kHex)) return static_cast<int64_t>(std::stoll(s, nullptr, 16));
-    if (std::regex_match(s, kInt)) {
-      std::string digits;
-      for (char c : s)
-        if (c != '_') digits += c;
-      return static_cast<int64_t>(std::stoll(digits));
+  auto integer = [&](const std::string& digits, int base) -> json {
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(digits.c_str(), &end, base);
+    if (errno == 0 && end && *end == '\0') return static_cast<int64_t>(v);
+    if (base == 10 && digits[0] != '-') {
+      errno = 0;
+      unsigned long long u = std::strtoull(digits.c_str(), &end, 10);
+      if (errno == 0 && end && *end == '\0') return static_cast<uint64_t>(u);
     }
-    if (s.find_first_of("0123456789") != std::string::npos && std::regex_match(s, kFloat)) return std::stod(s);
-  } catch (const std::out_of_range&) {
-    return std::stod(s);
-  } catch (const std::invalid_argument&) {
     return s;
+  };
+  if (std::regex_match(s, kOctal)) return integer(s, 8);
+  if (std::regex_match(s, kHex)) {
+    // strtoll reads the 0x prefix itself.
+    return integer(s, 16);
+  }
+  if (std::regex_match(s, kInt)) {
+    std::string digits;
+    for (char c : s)
+      if (c != '_') digits += c;
+    json v = integer(digits, 10);
+    if (!v.is_string()) return v;
+  }
+  if (s.find_first_of("0123456789") != std::string::npos && std::regex_match(s, kFloat)) {
+    std::string digits;
+    for (char c : s)
+      if (c != '_') digits += c;
+    errno = 0;
+    char* end = nullptr;
+    double d = std::strtod(digits.c_str(), &end);
+    if (errno == 0 && end && *end == '\0' && std::isfinite(d)) return d;
   }
   return s;
 }
@@ -72,7 +130,10 @@ json NodeToJson(const YAML::Node& n) {
     }
     case YAML::NodeType::Map: {
       json obj = json::object();
-      for (const auto& kv : n) obj[kv.first.as<std::string>()] = NodeToJson(kv.second);
+      for (const auto& kv : n) {
+        if (!kv.first.IsScalar()) throw YamlError{"a mapping key at line " + std::to_string(kv.first.Mark().line + 1) + " is not a string"};
+        obj[Checked(kv.first.Scalar(), kv.first.Mark())] = NodeToJson(kv.second);
+      }
       return obj;
     }
   }
@@ -91,8 +152,8 @@ IntOrString DecodeIntOrString(const json& obj, const char* key, const std::strin
   if (v->is_string()) {
     out.is_int = false;
     out.str_value = v->get<std::string>();
-  } else if (v->is_number_integer()) {
-    out.int_value = v->get<int32_t>();
+  } else if (v->is_number()) {
+    Int(obj, key, base, &out.int_value);
   } else {
     Fail(Join(base, key), "integer or string", *v);
   }
@@ -167,6 +228,138 @@ std::optional<Probe> DecodeProbe(const json& c, const char* key, const std::stri
   return out;
 }
 
+std::optional<SecurityProfile> DecodeProfile(const json& sc, const char* key, const std::string& base) {
+  if (!Field(sc, key)) return std::nullopt;
+  const json& p = Obj(sc, key, base);
+  std::string path = Join(base, key);
+  SecurityProfile out;
+  Str(p, "type", path, &out.type);
+  Str(p, "localhostProfile", path, &out.localhost_profile);
+  return out;
+}
+
+std::optional<SELinuxOptions> DecodeSELinux(const json& sc, const std::string& base) {
+  if (!Field(sc, "seLinuxOptions")) return std::nullopt;
+  const json& o = Obj(sc, "seLinuxOptions", base);
+  std::string path = Join(base, "seLinuxOptions");
+  SELinuxOptions out;
+  Str(o, "user", path, &out.user);
+  Str(o, "role", path, &out.role);
+  Str(o, "type", path, &out.type);
+  Str(o, "level", path, &out.level);
+  return out;
+}
+
+std::optional<SecurityContext> DecodeSecurityContext(const json& c, const std::string& base) {
+  if (!Field(c, "securityContext")) return std::nullopt;
+  const json& sc = Obj(c, "securityContext", base);
+  std::string p = Join(base, "securityContext");
+  SecurityContext out;
+  out.run_as_user = OptInt<int64_t>(sc, "runAsUser", p);
+  out.run_as_group = OptInt<int64_t>(sc, "runAsGroup", p);
+  out.run_as_non_root = OptBool(sc, "runAsNonRoot", p);
+  out.privileged = OptBool(sc, "privileged", p);
+  out.read_only_root_filesystem = OptBool(sc, "readOnlyRootFilesystem", p);
+  out.allow_privilege_escalation = OptBool(sc, "allowPrivilegeEscalation", p);
+  if (Field(sc, "capabilities")) {
+    const json& caps = Obj(sc, "capabilities", p);
+    Capabilities cp;
+    StrList(caps, "add", Join(p, "capabilities"), &cp.add);
+    StrList(caps, "drop", Join(p, "capabilities"), &cp.drop);
+    out.capabilities = cp;
+  }
+  out.seccomp_profile = DecodeProfile(sc, "seccompProfile", p);
+  out.app_armor_profile = DecodeProfile(sc, "appArmorProfile", p);
+  out.se_linux_options = DecodeSELinux(sc, p);
+  Str(sc, "procMount", p, &out.proc_mount);
+  return out;
+}
+
+PodSecurityContext DecodePodSecurityContext(const json& spec) {
+  PodSecurityContext out;
+  const json& sc = Obj(spec, "securityContext", "spec");
+  const std::string p = "spec.securityContext";
+  out.run_as_user = OptInt<int64_t>(sc, "runAsUser", p);
+  out.run_as_group = OptInt<int64_t>(sc, "runAsGroup", p);
+  out.run_as_non_root = OptBool(sc, "runAsNonRoot", p);
+  out.fs_group = OptInt<int64_t>(sc, "fsGroup", p);
+  if (const json* g = Field(sc, "supplementalGroups")) {
+    if (!g->is_array()) Fail(Join(p, "supplementalGroups"), "array of integers", *g);
+    for (size_t i = 0; i < g->size(); ++i) {
+      int64_t v = 0;
+      IntValue(&(*g)[i], Index(Join(p, "supplementalGroups"), i), &v);
+      out.supplemental_groups.push_back(v);
+    }
+  }
+  Str(sc, "fsGroupChangePolicy", p, &out.fs_group_change_policy);
+  out.seccomp_profile = DecodeProfile(sc, "seccompProfile", p);
+  out.app_armor_profile = DecodeProfile(sc, "appArmorProfile", p);
+  out.se_linux_options = DecodeSELinux(sc, p);
+  Each(sc, "sysctls", p, [&](const json& e, const std::string& ep) {
+    Sysctl s;
+    Str(e, "name", ep, &s.name);
+    Str(e, "value", ep, &s.value);
+    out.sysctls.push_back(std::move(s));
+  });
+  return out;
+}
+
+std::vector<NodeSelectorRequirement> DecodeRequirements(const json& term, const char* key, const std::string& base) {
+  std::vector<NodeSelectorRequirement> out;
+  Each(term, key, base, [&](const json& e, const std::string& ep) {
+    NodeSelectorRequirement r;
+    Str(e, "key", ep, &r.key);
+    Str(e, "operator", ep, &r.op);
+    StrList(e, "values", ep, &r.values);
+    out.push_back(std::move(r));
+  });
+  return out;
+}
+
+void DecodeScheduling(const json& spec, PodSpec* out) {
+  StrMap(spec, "nodeSelector", "spec", &out->node_selector);
+  const json& affinity = Obj(spec, "affinity", "spec");
+  const json& na = Obj(affinity, "nodeAffinity", "spec.affinity");
+  const std::string np = "spec.affinity.nodeAffinity";
+  if (Field(na, "requiredDuringSchedulingIgnoredDuringExecution")) {
+    const json& req = Obj(na, "requiredDuringSchedulingIgnoredDuringExecution", np);
+    std::string rp = Join(np, "requiredDuringSchedulingIgnoredDuringExecution");
+    std::vector<NodeSelectorTerm> terms;
+    Each(req, "nodeSelectorTerms", rp, [&](const json& t, const std::string& tp) {
+      NodeSelectorTerm term;
+      term.match_expressions = DecodeRequirements(t, "matchExpressions", tp);
+      term.match_fields = DecodeRequirements(t, "matchFields", tp);
+      terms.push_back(std::move(term));
+    });
+    out->required_node_affinity = std::move(terms);
+  }
+  // The rest of affinity is the scheduler's; its shape is still checked where the kubelet could meet it.
+  Each(na, "preferredDuringSchedulingIgnoredDuringExecution", np, [&](const json& e, const std::string& ep) {
+    int32_t weight = 0;
+    Int(e, "weight", ep, &weight);
+    const json& pref = Obj(e, "preference", ep);
+    DecodeRequirements(pref, "matchExpressions", Join(ep, "preference"));
+    DecodeRequirements(pref, "matchFields", Join(ep, "preference"));
+  });
+  Each(spec, "tolerations", "spec", [&](const json& e, const std::string& ep) {
+    Toleration t;
+    Str(e, "key", ep, &t.key);
+    Str(e, "operator", ep, &t.op);
+    Str(e, "value", ep, &t.value);
+    Str(e, "effect", ep, &t.effect);
+    t.toleration_seconds = OptInt<int64_t>(e, "tolerationSeconds", ep);
+    out->tolerations.push_back(std::move(t));
+  });
+  Each(spec, "hostAliases", "spec", [&](const json& e, const std::string& ep) {
+    HostAlias a;
+    Str(e, "ip", ep, &a.ip);
+    StrList(e, "hostnames", ep, &a.hostnames);
+    out->host_aliases.push_back(std::move(a));
+  });
+  if (Field(spec, "os")) Str(Obj(spec, "os", "spec"), "name", "spec.os", &out->os_name);
+  Str(spec, "priorityClassName", "spec", &out->priority_class_name);
+}
+
 Container DecodeContainer(const json& c, const std::string& p) {
   Container out;
   out.raw = c;
@@ -225,6 +418,7 @@ Container DecodeContainer(const json& c, const std::string& p) {
     if (Field(lc, "preStop")) l.pre_stop = DecodeHandler(Obj(lc, "preStop", lp), Join(lp, "preStop"));
     out.lifecycle = l;
   }
+  out.security_context = DecodeSecurityContext(c, p);
   return out;
 }
 
@@ -410,6 +604,10 @@ absl::StatusOr<nlohmann::json> YamlToJson(std::string_view text) {
     return NodeToJson(non_empty[0]);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(std::string("invalid YAML: ") + e.what());
+  } catch (const YamlError& e) {
+    return absl::InvalidArgumentError("invalid YAML: " + e.message);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(std::string("invalid YAML: ") + e.what());
   }
 }
 
@@ -563,10 +761,14 @@ absl::StatusOr<Pod> DecodePod(const json& obj) {
       Int(spec, "priority", "spec", &prio);
       pod.spec.priority = prio;
     }
+    pod.spec.security_context = DecodePodSecurityContext(spec);
+    DecodeScheduling(spec, &pod.spec);
     return pod;
   } catch (const FieldError& e) {
     return absl::InvalidArgumentError(e.path + ": " + e.message);
   } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(std::string("pod: ") + e.what());
+  } catch (const std::exception& e) {
     return absl::InvalidArgumentError(std::string("pod: ") + e.what());
   }
 }
@@ -614,13 +816,51 @@ absl::Status ValidatePod(const Pod& pod) {
     errs.Unsupported("spec.dnsPolicy", dp, {"ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"});
   if (dp == "None" && (!pod.spec.dns_config || pod.spec.dns_config->nameservers.empty()))
     errs.Required("spec.dnsConfig: must provide at least one DNS nameserver when DNSPolicy is set to None");
-  const json* spec_json = pod.raw.is_object() ? Field(pod.raw, "spec") : nullptr;
-  const json* psc = spec_json && spec_json->is_object() ? Field(*spec_json, "securityContext") : nullptr;
-  if (const json* fgp = psc && psc->is_object() ? Field(*psc, "fsGroupChangePolicy") : nullptr) {
-    const auto& v = *fgp;
-    std::string policy = v.is_string() ? v.get<std::string>() : v.dump();
-    if (policy != "OnRootMismatch" && policy != "Always")
-      errs.Unsupported("spec.securityContext.fsGroupChangePolicy", policy, {"OnRootMismatch", "Always"});
+  if (const auto& policy = pod.spec.security_context.fs_group_change_policy;
+      !policy.empty() && policy != "OnRootMismatch" && policy != "Always")
+    errs.Unsupported("spec.securityContext.fsGroupChangePolicy", policy, {"OnRootMismatch", "Always"});
+  auto validate_profile = [&](const std::optional<SecurityProfile>& prof, const std::string& path) {
+    if (!prof) return;
+    if (prof->type != "RuntimeDefault" && prof->type != "Unconfined" && prof->type != "Localhost") {
+      if (prof->type.empty()) errs.Required(path + ".type");
+      else errs.Unsupported(path + ".type", prof->type, {"Localhost", "RuntimeDefault", "Unconfined"});
+    }
+    if (prof->type == "Localhost" && prof->localhost_profile.empty())
+      errs.Required(path + ".localhostProfile", "must be set when seccomp type is Localhost");
+    if (prof->type != "Localhost" && !prof->localhost_profile.empty())
+      errs.Invalid(path + ".localhostProfile", prof->localhost_profile, "can only be set when seccomp type is Localhost");
+  };
+  validate_profile(pod.spec.security_context.seccomp_profile, "spec.securityContext.seccompProfile");
+  validate_profile(pod.spec.security_context.app_armor_profile, "spec.securityContext.appArmorProfile");
+  for (const auto* list : {&pod.spec.init_containers, &pod.spec.containers})
+    for (size_t i = 0; i < list->size(); ++i) {
+      const auto& sc = (*list)[i].security_context;
+      if (!sc) continue;
+      std::string p = std::string("spec.") + (list == &pod.spec.containers ? "containers" : "initContainers") + "[" +
+                      std::to_string(i) + "].securityContext";
+      validate_profile(sc->seccomp_profile, p + ".seccompProfile");
+      validate_profile(sc->app_armor_profile, p + ".appArmorProfile");
+      if (!sc->proc_mount.empty() && sc->proc_mount != "Default" && sc->proc_mount != "Unmasked")
+        errs.Unsupported(p + ".procMount", sc->proc_mount, {"Default", "Unmasked"});
+    }
+  if (pod.spec.required_node_affinity) {
+    static const std::vector<std::string> kOps = {"DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"};
+    const auto& terms = *pod.spec.required_node_affinity;
+    std::string base = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
+    if (terms.empty()) errs.Required(base, "must have at least one node selector term");
+    for (size_t i = 0; i < terms.size(); ++i)
+      for (const auto* reqs : {&terms[i].match_expressions, &terms[i].match_fields})
+        for (size_t j = 0; j < reqs->size(); ++j) {
+          const auto& r = (*reqs)[j];
+          std::string p = base + "[" + std::to_string(i) + "]." +
+                          (reqs == &terms[i].match_expressions ? "matchExpressions" : "matchFields") + "[" + std::to_string(j) + "]";
+          if (std::find(kOps.begin(), kOps.end(), r.op) == kOps.end()) errs.Unsupported(p + ".operator", r.op, kOps);
+        }
+  }
+  for (size_t i = 0; i < pod.spec.tolerations.size(); ++i) {
+    const auto& t = pod.spec.tolerations[i];
+    if (!t.op.empty() && t.op != "Equal" && t.op != "Exists")
+      errs.Unsupported("spec.tolerations[" + std::to_string(i) + "].operator", t.op, {"Equal", "Exists"});
   }
   if (pod.spec.termination_grace_period_seconds < 0)
     errs.Invalid("spec.terminationGracePeriodSeconds", std::to_string(pod.spec.termination_grace_period_seconds),
@@ -735,7 +975,7 @@ std::string StringField(const json& obj, const char* key) {
 
 std::string CanonicalJson(const json& j) {
   // nlohmann's object type is a std::map: dump() already sorts keys.
-  return j.dump();
+  return DumpJSON(j);
 }
 
 bool ContainerState::operator==(const ContainerState& o) const {

@@ -2,6 +2,9 @@
 // Shared by the decoders of API objects (codec.cc, objects.cc): typed reads of
 // JSON fields that throw a FieldError naming the field path on a wrong type.
 // Internal to the api library.
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,18 +56,45 @@ inline void Str(const json& obj, const char* key, const std::string& base, std::
   }
 }
 
+// Integers as the API's Go types read them: whole numbers within the field's range, else an error naming the field.
+template <typename T>
+void IntValue(const json* v, const std::string& path, T* out) {
+  {
+    int64_t n = 0;
+    if (v->is_number_unsigned()) {
+      uint64_t u = v->get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        throw FieldError{path, "value " + std::to_string(u) + " is out of range"};
+      n = static_cast<int64_t>(u);
+    } else if (v->is_number_integer()) {
+      n = v->get<int64_t>();
+    } else if (v->is_number_float()) {
+      double d = v->get<double>();
+      // 2^63 as a double: anything at or beyond it does not fit an int64.
+      if (!(d > -9223372036854775808.0 && d < 9223372036854775808.0)) throw FieldError{path, "value " + v->dump() + " is out of range"};
+      if (d != std::trunc(d)) Fail(path, "integer", *v);
+      n = static_cast<int64_t>(d);
+    } else {
+      Fail(path, "integer", *v);
+    }
+    if (n < static_cast<int64_t>(std::numeric_limits<T>::min()) || n > static_cast<int64_t>(std::numeric_limits<T>::max()))
+      throw FieldError{path, "value " + std::to_string(n) + " is out of range for a " +
+                                            std::to_string(sizeof(T) * 8) + "-bit integer"};
+    *out = static_cast<T>(n);
+  }
+}
+
 template <typename T>
 void Int(const json& obj, const char* key, const std::string& base, T* out) {
-  if (const json* v = Field(obj, key)) {
-    if (v->is_number_float()) {
-      double d = v->get<double>();
-      if (d != static_cast<double>(static_cast<int64_t>(d))) Fail(Join(base, key), "integer", *v);
-      *out = static_cast<T>(d);
-      return;
-    }
-    if (!v->is_number_integer()) Fail(Join(base, key), "integer", *v);
-    *out = v->get<T>();
-  }
+  if (const json* v = Field(obj, key)) IntValue(v, Join(base, key), out);
+}
+
+template <typename T>
+std::optional<T> OptInt(const json& obj, const char* key, const std::string& base) {
+  if (!Field(obj, key)) return std::nullopt;
+  T v{};
+  Int(obj, key, base, &v);
+  return v;
 }
 
 inline void Bool(const json& obj, const char* key, const std::string& base, bool* out) {
@@ -72,6 +102,13 @@ inline void Bool(const json& obj, const char* key, const std::string& base, bool
     if (!v->is_boolean()) Fail(Join(base, key), "boolean", *v);
     *out = v->get<bool>();
   }
+}
+
+inline std::optional<bool> OptBool(const json& obj, const char* key, const std::string& base) {
+  if (!Field(obj, key)) return std::nullopt;
+  bool v = false;
+  Bool(obj, key, base, &v);
+  return v;
 }
 
 inline void StrList(const json& obj, const char* key, const std::string& base, std::vector<std::string>* out) {

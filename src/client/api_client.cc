@@ -1,4 +1,5 @@
 #include "kubelet/client/api_client.h"
+#include "kubelet/util/json.h"
 
 #include "kubelet/api/objects.h"
 
@@ -159,19 +160,19 @@ class ApiClientImpl : public ApiClient {
 
   absl::StatusOr<json> Get(const std::string& path) override { return Do("GET", path, "", ""); }
   absl::StatusOr<json> Create(const std::string& path, const json& obj) override {
-    return Do("POST", path, obj.dump(), "application/json");
+    return Do("POST", path, DumpJSON(obj), "application/json");
   }
   absl::StatusOr<json> Update(const std::string& path, const json& obj) override {
-    return Do("PUT", path, obj.dump(), "application/json");
+    return Do("PUT", path, DumpJSON(obj), "application/json");
   }
   absl::StatusOr<json> Patch(const std::string& path, const json& patch, PatchType type) override {
     const char* ct = type == PatchType::kMerge            ? "application/merge-patch+json"
                      : type == PatchType::kStrategicMerge ? "application/strategic-merge-patch+json"
                                                           : "application/json-patch+json";
-    return Do("PATCH", path, patch.dump(), ct);
+    return Do("PATCH", path, DumpJSON(patch), ct);
   }
   absl::Status Delete(const std::string& path, const json& options) override {
-    auto r = Do("DELETE", path, options.is_null() ? "" : options.dump(), options.is_null() ? "" : "application/json");
+    auto r = Do("DELETE", path, options.is_null() ? "" : DumpJSON(options), options.is_null() ? "" : "application/json");
     return r.status();
   }
 

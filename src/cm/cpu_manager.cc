@@ -1,4 +1,5 @@
 #include "kubelet/cm/cpu_manager.h"
+#include "kubelet/util/json.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -177,7 +178,7 @@ absl::Status CPUManager::Restore() {
   if (j.contains("checksum")) {
     json body = j;
     body.erase("checksum");
-    if (!j["checksum"].is_number_unsigned() || j["checksum"].get<uint64_t>() != Fnv32a(body.dump()))
+    if (!j["checksum"].is_number_unsigned() || j["checksum"].get<uint64_t>() != Fnv32a(DumpJSON(body)))
       log_->warn("CPU manager checkpoint checksum is not this kubelet's; validating its contents path=\"{}\"", o_.state_file);
   }
   if (o_.policy != "static") return absl::OkStatus();
@@ -215,11 +216,11 @@ absl::Status CPUManager::Checkpoint() const {
       for (const auto& [name, set] : containers) entries[uid][name] = FormatCPUSet(set);
     body["entries"] = entries;
   }
-  body["checksum"] = Fnv32a(body.dump());
+  body["checksum"] = Fnv32a(DumpJSON(body));
   std::string tmp = o_.state_file + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << body.dump();
+    out << DumpJSON(body);
     if (!out) return absl::InternalError("failed to write " + tmp);
   }
   std::error_code ec;

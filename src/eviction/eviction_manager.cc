@@ -65,11 +65,7 @@ absl::Status ParseValue(const std::string& signal, const std::string& text, std:
   return absl::OkStatus();
 }
 
-int64_t Priority(const api::Pod& p) {
-  const json& spec = p.raw.is_object() && p.raw.contains("spec") ? p.raw["spec"] : json();
-  if (spec.is_object() && spec.contains("priority") && spec["priority"].is_number_integer()) return spec["priority"].get<int64_t>();
-  return 0;
-}
+int64_t Priority(const api::Pod& p) { return p.spec.priority.value_or(0); }
 
 int64_t Quantity(const api::StringMap& m, const char* key) {
   auto it = m.find(key);
@@ -360,15 +356,12 @@ AdmitResult EvictionManager::Admit(const api::Pod& pod) const {
   if (conds.size() == 1 && conds[0] == "MemoryPressure") {
     if (api::QOSClass(pod) != "BestEffort") return {};
     // A BestEffort pod that tolerates the memory-pressure taint is admitted.
-    const json& spec = pod.raw.is_object() && pod.raw.contains("spec") ? pod.raw["spec"] : json();
-    if (spec.is_object() && spec.contains("tolerations") && spec["tolerations"].is_array())
-      for (const auto& t : spec["tolerations"]) {
-        if (!t.is_object()) continue;
-        std::string effect = t.value("effect", ""), op = t.value("operator", "Equal"), key = t.value("key", "");
-        if (!effect.empty() && effect != "NoSchedule") continue;
-        if (op == "Exists" && (key.empty() || key == "node.kubernetes.io/memory-pressure")) return {};
-        if (op == "Equal" && key == "node.kubernetes.io/memory-pressure" && t.value("value", "").empty()) return {};
-      }
+    for (const auto& t : pod.spec.tolerations) {
+      const std::string op = t.op.empty() ? "Equal" : t.op;
+      if (!t.effect.empty() && t.effect != "NoSchedule") continue;
+      if (op == "Exists" && (t.key.empty() || t.key == "node.kubernetes.io/memory-pressure")) return {};
+      if (op == "Equal" && t.key == "node.kubernetes.io/memory-pressure" && t.value.empty()) return {};
+    }
   }
   std::string list;
   for (const auto& c : conds) list += (list.empty() ? "" : " ") + c;

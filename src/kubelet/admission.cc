@@ -2,6 +2,7 @@
 
 #include "kubelet/cm/container_manager.h"
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "kubelet/api/quantity.h"
@@ -10,28 +11,6 @@
 namespace kubelet {
 namespace {
 
-using json = nlohmann::json;
-
-const json& At(const json& obj, std::initializer_list<const char*> path) {
-  static const json kNull;
-  const json* cur = &obj;
-  for (const char* k : path) {
-    if (!cur->is_object()) return kNull;
-    auto it = cur->find(k);
-    if (it == cur->end()) return kNull;
-    cur = &*it;
-  }
-  return *cur;
-}
-
-std::vector<std::string> Strings(const json& arr) {
-  std::vector<std::string> out;
-  if (arr.is_array())
-    for (const auto& v : arr)
-      if (v.is_string()) out.push_back(v.get<std::string>());
-  return out;
-}
-
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
   for (const auto& x : v)
     if (x == s) return true;
@@ -39,9 +18,9 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
 }
 
 // One node selector requirement against a value (absent: nullptr), as upstream's labels.Selector.
-bool RequirementMatches(const json& req, const std::string* value) {
-  std::string op = req.value("operator", "");
-  std::vector<std::string> values = Strings(req.value("values", json::array()));
+bool RequirementMatches(const api::NodeSelectorRequirement& req, const std::string* value) {
+  const std::string& op = req.op;
+  const auto& values = req.values;
   if (op == "In") return value && Contains(values, *value);
   if (op == "NotIn") return !value || !Contains(values, *value);
   if (op == "Exists") return value != nullptr;
@@ -49,47 +28,38 @@ bool RequirementMatches(const json& req, const std::string* value) {
   if (op == "Gt" || op == "Lt") {
     if (!value || values.size() != 1) return false;
     char* end = nullptr;
+    errno = 0;
     long long have = std::strtoll(value->c_str(), &end, 10);
-    if (end == value->c_str() || *end) return false;
+    if (end == value->c_str() || *end || errno) return false;
     long long want = std::strtoll(values[0].c_str(), &end, 10);
-    if (end == values[0].c_str() || *end) return false;
+    if (end == values[0].c_str() || *end || errno) return false;
     return op == "Gt" ? have > want : have < want;
   }
   return false;  // an unknown operator matches nothing
 }
 
 // A node selector term: its expressions and fields all match; an empty term matches nothing.
-bool TermMatches(const json& term, const AdmitNode& node) {
-  const json& exprs = term.value("matchExpressions", json::array());
-  const json& fields = term.value("matchFields", json::array());
-  if ((!exprs.is_array() || exprs.empty()) && (!fields.is_array() || fields.empty())) return false;
-  if (exprs.is_array())
-    for (const auto& e : exprs) {
-      if (!e.is_object()) return false;
-      auto it = node.labels.find(e.value("key", ""));
-      if (!RequirementMatches(e, it == node.labels.end() ? nullptr : &it->second)) return false;
-    }
-  if (fields.is_array())
-    for (const auto& f : fields) {
-      // Only metadata.name is a supported field, as upstream.
-      if (!f.is_object() || f.value("key", "") != "metadata.name") return false;
-      if (!RequirementMatches(f, &node.name)) return false;
-    }
+bool TermMatches(const api::NodeSelectorTerm& term, const AdmitNode& node) {
+  if (term.match_expressions.empty() && term.match_fields.empty()) return false;
+  for (const auto& e : term.match_expressions) {
+    auto it = node.labels.find(e.key);
+    if (!RequirementMatches(e, it == node.labels.end() ? nullptr : &it->second)) return false;
+  }
+  for (const auto& f : term.match_fields) {
+    // Only metadata.name is a supported field, as upstream.
+    if (f.key != "metadata.name" || !RequirementMatches(f, &node.name)) return false;
+  }
   return true;
 }
 
 bool NodeAffinityMatches(const api::Pod& pod, const AdmitNode& node) {
-  const json& selector = At(pod.raw, {"spec", "nodeSelector"});
-  if (selector.is_object())
-    for (auto it = selector.begin(); it != selector.end(); ++it) {
-      auto l = node.labels.find(it.key());
-      if (l == node.labels.end() || !it.value().is_string() || l->second != it.value().get<std::string>()) return false;
-    }
-  const json& terms = At(pod.raw, {"spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
-                                   "nodeSelectorTerms"});
-  if (!terms.is_array()) return true;
-  for (const auto& t : terms)
-    if (t.is_object() && TermMatches(t, node)) return true;
+  for (const auto& [key, want] : pod.spec.node_selector) {
+    auto l = node.labels.find(key);
+    if (l == node.labels.end() || l->second != want) return false;
+  }
+  if (!pod.spec.required_node_affinity) return true;
+  for (const auto& t : *pod.spec.required_node_affinity)
+    if (TermMatches(t, node)) return true;
   return false;
 }
 
@@ -127,8 +97,7 @@ std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
 }
 
 AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {
-  const json& os = At(pod.raw, {"spec", "os", "name"});
-  if (os.is_string() && os.get<std::string>() != "linux")
+  if (!pod.spec.os_name.empty() && pod.spec.os_name != "linux")
     return Reject("PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS");
 
   // Resources: the pod count first, then cpu and memory, as noderesources.Fits orders them.
@@ -163,13 +132,7 @@ AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& ad
     return Reject("SysctlForbidden", why);
   // Privileged containers when the node does not allow them (upstream's capabilities admit handler).
   if (!node.allow_privileged) {
-    auto privileged = [](const api::Container& c) {
-      if (!c.raw.is_object()) return false;
-      auto sc = c.raw.find("securityContext");
-      if (sc == c.raw.end() || !sc->is_object()) return false;
-      auto p = sc->find("privileged");
-      return p != sc->end() && p->is_boolean() && p->get<bool>();
-    };
+    auto privileged = [](const api::Container& c) { return c.security_context && c.security_context->privileged.value_or(false); };
     for (const auto& c : pod.spec.containers)
       if (privileged(c))
         return Reject("Forbidden", "pod with UID \"" + pod.metadata.uid + "\" specified privileged container, but is disallowed");

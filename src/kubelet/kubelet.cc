@@ -55,7 +55,7 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
     return SyncTerminatingPod(uid, pod, grace);
   };
   cb.sync_terminated = [this](const std::string& uid, const api::Pod* pod) { return SyncTerminatedPod(uid, pod); };
-  workers_ = std::make_unique<PodWorkers>(cb, o_.pod_worker_threads, o_.config.sync_frequency, o_.worker_backoff);
+  workers_ = std::make_unique<PodWorkers>(cb, o_.config.sync_frequency, o_.worker_backoff);
   pleg_ = std::make_unique<pleg::PLEG>(d_.runtime, d_.metrics, o_.pleg_period, [this](std::vector<pleg::PodLifecycleEvent> evs) {
     LoopEvent ev;
     ev.kind = LoopEvent::kPLEG;

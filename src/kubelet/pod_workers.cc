@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet {
@@ -13,29 +14,31 @@ Duration Jitter(Duration d) {
 }
 }  // namespace
 
-PodWorkers::PodWorkers(Callbacks cb, size_t threads, Duration resync, Duration backoff)
+PodWorkers::PodWorkers(Callbacks cb, Duration resync, Duration backoff)
     : cb_(std::move(cb)), resync_(resync), backoff_(backoff) {
-  for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  timer_ = std::thread([this] { GuardedRun("pod workers timer", [this] { Timer(); }); });
 }
 
 PodWorkers::~PodWorkers() { Stop(); }
 
 void PodWorkers::Stop() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
+  std::unique_lock<std::mutex> l(mu_);
+  stop_ = true;
+  // In-flight syncs give up their waits; each runner ends after its current call.
+  for (auto& [_, s] : pods_)
+    if (s.cancel) s.cancel->store(true);
   cv_.notify_all();
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
-  threads_.clear();
+  runners_cv_.wait(l, [&] { return runners_ == 0; });
+  l.unlock();
+  if (timer_.joinable()) timer_.join();
 }
 
 void PodWorkers::Enqueue(const std::string& uid, State& s) {
-  if (s.in_flight || s.queued) return;
-  s.queued = true;
-  ready_.push_back(uid);
-  cv_.notify_one();
+  if (s.running || stop_) return;
+  s.running = true;
+  ++runners_;
+  // Detached: the runner holds no reference to its thread object; Stop() waits for runners_ to reach zero.
+  std::thread([this, uid] { Run(uid); }).detach();
 }
 
 void PodWorkers::UpdatePod(UpdateType type, const std::string& uid, std::optional<api::Pod> pod,
@@ -45,12 +48,18 @@ void PodWorkers::UpdatePod(UpdateType type, const std::string& uid, std::optiona
   if (type == UpdateType::kKill) {
     if (pod) s.pod = std::move(pod);
     if (grace) s.grace = grace;
-    if (s.phase == Phase::kSyncing) s.phase = Phase::kTerminating;
+    if (s.phase == Phase::kSyncing) {
+      s.phase = Phase::kTerminating;
+      // A sync still in flight (waiting for a pull, say) gives up: the kill need not wait for it.
+      if (s.in_flight && s.cancel) s.cancel->store(true);
+    }
     if (s.phase == Phase::kDone) return;
   } else {
     if (s.phase == Phase::kDone && type == UpdateType::kCreate) {
       // The same UID came back after it was torn down: start it afresh.
+      bool running = s.running;
       s = State{};
+      s.running = running;
     }
     if (s.phase != Phase::kSyncing) {
       if (type == UpdateType::kCreate) {
@@ -89,7 +98,7 @@ bool PodWorkers::OtherInstanceTerminating(const std::string& full_name, const st
 void PodWorkers::ForgetDone(const std::function<bool(const std::string&)>& keep) {
   std::lock_guard<std::mutex> l(mu_);
   for (auto it = pods_.begin(); it != pods_.end();) {
-    if (it->second.phase == Phase::kDone && !it->second.in_flight && !it->second.queued && !keep(it->first)) {
+    if (it->second.phase == Phase::kDone && !it->second.in_flight && !it->second.running && !keep(it->first)) {
       it = pods_.erase(it);
     } else {
       ++it;
@@ -102,11 +111,14 @@ size_t PodWorkers::Size() const {
   return pods_.size();
 }
 
-void PodWorkers::Work() {
-  static auto log = log::Get("pod_workers");
+size_t PodWorkers::ActiveRunners() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return runners_;
+}
+
+void PodWorkers::Timer() {
   std::unique_lock<std::mutex> l(mu_);
-  while (true) {
-    // Move due delayed work into the ready queue.
+  while (!stop_) {
     auto now = std::chrono::steady_clock::now();
     while (!delayed_.empty() && delayed_.begin()->first <= now) {
       auto when = delayed_.begin()->first;
@@ -119,56 +131,62 @@ void PodWorkers::Work() {
         Enqueue(uid, it->second);
       }
     }
-    if (stop_) return;
-    if (ready_.empty()) {
-      if (delayed_.empty()) {
-        cv_.wait(l);
-      } else {
-        // Copy the deadline: the map node may be erased by another worker while we wait.
-        auto until = delayed_.begin()->first;
-        cv_.wait_until(l, until);
-      }
-      continue;
+    if (delayed_.empty()) {
+      cv_.wait(l);
+    } else {
+      // Copy the deadline: the map node may be erased while we wait.
+      auto until = delayed_.begin()->first;
+      cv_.wait_until(l, until);
     }
-    std::string uid = ready_.front();
-    ready_.pop_front();
+  }
+}
+
+void PodWorkers::Run(std::string uid) {
+  static auto log = log::Get("pod_workers");
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
     auto it = pods_.find(uid);
-    if (it == pods_.end()) continue;
+    if (it == pods_.end()) break;
     State& s = it->second;
-    s.queued = false;
-    if (s.in_flight || !s.pending) continue;
+    if (s.in_flight || !s.pending) break;
     s.pending = false;
     s.in_flight = true;
     Phase phase = s.phase;
     UpdateType type = s.pending_type;
     std::optional<api::Pod> pod = s.pod;
     std::optional<int64_t> grace = s.grace;
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    s.cancel = cancel;
     l.unlock();
 
     absl::Status err;
     bool terminal = false;
-    if (phase == Phase::kSyncing && pod) {
-      auto r = cb_.sync_pod(*pod, type);
-      if (r.ok()) {
-        terminal = *r;
-      } else {
-        err = r.status();
-      }
-    } else if (phase == Phase::kTerminating) {
-      err = cb_.sync_terminating(uid, pod ? &*pod : nullptr, grace);
-    } else if (phase == Phase::kTerminated) {
-      err = cb_.sync_terminated(uid, pod ? &*pod : nullptr);
+    {
+      CancelScope scope(cancel.get());
+      err = Guarded("pod worker " + uid, [&]() -> absl::Status {
+        if (phase == Phase::kSyncing && pod) {
+          auto r = cb_.sync_pod(*pod, type);
+          if (!r.ok()) return r.status();
+          terminal = *r;
+          return absl::OkStatus();
+        }
+        if (phase == Phase::kTerminating) return cb_.sync_terminating(uid, pod ? &*pod : nullptr, grace);
+        if (phase == Phase::kTerminated) return cb_.sync_terminated(uid, pod ? &*pod : nullptr);
+        return absl::OkStatus();
+      });
     }
-    if (!err.ok()) {
+    bool cancelled = cancel->load();
+    if (!err.ok() && !cancelled) {
       log->error("Error syncing pod, skipping podUID=\"{}\" pod=\"{}\" err=\"{}\"", uid,
                  pod ? pod->metadata.namespace_ + "/" + pod->metadata.name : std::string(), err.message());
     }
 
     l.lock();
     it = pods_.find(uid);
-    if (it == pods_.end()) continue;
+    if (it == pods_.end()) break;
     State& st = it->second;
     st.in_flight = false;
+    st.cancel.reset();
     if (err.ok()) {
       if (phase == Phase::kSyncing && terminal && st.phase == Phase::kSyncing) {
         st.phase = Phase::kTerminating;
@@ -194,15 +212,22 @@ void PodWorkers::Work() {
             }
         }
       }
+    } else if (cancelled && phase == Phase::kSyncing && st.phase == Phase::kTerminating) {
+      // The sync gave way to a kill: run the kill now, not after a back-off.
+      st.pending = true;
     }
-    if (st.pending) {
-      Enqueue(uid, st);
-    } else if (st.phase != Phase::kDone) {
+    if (st.pending) continue;
+    if (st.phase != Phase::kDone) {
       Duration wait = err.ok() ? Jitter(resync_) : Jitter(backoff_);
       st.due = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait);
       delayed_.emplace(st.due, uid);
+      cv_.notify_all();  // the timer may sleep past this new deadline
     }
+    break;
   }
+  if (auto it = pods_.find(uid); it != pods_.end()) it->second.running = false;
+  --runners_;
+  runners_cv_.notify_all();
 }
 
 }  // namespace kubelet

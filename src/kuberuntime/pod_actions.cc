@@ -29,16 +29,33 @@ bool RuntimePod::IsRunning() const {
   return false;
 }
 
-std::string HashContainer(const api::Container& c) {
-  std::string data = api::CanonicalJson(c.raw);
+namespace {
+uint32_t Fnv32a(const std::string& data) {
   uint32_t h = 2166136261u;
   for (unsigned char ch : data) {
     h ^= ch;
     h *= 16777619u;
   }
+  return h;
+}
+}  // namespace
+
+// As upstream's HashContainer since 1.31: only the fields a running container may never change (name and image), so
+// defaults added by a newer API server, or fields this kubelet does not know, never restart a container.
+std::string HashContainer(const api::Container& c) {
+  nlohmann::json picked = {{"image", c.image}, {"name", c.name}};
   char buf[16];
-  std::snprintf(buf, sizeof(buf), "%08x", h);
+  std::snprintf(buf, sizeof(buf), "%x", Fnv32a(picked.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   return buf;
+}
+
+bool ContainerHashMatches(const std::string& label, const api::Container& c) {
+  if (label == HashContainer(c)) return true;
+  // Containers started by an earlier kubelet-cpp carry a hash of the whole container: an upgrade keeps them.
+  char legacy[16];
+  std::snprintf(legacy, sizeof(legacy), "%08x",
+                Fnv32a(c.raw.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  return label.size() == 8 && label == legacy;
 }
 
 namespace {
@@ -137,7 +154,7 @@ bool ComputeInitContainerActions(const api::Pod& pod, const PodStatus& status, c
         } else if (!previous_done) {
           start.push_back(n + 1);  // started for the first time: on to the next one
         }
-        if (cs->hash != HashContainer(c)) {
+        if (!ContainerHashMatches(cs->hash, c)) {
           kill(*cs, c, "Init container " + c.name + " definition changed", "");
           start.push_back(n);
           break;
@@ -240,7 +257,7 @@ PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status, const
     bool restart = ShouldRestartOnFailure(pod);
     std::optional<bool> live = probes.liveness ? probes.liveness(cs->id) : std::nullopt;
     std::optional<bool> started = probes.startup ? probes.startup(cs->id) : std::nullopt;
-    if (cs->hash != HashContainer(c)) {
+    if (!ContainerHashMatches(cs->hash, c)) {
       message = "Container " + c.name + " definition changed";
       restart = true;
     } else if (live && !*live) {

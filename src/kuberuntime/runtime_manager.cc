@@ -1,4 +1,6 @@
 #include "kubelet/kuberuntime/runtime_manager.h"
+#include "kubelet/util/guard.h"
+#include "kubelet/util/json.h"
 #include "kubelet/kuberuntime/logs.h"
 #include "kubelet/kuberuntime/security_context.h"
 #include "kubelet/network/cni.h"
@@ -59,10 +61,15 @@ std::string PodDesc(const api::Pod& pod) { return pod.metadata.namespace_ + "/" 
 class PullLimiter {
  public:
   explicit PullLimiter(int n) : free_(n) {}
-  void Acquire() {
+  // False when the pod's sync was cancelled (a kill arrived) while it waited for its turn.
+  bool Acquire() {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return free_ > 0; });
+    while (free_ <= 0) {
+      if (CancelScope::Cancelled()) return false;
+      cv_.wait_for(l, std::chrono::milliseconds(100));
+    }
     --free_;
+    return true;
   }
   void Release() {
     std::lock_guard<std::mutex> l(mu_);
@@ -819,15 +826,12 @@ class RuntimeManagerImpl : public RuntimeManager {
     if (!pod.spec.subdomain.empty() && !o_.cluster_domain.empty())
       fqdn = hostname + "." + pod.spec.subdomain + "." + pod.metadata.namespace_ + ".svc." + o_.cluster_domain;
     for (const auto& ip : ips) out << ip << "\t" << (fqdn.empty() ? "" : fqdn + "\t") << hostname << "\n";
-    const auto& spec = pod.raw.contains("spec") ? pod.raw["spec"] : nlohmann::json::object();
-    if (spec.contains("hostAliases") && spec["hostAliases"].is_array() && !spec["hostAliases"].empty()) {
+    if (!pod.spec.host_aliases.empty()) {
       out << "\n# Entries added by HostAliases.\n";
-      for (const auto& a : spec["hostAliases"]) {
-        if (!a.is_object() || !a.contains("ip") || !a["ip"].is_string()) continue;
-        out << a["ip"].get<std::string>();
-        if (a.contains("hostnames") && a["hostnames"].is_array())
-          for (const auto& h : a["hostnames"])
-            if (h.is_string()) out << "\t" << h.get<std::string>();
+      for (const auto& a : pod.spec.host_aliases) {
+        if (a.ip.empty()) continue;
+        out << a.ip;
+        for (const auto& h : a.hostnames) out << "\t" << h;
         out << "\n";
       }
     }
@@ -869,7 +873,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
     d_.recorder->PodEvent(pod, events::kNormal, events::kPulling, "Pulling image \"" + c.image + "\"");
     auto start = std::chrono::steady_clock::now();
-    pulls_.Acquire();
+    if (!pulls_.Acquire()) return absl::CancelledError("pod is being killed, not pulling image \"" + c.image + "\"");
     auto ref = d_.images->PullImage(spec, nullptr, &sc);
     pulls_.Release();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -1044,7 +1048,7 @@ class RuntimeManagerImpl : public RuntimeManager {
         if (p.host_port) pj["hostPort"] = p.host_port;
         ports.push_back(pj);
       }
-      ann[kContainerPortsAnnotation] = ports.dump();
+      ann[kContainerPortsAnnotation] = DumpJSON(ports);
     }
     cfg.set_log_path(c.name + "/" + std::to_string(restart_count) + ".log");
     cfg.set_stdin(c.stdin);

@@ -3,51 +3,25 @@
 namespace kubelet::kuberuntime {
 
 namespace rt = ::runtime::v1;
-using json = nlohmann::json;
 
 namespace {
 
-const json& Obj(const json& j, const char* key) {
-  static const json kEmpty = json::object();
-  if (!j.is_object()) return kEmpty;
-  auto it = j.find(key);
-  return it != j.end() && it->is_object() ? *it : kEmpty;
+const api::SecurityContext& ContainerSC(const api::Container& c) {
+  static const api::SecurityContext kNone;
+  return c.security_context ? *c.security_context : kNone;
 }
 
-std::optional<int64_t> Int(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
-  return it->get<int64_t>();
-}
-
-std::optional<bool> Bool(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_boolean()) return std::nullopt;
-  return it->get<bool>();
-}
-
-const json& PodSC(const api::Pod& pod) { return Obj(Obj(pod.raw, "spec"), "securityContext"); }
-const json& ContainerSC(const api::Container& c) { return Obj(c.raw, "securityContext"); }
-
-// The container's value, else the pod's.
-std::optional<int64_t> EffectiveInt(const api::Pod& pod, const api::Container& c, const char* key) {
-  if (auto v = Int(ContainerSC(c), key)) return v;
-  return Int(PodSC(pod), key);
-}
-
-// seccompProfile / appArmorProfile {type, localhostProfile} to a CRI profile; nullopt when neither sets it.
-std::optional<rt::SecurityProfile> Profile(const json& container_sc, const json& pod_sc, const char* key) {
-  const json* p = nullptr;
-  if (container_sc.contains(key) && container_sc[key].is_object()) p = &container_sc[key];
-  else if (pod_sc.contains(key) && pod_sc[key].is_object()) p = &pod_sc[key];
+// seccompProfile / appArmorProfile to a CRI profile: the container's, else the pod's; nullopt when neither sets it.
+std::optional<rt::SecurityProfile> Profile(const std::optional<api::SecurityProfile>& container,
+                                           const std::optional<api::SecurityProfile>& pod) {
+  const auto& p = container ? container : pod;
   if (!p) return std::nullopt;
   rt::SecurityProfile out;
-  std::string type = p->value("type", "");
-  if (type == "Unconfined") {
+  if (p->type == "Unconfined") {
     out.set_profile_type(rt::SecurityProfile::Unconfined);
-  } else if (type == "Localhost") {
+  } else if (p->type == "Localhost") {
     out.set_profile_type(rt::SecurityProfile::Localhost);
-    out.set_localhost_ref(p->value("localhostProfile", ""));
+    out.set_localhost_ref(p->localhost_profile);
   } else {
     out.set_profile_type(rt::SecurityProfile::RuntimeDefault);
   }
@@ -59,27 +33,27 @@ std::string PodRef(const api::Pod& pod) { return pod.metadata.name + "_" + pod.m
 }  // namespace
 
 bool NeedsImageUser(const api::Pod& pod, const api::Container& c) {
-  std::optional<bool> non_root = Bool(ContainerSC(c), "runAsNonRoot");
-  if (!non_root) non_root = Bool(PodSC(pod), "runAsNonRoot");
-  return non_root.value_or(false) && !EffectiveInt(pod, c, "runAsUser");
+  const auto& csc = ContainerSC(c);
+  const auto& psc = pod.spec.security_context;
+  bool non_root = csc.run_as_non_root.value_or(psc.run_as_non_root.value_or(false));
+  return non_root && !csc.run_as_user && !psc.run_as_user;
 }
 
 absl::Status BuildContainerSecurityContext(const api::Pod& pod, const api::Container& c, const SecurityOptions& o,
                                            const std::optional<ImageUser>& image_user, rt::LinuxContainerSecurityContext* out) {
-  const json& csc = ContainerSC(c);
-  const json& psc = PodSC(pod);
-  bool privileged = Bool(csc, "privileged").value_or(false);
+  const api::SecurityContext& csc = ContainerSC(c);
+  const api::PodSecurityContext& psc = pod.spec.security_context;
+  bool privileged = csc.privileged.value_or(false);
   if (privileged && !o.allow_privileged)
     return absl::PermissionDeniedError("pod with UID \"" + pod.metadata.uid + "\" specified privileged container, but is disallowed");
   out->set_privileged(privileged);
-  std::optional<int64_t> uid = EffectiveInt(pod, c, "runAsUser");
-  std::optional<int64_t> gid = EffectiveInt(pod, c, "runAsGroup");
+  std::optional<int64_t> uid = csc.run_as_user ? csc.run_as_user : psc.run_as_user;
+  std::optional<int64_t> gid = csc.run_as_group ? csc.run_as_group : psc.run_as_group;
   if (uid) out->mutable_run_as_user()->set_value(*uid);
   if (gid) out->mutable_run_as_group()->set_value(*gid);
 
   // runAsNonRoot, as upstream's verifyRunAsNonRoot.
-  std::optional<bool> non_root = Bool(csc, "runAsNonRoot");
-  if (!non_root) non_root = Bool(psc, "runAsNonRoot");
+  std::optional<bool> non_root = csc.run_as_non_root ? csc.run_as_non_root : psc.run_as_non_root;
   if (non_root.value_or(false)) {
     if (uid) {
       if (*uid == 0)
@@ -98,34 +72,28 @@ absl::Status BuildContainerSecurityContext(const api::Pod& pod, const api::Conta
     }
   }
 
-  out->set_readonly_rootfs(Bool(csc, "readOnlyRootFilesystem").value_or(false));
-  if (Bool(csc, "allowPrivilegeEscalation") == std::optional<bool>(false)) out->set_no_new_privs(true);
-  const json& caps = Obj(csc, "capabilities");
-  for (const char* key : {"add", "drop"})
-    if (caps.contains(key) && caps[key].is_array())
-      for (const auto& cap : caps[key])
-        if (cap.is_string())
-          (std::string(key) == "add" ? out->mutable_capabilities()->add_add_capabilities()
-                                     : out->mutable_capabilities()->add_drop_capabilities())
-              ->assign(cap.get<std::string>());
+  out->set_readonly_rootfs(csc.read_only_root_filesystem.value_or(false));
+  if (csc.allow_privilege_escalation == std::optional<bool>(false)) out->set_no_new_privs(true);
+  if (csc.capabilities) {
+    for (const auto& cap : csc.capabilities->add) out->mutable_capabilities()->add_add_capabilities(cap);
+    for (const auto& cap : csc.capabilities->drop) out->mutable_capabilities()->add_drop_capabilities(cap);
+  }
 
   // Supplemental groups: fsGroup and the pod's supplementalGroups.
-  if (auto fs_group = Int(psc, "fsGroup")) out->add_supplemental_groups(*fs_group);
-  if (psc.contains("supplementalGroups") && psc["supplementalGroups"].is_array())
-    for (const auto& g : psc["supplementalGroups"])
-      if (g.is_number_integer()) out->add_supplemental_groups(g.get<int64_t>());
+  if (psc.fs_group) out->add_supplemental_groups(*psc.fs_group);
+  for (int64_t g : psc.supplemental_groups) out->add_supplemental_groups(g);
 
   // seccomp: the profile asked for, else RuntimeDefault with seccompDefault, else Unconfined.
-  if (auto p = Profile(csc, psc, "seccompProfile")) {
+  if (auto p = Profile(csc.seccomp_profile, psc.seccomp_profile)) {
     *out->mutable_seccomp() = *p;
   } else {
     out->mutable_seccomp()->set_profile_type(o.seccomp_default && !privileged ? rt::SecurityProfile::RuntimeDefault
                                                                                 : rt::SecurityProfile::Unconfined);
   }
-  if (auto p = Profile(csc, psc, "appArmorProfile")) *out->mutable_apparmor() = *p;
+  if (auto p = Profile(csc.app_armor_profile, psc.app_armor_profile)) *out->mutable_apparmor() = *p;
 
   // The default masked and read-only /proc paths, unless privileged or procMount: Unmasked.
-  if (!privileged && csc.value("procMount", "Default") != "Unmasked") {
+  if (!privileged && csc.proc_mount != "Unmasked") {
     for (const char* p : {"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                           "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"})
       out->add_masked_paths(p);
@@ -135,27 +103,22 @@ absl::Status BuildContainerSecurityContext(const api::Pod& pod, const api::Conta
 }
 
 void BuildSandboxSecurityContext(const api::Pod& pod, const SecurityOptions& o, rt::LinuxPodSandboxConfig* out) {
-  const json& psc = PodSC(pod);
+  const api::PodSecurityContext& psc = pod.spec.security_context;
   auto* sc = out->mutable_security_context();
-  if (auto uid = Int(psc, "runAsUser")) sc->mutable_run_as_user()->set_value(*uid);
-  if (auto gid = Int(psc, "runAsGroup")) sc->mutable_run_as_group()->set_value(*gid);
-  if (auto fs_group = Int(psc, "fsGroup")) sc->add_supplemental_groups(*fs_group);
-  if (psc.contains("supplementalGroups") && psc["supplementalGroups"].is_array())
-    for (const auto& g : psc["supplementalGroups"])
-      if (g.is_number_integer()) sc->add_supplemental_groups(g.get<int64_t>());
+  if (psc.run_as_user) sc->mutable_run_as_user()->set_value(*psc.run_as_user);
+  if (psc.run_as_group) sc->mutable_run_as_group()->set_value(*psc.run_as_group);
+  if (psc.fs_group) sc->add_supplemental_groups(*psc.fs_group);
+  for (int64_t g : psc.supplemental_groups) sc->add_supplemental_groups(g);
   bool privileged = false;
   for (const auto* list : {&pod.spec.init_containers, &pod.spec.containers})
-    for (const auto& c : *list) privileged |= Bool(ContainerSC(c), "privileged").value_or(false);
+    for (const auto& c : *list) privileged |= ContainerSC(c).privileged.value_or(false);
   sc->set_privileged(privileged && o.allow_privileged);
-  if (auto p = Profile(json::object(), psc, "seccompProfile")) {
+  if (auto p = Profile(std::nullopt, psc.seccomp_profile)) {
     *sc->mutable_seccomp() = *p;
   } else {
     sc->mutable_seccomp()->set_profile_type(o.seccomp_default ? rt::SecurityProfile::RuntimeDefault : rt::SecurityProfile::Unconfined);
   }
-  if (psc.contains("sysctls") && psc["sysctls"].is_array())
-    for (const auto& s : psc["sysctls"])
-      if (s.is_object() && s.contains("name") && s["name"].is_string())
-        (*out->mutable_sysctls())[s["name"].get<std::string>()] = s.value("value", "");
+  for (const auto& s : psc.sysctls) (*out->mutable_sysctls())[s.name] = s.value;
 }
 
 const std::vector<std::string>& SafeSysctls() {
@@ -168,11 +131,8 @@ const std::vector<std::string>& SafeSysctls() {
 }
 
 std::string CheckSysctls(const api::Pod& pod, const std::vector<std::string>& allowed_unsafe) {
-  const json& psc = PodSC(pod);
-  if (!psc.contains("sysctls") || !psc["sysctls"].is_array()) return "";
-  for (const auto& s : psc["sysctls"]) {
-    if (!s.is_object() || !s.contains("name") || !s["name"].is_string()) continue;
-    std::string name = s["name"];
+  for (const auto& s : pod.spec.security_context.sysctls) {
+    const std::string& name = s.name;
     // Sysctls name either form: kernel.shm_rmid_forced or kernel/shm_rmid_forced.
     std::string dotted = name;
     for (auto& ch : dotted)

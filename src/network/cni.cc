@@ -1,4 +1,5 @@
 #include "kubelet/network/cni.h"
+#include "kubelet/util/json.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -123,7 +124,7 @@ absl::StatusOr<std::string> CNIRunner::Exec(const std::string& command, const js
     env.push_back("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=" + a.pod_namespace + ";K8S_POD_NAME=" + a.pod_name +
                   ";K8S_POD_INFRA_CONTAINER_ID=" + a.container_id + ";K8S_POD_UID=" + a.pod_uid);
   }
-  std::string input = conf.dump();
+  std::string input = DumpJSON(conf);
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
     return absl::InternalError(std::string("pipe: ") + std::strerror(errno));
@@ -289,7 +290,7 @@ absl::StatusOr<AddResult> CNIRunner::Add(const Attachment& a) {
   fs::create_directories(o_.cache_dir + "/results", ec);
   json cache = {{"kind", "cniCacheV1"},
                 {"containerId", a.container_id},
-                {"config", Base64Encode(net->raw.dump())},
+                {"config", Base64Encode(DumpJSON(net->raw))},
                 {"ifName", a.if_name},
                 {"networkName", net->name},
                 {"netns", a.netns},
@@ -303,7 +304,7 @@ absl::StatusOr<AddResult> CNIRunner::Add(const Attachment& a) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << cache.dump();
+    out << DumpJSON(cache);
   }
   fs::rename(tmp, path, ec);
   return res;

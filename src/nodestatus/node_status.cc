@@ -1,4 +1,5 @@
 #include "kubelet/nodestatus/node_status.h"
+#include "kubelet/util/json.h"
 
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -300,7 +301,7 @@ absl::Status NodeStatusManager::SyncPressureTaints(const std::vector<std::string
     json patch = {{"metadata", {{"resourceVersion", (*got)["metadata"].value("resourceVersion", "")}}}, {"spec", {{"taints", out}}}};
     auto r = api_->Patch("/api/v1/nodes/" + o_.node_name, patch, client::PatchType::kMerge);
     if (!r.ok()) return r.status();
-    log_->info("Updated node pressure taints node=\"{}\" taints={}", o_.node_name, out.dump());
+    log_->info("Updated node pressure taints node=\"{}\" taints={}", o_.node_name, DumpJSON(out));
   }
   pressure_taints_ = want;
   return absl::OkStatus();

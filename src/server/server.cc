@@ -1,4 +1,5 @@
 #include "kubelet/server/server.h"
+#include "kubelet/util/json.h"
 
 #include "kubelet/stats/provider.h"
 
@@ -16,7 +17,7 @@
 namespace kubelet::server {
 namespace {
 
-Response Json(const nlohmann::json& j) { return Response{200, "application/json", j.dump(), {}}; }
+Response Json(const nlohmann::json& j) { return Response{200, "application/json", DumpJSON(j), {}}; }
 
 // The subresource upstream's authorizer sees for a path (nodes/<sub>).
 std::string Subresource(const std::string& path) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kubelet/api/quantity.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet::volumemanager {
@@ -67,11 +68,8 @@ absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
 // has it), setgid on directories so new files inherit the group. Done when the volume's root does not show it yet
 // (its setup), not on every container start.
 absl::Status ApplyFSGroup(const api::Pod& pod, const std::string& dir) {
-  const auto& spec = pod.raw.contains("spec") ? pod.raw["spec"] : nlohmann::json::object();
-  if (!spec.contains("securityContext") || !spec["securityContext"].is_object()) return absl::OkStatus();
-  const auto& sc = spec["securityContext"];
-  if (!sc.contains("fsGroup") || !sc["fsGroup"].is_number_integer()) return absl::OkStatus();
-  gid_t gid = static_cast<gid_t>(sc["fsGroup"].get<int64_t>());
+  if (!pod.spec.security_context.fs_group) return absl::OkStatus();
+  gid_t gid = static_cast<gid_t>(*pod.spec.security_context.fs_group);
   struct stat root {};
   if (::stat(dir.c_str(), &root) != 0) return absl::InternalError("stat " + dir + ": " + std::strerror(errno));
   if (root.st_gid == gid && (root.st_mode & S_ISGID) && (root.st_mode & S_IRWXG) == S_IRWXG) return absl::OkStatus();
@@ -113,7 +111,13 @@ class VolumeManagerImpl : public VolumeManager {
         ::chmod(dir.c_str(), 0777);
         if (v.empty_dir->medium == "Memory" && !IsMountPoint(dir)) {
           std::string opts = "mode=0777";
-          if (!v.empty_dir->size_limit.empty()) opts += ",size=" + v.empty_dir->size_limit;
+          // tmpfs takes bytes (or k/m/g suffixes), not Kubernetes quantities such as 1Gi.
+          if (!v.empty_dir->size_limit.empty()) {
+            auto q = api::ParseQuantity(v.empty_dir->size_limit);
+            if (!q.ok() || q->Value() <= 0)
+              return absl::InvalidArgumentError("volume \"" + v.name + "\": invalid sizeLimit \"" + v.empty_dir->size_limit + "\"");
+            opts += ",size=" + std::to_string(q->Value());
+          }
           if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
             return absl::InternalError("volume \"" + v.name + "\": mount tmpfs on " + dir + ": " + std::strerror(errno));
         }

@@ -71,7 +71,6 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     o.pleg_period = std::chrono::milliseconds(100);
     o.housekeeping_period = std::chrono::milliseconds(200);
     o.worker_backoff = std::chrono::milliseconds(200);
-    o.pod_worker_threads = 4;
     o.gc_period = gc_period_;
     kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
     kubelet_->pod_config().AddSource(api::kSourceFile);

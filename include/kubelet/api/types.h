@@ -94,6 +94,79 @@ struct Lifecycle {
   std::optional<ProbeHandler> pre_stop;
 };
 
+struct Capabilities {
+  std::vector<std::string> add;
+  std::vector<std::string> drop;
+};
+
+/** seccompProfile / appArmorProfile. */
+struct SecurityProfile {
+  std::string type;  // RuntimeDefault, Unconfined, Localhost
+  std::string localhost_profile;
+};
+
+struct SELinuxOptions {
+  std::string user, role, type, level;
+};
+
+/** The container's securityContext. */
+struct SecurityContext {
+  std::optional<int64_t> run_as_user;
+  std::optional<int64_t> run_as_group;
+  std::optional<bool> run_as_non_root;
+  std::optional<bool> privileged;
+  std::optional<bool> read_only_root_filesystem;
+  std::optional<bool> allow_privilege_escalation;
+  std::optional<Capabilities> capabilities;
+  std::optional<SecurityProfile> seccomp_profile;
+  std::optional<SecurityProfile> app_armor_profile;
+  std::optional<SELinuxOptions> se_linux_options;
+  std::string proc_mount;  // Default, Unmasked
+};
+
+struct Sysctl {
+  std::string name;
+  std::string value;
+};
+
+/** The pod's securityContext. */
+struct PodSecurityContext {
+  std::optional<int64_t> run_as_user;
+  std::optional<int64_t> run_as_group;
+  std::optional<bool> run_as_non_root;
+  std::optional<int64_t> fs_group;
+  std::vector<int64_t> supplemental_groups;
+  std::string fs_group_change_policy;
+  std::optional<SecurityProfile> seccomp_profile;
+  std::optional<SecurityProfile> app_armor_profile;
+  std::optional<SELinuxOptions> se_linux_options;
+  std::vector<Sysctl> sysctls;
+};
+
+struct NodeSelectorRequirement {
+  std::string key;
+  std::string op;  // In, NotIn, Exists, DoesNotExist, Gt, Lt
+  std::vector<std::string> values;
+};
+
+struct NodeSelectorTerm {
+  std::vector<NodeSelectorRequirement> match_expressions;
+  std::vector<NodeSelectorRequirement> match_fields;
+};
+
+struct Toleration {
+  std::string key;
+  std::string op;  // Equal (default), Exists
+  std::string value;
+  std::string effect;
+  std::optional<int64_t> toleration_seconds;
+};
+
+struct HostAlias {
+  std::string ip;
+  std::vector<std::string> hostnames;
+};
+
 struct Container {
   std::string name;
   std::string image;
@@ -116,6 +189,7 @@ struct Container {
   std::optional<Probe> readiness_probe;
   std::optional<Probe> startup_probe;
   std::optional<Lifecycle> lifecycle;
+  std::optional<SecurityContext> security_context;
   nlohmann::json raw;
 };
 
@@ -163,6 +237,14 @@ struct PodSpec {
   std::string service_account_name;
   bool enable_service_links = true;
   std::optional<int32_t> priority;
+  std::string priority_class_name;
+  PodSecurityContext security_context;
+  StringMap node_selector;
+  // affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms; unset: no requirement.
+  std::optional<std::vector<NodeSelectorTerm>> required_node_affinity;
+  std::vector<Toleration> tolerations;
+  std::vector<HostAlias> host_aliases;
+  std::string os_name;  // spec.os.name
 };
 
 struct ObjectMeta {

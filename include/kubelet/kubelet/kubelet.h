@@ -54,7 +54,6 @@ struct KubeletOptions {
   std::string node_name;
   std::string node_ip;
   std::string root_dir = "/var/lib/kubelet";
-  size_t pod_worker_threads = 16;
   // The node's labels (node affinity and nodeSelector at admission).
   api::StringMap node_labels;
   // Node allocatable for admission (0: not checked).

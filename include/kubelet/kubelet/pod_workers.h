@@ -2,11 +2,16 @@
 // Pod workers: every pod has at most one sync in flight; newer updates for a
 // busy pod are coalesced and run when it finishes. A pod moves
 // syncing -> terminating -> terminated -> done, as upstream's podWorkers.
-// Work runs on a fixed pool of threads so the sync loop never blocks on the
-// runtime; finished work re-queues itself after the resync or back-off delay.
+// Each pod with work gets a runner thread of its own (upstream's goroutine per
+// pod), which ends when the pod has nothing left to do: one pod's grace
+// period, hook, pull or slow runtime call never holds back another pod, and
+// idle pods cost no thread. One timer thread re-queues finished work after the
+// resync or back-off delay. A kill that arrives while a sync of the same pod
+// is in flight cancels that sync's waits (CancelScope).
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <atomic>
+#include <memory>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -35,7 +40,7 @@ class PodWorkers {
     std::function<absl::Status(const std::string& uid, const api::Pod* pod)> sync_terminated;
   };
 
-  PodWorkers(Callbacks cb, size_t threads, Duration resync, Duration backoff);
+  PodWorkers(Callbacks cb, Duration resync, Duration backoff);
   ~PodWorkers();
   void Stop();
 
@@ -50,6 +55,8 @@ class PodWorkers {
   /** Drops finished workers not in `keep`. */
   void ForgetDone(const std::function<bool(const std::string&)>& keep);
   size_t Size() const;
+  /** Runner threads alive now (pods with work in flight). */
+  size_t ActiveRunners() const;
 
  private:
   enum class Phase { kSyncing, kTerminating, kTerminated, kDone };
@@ -59,7 +66,8 @@ class PodWorkers {
     UpdateType pending_type = UpdateType::kSync;
     bool pending = false;
     bool in_flight = false;
-    bool queued = false;
+    bool running = false;  // a runner thread owns this pod
+    std::shared_ptr<std::atomic<bool>> cancel;  // the in-flight sync's cancellation
     std::optional<int64_t> grace;
     // Re-added (same UID) while it was being torn down: start again once done.
     bool restart_when_done = false;
@@ -67,7 +75,8 @@ class PodWorkers {
     std::chrono::steady_clock::time_point due{};
   };
   void Enqueue(const std::string& uid, State& s);
-  void Work();
+  void Run(std::string uid);
+  void Timer();
 
   Callbacks cb_;
   Duration resync_;
@@ -75,10 +84,11 @@ class PodWorkers {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  std::condition_variable runners_cv_;
+  size_t runners_ = 0;
   std::map<std::string, State> pods_;
-  std::deque<std::string> ready_;
   std::multimap<std::chrono::steady_clock::time_point, std::string> delayed_;
-  std::vector<std::thread> threads_;
+  std::thread timer_;
 };
 
 }  // namespace kubelet

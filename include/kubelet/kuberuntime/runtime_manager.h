@@ -59,8 +59,10 @@ struct ProbeLookup {
 /** Whether the container should be (re)started given what the runtime shows. */
 bool ShouldContainerBeRestarted(const api::Pod& pod, const api::Container& c, const PodStatus& status);
 PodActions ComputePodActions(const api::Pod& pod, const PodStatus& status, const ProbeLookup& probes = {});
-/** FNV-32a of the container's canonical JSON, hex: a changed spec restarts the container. */
+/** FNV-32a of the container's name and image (upstream's pickFieldsToHash), hex: a new image restarts the container. */
 std::string HashContainer(const api::Container& c);
+/** Whether a container's hash label still matches the spec (also a hash written by an earlier kubelet-cpp). */
+bool ContainerHashMatches(const std::string& label, const api::Container& c);
 
 /** Waiting reasons the status shows for containers that cannot start (CrashLoopBackOff, ErrImagePull, ...). */
 struct WaitingReason {
