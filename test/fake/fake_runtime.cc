@@ -51,6 +51,7 @@ struct FakeRuntime::State {
   std::map<std::string, int> exit_on_start;  // container name -> exit code
   FakeRuntime::ExecFn exec;
   std::function<void(const std::string&)> on_stop;
+  std::function<void(const std::string&)> on_pull;
   std::optional<rt::CgroupDriver> cgroup_driver;
 
   // Records the call; returns an injected error if any. Sleeps for an injected delay.
@@ -387,6 +388,12 @@ class FakeRuntime::ImageImpl final : public rt::ImageService::Service {
   }
   grpc::Status PullImage(grpc::ServerContext*, const rt::PullImageRequest* req, rt::PullImageResponse* resp) override {
     if (auto st = s_->Enter("PullImage"); !st.ok()) return st;
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard<std::mutex> l(s_->mu);
+      hook = s_->on_pull;
+    }
+    if (hook) hook(req->image().image());
     std::lock_guard<std::mutex> l(s_->mu);
     auto it = s_->images.find(req->image().image());
     if (it == s_->images.end())
@@ -559,6 +566,11 @@ bool FakeRuntime::WriteLog(const std::string& id, const std::string& stream, con
 void FakeRuntime::SetExitOnStart(const std::string& container_name, int code) {
   std::lock_guard<std::mutex> l(state_->mu);
   state_->exit_on_start[container_name] = code;
+}
+
+void FakeRuntime::SetOnPull(std::function<void(const std::string&)> fn) {
+  std::lock_guard<std::mutex> l(state_->mu);
+  state_->on_pull = std::move(fn);
 }
 
 void FakeRuntime::SetOnStop(std::function<void(const std::string&)> fn) {

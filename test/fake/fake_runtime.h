@@ -53,6 +53,8 @@ class FakeRuntime {
   void SetExitOnStart(const std::string& container_name, int code);
   /** Appends lines to the container's log file in the CRI format (what its process would print). */
   bool WriteLog(const std::string& id, const std::string& stream, const std::string& text);
+  /** Called (outside the lock) on each PullImage with the image, before it is pulled: a test can hold a pull there. */
+  void SetOnPull(std::function<void(const std::string& image)> fn);
   /** Called (outside the lock) on each StopContainer with the container's name, before it stops. */
   void SetOnStop(std::function<void(const std::string& container_name)> fn);
   /** What ExecSync answers: (exit code, output) for a command in a running container, by container name. */

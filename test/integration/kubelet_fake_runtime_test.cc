@@ -818,3 +818,133 @@ TEST_F(LifecycleTest, HostsFileHasTheFQDNAndHostAliases) {
 
 }  // namespace
 }  // namespace kubelet
+
+// Issue 10: no pod holds back another. Each test holds some pods inside a
+// runtime call (a preStop hook, a stop, a pull) on a gate that only the test
+// opens, and checks that other pods' work completes while the gate is shut.
+namespace kubelet {
+namespace {
+
+// A gate the fake runtime's handlers wait at; counts who is waiting.
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    ++waiting_;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return open_; });
+    --waiting_;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  int Waiting() {
+    std::lock_guard<std::mutex> l(mu_);
+    return waiting_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int waiting_ = 0;
+};
+
+class HeadOfLineTest : public LifecycleTest {
+ protected:
+  void TearDown() override {
+    gate_.Open();  // whatever happened, nothing stays blocked in the fake
+    LifecycleTest::TearDown();
+  }
+  api::Pod Sleeper(const std::string& name, int64_t grace, const std::string& image = "busybox:1.35", bool pre_stop = false) {
+    nlohmann::json c = {{"name", "app"}, {"image", image}, {"command", {"sleep", "3600"}}};
+    if (pre_stop) c["lifecycle"]["preStop"]["exec"]["command"] = {"hold"};
+    auto pod = Pod(name, {{"containers", {c}}});
+    pod.spec.termination_grace_period_seconds = grace;
+    pod.raw["spec"]["terminationGracePeriodSeconds"] = grace;
+    return pod;
+  }
+  Gate gate_;
+};
+
+TEST_F(HeadOfLineTest, PodsInLongPreStopHooksDoNotDelayOtherPods) {
+  // More pods in their preStop hooks than the old fixed pool of 16 pod worker threads had.
+  constexpr int kHooked = 24;
+  fake_->SetExec([&](const std::string&, const std::vector<std::string>& cmd) {
+    if (!cmd.empty() && cmd[0] == "hold") gate_.Wait();
+    return std::make_pair(0, std::string());
+  });
+  StartKubelet();
+  std::vector<api::Pod> pods;
+  for (int i = 0; i < kHooked; ++i) pods.push_back(Sleeper("hooked" + std::to_string(i), 60, "busybox:1.35", true));
+  pods.push_back(Sleeper("victim", 60));
+  kubelet_->OnSnapshot(api::kSourceFile, pods);
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().size() == kHooked + 1; }, std::chrono::seconds(30)));
+
+  // Every hooked pod is removed and sits in its preStop hook; the victim is removed too, and a new pod arrives.
+  kubelet_->OnSnapshot(api::kSourceFile, {Sleeper("fresh", 1)});
+  ASSERT_TRUE(WaitUntil([&] { return gate_.Waiting() == kHooked; }, std::chrono::seconds(30))) << gate_.Waiting();
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("fresh-node1", 0); }, std::chrono::seconds(30)));
+  auto victim_running = [&] {
+    for (const auto& c : RunningContainers())
+      if (c.labels().at("io.kubernetes.pod.name") == "victim-node1") return true;
+    return false;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return !victim_running(); }, std::chrono::seconds(30)));
+  // All of that happened while every hook was still held.
+  EXPECT_EQ(gate_.Waiting(), kHooked);
+  gate_.Open();
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().size() == 1; }, std::chrono::seconds(30)));
+}
+
+TEST_F(HeadOfLineTest, ManyPodsTerminateAtOnce) {
+  // Pods whose processes ignore SIGTERM: each stop lasts its whole grace period. They all stop in parallel,
+  // bounded by nothing but the runtime (the old pool stopped 16 at a time).
+  constexpr int kPods = 40;
+  fake_->SetOnStop([&](const std::string&) { gate_.Wait(); });
+  StartKubelet();
+  std::vector<api::Pod> pods;
+  for (int i = 0; i < kPods; ++i) pods.push_back(Sleeper("stubborn" + std::to_string(i), 30));
+  kubelet_->OnSnapshot(api::kSourceFile, pods);
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().size() == kPods; }, std::chrono::seconds(60)));
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  EXPECT_TRUE(WaitUntil([&] { return gate_.Waiting() == kPods; }, std::chrono::seconds(30))) << gate_.Waiting();
+  gate_.Open();
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().empty(); }, std::chrono::seconds(30)));
+}
+
+TEST_F(HeadOfLineTest, ASlowPullDelaysNoKill) {
+  // serializeImagePulls (the default): one pull at a time. "slow:1" is held in the runtime; "slow:2" waits its turn.
+  fake_->AddImage("slow:1");
+  fake_->AddImage("slow:2");
+  fake_->SetOnPull([&](const std::string& image) {
+    if (image == "slow:1") gate_.Wait();
+  });
+  StartKubelet();
+  auto pulling = Sleeper("pulling", 1, "slow:1");
+  pulling.spec.containers[0].image_pull_policy = "Always";
+  auto queued = Sleeper("queued", 1, "slow:2");
+  queued.spec.containers[0].image_pull_policy = "Always";
+  auto victim = Sleeper("victim", 1);
+  kubelet_->OnSnapshot(api::kSourceFile, {victim});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("victim-node1", 0); }));
+  kubelet_->OnSnapshot(api::kSourceFile, {victim, pulling});
+  ASSERT_TRUE(WaitUntil([&] { return gate_.Waiting() == 1; }));
+  kubelet_->OnSnapshot(api::kSourceFile, {victim, pulling, queued});
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().size() == 3; }));
+  // Kill the running pod and the one waiting for its pull turn while the first pull is held.
+  std::string queued_uid = queued.metadata.uid;
+  kubelet_->OnSnapshot(api::kSourceFile, {pulling});
+  ASSERT_TRUE(WaitUntil([&] { return RunningContainers().empty(); }));
+  ASSERT_TRUE(WaitUntil([&] { return kubelet_->PodTornDown(queued_uid); }));
+  EXPECT_EQ(gate_.Waiting(), 1);
+  // The queued pod never pulled.
+  EXPECT_EQ(fake_->CallCount("PullImage"), 1);
+  gate_.Open();
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("pulling-node1", 0); }));
+}
+
+}  // namespace
+}  // namespace kubelet
