@@ -1,9 +1,11 @@
 #include <condition_variable>
 #include <random>
+#include <set>
 
 #include "kubelet/api/codec.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/config/pod_source.h"
+#include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet::config {
@@ -11,15 +13,33 @@ namespace {
 
 using json = nlohmann::json;
 
+// obj.metadata.<key> when both are of the right type, else "" (API objects are outside input: never throw on them).
+std::string MetaField(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  auto m = obj.find("metadata");
+  return m != obj.end() ? api::StringField(*m, key) : "";
+}
+
 class APISource : public PodSource {
  public:
   APISource(client::ApiClient* api, std::string node, SnapshotFn fn,
-            std::function<void(std::map<std::string, json>)> on_mirrors)
-      : api_(api), node_(std::move(node)), fn_(std::move(fn)), on_mirrors_(std::move(on_mirrors)), log_(log::Get("api_source")) {}
+            std::function<void(std::map<std::string, json>)> on_mirrors, UndecodableFn on_undecodable)
+      : api_(api),
+        node_(std::move(node)),
+        fn_(std::move(fn)),
+        on_mirrors_(std::move(on_mirrors)),
+        on_undecodable_(std::move(on_undecodable)),
+        log_(log::Get("api_source")) {}
   ~APISource() override { Stop(); }
 
   void Start() override {
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      // An exception out of one round must not end the source: the next round lists again.
+      while (!stop_flag_) {
+        GuardedRun("api pod source", [this] { Run(); });
+        if (!stop_flag_ && Sleep(std::chrono::seconds(1))) break;
+      }
+    });
   }
   void Stop() override {
     {
@@ -39,22 +59,40 @@ class APISource : public PodSource {
     return cv_.wait_for(l, d, [&] { return stop_; });
   }
 
+  // A pod that cannot be decoded is reported and left alone: its last good version (if any) stays what the kubelet
+  // runs, and a pod never decoded is marked so that nothing of it that runs is killed as an orphan.
   void Publish() {
     std::vector<api::Pod> pods;
     std::map<std::string, json> mirrors;
+    std::set<std::string> undecodable;
+    std::map<std::string, api::Pod> good;
     for (const auto& [uid, obj] : objects_) {
       auto pod = PrepareAPIPod(obj);
       if (!pod.ok()) {
-        log_->error("Invalid pod from the API server, skipping it pod=\"{}/{}\" err=\"{}\"", obj["metadata"].value("namespace", ""),
-                    obj["metadata"].value("name", ""), pod.status().message());
+        std::string key = MetaField(obj, "namespace") + "/" + MetaField(obj, "name");
+        if (!reported_.count(uid + "@" + MetaField(obj, "resourceVersion"))) {
+          log_->error("Invalid pod from the API server, leaving it as it is pod=\"{}\" podUID=\"{}\" err=\"{}\"", key, uid,
+                      pod.status().message());
+          if (reported_.size() > 1024) reported_.clear();
+          reported_.insert(uid + "@" + MetaField(obj, "resourceVersion"));
+        }
+        if (auto last = last_good_.find(uid); last != last_good_.end()) {
+          good.emplace(uid, last->second);
+          pods.push_back(last->second);
+        } else {
+          undecodable.insert(uid);
+        }
         continue;
       }
       if (pod->metadata.annotations.count(api::kConfigMirrorAnnotation)) {  // mirrors of our static pods
         mirrors[pod->FullName()] = obj;
         continue;
       }
+      good.emplace(uid, *pod);
       pods.push_back(std::move(*pod));
     }
+    last_good_ = std::move(good);  // pruned to the pods that still exist
+    if (on_undecodable_) on_undecodable_(undecodable);
     if (on_mirrors_) on_mirrors_(std::move(mirrors));
     fn_(api::kSourceAPI, std::move(pods));
   }
@@ -66,9 +104,10 @@ class APISource : public PodSource {
       return false;
     }
     objects_.clear();
-    if ((*list).contains("items") && (*list)["items"].is_array())
-      for (const auto& o : (*list)["items"]) objects_[o["metadata"].value("uid", "")] = o;
-    rv_ = (*list)["metadata"].value("resourceVersion", "");
+    if (list->is_object() && list->contains("items") && (*list)["items"].is_array())
+      for (const auto& o : (*list)["items"])
+        if (std::string uid = MetaField(o, "uid"); !uid.empty()) objects_[uid] = o;
+    rv_ = MetaField(*list, "resourceVersion");
     Publish();
     return true;
   }
@@ -93,17 +132,23 @@ class APISource : public PodSource {
       auto st = api_->Watch("/api/v1/pods?watch=true&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout) +
                                 "&resourceVersion=" + rv_ + "&" + Selector(),
                             [&](const json& ev) {
-                              std::string type = ev.value("type", "");
-                              const json& obj = ev.contains("object") ? ev["object"] : json();
+                              static const json kNone = json::object();
+                              std::string type = api::StringField(ev, "type");
+                              const json& obj = ev.is_object() && ev.contains("object") && ev["object"].is_object() ? ev["object"] : kNone;
                               if (type == "ERROR") {
-                                if (obj.value("code", 0) == 410) expired = true;
+                                auto code = obj.find("code");
+                                if (code != obj.end() && code->is_number_integer() && code->get<int64_t>() == 410) expired = true;
                                 log_->info("Watch of pods ended by the API server reason=\"{}\" message=\"{}\"",
-                                           obj.value("reason", ""), obj.value("message", ""));
+                                           api::StringField(obj, "reason"), api::StringField(obj, "message"));
                                 return false;
                               }
-                              if (obj.contains("metadata")) rv_ = obj["metadata"].value("resourceVersion", rv_);
+                              if (std::string rv = MetaField(obj, "resourceVersion"); !rv.empty()) rv_ = rv;
                               if (type == "BOOKMARK") return true;
-                              std::string uid = obj["metadata"].value("uid", "");
+                              std::string uid = MetaField(obj, "uid");
+                              if (uid.empty() || (type != "ADDED" && type != "MODIFIED" && type != "DELETED")) {
+                                log_->error("Watch of pods sent an event that is not a pod event, skipping it type=\"{}\"", type);
+                                return true;
+                              }
                               if (type == "DELETED") {
                                 objects_.erase(uid);
                               } else {
@@ -134,6 +179,7 @@ class APISource : public PodSource {
   std::string node_;
   SnapshotFn fn_;
   std::function<void(std::map<std::string, json>)> on_mirrors_;
+  UndecodableFn on_undecodable_;
   std::shared_ptr<spdlog::logger> log_;
   std::thread thread_;
   std::mutex mu_;
@@ -141,6 +187,8 @@ class APISource : public PodSource {
   bool stop_ = false;
   std::atomic<bool> stop_flag_{false};
   std::map<std::string, json> objects_;
+  std::map<std::string, api::Pod> last_good_;
+  std::set<std::string> reported_;
   std::string rv_;
 };
 
@@ -176,8 +224,9 @@ absl::StatusOr<api::Pod> PrepareAPIPod(json obj) {
 }
 
 std::unique_ptr<PodSource> NewAPISource(client::ApiClient* api, const std::string& node_name, SnapshotFn fn,
-                                        std::function<void(std::map<std::string, json>)> on_mirrors) {
-  return std::make_unique<APISource>(api, node_name, std::move(fn), std::move(on_mirrors));
+                                        std::function<void(std::map<std::string, json>)> on_mirrors,
+                                        UndecodableFn on_undecodable) {
+  return std::make_unique<APISource>(api, node_name, std::move(fn), std::move(on_mirrors), std::move(on_undecodable));
 }
 
 }  // namespace kubelet::config

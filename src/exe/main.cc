@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "kubelet/api/quantity.h"
 #include "kubelet/client/api_client.h"
@@ -301,8 +303,10 @@ int main(int argc, char** argv) {
   auto* ns_ptr = node_status.get();
   std::function<std::string()> node_uid;
   if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };
-  Kubelet kl(ko, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,
-                              container_manager.get()});
+  Dependencies kd{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,
+                  container_manager.get()};
+  if (ns_ptr) kd.node_labels = [ns_ptr] { return ns_ptr->NodeLabels(); };
+  Kubelet kl(ko, kd);
 
   stats::ProviderOptions spo;
   spo.node_name = node_name;
@@ -439,6 +443,14 @@ int main(int argc, char** argv) {
   while (WaitForSignal(&sigs, std::chrono::milliseconds(1000)) <= 0) {
   }
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
+  // Whatever the API server or the runtime do (a retry loop, a call that waits out its deadline, a pod in its
+  // grace period), the process ends within seconds of SIGTERM. The pods keep running either way.
+  std::thread([logger] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    logger->warn("Shutdown did not finish in 5s, exiting now (pods keep running)");
+    spdlog::shutdown();
+    std::_Exit(0);
+  }).detach();
   if (log_manager) log_manager->Stop();
   srv.Stop();
   cpu_manager->Stop();

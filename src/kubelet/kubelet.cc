@@ -1,5 +1,6 @@
 #include "kubelet/kubelet/kubelet.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "kubelet/api/codec.h"
@@ -126,8 +127,12 @@ void Kubelet::Start() {
       return out;
     });
     auto* mirrors = mirrors_.get();
-    sources_.push_back(config::NewAPISource(d_.api, o_.node_name, snapshot,
-                                            [mirrors](std::map<std::string, nlohmann::json> m) { mirrors->SetMirrors(std::move(m)); }));
+    sources_.push_back(config::NewAPISource(
+        d_.api, o_.node_name, snapshot, [mirrors](std::map<std::string, nlohmann::json> m) { mirrors->SetMirrors(std::move(m)); },
+        [this](const std::set<std::string>& uids) {
+          std::lock_guard<std::mutex> l(mu_);
+          undecodable_ = uids;
+        }));
     mirrors_->Start(o_.mirror_period);
   }
   if (!c.static_pod_url.empty()) {
@@ -143,8 +148,10 @@ void Kubelet::Start() {
   loop_heartbeat_ = SteadyNowMs();
   loop_thread_ = std::thread([this] { SyncLoop(); });
   gc_thread_ = std::thread([this] { GCLoop(); });
-  // PLEG first: its first relist tells housekeeping what already runs (pods to adopt).
+  // PLEG first: its first relist tells housekeeping what already runs (pods to adopt), and admission which
+  // pods it re-admits after a restart. Bounded: a runtime that does not answer delays the sources by 10 s at most.
   pleg_->Start();
+  for (int i = 0; i < 100 && !pleg_->HasRelisted(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   for (auto& s : sources_) s->Start();
   started_ = true;
   log_->info("Starting kubelet main sync loop node=\"{}\" sources={}", o_.node_name, sources_.size());
@@ -227,6 +234,15 @@ void Kubelet::RejectPod(const api::Pod& pod, const std::string& reason, const st
 }
 
 void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
+  // Additions in creation order, as upstream's HandlePodAdditions: after a restart, pods are re-admitted in the order
+  // they were first admitted, so the newest, not an old one, is the one that no longer fits.
+  // Removals stay first (a replaced static pod's old instance terminates before its successor is seen).
+  auto rank = [](const config::PodChange& c) { return c.op == config::PodOp::kRemove ? 0 : c.op == config::PodOp::kAdd ? 1 : 2; };
+  std::stable_sort(changes.begin(), changes.end(), [&](const config::PodChange& a, const config::PodChange& b) {
+    if (rank(a) != rank(b)) return rank(a) < rank(b);
+    if (a.op != config::PodOp::kAdd) return false;
+    return a.pod.metadata.creation_timestamp.value_or(TimePoint{}) < b.pod.metadata.creation_timestamp.value_or(TimePoint{});
+  });
   for (auto& ch : changes) {
     const std::string uid = ch.pod.metadata.uid;
     switch (ch.op) {
@@ -255,9 +271,30 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
           continue;
         }
+        // Deleted while the kubelet was away (or before it saw the pod): no admission, straight to graceful
+        // termination, after which the status manager finishes the deletion, as upstream.
+        if (ch.pod.metadata.deletion_timestamp) {
+          log_->info("SyncLoop DELETE source=\"{}\" pod=\"{}\" (deleted before it was seen)",
+                     ch.pod.metadata.annotations[api::kConfigSourceAnnotation], PodDesc(ch.pod));
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            pods_[uid] = ch.pod;
+          }
+          probes_->AddPod(ch.pod);
+          workers_->UpdatePod(UpdateType::kKill, uid, ch.pod, ch.pod.metadata.deletion_grace_period_seconds);
+          continue;
+        }
+        // A pod the runtime already runs (a restarted kubelet) is re-admitted, never rejected for a label it
+        // matched when it was admitted: node labels may have changed, or not be known yet.
+        bool already_running = false;
+        if (pleg_->HasRelisted())
+          for (const auto& rp : pleg_->LastPods())
+            if (rp.uid == uid && rp.IsRunning()) already_running = true;
         AdmitResult admit;
         {
           std::lock_guard<std::mutex> l(mu_);
+          if (d_.node_labels)
+            if (auto labels = d_.node_labels(); labels && !labels->empty()) admit_node_.labels = *labels;
           // Admitted pods that are still active: terminal ones free their share, as upstream.
           std::vector<const api::Pod*> active_pods;
           for (const auto& [puid, p] : pods_) {
@@ -267,6 +304,11 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           }
           admit = AdmitPod(ch.pod, active_pods, admit_node_);
         }
+        if (!admit.admit && already_running && admit.reason == "NodeAffinity") {
+          log_->warn("Pod already running on this node no longer matches the node's labels, keeping it pod=\"{}\"",
+                     PodDesc(ch.pod));
+          admit = AdmitResult{};
+        }
         // The eviction manager's handler comes first upstream: under pressure its reason wins.
         if (extra_admit_)
           if (AdmitResult extra = extra_admit_(ch.pod); !extra.admit) admit = extra;
@@ -275,6 +317,11 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         if (!admit.admit) {
           log_->warn("Pod admission failed pod=\"{}\" reason=\"{}\" message=\"{}\"", PodDesc(ch.pod), admit.reason, admit.message);
           RejectPod(ch.pod, admit.reason, admit.message);
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            rejected_.insert(uid);
+            if (rejected_.size() > 4096) rejected_.erase(rejected_.begin());
+          }
           continue;
         }
         if (restarted && d_.metrics)
@@ -288,10 +335,34 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         break;
       }
       case config::PodOp::kUpdate: {
+        bool rejected = false;
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (!pods_.count(uid)) {
+            rejected = rejected_.count(uid) > 0;
+          } else {
+            pods_[uid] = ch.pod;
+          }
+        }
+        if (rejected) {
+          // A pod refused at admission never ran: its graceful deletion is finished at once, with its Failed status.
+          if (ch.pod.metadata.deletion_timestamp && d_.status_syncer) {
+            api::PodStatus final_status;
+            if (auto st = status_.GetPodStatus(uid)) {
+              final_status = *st;
+            } else {
+              final_status.phase = "Failed";
+            }
+            log_->info("SyncLoop DELETE source=\"api\" pod=\"{}\" (rejected at admission)", PodDesc(ch.pod));
+            d_.status_syncer->FinalizeDeletion(ch.pod, final_status);
+            std::lock_guard<std::mutex> l(mu_);
+            rejected_.erase(uid);
+          }
+          continue;
+        }
         {
           std::lock_guard<std::mutex> l(mu_);
           if (!pods_.count(uid)) continue;
-          pods_[uid] = ch.pod;
         }
         if (ch.pod.metadata.deletion_timestamp) {
           // Graceful deletion: stop it with its grace period, write the final status, then delete it.
@@ -309,6 +380,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           std::lock_guard<std::mutex> l(mu_);
           pods_.erase(uid);
           evicted_.erase(uid);
+          rejected_.erase(uid);
           ever_removed_.insert(uid);
           if (ever_removed_.size() > 4096) ever_removed_.erase(ever_removed_.begin());
         }
@@ -366,6 +438,10 @@ void Kubelet::Housekeeping() {
       for (const auto& c : rp.containers) containers_by_state[kuberuntime::ContainerStateName(c.state)] += 1;
       if (desired.count(rp.uid)) continue;
       if (workers_->IsKnown(rp.uid)) continue;  // being torn down, or just finished
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (undecodable_.count(rp.uid)) continue;  // an api pod the kubelet cannot read: never killed for that
+      }
       log_->info("Cleaning up orphaned pod podUID=\"{}\" pod=\"{}/{}\"", rp.uid, rp.namespace_, rp.name);
       workers_->UpdatePod(UpdateType::kKill, rp.uid, std::nullopt);
     }

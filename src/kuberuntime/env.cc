@@ -157,8 +157,14 @@ absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c
     std::vector<std::string> namespaces = {"default"};
     if (pod.spec.enable_service_links && ns != "default") namespaces.push_back(ns);
     for (const auto& n : namespaces) {
-      auto svcs = source->Services(n);
-      if (!svcs.ok()) return absl::Status(svcs.status().code(), "failed to list services: " + std::string(svcs.status().message()));
+      // A static pod never waits on the API server: only what is already known.
+      auto svcs = source->Services(n, !api::IsStaticPod(pod));
+      if (!svcs.ok()) {
+        // Static pods never wait for the API server (it may be one of them, as in a kubeadm control plane): they
+        // start with the service links known so far, as upstream's getServiceEnvVarMap lets them.
+        if (api::IsStaticPod(pod)) continue;
+        return absl::Status(svcs.status().code(), "failed to list services: " + std::string(svcs.status().message()));
+      }
       for (const auto& s : *svcs) {
         bool master = n == "default" && s["metadata"].value("name", "") == "kubernetes";
         if (n == ns && !pod.spec.enable_service_links && !master) continue;
@@ -257,13 +263,22 @@ class APIEnvSource : public EnvSource {
     if (it != cache_.end()) return it->second;
     return r.status();
   }
-  absl::StatusOr<std::vector<json>> Services(const std::string& ns) override {
+  absl::StatusOr<std::vector<json>> Services(const std::string& ns, bool may_wait) override {
     std::string path = "/api/v1/namespaces/" + ns + "/services";
     json items;
     if (auto fresh = Fresh(path)) {
       std::vector<json> out;
       if (fresh->is_array())
         for (const auto& s : *fresh) out.push_back(s);
+      return out;
+    }
+    if (!may_wait) {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = cache_.find(path);
+      if (it == cache_.end()) return absl::UnavailableError("services have not yet been read at least once");
+      std::vector<json> out;
+      if (it->second.is_array())
+        for (const auto& s : it->second) out.push_back(s);
       return out;
     }
     auto list = api_->Get(path);

@@ -192,6 +192,11 @@ void NodeStatusManager::Stop() {
   if (lease_thread_.joinable()) lease_thread_.join();
 }
 
+std::optional<std::map<std::string, std::string>> NodeStatusManager::NodeLabels() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return labels_;
+}
+
 std::string NodeStatusManager::NodeUID() const {
   std::lock_guard<std::mutex> l(mu_);
   return node_uid_;
@@ -223,12 +228,22 @@ absl::Status NodeStatusManager::RegisterOnce() {
     std::lock_guard<std::mutex> l(mu_);
     node_uid_ = decoded->metadata.uid;
     last_status_ = decoded->status;
+    labels_ = decoded->metadata.labels;
   }
   registered_ = true;
   return SyncStatusOnce(true);
 }
 
 absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
+  // The Node as others changed it (kubectl label node): admission reads its labels, as upstream's node lister.
+  if (auto got = api_->Get("/api/v1/nodes/" + o_.node_name); got.ok()) {
+    if (auto decoded = api::DecodeNode(*got); decoded.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      labels_ = decoded->metadata.labels;
+    } else {
+      log_->error("Node from the API server cannot be read node=\"{}\" err=\"{}\"", o_.node_name, decoded.status().message());
+    }
+  }
   api::NodeStatus old;
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -1381,4 +1381,77 @@ TEST(DaemonE2E, CgroupDriverMismatchStopsTheKubelet) {
   fs::remove_all(dir);
 }
 
+// Issue 10: a kubelet whose API server is one of its own static pods (kubeadm's
+// control plane) or simply not up yet runs its static pods at once, registers
+// once the server answers, and ends within seconds of SIGTERM while the
+// server is down, leaving the pods running.
+TEST(DaemonE2E, StaticPodsRunBeforeTheAPIServerAndSIGTERMEndsTheKubelet) {
+  const char* bin = std::getenv("KUBELET_BINARY");
+  ASSERT_TRUE(bin) << "KUBELET_BINARY must be set (ctest sets it)";
+  fs::path dir = fs::temp_directory_path() / ("kcpp-noapi-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "manifests");
+  kubelet::testing::FakeRuntime fake((dir / "cri.sock").string());
+  ASSERT_TRUE(fake.Start());
+  fake.AddImage("registry.k8s.io/etcd:3.5.15-0");
+  int api_port = FreePort();
+  kubelet::testing::FakeApiServer::Options ao;
+  ao.cert_dir = (dir / "api").string();
+  ao.port = api_port;
+  kubelet::testing::FakeApiServer apiserver(ao);
+  std::ofstream(dir / "kubeconfig") << "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:"
+                                    << api_port << "\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: test-token\n"
+                                    << "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n";
+  std::ofstream(dir / "config.yaml") << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                                     << "containerRuntimeEndpoint: " << fake.endpoint() << "\n"
+                                     << "cgroupsPerQOS: false\nenforceNodeAllocatable: []\n"
+                                     << "staticPodPath: " << (dir / "manifests").string() << "\n"
+                                     << "address: 127.0.0.1\nport: " << FreePort() << "\nhealthzPort: " << FreePort() << "\n";
+  // A static pod as kubeadm writes etcd's: host network, an env var, service links on (the default).
+  std::ofstream(dir / "manifests" / "etcd.yaml")
+      << "apiVersion: v1\nkind: Pod\nmetadata: {name: etcd, namespace: kube-system}\nspec:\n  hostNetwork: true\n"
+      << "  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    command: [etcd]\n"
+      << "    env: [{name: ETCD_NAME, value: node}]\n";
+  std::string log = (dir / "kubelet.log").string();
+  std::string cmd = std::string(bin) + " --config " + (dir / "config.yaml").string() + " --kubeconfig " +
+                    (dir / "kubeconfig").string() + " --root-dir " + (dir / "root").string() + " --cert-dir " +
+                    (dir / "pki").string() + " --hostname-override noapi-node --node-ip 127.0.0.1 > " + log + " 2>&1 & echo $! > " +
+                    (dir / "pid").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  int pid = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (std::ifstream(dir / "pid") >> pid) && pid > 0; }));
+  auto running = [&] {
+    for (const auto& c : fake.Containers())
+      if (c.state() == rt::CONTAINER_RUNNING && c.metadata().name() == "etcd") return true;
+    return false;
+  };
+  auto text = [&] {
+    std::ifstream in(log);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  // The static pod runs while nothing answers at the API server's address.
+  EXPECT_TRUE(WaitUntil(running, std::chrono::seconds(30))) << text();
+  // The server comes up: the node registers.
+  ASSERT_TRUE(apiserver.Start());
+  EXPECT_TRUE(WaitUntil([&] { return apiserver.Get("nodes", "", "noapi-node").has_value(); }, std::chrono::seconds(60))) << text();
+  // Down again: SIGTERM still ends the kubelet within seconds, and the pod keeps running.
+  apiserver.Stop();
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  // Gone, or a zombie nobody reaped yet (the shell that started it has exited).
+  auto gone = [&] {
+    if (::kill(pid, 0) != 0) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+  };
+  bool exited = WaitUntil(gone, std::chrono::seconds(15));
+  if (!exited) ::kill(pid, SIGKILL);
+  EXPECT_TRUE(exited) << text();
+  EXPECT_TRUE(running());
+  fake.Stop();
+  fs::remove_all(dir);
+}
+
 }  // namespace

@@ -75,8 +75,13 @@ class KubeletAPITest : public ::testing::Test {
     o.worker_backoff = std::chrono::milliseconds(200);
     o.mirror_period = std::chrono::milliseconds(200);
     o.config.sync_frequency = std::chrono::milliseconds(200);  // frequent resyncs: they must not rewrite status
-    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), recorder_.get(), &metrics_,
-                                                         api_.get(), syncer_.get(), [] { return std::string("node-uid-1"); }});
+    Dependencies d{&clock_, runtime_.get(), volumes_.get(), recorder_.get(), &metrics_,
+                   api_.get(), syncer_.get(), [] { return std::string("node-uid-1"); }};
+    d.node_labels = [this]() -> std::optional<api::StringMap> {
+      std::lock_guard<std::mutex> l(labels_mu_);
+      return node_labels_;
+    };
+    kubelet_ = std::make_unique<Kubelet>(o, d);
     kubelet_->pod_config().AddSource(api::kSourceFile);
     kubelet_->Start();
   }
@@ -103,6 +108,18 @@ class KubeletAPITest : public ::testing::Test {
     return p && (*p).contains("status") ? (*p)["status"].value("phase", "") : "";
   }
 
+  void SetNodeLabels(std::optional<api::StringMap> labels) {
+    std::lock_guard<std::mutex> l(labels_mu_);
+    node_labels_ = std::move(labels);
+  }
+  void RestartKubelet() {
+    kubelet_->Stop();
+    kubelet_.reset();
+    MakeKubelet();
+  }
+
+  std::mutex labels_mu_;
+  std::optional<api::StringMap> node_labels_;  // what the Node object says; unset: not read yet
   std::filesystem::path dir_;
   FakeClock clock_{std::chrono::system_clock::now()};
   metrics::KubeletMetrics metrics_;
@@ -324,6 +341,111 @@ TEST_F(KubeletAPITest, RepeatedEventsAreAggregated) {
       EXPECT_EQ(e["count"], 3);
     }
   EXPECT_EQ(matching, 1);
+}
+
+}  // namespace
+}  // namespace kubelet
+
+// Issue 10: restart correctness. A restarted kubelet never kills or restarts a pod because it restarted, misread an
+// object or met a field it does not know; what was asked while it was away is done when it is back.
+namespace kubelet {
+namespace {
+
+TEST_F(KubeletAPITest, PodDeletedWhileTheKubeletWasDownIsKilledAndRemoved) {
+  apiserver_->Create("pods", BoundPod("gone"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("gone") == "Running"; }));
+  kubelet_->Stop();
+  kubelet_.reset();
+  ASSERT_TRUE(api_->Delete("/api/v1/namespaces/default/pods/gone", json::object()).ok());  // graceful: a deletionTimestamp
+  ASSERT_TRUE(apiserver_->Get("pods", "default", "gone").has_value());
+  MakeKubelet();
+  ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "default", "gone"); }));
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty() && fake_->Containers().empty(); }));
+}
+
+TEST_F(KubeletAPITest, NodeLabelsAreReadLiveAndARestartKeepsPodsThatSelectThem) {
+  json picky = BoundPod("picky");
+  picky["spec"]["nodeSelector"] = {{"disktype", "ssd"}};
+  // kubectl label node node1 disktype=ssd, after the kubelet started.
+  SetNodeLabels(api::StringMap{{"kubernetes.io/hostname", "node1"}, {"disktype", "ssd"}});
+  apiserver_->Create("pods", picky);
+  ASSERT_TRUE(WaitUntil([&] { return Phase("picky") == "Running"; }));
+  // A restart before the Node was read again (labels unknown): the running pod is re-admitted, not rejected.
+  SetNodeLabels(std::nullopt);
+  RestartKubelet();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // several syncs and housekeeping rounds
+  EXPECT_EQ(Phase("picky"), "Running");
+  EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+  // A new pod that selects a label the node does not have is still refused.
+  json other = BoundPod("other");
+  other["spec"]["nodeSelector"] = {{"disktype", "nvme"}};
+  apiserver_->Create("pods", other);
+  ASSERT_TRUE(WaitUntil([&] { return Phase("other") == "Failed"; }));
+}
+
+TEST_F(KubeletAPITest, UndecodableAPIPodIsLeftAloneNotKilled) {
+  apiserver_->Create("pods", BoundPod("odd"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("odd") == "Running"; }));
+  // An update the kubelet cannot decode: the running pod stays as it was.
+  json obj = *apiserver_->Get("pods", "default", "odd");
+  obj["spec"]["containers"][0]["securityContext"] = {{"seccompProfile", {{"type", 5}}}};
+  apiserver_->Update("pods", obj);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+  ASSERT_EQ(fake_->Sandboxes().size(), 1u);
+  // After a restart the kubelet never decoded it at all: still nothing of it is killed as an orphan.
+  RestartKubelet();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+  EXPECT_EQ(fake_->CallCount("StopPodSandbox"), 0);
+  int running = 0;
+  for (const auto& c : fake_->Containers()) running += c.state() == rt::CONTAINER_RUNNING;
+  EXPECT_EQ(running, 1);
+}
+
+TEST_F(KubeletAPITest, DefaultedFieldsFromANewerAPIServerRestartNothing) {
+  apiserver_->Create("pods", BoundPod("stable"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("stable") == "Running"; }));
+  kubelet_->Stop();
+  kubelet_.reset();
+  // An upgraded API server defaults fields this kubelet never saw on every container.
+  json obj = *apiserver_->Get("pods", "default", "stable");
+  for (auto& c : obj["spec"]["containers"]) {
+    c["resizePolicy"] = json::array({{{"resourceName", "cpu"}, {"restartPolicy", "NotRequired"}}});
+    c["someFutureField"] = {{"enabled", true}};
+  }
+  apiserver_->Update("pods", obj);
+  MakeKubelet();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(fake_->CallCount("CreateContainer"), 1);
+  EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
+  EXPECT_EQ(Phase("stable"), "Running");
+}
+
+TEST_F(KubeletAPITest, RejectedPodFinishesItsGracefulDeletion) {
+  json picky = BoundPod("refused");
+  picky["spec"]["nodeSelector"] = {{"disktype", "ssd"}};
+  apiserver_->Create("pods", picky);
+  ASSERT_TRUE(WaitUntil([&] { return Phase("refused") == "Failed"; }));
+  ASSERT_TRUE(api_->Delete("/api/v1/namespaces/default/pods/refused", json::object()).ok());
+  ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "default", "refused"); }));
+}
+
+TEST_F(KubeletAPITest, StaticPodsNeverWaitForTheAPIServer) {
+  apiserver_->Stop();
+  json j = {{"apiVersion", "v1"},
+            {"kind", "Pod"},
+            {"metadata", {{"name", "apiserver"}, {"namespace", "kube-system"}}},
+            {"spec", {{"containers", {{{"name", "c"}, {"image", "busybox:1.35"}, {"env", {{{"name", "A"}, {"value", "b"}}}}}}}}}};
+  auto pod = config::PrepareStaticPod(j, "/manifests/apiserver.yaml", true, "node1");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  kubelet_->OnSnapshot(api::kSourceFile, {*pod});
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& c : fake_->Containers())
+      if (c.state() == rt::CONTAINER_RUNNING) return true;
+    return false;
+  }));
 }
 
 }  // namespace

@@ -87,8 +87,11 @@ namespace kubelet::config {
  * bookmarks; re-lists on 410 Expired, re-watches after a broken stream (with
  * back-off). Mirror pods are not pods to run and are left out.
  */
+/** UIDs of pods bound to the node that cannot be decoded (and never could): never killed as orphans. */
+using UndecodableFn = std::function<void(const std::set<std::string>& uids)>;
 std::unique_ptr<PodSource> NewAPISource(client::ApiClient* api, const std::string& node_name, SnapshotFn fn,
-                                        std::function<void(std::map<std::string, nlohmann::json>)> on_mirrors = nullptr);
+                                        std::function<void(std::map<std::string, nlohmann::json>)> on_mirrors = nullptr,
+                                        UndecodableFn on_undecodable = nullptr);
 /** Decodes a pod from the API server for the kubelet (config.source=api; status and bookkeeping fields dropped). */
 absl::StatusOr<api::Pod> PrepareAPIPod(nlohmann::json obj);
 

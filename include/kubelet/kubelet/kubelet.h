@@ -47,6 +47,9 @@ struct Dependencies {
   std::function<std::string()> node_uid;
   // The cgroup tree (pod cgroups, QoS cgroups); null: the runtime places pods itself (cgroupsPerQOS off, tests).
   cm::ContainerManager* container_manager = nullptr;
+  // The Node object's labels as the API server has them (kubectl label node); unset before the node was read,
+  // and in standalone mode. Admission uses them instead of the labels known at start.
+  std::function<std::optional<api::StringMap>()> node_labels;
 };
 
 struct KubeletOptions {
@@ -143,6 +146,8 @@ class Kubelet {
   TimePoint last_qos_update_{};
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
   std::map<std::string, std::string> evicted_;  // UID -> eviction message, while the pod is wanted
+  std::set<std::string> rejected_;  // UIDs refused at admission (their graceful deletion is finished without a worker)
+  std::set<std::string> undecodable_;  // api pods that cannot be decoded: whatever of them runs is left alone
   std::function<AdmitResult(const api::Pod&)> extra_admit_;
   std::function<AdmitResult(const api::Pod&)> allocate_admit_;
 

@@ -27,8 +27,9 @@ class EnvSource {
   virtual ~EnvSource() = default;
   /** The object (configmaps, secrets) or NotFound. */
   virtual absl::StatusOr<nlohmann::json> Get(const std::string& resource, const std::string& ns, const std::string& name) = 0;
-  /** Services of a namespace (for service links); empty when there is no API server. */
-  virtual absl::StatusOr<std::vector<nlohmann::json>> Services(const std::string& ns) = 0;
+  /** Services of a namespace (for service links); empty when there is no API server. Without `may_wait`, only what
+   * was already read (a static pod never waits for the API server). */
+  virtual absl::StatusOr<std::vector<nlohmann::json>> Services(const std::string& ns, bool may_wait = true) = 0;
 };
 
 struct PodEnvContext {

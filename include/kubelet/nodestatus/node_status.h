@@ -95,6 +95,8 @@ class NodeStatusManager {
   absl::Status SyncPressureTaints(const std::vector<std::string>& pressure);
   /** The node's UID once registered (owner of mirror pods). */
   std::string NodeUID() const;
+  /** The Node object's labels as last read from the API server; unset before the first read. */
+  std::optional<std::map<std::string, std::string>> NodeLabels() const;
 
  private:
   void StatusLoop();
@@ -112,6 +114,7 @@ class NodeStatusManager {
   api::NodeStatus last_status_;
   std::optional<std::set<std::string>> pressure_taints_;  // what the node carries, once synced
   std::string node_uid_;
+  std::optional<std::map<std::string, std::string>> labels_;
   std::optional<TimePoint> last_report_;
   std::thread status_thread_;
   std::thread lease_thread_;
