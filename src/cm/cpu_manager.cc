@@ -1,5 +1,6 @@
 #include "kubelet/cm/cpu_manager.h"
 #include "kubelet/util/json.h"
+#include "kubelet/util/guard.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -347,7 +348,7 @@ absl::Status CPUManager::ReconcileOnce() {
 
 void CPUManager::Start() {
   if (o_.policy != "static") return;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { GuardedRun("cpu_manager Loop", [this] { Loop(); }); });
 }
 
 void CPUManager::Stop() {

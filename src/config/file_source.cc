@@ -15,6 +15,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/config/pod_source.h"
 #include "kubelet/util/logging.h"
+#include "kubelet/util/guard.h"
 
 namespace kubelet::config {
 namespace {
@@ -37,7 +38,7 @@ class FileSource : public PodSource {
 
   void Start() override {
     if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) wake_[0] = wake_[1] = -1;
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] { GuardedRun("file_source Run", [this] { Run(); }); });
   }
 
   void Stop() override {
@@ -138,6 +139,8 @@ class FileSource : public PodSource {
     std::map<std::string, api::Pod> good;
     for (const auto& f : files) {
       auto pod = ReadManifest(f);
+      // Removed between the listing and the read: simply gone, not an error (the next event or scan confirms it).
+      if (pod.status().code() == absl::StatusCode::kNotFound) continue;
       if (!pod.ok()) {
         errors[f] = std::string(pod.status().message());
         // A manifest that breaks (or is caught half-written) keeps its last good
@@ -171,7 +174,11 @@ class FileSource : public PodSource {
 
   absl::StatusOr<api::Pod> ReadManifest(const std::string& file) {
     std::ifstream in(file);
-    if (!in) return absl::NotFoundError(std::string("cannot read: ") + std::strerror(errno));
+    if (!in) {
+      int err = errno;
+      if (err == ENOENT) return absl::NotFoundError("removed");
+      return absl::PermissionDeniedError(std::string("cannot read: ") + std::strerror(err));
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     std::string text = ss.str();

@@ -1,4 +1,5 @@
 #include "kubelet/events/recorder.h"
+#include "kubelet/util/guard.h"
 
 #include "kubelet/util/logging.h"
 
@@ -35,7 +36,7 @@ namespace kubelet::events {
 
 APIRecorder::APIRecorder(client::ApiClient* api, std::string node_name, double qps, int burst)
     : LoggingRecorder(256), api_(api), node_(std::move(node_name)), qps_(qps), tokens_(burst), burst_(burst) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { GuardedRun("recorder Loop", [this] { Loop(); }); });
 }
 
 APIRecorder::~APIRecorder() {

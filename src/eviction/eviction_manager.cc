@@ -1,4 +1,5 @@
 #include "kubelet/eviction/eviction_manager.h"
+#include "kubelet/util/guard.h"
 
 #include <algorithm>
 #include <cmath>
@@ -318,7 +319,7 @@ EvictionManager::~EvictionManager() { Stop(); }
 
 void EvictionManager::Start() {
   if (o_.thresholds.empty() && !o_.local_storage_capacity_isolation) return;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { GuardedRun("eviction_manager Loop", [this] { Loop(); }); });
 }
 
 void EvictionManager::Stop() {

@@ -1,4 +1,5 @@
 #include "kubelet/images/image_gc_manager.h"
+#include "kubelet/util/guard.h"
 
 #include <algorithm>
 #include <limits>
@@ -13,7 +14,7 @@ ImageGCManager::ImageGCManager(ImageGCDeps deps, ImageGCPolicy policy)
 ImageGCManager::~ImageGCManager() { Stop(); }
 
 void ImageGCManager::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { GuardedRun("image_gc_manager Loop", [this] { Loop(); }); });
 }
 
 void ImageGCManager::Stop() {

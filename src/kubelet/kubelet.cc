@@ -1,4 +1,5 @@
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/util/guard.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -146,8 +147,8 @@ void Kubelet::Start() {
   }
   probes_->Start();
   loop_heartbeat_ = SteadyNowMs();
-  loop_thread_ = std::thread([this] { SyncLoop(); });
-  gc_thread_ = std::thread([this] { GCLoop(); });
+  loop_thread_ = std::thread([this] { GuardedRun("kubelet SyncLoop", [this] { SyncLoop(); }); });
+  gc_thread_ = std::thread([this] { GuardedRun("kubelet GCLoop", [this] { GCLoop(); }); });
   // PLEG first: its first relist tells housekeeping what already runs (pods to adopt), and admission which
   // pods it re-admits after a restart. Bounded: a runtime that does not answer delays the sources by 10 s at most.
   pleg_->Start();

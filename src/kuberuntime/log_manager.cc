@@ -1,4 +1,5 @@
 #include "kubelet/kuberuntime/log_manager.h"
+#include "kubelet/util/guard.h"
 
 #include <sys/stat.h>
 #include <zlib.h>
@@ -44,7 +45,7 @@ ContainerLogManager::ContainerLogManager(cri::RuntimeService* runtime, const Clo
 
 ContainerLogManager::~ContainerLogManager() { Stop(); }
 
-void ContainerLogManager::Start() { thread_ = std::thread([this] { Loop(); }); }
+void ContainerLogManager::Start() { thread_ = std::thread([this] { GuardedRun("log_manager Loop", [this] { Loop(); }); }); }
 
 void ContainerLogManager::Stop() {
   {

@@ -1,5 +1,6 @@
 #include "kubelet/nodestatus/node_status.h"
 #include "kubelet/util/json.h"
+#include "kubelet/util/guard.h"
 
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -178,8 +179,8 @@ NodeStatusManager::NodeStatusManager(client::ApiClient* api, const Clock* clock,
 NodeStatusManager::~NodeStatusManager() { Stop(); }
 
 void NodeStatusManager::Start() {
-  status_thread_ = std::thread([this] { StatusLoop(); });
-  lease_thread_ = std::thread([this] { LeaseLoop(); });
+  status_thread_ = std::thread([this] { GuardedRun("node_status StatusLoop", [this] { StatusLoop(); }); });
+  lease_thread_ = std::thread([this] { GuardedRun("node_status LeaseLoop", [this] { LeaseLoop(); }); });
 }
 
 void NodeStatusManager::Stop() {

@@ -4,6 +4,7 @@
 #include <prometheus/histogram.h>
 
 #include "kubelet/prober/prober.h"
+#include "kubelet/util/guard.h"
 
 namespace kubelet::prober {
 
@@ -52,7 +53,7 @@ ProbeManager::~ProbeManager() { Stop(); }
 void ProbeManager::Start() {
   std::lock_guard<std::mutex> l(mu_);
   stop_ = false;
-  scheduler_ = std::thread([this] { SchedulerLoop(); });
+  scheduler_ = std::thread([this] { GuardedRun("manager SchedulerLoop", [this] { SchedulerLoop(); }); });
   for (size_t i = 0; i < std::max<size_t>(1, o_.executors); ++i) executors_.emplace_back([this] { ExecutorLoop(); });
 }
 

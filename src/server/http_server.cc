@@ -1,4 +1,5 @@
 #include "kubelet/server/http_server.h"
+#include "kubelet/util/guard.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -204,7 +205,7 @@ absl::Status HttpServer::Start() {
   port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
                                           : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) return absl::InternalError("pipe failed");
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  accept_thread_ = std::thread([this] { GuardedRun("http_server AcceptLoop", [this] { AcceptLoop(); }); });
   return absl::OkStatus();
 }
 

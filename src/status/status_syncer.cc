@@ -1,4 +1,5 @@
 #include "kubelet/status/status_syncer.h"
+#include "kubelet/util/guard.h"
 
 #include "kubelet/api/codec.h"
 
@@ -8,7 +9,7 @@ PodStatusSyncer::PodStatusSyncer(client::ApiClient* api) : api_(api), log_(log::
 PodStatusSyncer::~PodStatusSyncer() { Stop(); }
 
 void PodStatusSyncer::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] { GuardedRun("status_syncer Loop", [this] { Loop(); }); });
 }
 
 void PodStatusSyncer::Stop() {
