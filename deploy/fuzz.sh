@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (test/fuzz) with Debian's clang-14, ASan and
 # UBSan, and runs each for SECONDS (default 30) on a copy of its seed corpus.
+# SECONDS=0 replays the seed corpora once (the regression mode CI uses).
 # A crash, a leak or a sanitizer report fails the run; the input that caused
 # it is left in BUILD_DIR/crashes. Usage: deploy/fuzz.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
@@ -21,8 +22,14 @@ for corpus in "$root"/test/fuzz/corpus/*/; do
   work="$build/corpus/$name"
   mkdir -p "$work"
   cp -n "$corpus"/* "$work"/ 2>/dev/null || true
-  echo "== fuzz $name for ${secs}s"
-  if "$build/test/fuzz/$name" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+  if [ "$secs" -eq 0 ]; then
+    echo "== fuzz $name: replaying its seed corpus"
+    mode=(-runs=0)
+  else
+    echo "== fuzz $name for ${secs}s"
+    mode=(-max_total_time="$secs")
+  fi
+  if "$build/bin/$name" "${mode[@]}" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
        -artifact_prefix="$build/crashes/$name-" "$work" >"$build/$name.log" 2>&1; then
     tail -n 1 "$build/$name.log"
     ran=$((ran+1))

@@ -116,7 +116,15 @@ json ScalarToJson(const YAML::Node& n) {
   return s;
 }
 
-json NodeToJson(const YAML::Node& n) {
+// YAML aliases share nodes: "billion laughs" documents expand exponentially. Like go-yaml's alias limit, a
+// document that expands past this many nodes (or nests deeper than this) is refused.
+constexpr size_t kMaxYamlNodes = 1 << 18;
+constexpr int kMaxYamlDepth = 512;
+
+json NodeToJson(const YAML::Node& n, size_t* budget, int depth) {
+  if (*budget == 0) throw YamlError{"document expands to more than " + std::to_string(kMaxYamlNodes) + " nodes (excessive aliasing)"};
+  --*budget;
+  if (depth > kMaxYamlDepth) throw YamlError{"document nests deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
   switch (n.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
@@ -125,14 +133,14 @@ json NodeToJson(const YAML::Node& n) {
       return ScalarToJson(n);
     case YAML::NodeType::Sequence: {
       json arr = json::array();
-      for (const auto& item : n) arr.push_back(NodeToJson(item));
+      for (const auto& item : n) arr.push_back(NodeToJson(item, budget, depth + 1));
       return arr;
     }
     case YAML::NodeType::Map: {
       json obj = json::object();
       for (const auto& kv : n) {
         if (!kv.first.IsScalar()) throw YamlError{"a mapping key at line " + std::to_string(kv.first.Mark().line + 1) + " is not a string"};
-        obj[Checked(kv.first.Scalar(), kv.first.Mark())] = NodeToJson(kv.second);
+        obj[Checked(kv.first.Scalar(), kv.first.Mark())] = NodeToJson(kv.second, budget, depth + 1);
       }
       return obj;
     }
@@ -601,7 +609,8 @@ absl::StatusOr<nlohmann::json> YamlToJson(std::string_view text) {
     if (non_empty.empty()) return absl::InvalidArgumentError("empty document");
     if (non_empty.size() > 1)
       return absl::InvalidArgumentError("multiple YAML documents; a manifest holds one object");
-    return NodeToJson(non_empty[0]);
+    size_t budget = kMaxYamlNodes;
+    return NodeToJson(non_empty[0], &budget, 0);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(std::string("invalid YAML: ") + e.what());
   } catch (const YamlError& e) {

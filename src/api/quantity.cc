@@ -1,13 +1,24 @@
 #include "kubelet/api/quantity.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 
 namespace kubelet::api {
 
-int64_t Quantity::Value() const { return static_cast<int64_t>(std::ceil(value - 1e-9L)); }
-int64_t Quantity::MilliValue() const { return static_cast<int64_t>(std::ceil(value * 1000 - 1e-6L)); }
+namespace {
+// Saturates at the int64 range instead of overflowing (an "8E" memory limit, a "1e30" request).
+int64_t Clamp(long double v) {
+  if (!(v == v)) return 0;
+  if (v >= 9.2233720368547758e18L) return INT64_MAX;
+  if (v <= -9.2233720368547758e18L) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+}  // namespace
+
+int64_t Quantity::Value() const { return Clamp(std::ceil(value - 1e-9L)); }
+int64_t Quantity::MilliValue() const { return Clamp(std::ceil(value * 1000 - 1e-6L)); }
 
 absl::StatusOr<Quantity> ParseQuantity(const std::string& s) {
   static const std::map<std::string, long double> kSuffix = {

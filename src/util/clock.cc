@@ -50,6 +50,10 @@ bool ParseRFC3339(const std::string& s, TimePoint* out) {
   std::tm tm{};
   int y, mo, d, h, mi, sec;
   if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) return false;
+  // Fields in range, and a year the nanosecond clock can hold (1678-2261): nothing overflows below.
+  if (y < 1678 || y > 2261 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
+      sec > 60)
+    return false;
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
   tm.tm_mday = d;
@@ -71,6 +75,7 @@ bool ParseRFC3339(const std::string& s, TimePoint* out) {
   if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh = 0, om = 0;
     if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d", &oh, &om) != 2) return false;
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return false;
     long off = (oh * 3600L + om * 60L) * (s[pos] == '+' ? 1 : -1);
     tt -= off;
   } else if (pos >= s.size() || (s[pos] != 'Z' && s[pos] != 'z')) {

@@ -3,9 +3,11 @@
 // pod). Each must now be an error naming the field, or harmless.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/api/quantity.h"
 #include "kubelet/kubelet/admission.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/kuberuntime/security_context.h"
@@ -182,6 +184,32 @@ TEST(ContainerHash, OnlyNameAndImageAsUpstream) {
   EXPECT_NE(kuberuntime::HashContainer(a->spec.containers[0]), kuberuntime::HashContainer(c->spec.containers[0]));
   EXPECT_TRUE(kuberuntime::ContainerHashMatches(kuberuntime::HashContainer(b->spec.containers[0]), a->spec.containers[0]));
   EXPECT_FALSE(kuberuntime::ContainerHashMatches("deadbeef", a->spec.containers[0]));
+}
+
+TEST(BadInput, FuzzFindings) {
+  // Years the nanosecond clock cannot hold overflowed in ParseRFC3339 (UBSan, fuzz_api_objects).
+  TimePoint t;
+  EXPECT_FALSE(ParseRFC3339("4052-01-01T00:00:00Z", &t));
+  EXPECT_FALSE(ParseRFC3339("2026-13-01T00:00:00Z", &t));
+  EXPECT_TRUE(ParseRFC3339("2026-12-01T10:00:00Z", &t));
+  auto pod = Decode(std::string("apiVersion: v1\nkind: Pod\nmetadata: {name: p, uid: u, creationTimestamp: '9999-01-01T00:00:00Z'}\n") +
+                    "spec:\n  containers:\n  - {name: c, image: i:1}\n");
+  ASSERT_FALSE(pod.ok());
+  EXPECT_NE(pod.status().message().find("metadata.creationTimestamp"), std::string::npos) << pod.status();
+  // Quantities past the int64 range saturate instead of overflowing (UBSan, fuzz_quantity).
+  auto q = api::ParseQuantity("5E");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->MilliValue(), INT64_MAX);
+  EXPECT_EQ(q->Value(), 5000000000000000000LL);
+  // Aliases that expand exponentially are refused (fuzz_pod_manifest, "billion laughs").
+  std::string laughs = "a: &a [x, x, x, x, x, x, x, x]\n";
+  char prev = 'a';
+  for (char c = 'b'; c <= 'k'; ++c, ++prev)
+    laughs += std::string(1, c) + ": &" + c + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
+              ", *" + prev + ", *" + prev + "]\n";
+  auto j = api::YamlToJson(laughs);
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(j.status().message().find("excessive aliasing"), std::string::npos) << j.status();
 }
 
 TEST(Guard, ExceptionsBecomeStatusAndAreCounted) {
