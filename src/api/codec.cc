@@ -5,10 +5,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "kubelet/api/quantity.h"
@@ -69,10 +72,10 @@ std::string Checked(const std::string& s, const YAML::Mark& mark) {
 }
 
 // A number that does not fit its type stays a string, as go-yaml resolves it (the typed decoder then names the field).
-json ScalarToJson(const YAML::Node& n) {
-  const std::string& s = Checked(n.Scalar(), n.Mark());
-  // A tag of "!" marks a quoted scalar: always a string.
-  if (n.Tag() == "!") return s;
+json ScalarToJson(const std::string& tag, const std::string& raw, const YAML::Mark& mark) {
+  const std::string& s = Checked(raw, mark);
+  // A tag of "!" marks a quoted scalar, "!!str" an explicit string: always a string.
+  if (tag == "!" || tag == "tag:yaml.org,2002:str") return s;
   if (IsNullScalar(s)) return nullptr;
   if (auto b = BoolScalar(s)) return *b;
   static const std::regex kOctal("^[-+]?0[0-7]+$");
@@ -117,36 +120,114 @@ json ScalarToJson(const YAML::Node& n) {
 }
 
 // YAML aliases share nodes: "billion laughs" documents expand exponentially. Like go-yaml's alias limit, a
-// document that expands past this many nodes (or nests deeper than this) is refused.
+// document that expands past this many nodes (or nests deeper than this) is refused. The document count is bounded
+// too: yaml-cpp 0.7 reports endless empty documents for some inputs (a lone ","), which made LoadAll never return.
 constexpr size_t kMaxYamlNodes = 1 << 18;
-constexpr int kMaxYamlDepth = 512;
+constexpr size_t kMaxYamlDepth = 512;
+constexpr int kMaxYamlDocuments = 64;
 
-json NodeToJson(const YAML::Node& n, size_t* budget, int depth) {
-  if (*budget == 0) throw YamlError{"document expands to more than " + std::to_string(kMaxYamlNodes) + " nodes (excessive aliasing)"};
-  --*budget;
-  if (depth > kMaxYamlDepth) throw YamlError{"document nests deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      return nullptr;
-    case YAML::NodeType::Scalar:
-      return ScalarToJson(n);
-    case YAML::NodeType::Sequence: {
-      json arr = json::array();
-      for (const auto& item : n) arr.push_back(NodeToJson(item, budget, depth + 1));
-      return arr;
+// Builds JSON straight from yaml-cpp's parse events (no yaml-cpp node tree), spending a node budget as it goes.
+class JsonBuilder : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {
+    stack_.clear();
+    anchors_.clear();
+    root_ = json();
+    has_root_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (ExpectingKey()) throw YamlError{"a mapping key at line " + std::to_string(mark.line + 1) + " is not a string"};
+    Add(nullptr, anchor, 1);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) throw YamlError{"unknown anchor at line " + std::to_string(mark.line + 1)};
+    if (ExpectingKey()) {
+      if (!it->second.is_string()) throw YamlError{"a mapping key at line " + std::to_string(mark.line + 1) + " is not a string"};
+      stack_.back().key = it->second.get<std::string>();
+      return;
     }
-    case YAML::NodeType::Map: {
-      json obj = json::object();
-      for (const auto& kv : n) {
-        if (!kv.first.IsScalar()) throw YamlError{"a mapping key at line " + std::to_string(kv.first.Mark().line + 1) + " is not a string"};
-        obj[Checked(kv.first.Scalar(), kv.first.Mark())] = NodeToJson(kv.second, budget, depth + 1);
+    json copy = it->second;
+    Add(std::move(copy), 0, Count(it->second));
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor, const std::string& value) override {
+    if (ExpectingKey()) {
+      Spend(1);
+      stack_.back().key = Checked(value, mark);
+      if (anchor) anchors_[anchor] = value;
+      return;
+    }
+    Add(ScalarToJson(tag, value, mark), anchor, 1);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    Open(mark, json::array(), anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    Open(mark, json::object(), anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+  bool has_root() const { return has_root_ && !root_.is_null(); }
+  json TakeRoot() { return std::move(root_); }
+
+ private:
+  struct Frame {
+    json value;
+    YAML::anchor_t anchor = 0;
+    std::optional<std::string> key;  // maps: the key waiting for its value
+  };
+  bool ExpectingKey() const { return !stack_.empty() && stack_.back().value.is_object() && !stack_.back().key; }
+  void Spend(size_t n) {
+    if (n > budget_) throw YamlError{"document expands to more than " + std::to_string(kMaxYamlNodes) + " nodes (excessive aliasing)"};
+    budget_ -= n;
+  }
+  // Nodes in a value, counted only as far as the budget could pay for them.
+  size_t Count(const json& j) const {
+    size_t n = 1;
+    if (j.is_structured())
+      for (const auto& c : j) {
+        n += Count(c);
+        if (n > budget_) break;
       }
-      return obj;
+    return n;
+  }
+  void Open(const YAML::Mark& mark, json value, YAML::anchor_t anchor) {
+    if (ExpectingKey()) throw YamlError{"a mapping key at line " + std::to_string(mark.line + 1) + " is not a string"};
+    if (stack_.size() >= kMaxYamlDepth) throw YamlError{"document nests deeper than " + std::to_string(kMaxYamlDepth) + " levels"};
+    Spend(1);
+    stack_.push_back(Frame{std::move(value), anchor, std::nullopt});
+  }
+  void Close() {
+    if (stack_.empty()) throw YamlError{"unbalanced collection end"};
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    Add(std::move(f.value), f.anchor, 0);
+  }
+  void Add(json v, YAML::anchor_t anchor, size_t cost) {
+    Spend(cost);
+    if (anchor) anchors_[anchor] = v;
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      has_root_ = true;
+      return;
+    }
+    Frame& f = stack_.back();
+    if (f.value.is_array()) {
+      f.value.push_back(std::move(v));
+    } else {
+      f.value[*f.key] = std::move(v);
+      f.key.reset();
     }
   }
-  return nullptr;
-}
+
+  size_t budget_ = kMaxYamlNodes;
+  std::vector<Frame> stack_;
+  std::map<YAML::anchor_t, json> anchors_;
+  json root_;
+  bool has_root_ = false;
+};
 
 }  // namespace
 
@@ -602,15 +683,18 @@ void ValidateContainers(const std::vector<Container>& cs, const std::string& fie
 
 absl::StatusOr<nlohmann::json> YamlToJson(std::string_view text) {
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    std::vector<YAML::Node> non_empty;
-    for (auto& d : docs)
-      if (!d.IsNull()) non_empty.push_back(d);
-    if (non_empty.empty()) return absl::InvalidArgumentError("empty document");
-    if (non_empty.size() > 1)
-      return absl::InvalidArgumentError("multiple YAML documents; a manifest holds one object");
-    size_t budget = kMaxYamlNodes;
-    return NodeToJson(non_empty[0], &budget, 0);
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    JsonBuilder builder;  // one budget for the whole text
+    std::optional<json> doc;
+    for (int i = 0; parser.HandleNextDocument(builder); ++i) {
+      if (i >= kMaxYamlDocuments) return absl::InvalidArgumentError("invalid YAML: more than " + std::to_string(kMaxYamlDocuments) + " documents");
+      if (!builder.has_root()) continue;  // empty documents ("---" alone) are skipped
+      if (doc) return absl::InvalidArgumentError("multiple YAML documents; a manifest holds one object");
+      doc = builder.TakeRoot();
+    }
+    if (!doc) return absl::InvalidArgumentError("empty document");
+    return *std::move(doc);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(std::string("invalid YAML: ") + e.what());
   } catch (const YamlError& e) {

@@ -212,6 +212,29 @@ TEST(BadInput, FuzzFindings) {
   EXPECT_NE(j.status().message().find("excessive aliasing"), std::string::npos) << j.status();
 }
 
+TEST(BadInput, InputsThatHungYamlCppLoadAll) {
+  // yaml-cpp 0.7's LoadAll never returned on these (endless empty documents, memory growing): fuzz_kubeconfig found
+  // "!t,rue". The event-driven builder bounds the document count.
+  for (const std::string text : {",", "!t,rue", "!,", "!t ,", "!a,b\n"}) {
+    auto j = api::YamlToJson(text);
+    EXPECT_FALSE(j.ok()) << text;
+  }
+  // What YAML means is unchanged: anchors and aliases, explicit string tags, empty documents, one object per manifest.
+  auto j = api::YamlToJson("a: &x [1, 2]\nb: *x\nc: !!str 5\nd: '7'\ne: 7\n&k key: v\nf: {*k : w}\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ((*j)["b"], nlohmann::json::array({1, 2}));
+  EXPECT_EQ((*j)["c"], "5");
+  EXPECT_EQ((*j)["d"], "7");
+  EXPECT_EQ((*j)["e"], 7);
+  EXPECT_EQ((*j)["f"]["key"], "w");
+  auto docs = api::YamlToJson("---\n---\na: 1\n---\n");
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  EXPECT_EQ((*docs)["a"], 1);
+  EXPECT_FALSE(api::YamlToJson("a: 1\n---\nb: 2\n").ok());
+  EXPECT_FALSE(api::YamlToJson("---\n").ok());
+  EXPECT_FALSE(api::YamlToJson("[a]: 1\n").ok());
+}
+
 TEST(Guard, ExceptionsBecomeStatusAndAreCounted) {
   int64_t before = RecoveredExceptions();
   auto st = Guarded("test job", []() -> absl::Status { throw std::runtime_error("boom"); });
