@@ -54,7 +54,19 @@ void ProbeManager::Start() {
   std::lock_guard<std::mutex> l(mu_);
   stop_ = false;
   scheduler_ = std::thread([this] { GuardedRun("manager SchedulerLoop", [this] { SchedulerLoop(); }); });
-  for (size_t i = 0; i < std::max<size_t>(1, o_.executors); ++i) executors_.emplace_back([this] { ExecutorLoop(); });
+  for (size_t i = 0; i < std::max<size_t>(1, o_.executors); ++i) SpawnExecutor();
+}
+
+void ProbeManager::SpawnExecutor() {
+  ++executors_;
+  ++idle_;  // idle from now: the scheduler spawns one thread per due probe that no idle thread will take
+  // Detached: Stop() waits for executors_ to reach zero.
+  std::thread([this] { GuardedRun("prober executor", [this] { ExecutorLoop(); }); }).detach();
+}
+
+size_t ProbeManager::ExecutorCount() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return executors_;
 }
 
 void ProbeManager::Stop() {
@@ -64,9 +76,8 @@ void ProbeManager::Stop() {
   }
   cv_.notify_all();
   if (scheduler_.joinable()) scheduler_.join();
-  for (auto& t : executors_)
-    if (t.joinable()) t.join();
-  executors_.clear();
+  std::unique_lock<std::mutex> l(mu_);
+  executors_cv_.wait(l, [&] { return executors_ == 0; });
 }
 
 void ProbeManager::AddPod(const api::Pod& pod) {
@@ -205,7 +216,13 @@ void ProbeManager::SchedulerLoop() {
       due_.erase(due_.begin());
       moved = true;
     }
-    if (moved) cv_.notify_all();
+    if (moved) {
+      // Every thread busy (probes that hang until their deadline, say): more threads, so nothing due waits.
+      while (idle_ < ready_.size() && executors_ < std::max(o_.max_executors, o_.executors)) {
+        SpawnExecutor();
+      }
+      cv_.notify_all();
+    }
     if (due_.empty()) {
       cv_.wait_for(l, std::chrono::seconds(1));
     } else {
@@ -218,9 +235,17 @@ void ProbeManager::SchedulerLoop() {
 
 void ProbeManager::ExecutorLoop() {
   std::unique_lock<std::mutex> l(mu_);
+  bool counted_idle = true;  // SpawnExecutor counted this thread idle
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !ready_.empty(); });
-    if (stop_) return;
+    if (!counted_idle) ++idle_;
+    counted_idle = false;
+    bool work = cv_.wait_for(l, o_.idle_timeout, [&] { return stop_ || !ready_.empty(); });
+    --idle_;
+    if (stop_) break;
+    if (!work) {
+      if (executors_ > o_.executors) break;  // an extra thread with nothing to do
+      continue;
+    }
     uint64_t id = ready_.front();
     ready_.erase(ready_.begin());
     auto it = workers_.find(id);
@@ -230,7 +255,8 @@ void ProbeManager::ExecutorLoop() {
     l.unlock();
     SteadyTime started = std::chrono::steady_clock::now();
     w->due = started + std::chrono::seconds(std::max(1, w->spec.period_seconds));
-    bool keep = DoProbe(*w);
+    bool keep = true;
+    GuardedRun("probe of pod " + w->uid, [&] { keep = DoProbe(*w); });
     l.lock();
     w->busy = false;
     if (!keep || w->stopped) {
@@ -245,6 +271,8 @@ void ProbeManager::ExecutorLoop() {
     due_.emplace(w->due, id);
     cv_.notify_all();
   }
+  --executors_;
+  executors_cv_.notify_all();
 }
 
 bool ProbeManager::DoProbe(Worker& w) {

@@ -152,15 +152,68 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Handle(const std::string& path, Handler handler) { handlers_[path] = std::move(handler); }
 
+absl::Status TLSSettings(const TLSOptions& o, std::string* openssl_ciphers, int* min_proto_version) {
+  static const std::map<std::string, int> kVersions = {
+      {"VersionTLS10", TLS1_VERSION}, {"VersionTLS11", TLS1_1_VERSION}, {"VersionTLS12", TLS1_2_VERSION}, {"VersionTLS13", TLS1_3_VERSION}};
+  static const std::map<std::string, const char*> kSuites = {
+      {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "DES-CBC3-SHA"},
+      {"TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"},
+      {"TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"},
+      {"TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256"},
+      {"TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"},
+      {"TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"},
+      {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ECDHE-ECDSA-AES128-SHA"},
+      {"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "ECDHE-ECDSA-AES256-SHA"},
+      {"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "ECDHE-RSA-DES-CBC3-SHA"},
+      {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA"},
+      {"TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA-AES256-SHA"},
+      {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256"},
+      {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA-AES128-SHA256"},
+      {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"},
+      {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+      {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"},
+      {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+      {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"},
+      {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"},
+      {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+      {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+      {"TLS_AES_128_GCM_SHA256", ""},
+      {"TLS_AES_256_GCM_SHA384", ""},
+      {"TLS_CHACHA20_POLY1305_SHA256", ""}};
+  *min_proto_version = TLS1_2_VERSION;
+  if (!o.min_version.empty()) {
+    auto v = kVersions.find(o.min_version);
+    if (v == kVersions.end()) return absl::InvalidArgumentError("unknown tls version \"" + o.min_version + "\"");
+    *min_proto_version = v->second;
+  }
+  openssl_ciphers->clear();
+  for (const auto& name : o.cipher_suites) {
+    auto c = kSuites.find(name);
+    if (c == kSuites.end()) return absl::InvalidArgumentError("unknown cipher suite \"" + name + "\"");
+    if (*c->second) *openssl_ciphers += (openssl_ciphers->empty() ? "" : ":") + std::string(c->second);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HttpServer::Start() {
   // OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a client that hangs up
   // first (before our close_notify) must not kill the process with SIGPIPE.
   static std::once_flag sigpipe_once;
   std::call_once(sigpipe_once, [] { ::signal(SIGPIPE, SIG_IGN); });
   if (o_.tls) {
+    std::string ciphers;
+    int min_version = TLS1_2_VERSION;
+    if (auto st = TLSSettings(o_.tls_options, &ciphers, &min_version); !st.ok()) return st;
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) return absl::InternalError("TLS: " + OpenSSLError());
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, min_version);
+    // Only TLS 1.3 suites named (or none that OpenSSL knows): TLS 1.2 and below have no cipher left, as Go's list.
+    if (!o_.tls_options.cipher_suites.empty() &&
+        SSL_CTX_set_cipher_list(ctx, ciphers.empty() ? "aNULL:!aNULL" : ciphers.c_str()) != 1 && !ciphers.empty()) {
+      std::string err = OpenSSLError();
+      SSL_CTX_free(ctx);
+      return absl::InvalidArgumentError("tlsCipherSuites: " + err);
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, o_.tls_options.cert_file.c_str()) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, o_.tls_options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
       std::string err = OpenSSLError();
@@ -215,7 +268,7 @@ void HttpServer::Stop() {
   if (accept_thread_.joinable()) accept_thread_.join();
   {
     std::unique_lock<std::mutex> l(mu_);
-    for (int fd : conns_) ::shutdown(fd, SHUT_RDWR);
+    for (const auto& [fd, _] : conns_) ::shutdown(fd, SHUT_RDWR);
     cv_.wait(l, [&] { return active_ == 0; });
   }
   if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -234,11 +287,24 @@ void HttpServer::AcceptLoop() {
     if (fd < 0) continue;
     std::lock_guard<std::mutex> l(mu_);
     if (active_ >= o_.max_connections) {
-      ::close(fd);  // over the limit: refuse rather than queue without bound
-      continue;
+      // Full: the connection that has been sending its header the longest (a slow-drip client) gives way, so
+      // slow clients cannot deny service; with none in that state, refuse rather than queue without bound.
+      int victim = -1;
+      std::chrono::steady_clock::time_point oldest = std::chrono::steady_clock::time_point::max();
+      for (const auto& [cfd, since] : conns_)
+        if (since && *since < oldest) {
+          oldest = *since;
+          victim = cfd;
+        }
+      if (victim < 0 || active_ >= o_.max_connections + 16) {
+        ::close(fd);
+        continue;
+      }
+      ::shutdown(victim, SHUT_RDWR);
+      conns_[victim].reset();  // not chosen twice while it winds down
     }
     ++active_;
-    conns_.insert(fd);
+    conns_[fd] = std::chrono::steady_clock::now();
     std::thread([this, fd] {
       Serve(fd);
       // Free this thread's OpenSSL state (its DRBG) now: Stop() returns once every connection thread got here,
@@ -250,6 +316,17 @@ void HttpServer::AcceptLoop() {
       --active_;
       cv_.notify_all();
     }).detach();
+  }
+}
+
+void HttpServer::SetReadingHeader(int fd, bool reading) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  if (reading) {
+    it->second = std::chrono::steady_clock::now();
+  } else {
+    it->second.reset();
   }
 }
 
@@ -291,16 +368,28 @@ void HttpServer::Serve(int fd) {
   while (!stop_) {
     size_t header_end;
     bool first = true;
+    SetReadingHeader(fd, true);  // idle or sending a header: what gives way when the server is full
+    // The header's deadline runs from its first byte (a kept-alive connection may idle before it).
+    std::optional<std::chrono::steady_clock::time_point> header_deadline;
+    if (!buf.empty()) header_deadline = std::chrono::steady_clock::now() + o_.header_timeout;
     while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
       if (buf.size() > kMaxHeaderBytes) {
         conn.WriteAll("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
       }
-      ssize_t r = conn.Read(chunk, sizeof(chunk), first && buf.empty() ? idle_ms : io_ms);
-      first = false;
+      int wait_ms = first && buf.empty() ? idle_ms : io_ms;
+      if (header_deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*header_deadline - std::chrono::steady_clock::now()).count();
+        if (left <= 0) return;  // too slow: dropped
+        wait_ms = static_cast<int>(std::min<int64_t>(wait_ms, left));
+      }
+      ssize_t r = conn.Read(chunk, sizeof(chunk), wait_ms);
       if (r <= 0) return;
+      if (!header_deadline) header_deadline = std::chrono::steady_clock::now() + o_.header_timeout;
+      first = false;
       buf.append(chunk, static_cast<size_t>(r));
     }
+    SetReadingHeader(fd, false);
     Request req;
     req.tls = ssl != nullptr;
     req.client_cn = client_cn;

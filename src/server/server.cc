@@ -1,4 +1,6 @@
 #include "kubelet/server/server.h"
+
+#include <set>
 #include "kubelet/util/json.h"
 
 #include "kubelet/stats/provider.h"
@@ -16,6 +18,12 @@
 
 namespace kubelet::server {
 namespace {
+
+// Metric labels come from a fixed set: a client must not create series by sending made-up methods.
+std::string MethodLabel(const std::string& method) {
+  static const std::set<std::string> kKnown = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"};
+  return kKnown.count(method) ? method : "other";
+}
 
 Response Json(const nlohmann::json& j) { return Response{200, "application/json", DumpJSON(j), {}}; }
 
@@ -140,7 +148,7 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
   auto wrap = [this, authenticated](const std::string& name, Handler h) -> Handler {
     return [this, authenticated, name, h](const Request& req) {
       if (metrics_)
-        metrics_->http_requests.Add({{"long_running", "false"}, {"method", req.method}, {"path", name}, {"server_type", authenticated ? "readwrite" : "readonly"}})
+        metrics_->http_requests.Add({{"long_running", "false"}, {"method", MethodLabel(req.method)}, {"path", name}, {"server_type", authenticated ? "readwrite" : "readonly"}})
             .Increment();
       if (authenticated) {
         Response denied = Authorize(req, req.path);
@@ -246,6 +254,8 @@ absl::Status KubeletServer::Start() {
     }
     if (c.authentication.contains("x509"))
       so.tls_options.client_ca_file = c.authentication["x509"].value("clientCAFile", "");
+    so.tls_options.min_version = c.tls_min_version;
+    so.tls_options.cipher_suites = c.tls_cipher_suites;
     main_ = std::make_unique<HttpServer>(so);
     Install(main_.get(), true);
     if (auto st = main_->Start(); !st.ok()) return absl::Status(st.code(), "kubelet server: " + std::string(st.message()));

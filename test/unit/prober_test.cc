@@ -308,5 +308,64 @@ TEST_F(ManagerTest, TerminalPodStopsItsWorkers) {
   ASSERT_TRUE(WaitUntil([&] { return m_->WorkerCount() == 0; }, std::chrono::milliseconds(5000)));
 }
 
+// Issue 10: hung exec probes (a runtime that never answers until the deadline) take one thread each, never the
+// probes of other pods: the pool grows past its base size while probes are due, and shrinks back when idle.
+TEST(ProbeManagerPool, HungExecsDoNotStarveOtherProbes) {
+  constexpr int kHung = 6;  // more than the base pool
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> hung{0}, healthy_runs{0};
+  ProbeManager::Deps d;
+  d.exec = [&](const std::string& id, const std::vector<std::string>&, Duration) -> absl::StatusOr<cri::rt::ExecSyncResponse> {
+    if (id.rfind("hung", 0) == 0) {
+      ++hung;
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return release; });
+    } else {
+      ++healthy_runs;
+    }
+    cri::rt::ExecSyncResponse r;
+    r.set_exit_code(0);
+    return r;
+  };
+  FakeClock clock{std::chrono::system_clock::now()};
+  d.clock = &clock;
+  d.pod_view = [&](const std::string& uid) -> std::optional<PodView> {
+    PodView v;
+    v.phase = "Running";
+    v.containers["c"] = ContainerView{uid == "ok" ? "ok-c" : "hung-" + uid, true, false, true, clock.Now()};
+    return v;
+  };
+  ProbeManager::Options o;
+  o.executors = 2;
+  o.idle_timeout = std::chrono::milliseconds(300);
+  ProbeManager m(std::move(d), o);
+  m.Start();
+  auto pod = [](const std::string& uid) {
+    nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", uid}, {"namespace", "ns"}, {"uid", uid}}}};
+    j["spec"]["containers"] = {{{"name", "c"}, {"image", "x:1"},
+                                {"livenessProbe", {{"exec", {{"command", {"x"}}}}, {"periodSeconds", 1}, {"timeoutSeconds", 30}}}}};
+    api::ApplyPodDefaults(j);
+    return *api::DecodePod(j);
+  };
+  for (int i = 0; i < kHung; ++i) m.AddPod(pod("p" + std::to_string(i)));
+  ASSERT_TRUE(WaitUntil([&] { return hung.load() == kHung; }, std::chrono::seconds(10))) << hung.load();
+  m.AddPod(pod("ok"));
+  // The healthy pod is probed every period while all the others hang.
+  EXPECT_TRUE(WaitUntil([&] { return healthy_runs.load() >= 3; }, std::chrono::seconds(10))) << healthy_runs.load();
+  EXPECT_GT(m.ExecutorCount(), static_cast<size_t>(kHung));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  m.RemovePod("ok");
+  for (int i = 0; i < kHung; ++i) m.RemovePod("p" + std::to_string(i));
+  // Idle extra threads end: back to the base pool.
+  EXPECT_TRUE(WaitUntil([&] { return m.ExecutorCount() == 2; }, std::chrono::seconds(10))) << m.ExecutorCount();
+  m.Stop();
+}
+
 }  // namespace
 }  // namespace kubelet::prober

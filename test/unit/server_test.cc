@@ -2,7 +2,17 @@
 
 #include <curl/curl.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "kubelet/server/http_server.h"
 
@@ -95,6 +105,129 @@ TEST(HttpServer, PortInUseIsAClearError) {
   auto st = b.Start();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find(std::to_string(a.port())), std::string::npos);
+}
+
+// Issue 10: slow clients cannot deny service. Clients that open a connection and drip a header byte by byte hold
+// every slot; a normal client still gets its answer (the slowest header-sender gives way), and a header that takes
+// longer than header_timeout is dropped however slowly it drips.
+int Dial(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(HttpServer, SlowClientsCannotDenyService) {
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.max_connections = 8;
+  o.header_timeout = std::chrono::seconds(60);  // long: only the eviction can save the normal client here
+  HttpServer s(o);
+  s.Handle("/ok", [](const Request&) { return Response{200, "text/plain", "fine", {}}; });
+  ASSERT_TRUE(s.Start().ok());
+  std::vector<int> slow;
+  for (int i = 0; i < 24; ++i) {
+    int fd = Dial(s.port());
+    if (fd < 0) continue;
+    (void)!::write(fd, "GET /ok HTTP/1.1\r\nX-Slow: ", 26);
+    slow.push_back(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto r = Get("http://127.0.0.1:" + std::to_string(s.port()) + "/ok");
+  EXPECT_EQ(r.code, 200);
+  EXPECT_EQ(r.body, "fine");
+  for (int fd : slow) ::close(fd);
+  s.Stop();
+}
+
+TEST(HttpServer, AHeaderThatDripsPastItsDeadlineIsDropped) {
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.header_timeout = std::chrono::seconds(1);
+  HttpServer s(o);
+  s.Handle("/ok", [](const Request&) { return Response{200, "text/plain", "fine", {}}; });
+  ASSERT_TRUE(s.Start().ok());
+  int fd = Dial(s.port());
+  ASSERT_GE(fd, 0);
+  std::string header = "GET /ok HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+  // One byte every 100 ms: each read is quick, the whole header would take over 6 s.
+  size_t sent = 0;
+  for (; sent < header.size(); ++sent) {
+    if (::send(fd, header.data() + sent, 1, MSG_NOSIGNAL) != 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1) {
+      char c;
+      if (::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) break;  // closed by the server
+    }
+  }
+  EXPECT_LT(sent, header.size()) << "the server waited for the whole slow header";
+  ::close(fd);
+  s.Stop();
+}
+
+// tlsMinVersion and tlsCipherSuites (upstream's names) reach the TLS server; an unknown name is an error naming it.
+long TLSCode(int port, long version, const char* ciphers) {
+  CURL* c = curl_easy_init();
+  std::string body;
+  std::string url = "https://127.0.0.1:" + std::to_string(port) + "/healthz";
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(c, CURLOPT_SSLVERSION, version);
+  if (ciphers) curl_easy_setopt(c, CURLOPT_SSL_CIPHER_LIST, ciphers);
+  long code = 0;
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return code;
+}
+
+TEST(HttpServer, TLSMinVersionAndCipherSuitesAsUpstreamNamesThem) {
+  auto dir = std::filesystem::temp_directory_path() / ("kpki-tls-" + std::to_string(::getpid()));
+  std::string cert, key;
+  ASSERT_TRUE(EnsureSelfSignedCert(dir.string(), "node1", &cert, &key).ok());
+  auto serve = [&](const std::string& min, std::vector<std::string> suites) {
+    ServerOptions o;
+    o.address = "127.0.0.1";
+    o.tls = true;
+    o.tls_options.cert_file = cert;
+    o.tls_options.key_file = key;
+    o.tls_options.min_version = min;
+    o.tls_options.cipher_suites = std::move(suites);
+    auto s = std::make_unique<HttpServer>(o);
+    s->Handle("/healthz", [](const Request&) { return Response{200, "text/plain", "ok", {}}; });
+    return s;
+  };
+  const long tls12 = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2;
+  const long tls13 = CURL_SSLVERSION_TLSv1_3;
+  auto v13 = serve("VersionTLS13", {});
+  ASSERT_TRUE(v13->Start().ok());
+  EXPECT_EQ(TLSCode(v13->port(), tls13, nullptr), 200);
+  EXPECT_EQ(TLSCode(v13->port(), tls12, nullptr), 0);  // refused: below tlsMinVersion
+  v13->Stop();
+  auto one = serve("", {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"});
+  ASSERT_TRUE(one->Start().ok());
+  EXPECT_EQ(TLSCode(one->port(), tls12, "ECDHE-RSA-AES128-GCM-SHA256"), 200);
+  EXPECT_EQ(TLSCode(one->port(), tls12, "ECDHE-RSA-AES256-GCM-SHA384"), 0);  // not in tlsCipherSuites
+  one->Stop();
+  auto bad = serve("VersionTLS99", {});
+  auto st = bad->Start();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("VersionTLS99"), std::string::npos) << st;
+  auto bad_suite = serve("", {"TLS_NOT_A_SUITE"});
+  auto st2 = bad_suite->Start();
+  EXPECT_FALSE(st2.ok());
+  EXPECT_NE(st2.message().find("TLS_NOT_A_SUITE"), std::string::npos) << st2;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

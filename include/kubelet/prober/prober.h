@@ -89,8 +89,13 @@ struct PodView {
 
 class ProbeManager {
  public:
+  // Probes run on an elastic pool: `executors` threads always, more while probes are due and every thread is busy
+  // (a hung exec holds one thread until its deadline, never the others' probes), up to `max_executors`; extra
+  // threads end after `idle_timeout` without work.
   struct Options {
     size_t executors = 4;
+    size_t max_executors = 256;
+    Duration idle_timeout = std::chrono::seconds(30);
   };
   struct Deps {
     Prober::ExecFn exec;  // CRI ExecSync
@@ -124,11 +129,14 @@ class ProbeManager {
   /** prober_probe_total and prober_probe_duration_seconds, served on /metrics/probes as upstream. */
   prometheus::Registry& registry() { return *registry_; }
   size_t WorkerCount() const;
+  /** Executor threads alive now. */
+  size_t ExecutorCount() const;
 
  private:
   struct Worker;
   void SchedulerLoop();
   void ExecutorLoop();
+  void SpawnExecutor();  // mu_ held
   // Runs one probe round for the worker; returns false when the worker should stop.
   bool DoProbe(Worker& w);
   std::optional<bool> Get(ProbeType t, const std::string& id) const;
@@ -152,7 +160,9 @@ class ProbeManager {
   std::vector<uint64_t> ready_;                                        // due now, waiting for an executor
   std::map<std::string, bool> results_[3];                             // by probe type, container ID -> success
   std::thread scheduler_;
-  std::vector<std::thread> executors_;
+  size_t executors_ = 0;  // alive
+  size_t idle_ = 0;       // waiting for work
+  std::condition_variable executors_cv_;
 };
 
 }  // namespace kubelet::prober

@@ -7,10 +7,12 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include <absl/status/status.h>
@@ -49,7 +51,16 @@ struct TLSOptions {
   std::string cert_file;
   std::string key_file;
   std::string client_ca_file;  // empty: no client certificates
+  std::string min_version;     // tlsMinVersion (VersionTLS10..VersionTLS13); empty: TLS 1.2
+  std::vector<std::string> cipher_suites;  // tlsCipherSuites, Go's IANA names; empty: OpenSSL's defaults
 };
+
+/**
+ * tlsCipherSuites / tlsMinVersion as upstream spells them, in OpenSSL's terms: the TLS 1.2 cipher list and the
+ * protocol version. TLS 1.3 suites in the list are accepted and, as in Go, not configurable (always on). An unknown
+ * name is an error naming it.
+ */
+absl::Status TLSSettings(const TLSOptions& o, std::string* openssl_ciphers, int* min_proto_version);
 
 struct ServerOptions {
   std::string address = "0.0.0.0";
@@ -59,6 +70,8 @@ struct ServerOptions {
   size_t max_connections = 256;
   Duration idle_timeout = std::chrono::seconds(60);
   Duration io_timeout = std::chrono::seconds(30);
+  // The whole request header (line and fields) must arrive within this, however slowly it drips.
+  Duration header_timeout = std::chrono::seconds(10);
 };
 
 class HttpServer {
@@ -87,8 +100,11 @@ class HttpServer {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable cv_;
-  std::set<int> conns_;
+  // Open connections; those still reading a request header carry when they began (at capacity, the oldest of them
+  // is dropped for the new client, so slow clients cannot hold every slot).
+  std::map<int, std::optional<std::chrono::steady_clock::time_point>> conns_;
   size_t active_ = 0;
+  void SetReadingHeader(int fd, bool reading);
   int wake_[2] = {-1, -1};
 };
 
