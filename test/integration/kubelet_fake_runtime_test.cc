@@ -409,10 +409,11 @@ size_t CurlAppend(char* d, size_t s, size_t n, void* out) {
   return s * n;
 }
 
-std::pair<long, std::string> HttpsGet(int port, const std::string& path) {
+std::pair<long, std::string> HttpsGet(int port, const std::string& path, const std::string& method = "") {
   std::string body;
   long code = 0;
   CURL* c = curl_easy_init();
+  if (!method.empty()) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   std::string url = "https://127.0.0.1:" + std::to_string(port) + path;
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, CurlAppend);
@@ -463,6 +464,12 @@ TEST_F(KubeletFakeRuntimeTest, ServerAuthenticatesAndServesPods) {
   auto running = nlohmann::json::parse(HttpsGet(open->port(), "/runningpods/").second);
   EXPECT_EQ(running["items"][0]["metadata"]["name"], "srv-node1");
   EXPECT_EQ(HttpsGet(open->port(), "/nope").first, 404);
+  // Made-up methods create no metric series of their own (issue 10): they count as "other".
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(HttpsGet(open->port(), "/pods", "BREW" + std::to_string(i)).first, 405);
+  auto metrics = HttpsGet(open->port(), "/metrics");
+  ASSERT_EQ(metrics.first, 200);
+  EXPECT_EQ(metrics.second.find("BREW"), std::string::npos);
+  EXPECT_NE(metrics.second.find("method=\"other\""), std::string::npos);
   open->Stop();
 }
 
