@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <fstream>
@@ -133,7 +134,18 @@ size_t WatchWrite(char* data, size_t size, size_t n, void* p) {
       w->parse_error = e.what();
       return 0;
     }
-    if (!(*w->on_event)(ev)) {
+    // No exception may cross libcurl's C frames: a throwing handler ends the watch with an error.
+    bool more = false;
+    try {
+      more = (*w->on_event)(ev);
+    } catch (const std::exception& e) {
+      w->parse_error = std::string("event handler failed: ") + e.what();
+      return 0;
+    } catch (...) {
+      w->parse_error = "event handler failed";
+      return 0;
+    }
+    if (!more) {
       w->ended_by_caller = true;
       return 0;
     }
@@ -186,10 +198,13 @@ class ApiClientImpl : public ApiClient {
     w.stop = stop;
     curl_slist* headers = Setup(h, "GET", path, "", "");
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
-    // A silent, dead connection is noticed within a minute: the server sends
-    // bookmarks or ends the watch well before.
+    // A silent, dead connection is noticed within watch_idle_timeout (the caller re-opens the watch from its
+    // resourceVersion); TCP keepalive probes catch a peer that vanished sooner still.
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 600L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+                     std::max<long>(1, static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(o_.watch_idle_timeout).count())));
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WatchWrite);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -199,6 +214,9 @@ class ApiClientImpl : public ApiClient {
     curl_easy_cleanup(h);
     if (w.ended_by_caller || (stop && stop->load())) return absl::OkStatus();
     if (!w.parse_error.empty()) return absl::DataLossError("watch " + path + ": bad event: " + w.parse_error);
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+      return absl::DeadlineExceededError("watch " + path + ": nothing received for " +
+                                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(o_.watch_idle_timeout).count()) + "s");
     if (code >= 400) return FromResponse("GET", path, code, w.buf);
     if (rc != CURLE_OK) return absl::UnavailableError("watch " + path + ": " + curl_easy_strerror(rc));
     return absl::OkStatus();

@@ -163,6 +163,13 @@ class APISource : public PodSource {
         need_list = true;
         continue;
       }
+      if (st.code() == absl::StatusCode::kDeadlineExceeded) {
+        // Nothing came for the idle timeout (a quiet cluster, or a dead connection): re-open from the same
+        // resourceVersion at once, as a watch the server ended.
+        KLOG_V(log_, 2)("Watch of pods was idle, re-opening it err=\"{}\"", st.message());
+        backoff = std::chrono::milliseconds(500);
+        continue;
+      }
       if (!st.ok()) {
         log_->warn("Watch of pods failed, will retry err=\"{}\" retryIn=\"{}ms\"", st.message(),
                    std::chrono::duration_cast<std::chrono::milliseconds>(backoff).count());

@@ -18,6 +18,7 @@ bool PodConfig::AllSourcesSeen() const {
 }
 
 void PodConfig::OnSnapshot(const std::string& source, std::vector<api::Pod> pods) {
+  std::lock_guard<std::mutex> order(order_mu_);
   std::vector<PodChange> changes;
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -49,6 +49,7 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
     LoopEvent ev;
     ev.kind = LoopEvent::kConfig;
     ev.changes = std::move(changes);
+    ev.sources_seen = pod_config_->AllSourcesSeen();  // consistent: PodConfig orders snapshots with their handler calls
     Push(std::move(ev), false);
   });
   PodWorkers::Callbacks cb;
@@ -145,6 +146,8 @@ void Kubelet::Start() {
           if (v.is_string()) headers[it.key()].push_back(v.get<std::string>());
     sources_.push_back(config::NewHTTPSource(c.static_pod_url, headers, o_.node_name, c.http_check_frequency, snapshot));
   }
+  // No source at all (and none added by hand): nothing will ever speak, and nothing is wanted.
+  if (pod_config_->AllSourcesSeen()) sources_ready_ = true;
   probes_->Start();
   loop_heartbeat_ = SteadyNowMs();
   loop_thread_ = std::thread([this] { GuardedRun("kubelet SyncLoop", [this] { SyncLoop(); }); });
@@ -178,7 +181,7 @@ void Kubelet::OnSnapshot(const std::string& source, std::vector<api::Pod> pods) 
   pod_config_->OnSnapshot(source, std::move(pods));
 }
 
-bool Kubelet::SourcesReady() const { return pod_config_->AllSourcesSeen(); }
+bool Kubelet::SourcesReady() const { return sources_ready_.load(); }
 
 void Kubelet::Push(LoopEvent ev, bool may_drop) {
   std::unique_lock<std::mutex> l(loop_mu_);
@@ -211,6 +214,7 @@ void Kubelet::SyncLoop() {
     for (auto& ev : batch) {
       if (ev.kind == LoopEvent::kConfig) {
         HandleChanges(std::move(ev.changes));
+        if (ev.sources_seen) sources_ready_ = true;
       } else {
         HandlePLEG(ev.pleg);
       }

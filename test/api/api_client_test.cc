@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -237,6 +243,58 @@ TEST_F(ApiClientTest, GracefulPodDeletion) {
   EXPECT_EQ((*p)["metadata"]["deletionGracePeriodSeconds"], 7);
   ASSERT_TRUE(client_->Delete("/api/v1/namespaces/default/pods/p", {{"gracePeriodSeconds", 0}}).ok());
   EXPECT_FALSE(api_->Get("pods", "default", "p"));
+}
+
+// Issue 10: a watch whose connection goes silent (a half-open TCP connection, a stuck proxy) ends within
+// watch_idle_timeout, so the api source re-opens it instead of waiting for minutes. Here a listener on loopback
+// accepts the connection and never answers; nothing in the test waits on the clock beyond that bound.
+TEST(ApiClientWatch, ASilentConnectionEndsWithinTheIdleTimeout) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  RestConfig rc;
+  rc.server = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  ClientOptions co;
+  co.watch_idle_timeout = std::chrono::seconds(2);
+  auto client = NewApiClient(rc, co);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> done{false};
+  absl::Status st;
+  std::thread t([&] {
+    st = client->Watch("/api/v1/pods?watch=true", [](const json&) { return true; }, &stop);
+    done = true;
+  });
+  bool ended = kubelet::testing::WaitUntil([&] { return done.load(); }, std::chrono::seconds(20));
+  if (!ended) stop = true;  // let the thread finish either way
+  t.join();
+  ::close(lfd);
+  EXPECT_TRUE(ended) << "the watch waited on a silent connection";
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+}
+
+TEST(ApiClientWatch, AThrowingHandlerEndsTheWatchWithAnError) {
+  testing::FakeApiServer::Options ao;
+  ao.cert_dir = (std::filesystem::temp_directory_path() / ("kapi-throw-" + std::to_string(::getpid()))).string();
+  testing::FakeApiServer api(ao);
+  ASSERT_TRUE(api.Start());
+  api.Create("pods", {{"metadata", {{"name", "a"}, {"namespace", "default"}}}, {"spec", {{"nodeName", "n"}}}});
+  RestConfig rc;
+  rc.server = api.url();
+  rc.ca_pem = api.ca_pem();
+  rc.bearer_token = "test-token";
+  auto client = NewApiClient(rc, ClientOptions{});
+  std::atomic<bool> stop{false};
+  auto st = client->Watch("/api/v1/pods?watch=true&resourceVersion=0", [](const json&) -> bool { throw std::runtime_error("bad"); },
+                          &stop);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("event handler failed: bad"), std::string::npos) << st;
+  api.Stop();
+  std::filesystem::remove_all(ao.cert_dir);
 }
 
 }  // namespace

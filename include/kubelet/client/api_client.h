@@ -27,6 +27,9 @@ struct ClientOptions {
   Duration initial_backoff = std::chrono::milliseconds(200);
   Duration max_backoff = std::chrono::seconds(10);
   std::string user_agent = "kubelet/v1.31.0 (linux/amd64) kubelet-cpp";
+  // A watch that receives nothing (no event, no bookmark) for this long is ended and re-opened from its
+  // resourceVersion: a half-open connection is noticed within it, as client-go's HTTP/2 pings notice it.
+  Duration watch_idle_timeout = std::chrono::seconds(60);
 };
 
 /** Upstream reasons: "NotFound", "AlreadyExists", "Conflict", "Expired"/"Gone", ... */

@@ -67,6 +67,9 @@ class PodConfig {
  private:
   const Clock* clock_;
   Handler handler_;
+  // Held across a snapshot's merge and its handler call: handlers see snapshots in the order they were merged, so
+  // AllSourcesSeen() read inside a handler is true exactly when the changes handed over so far cover every source.
+  std::mutex order_mu_;
   mutable std::mutex mu_;
   std::set<std::string> sources_;
   std::set<std::string> seen_;

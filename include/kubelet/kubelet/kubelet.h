@@ -108,6 +108,7 @@ class Kubelet {
   struct LoopEvent {
     enum Kind { kConfig, kPLEG } kind;
     std::vector<config::PodChange> changes;
+    bool sources_seen = false;  // every source had spoken once this event's changes are applied
     std::vector<pleg::PodLifecycleEvent> pleg;
   };
 
@@ -160,6 +161,8 @@ class Kubelet {
   std::thread gc_thread_;
   std::atomic<int64_t> loop_heartbeat_{0};
   std::atomic<bool> started_{false};
+  // Set by the sync loop once it applied changes covering every source: orphans are judged against pods_ only then.
+  std::atomic<bool> sources_ready_{false};
 };
 
 }  // namespace kubelet
