@@ -51,7 +51,7 @@ const std::vector<FieldSpec>& Schema() {
       {"tlsCipherSuites", Kind::kStringList, &KC::tls_cipher_suites, "tls-cipher-suites"},
       {"tlsMinVersion", Kind::kString, &KC::tls_min_version, "tls-min-version"},
       {"rotateCertificates", Kind::kBool, &KC::rotate_certificates, "rotate-certificates"},
-      {"serverTLSBootstrap", Kind::kBool, &KC::server_tls_bootstrap, nullptr},
+      {"serverTLSBootstrap", Kind::kBool, &KC::server_tls_bootstrap, "rotate-server-certificates"},
       {"authentication", Kind::kObject, &KC::authentication, nullptr},
       {"authorization", Kind::kObject, &KC::authorization, nullptr},
       {"healthzPort", Kind::kInt32, &KC::healthz_port, "healthz-port"},
@@ -84,14 +84,14 @@ const std::vector<FieldSpec>& Schema() {
       {"registryPullQPS", Kind::kInt32, &KC::registry_pull_qps, "registry-qps"},
       {"registryBurst", Kind::kInt32, &KC::registry_burst, "registry-burst"},
       {"imageMinimumGCAge", Kind::kDuration, &KC::image_minimum_gc_age, "minimum-image-ttl-duration"},
-      {"imageMaximumGCAge", Kind::kDuration, &KC::image_maximum_gc_age, nullptr},
+      {"imageMaximumGCAge", Kind::kDuration, &KC::image_maximum_gc_age, "image-maximum-gc-age"},
       {"imageGCHighThresholdPercent", Kind::kInt32, &KC::image_gc_high_threshold_percent, "image-gc-high-threshold"},
       {"imageGCLowThresholdPercent", Kind::kInt32, &KC::image_gc_low_threshold_percent, "image-gc-low-threshold"},
       {"podLogsDir", Kind::kString, &KC::pod_logs_dir, nullptr},
       {"containerLogMaxSize", Kind::kString, &KC::container_log_max_size, "container-log-max-size"},
       {"containerLogMaxFiles", Kind::kInt32, &KC::container_log_max_files, "container-log-max-files"},
-      {"containerLogMaxWorkers", Kind::kInt32, &KC::container_log_max_workers, nullptr},
-      {"containerLogMonitorInterval", Kind::kDuration, &KC::container_log_monitor_interval, nullptr},
+      {"containerLogMaxWorkers", Kind::kInt32, &KC::container_log_max_workers, "container-log-max-workers"},
+      {"containerLogMonitorInterval", Kind::kDuration, &KC::container_log_monitor_interval, "container-log-monitor-interval"},
       {"cpuCFSQuota", Kind::kBool, &KC::cpu_cfs_quota, "cpu-cfs-quota"},
       {"cpuCFSQuotaPeriod", Kind::kDuration, &KC::cpu_cfs_quota_period, "cpu-cfs-quota-period"},
       {"cpuManagerPolicy", Kind::kString, &KC::cpu_manager_policy, "cpu-manager-policy"},
@@ -112,7 +112,7 @@ const std::vector<FieldSpec>& Schema() {
       {"iptablesMasqueradeBit", Kind::kInt32, &KC::iptables_masquerade_bit, "iptables-masquerade-bit"},
       {"iptablesDropBit", Kind::kInt32, &KC::iptables_drop_bit, "iptables-drop-bit"},
       {"protectKernelDefaults", Kind::kBool, &KC::protect_kernel_defaults, "protect-kernel-defaults"},
-      {"localStorageCapacityIsolation", Kind::kBool, &KC::local_storage_capacity_isolation, nullptr},
+      {"localStorageCapacityIsolation", Kind::kBool, &KC::local_storage_capacity_isolation, "local-storage-capacity-isolation"},
       {"volumePluginDir", Kind::kString, &KC::volume_plugin_dir, "volume-plugin-dir"},
       {"volumeStatsAggPeriod", Kind::kDuration, &KC::volume_stats_agg_period, "volume-stats-agg-period"},
       {"enableControllerAttachDetach", Kind::kBool, &KC::enable_controller_attach_detach,
@@ -120,7 +120,7 @@ const std::vector<FieldSpec>& Schema() {
       {"providerID", Kind::kString, &KC::provider_id, "provider-id"},
       {"featureGates", Kind::kBoolMap, &KC::feature_gates, "feature-gates"},
       {"registerNode", Kind::kBool, &KC::register_node, "register-node"},
-      {"registerWithTaints", Kind::kArray, &KC::register_with_taints, nullptr},
+      {"registerWithTaints", Kind::kArray, &KC::register_with_taints, "register-with-taints"},
       {"nodeLabels", Kind::kStringMap, &KC::node_labels, "node-labels"},
       {"nodeStatusUpdateFrequency", Kind::kDuration, &KC::node_status_update_frequency, "node-status-update-frequency"},
       {"nodeStatusReportFrequency", Kind::kDuration, &KC::node_status_report_frequency, nullptr},
@@ -322,6 +322,23 @@ json FlagValueToJson(const FieldSpec& f, const std::string& flag, const std::str
   auto bad = [&](const std::string& want) {
     return DecodeError{"invalid argument \"" + text + "\" for \"--" + flag + "\" flag: expected " + want};
   };
+  if (std::string(f.name) == "registerWithTaints") {
+    // key=value:Effect or key:Effect, comma-separated, as upstream's taint flag reads them.
+    json arr = json::array();
+    for (auto part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+      std::string spec(part);
+      size_t colon = spec.rfind(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size())
+        throw bad("taints as key=value:Effect");
+      json t = {{"effect", spec.substr(colon + 1)}};
+      std::string kv = spec.substr(0, colon);
+      size_t eq = kv.find('=');
+      t["key"] = kv.substr(0, eq);
+      if (eq != std::string::npos) t["value"] = kv.substr(eq + 1);
+      arr.push_back(t);
+    }
+    return arr;
+  }
   switch (f.kind) {
     case Kind::kString:
     case Kind::kDuration:
@@ -381,6 +398,10 @@ const std::vector<FlagOnly>& FlagOnlyFlags() {
       {"cloud-provider", false}, {"log-file", false},   {"vmodule", false},
       {"network-plugin", false}, {"cni-conf-dir", false}, {"cni-bin-dir", false}, {"cni-cache-dir", false},
       {"allow-privileged", true},
+      // Deprecated flags kubeadm, kops and distributions still pass, for fields nested in the config file.
+      {"anonymous-auth", true}, {"client-ca-file", false}, {"authentication-token-webhook", true},
+      {"authentication-token-webhook-cache-ttl", false}, {"authorization-mode", false},
+      {"authorization-webhook-cache-authorized-ttl", false}, {"authorization-webhook-cache-unauthorized-ttl", false},
   };
   return kFlags;
 }
@@ -754,6 +775,49 @@ absl::StatusOr<Options> ParseCommandLine(const std::vector<std::string>& args) {
     }
   } catch (const DecodeError& e) {
     return absl::InvalidArgumentError(e.message);
+  }
+  // The deprecated authn/authz flags set fields nested in authentication / authorization.
+  for (const auto& [name, value] : set_flags) {
+    auto boolean = [&, &name = name, &value = value]() -> absl::StatusOr<bool> {
+      if (value == "true" || value == "1" || value == "t" || value == "T" || value == "TRUE" || value == "True") return true;
+      if (value == "false" || value == "0" || value == "f" || value == "F" || value == "FALSE" || value == "False") return false;
+      return absl::InvalidArgumentError("invalid argument \"" + value + "\" for \"--" + name + "\" flag: strconv.ParseBool: parsing \"" +
+                                        value + "\": invalid syntax");
+    };
+    auto duration = [&, &name = name, &value = value]() -> absl::Status {
+      if (ParseGoDuration(value).ok()) return absl::OkStatus();
+      return absl::InvalidArgumentError("invalid argument \"" + value + "\" for \"--" + name + "\" flag: time: invalid duration \"" + value + "\"");
+    };
+    json& authn = opts.config.authentication;
+    json& authz = opts.config.authorization;
+    if (!authn.is_object()) authn = json::object();
+    if (!authz.is_object()) authz = json::object();
+    auto sub = [](json& parent, const char* key) -> json& {
+      if (!parent.contains(key) || !parent[key].is_object()) parent[key] = json::object();
+      return parent[key];
+    };
+    if (name == "anonymous-auth") {
+      auto b = boolean();
+      if (!b.ok()) return b.status();
+      sub(authn, "anonymous")["enabled"] = *b;
+    } else if (name == "client-ca-file") {
+      sub(authn, "x509")["clientCAFile"] = value;
+    } else if (name == "authentication-token-webhook") {
+      auto b = boolean();
+      if (!b.ok()) return b.status();
+      sub(authn, "webhook")["enabled"] = *b;
+    } else if (name == "authentication-token-webhook-cache-ttl") {
+      if (auto st = duration(); !st.ok()) return st;
+      sub(authn, "webhook")["cacheTTL"] = value;
+    } else if (name == "authorization-mode") {
+      if (value != "AlwaysAllow" && value != "Webhook")
+        return absl::InvalidArgumentError("invalid configuration: authorization.mode: Unsupported value: \"" + value +
+                                          "\": supported values: \"AlwaysAllow\", \"Webhook\"");
+      authz["mode"] = value;
+    } else if (name == "authorization-webhook-cache-authorized-ttl" || name == "authorization-webhook-cache-unauthorized-ttl") {
+      if (auto st = duration(); !st.ok()) return st;
+      sub(authz, "webhook")[name == "authorization-webhook-cache-authorized-ttl" ? "cacheAuthorizedTTL" : "cacheUnauthorizedTTL"] = value;
+    }
   }
   if (auto st = ValidateKubeletConfiguration(opts.config); !st.ok()) return st;
   return opts;

@@ -198,5 +198,48 @@ TEST(GoDuration, ParsesAndFormats) {
   EXPECT_EQ(FormatGoDuration(std::chrono::hours(4)), "4h0m0s");
 }
 
+// Issue 10: the deprecated flags kubeadm, kops and distributions still pass land in their config fields; flags
+// upstream removed are refused with pflag's message.
+TEST(KubeletFlags, DeprecatedFlagsMapToTheirConfigFields) {
+  auto o = ParseCommandLine({"--anonymous-auth=false", "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+                             "--authentication-token-webhook", "--authentication-token-webhook-cache-ttl=2m",
+                             "--authorization-mode=Webhook", "--authorization-webhook-cache-authorized-ttl=5m",
+                             "--register-with-taints=node-role.kubernetes.io/control-plane:NoSchedule,dedicated=gpu:NoExecute",
+                             "--node-labels=a=b,c=d", "--eviction-hard=memory.available<100Mi", "--cloud-provider=external",
+                             "--rotate-server-certificates", "--image-maximum-gc-age=48h", "--container-log-max-workers=2",
+                             "--local-storage-capacity-isolation=false"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  const auto& c = o->config;
+  EXPECT_EQ(c.authentication["anonymous"]["enabled"], false);
+  EXPECT_EQ(c.authentication["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
+  EXPECT_EQ(c.authentication["webhook"]["enabled"], true);
+  EXPECT_EQ(c.authentication["webhook"]["cacheTTL"], "2m");
+  EXPECT_EQ(c.authorization["mode"], "Webhook");
+  EXPECT_EQ(c.authorization["webhook"]["cacheAuthorizedTTL"], "5m");
+  ASSERT_EQ(c.register_with_taints.size(), 2u);
+  EXPECT_EQ(c.register_with_taints[0]["key"], "node-role.kubernetes.io/control-plane");
+  EXPECT_EQ(c.register_with_taints[0]["effect"], "NoSchedule");
+  EXPECT_FALSE(c.register_with_taints[0].contains("value"));
+  EXPECT_EQ(c.register_with_taints[1]["value"], "gpu");
+  EXPECT_EQ(c.node_labels.at("c"), "d");
+  EXPECT_TRUE(c.server_tls_bootstrap);
+  EXPECT_EQ(c.image_maximum_gc_age, std::chrono::hours(48));
+  EXPECT_EQ(c.container_log_max_workers, 2);
+  EXPECT_FALSE(c.local_storage_capacity_isolation);
+  // Bad values name the flag; a bad taint effect is refused by validation, as upstream.
+  auto bad_bool = ParseCommandLine({"--anonymous-auth=maybe"});
+  ASSERT_FALSE(bad_bool.ok());
+  EXPECT_NE(bad_bool.status().message().find("--anonymous-auth"), std::string::npos) << bad_bool.status();
+  EXPECT_FALSE(ParseCommandLine({"--authorization-mode=RBAC"}).ok());
+  EXPECT_FALSE(ParseCommandLine({"--register-with-taints=key"}).ok());
+  EXPECT_FALSE(ParseCommandLine({"--register-with-taints=k=v:Sometimes"}).ok());
+  // Removed upstream: refused with the same words.
+  for (const char* removed : {"--container-runtime=remote", "--experimental-mounter-path=/x", "--non-masquerade-cidr=10.0.0.0/8"}) {
+    auto r = ParseCommandLine({removed});
+    ASSERT_FALSE(r.ok()) << removed;
+    EXPECT_EQ(r.status().message().rfind("unknown flag: --", 0), 0u) << r.status();
+  }
+}
+
 }  // namespace
 }  // namespace kubelet::config
