@@ -39,6 +39,8 @@ uint32_t Fnv32a(const std::string& s) {
 }  // namespace
 
 absl::StatusOr<CPUSet> ParseCPUSet(const std::string& text) {
+  // Linux's largest NR_CPUS: an ID beyond it is not a CPU (and a range up to it must not fill memory).
+  constexpr int kMaxCPUID = 8191;
   CPUSet out;
   std::string s;
   for (char c : text)
@@ -51,13 +53,13 @@ absl::StatusOr<CPUSet> ParseCPUSet(const std::string& text) {
       size_t used = 0;
       if (dash == std::string::npos) {
         int v = std::stoi(part, &used);
-        if (used != part.size() || v < 0) throw std::invalid_argument(part);
+        if (used != part.size() || v < 0 || v > kMaxCPUID) throw std::invalid_argument(part);
         out.insert(v);
       } else {
         std::string a = part.substr(0, dash), b = part.substr(dash + 1);
         size_t ua = 0, ub = 0;
         int lo = std::stoi(a, &ua), hi = std::stoi(b, &ub);
-        if (ua != a.size() || ub != b.size() || lo < 0 || hi < lo) throw std::invalid_argument(part);
+        if (ua != a.size() || ub != b.size() || lo < 0 || hi < lo || hi > kMaxCPUID) throw std::invalid_argument(part);
         for (int i = lo; i <= hi; ++i) out.insert(i);
       }
     } catch (...) {
@@ -169,6 +171,9 @@ absl::Status CPUManager::Restore() {
   std::string where = "could not restore state from checkpoint \"" + o_.state_file + "\": ";
   json j = json::parse(ReadFile(o_.state_file), nullptr, false);
   if (!j.is_object()) return absl::DataLossError(where + "checkpoint is corrupted");
+  if ((j.contains("policyName") && !j["policyName"].is_string()) ||
+      (j.contains("defaultCpuSet") && !j["defaultCpuSet"].is_string()))
+    return absl::DataLossError(where + "checkpoint is corrupted");
   std::string policy = j.value("policyName", "");
   if (policy != o_.policy)
     return absl::FailedPreconditionError(where + "configured policy \"" + o_.policy + "\" differs from state checkpoint policy \"" +

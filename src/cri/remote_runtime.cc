@@ -4,6 +4,7 @@
 
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/metrics/metrics.h"
+#include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 #include "runtime/v1/api.grpc.pb.h"
 
@@ -177,13 +178,15 @@ class RemoteRuntimeImpl : public RemoteRuntime {
   }
 
   absl::StatusOr<rt::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
-                                                Duration timeout) override {
+                                                Duration timeout, Duration call_deadline) override {
     rt::ExecSyncRequest req;
     req.set_container_id(id);
     for (const auto& c : cmd) req.add_cmd(c);
     req.set_timeout(std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
     rt::ExecSyncResponse resp;
-    Duration deadline = timeout > Duration::zero() ? timeout + opts_.timeout : opts_.timeout;
+    Duration deadline = call_deadline > Duration::zero() ? call_deadline
+                        : timeout > Duration::zero()  ? timeout + opts_.timeout
+                                                      : opts_.timeout;
     auto st = Call("exec_sync", "ExecSync", deadline, [&](grpc::ClientContext* c) { return runtime_->ExecSync(c, req, &resp); });
     if (!st.ok()) return st;
     return resp;
@@ -250,8 +253,9 @@ class RemoteRuntimeImpl : public RemoteRuntime {
     if (auth) *req.mutable_auth() = *auth;
     if (sandbox_config) *req.mutable_sandbox_config() = *sandbox_config;
     rt::PullImageResponse resp;
+    // A pull is the one call a kill of the same pod cancels while it runs (as upstream cancels the pod's context).
     auto st = Call("pull_image", "PullImage", opts_.pull_timeout,
-                   [&](grpc::ClientContext* c) { return image_->PullImage(c, req, &resp); });
+                   [&](grpc::ClientContext* c) { return image_->PullImage(c, req, &resp); }, /*cancellable=*/true);
     if (!st.ok()) return st;
     if (resp.image_ref().empty()) return absl::InternalError("PullImage of " + image.image() + " returned an empty image ref");
     return resp.image_ref();
@@ -283,11 +287,18 @@ class RemoteRuntimeImpl : public RemoteRuntime {
 
  private:
   template <typename F>
-  absl::Status Call(const char* op, const char* rpc, Duration timeout, F&& fn) {
+  absl::Status Call(const char* op, const char* rpc, Duration timeout, F&& fn, bool cancellable = false) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
     auto start = std::chrono::steady_clock::now();
-    grpc::Status s = fn(&ctx);
+    grpc::Status s;
+    if (cancellable) {
+      OnCancel hook([&ctx] { ctx.TryCancel(); });
+      if (CancelScope::Cancelled()) return absl::CancelledError(std::string(rpc) + " not sent: the pod is being killed");
+      s = fn(&ctx);
+    } else {
+      s = fn(&ctx);
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (opts_.metrics) opts_.metrics->ObserveRuntimeOperation(op, secs, !s.ok());
     if (s.ok()) return absl::OkStatus();

@@ -66,8 +66,10 @@ Kubelet::Kubelet(KubeletOptions options, Dependencies deps)
     Push(std::move(ev), true);
   });
   prober::ProbeManager::Deps pd;
+  // An exec probe is given up a second after its timeoutSeconds, when the runtime has not ended the command itself:
+  // a hung runtime call holds one prober thread for that long, never for the runtime request timeout.
   pd.exec = [this](const std::string& id, const std::vector<std::string>& cmd, Duration timeout) {
-    return d_.runtime->ExecSync(id, cmd, timeout);
+    return d_.runtime->ExecSync(id, cmd, timeout, timeout + std::chrono::seconds(1));
   };
   pd.recorder = d_.recorder;
   pd.clock = d_.clock;

@@ -26,7 +26,7 @@ void PodWorkers::Stop() {
   stop_ = true;
   // In-flight syncs give up their waits; each runner ends after its current call.
   for (auto& [_, s] : pods_)
-    if (s.cancel) s.cancel->store(true);
+    if (s.cancel) s.cancel->Cancel();
   cv_.notify_all();
   runners_cv_.wait(l, [&] { return runners_ == 0; });
   l.unlock();
@@ -51,7 +51,7 @@ void PodWorkers::UpdatePod(UpdateType type, const std::string& uid, std::optiona
     if (s.phase == Phase::kSyncing) {
       s.phase = Phase::kTerminating;
       // A sync still in flight (waiting for a pull, say) gives up: the kill need not wait for it.
-      if (s.in_flight && s.cancel) s.cancel->store(true);
+      if (s.in_flight && s.cancel) s.cancel->Cancel();
     }
     if (s.phase == Phase::kDone) return;
   } else {
@@ -155,7 +155,7 @@ void PodWorkers::Run(std::string uid) {
     UpdateType type = s.pending_type;
     std::optional<api::Pod> pod = s.pod;
     std::optional<int64_t> grace = s.grace;
-    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    auto cancel = std::make_shared<CancelToken>();
     s.cancel = cancel;
     l.unlock();
 
@@ -175,7 +175,7 @@ void PodWorkers::Run(std::string uid) {
         return absl::OkStatus();
       });
     }
-    bool cancelled = cancel->load();
+    bool cancelled = cancel->cancelled();
     if (!err.ok() && !cancelled) {
       log->error("Error syncing pod, skipping podUID=\"{}\" pod=\"{}\" err=\"{}\"", uid,
                  pod ? pod->metadata.namespace_ + "/" + pod->metadata.name : std::string(), err.message());

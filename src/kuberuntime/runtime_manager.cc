@@ -267,8 +267,8 @@ class RuntimeManagerImpl : public RuntimeManager {
   }
 
   absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
-                                                     Duration timeout) override {
-    return d_.runtime->ExecSync(container_id, cmd, timeout);
+                                                     Duration timeout, Duration call_deadline) override {
+    return d_.runtime->ExecSync(container_id, cmd, timeout, call_deadline);
   }
 
   SyncResult SyncPod(const api::Pod& pod, const PodStatus& status, Backoff* backoff, const ProbeLookup& probes) override {
@@ -876,6 +876,9 @@ class RuntimeManagerImpl : public RuntimeManager {
     if (!pulls_.Acquire()) return absl::CancelledError("pod is being killed, not pulling image \"" + c.image + "\"");
     auto ref = d_.images->PullImage(spec, nullptr, &sc);
     pulls_.Release();
+    // A kill of this pod cancelled the pull: not a failure of the image, so no back-off and no ErrImagePull.
+    if (!ref.ok() && CancelScope::Cancelled())
+      return absl::CancelledError("pod is being killed, pull of image \"" + c.image + "\" cancelled");
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!ref.ok()) {
       image_backoff_.Next(key, d_.clock->Now());

@@ -209,6 +209,7 @@ absl::StatusOr<ProbeResult> Prober::Run(const api::ProbeHandler& h, const ProbeT
     auto r = exec_(t.container_id, *h.exec_command, timeout);
     if (!r.ok()) {
       if (r.status().code() == absl::StatusCode::kDeadlineExceeded) {
+        abandoned_execs_.fetch_add(1);
         std::string cmd;
         for (const auto& a : *h.exec_command) cmd += (cmd.empty() ? "" : " ") + a;
         return ProbeResult{Outcome::kFailure, "command \"" + cmd + "\" timed out"};

@@ -49,6 +49,10 @@ const char* StatusText(int code) {
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
     case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 505: return "HTTP Version Not Supported";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     default: return "Unknown";
@@ -62,13 +66,21 @@ std::string OpenSSLError() {
   return buf;
 }
 
-std::string UrlDecode(const std::string& s) {
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding; '+' is a space only in a query (as Go's url.QueryUnescape), never in a path.
+std::string UrlDecode(std::string_view s, bool query) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+    if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 && HexDigit(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2]));
       i += 2;
-    } else if (s[i] == '+') {
+    } else if (query && s[i] == '+') {
       out += ' ';
     } else {
       out += s[i];
@@ -76,6 +88,122 @@ std::string UrlDecode(const std::string& s) {
   }
   return out;
 }
+
+bool IsTokenChar(char c) {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string_view TrimOWS(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// The peer's address without its port: what the per-client connection cap counts.
+std::string PeerAddress(const sockaddr_storage& a) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (a.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, buf, sizeof(buf));
+  } else if (a.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, buf, sizeof(buf));
+  } else {
+    return "local";
+  }
+  return buf;
+}
+
+}  // namespace
+
+int ParseRequestHead(std::string_view head, Request* req, RequestHead* out) {
+  constexpr size_t kMaxTarget = 16 * 1024;
+  size_t eol = head.find('\n');
+  std::string_view line = head.substr(0, eol);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // Request line: METHOD SP target SP HTTP/1.x, one space each (RFC 9112 3).
+  size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return 400;
+  size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) return 400;
+  std::string_view method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1),
+                   version = line.substr(sp2 + 1);
+  if (method.empty() || target.empty()) return 400;
+  for (char c : method)
+    if (!IsTokenChar(c)) return 400;
+  if (target.size() > kMaxTarget) return 414;
+  for (char c : target)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return 400;
+  if (version.rfind("HTTP/", 0) != 0) return 400;
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return 505;
+  req->method = std::string(method);
+  out->version = std::string(version);
+  out->content_length = 0;
+  std::optional<size_t> content_length;
+  bool chunked = false;
+  std::string_view rest = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 1);
+  while (!rest.empty()) {
+    eol = rest.find('\n');
+    line = rest.substr(0, eol);
+    rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return 400;  // malformed header line
+    std::string_view raw_name = line.substr(0, colon);
+    for (char c : raw_name)
+      if (!IsTokenChar(c)) return 400;  // also rejects whitespace before the colon (request smuggling)
+    std::string name = Lower(raw_name);
+    std::string_view value = TrimOWS(line.substr(colon + 1));
+    for (char c : value)
+      if (c == '\0' || c == '\r' || c == '\n') return 400;
+    if (name == "content-length") {
+      if (value.empty() || value.size() > 18) return 400;
+      size_t n = 0;
+      for (char c : value) {
+        if (c < '0' || c > '9') return 400;
+        n = n * 10 + static_cast<size_t>(c - '0');
+      }
+      if (content_length && *content_length != n) return 400;  // conflicting lengths
+      content_length = n;
+    } else if (name == "transfer-encoding") {
+      if (Lower(value) != "identity") chunked = true;
+    }
+    auto [it, inserted] = req->headers.emplace(name, std::string(value));
+    if (!inserted && name != "content-length") it->second += ", " + std::string(value);  // repeated: joined
+  }
+  // Request bodies come with a Content-Length here; a chunked body is not read (it would be taken for the next
+  // request otherwise).
+  if (chunked) return 501;
+  if (content_length) out->content_length = *content_length;
+  size_t qpos = target.find('?');
+  req->path = UrlDecode(target.substr(0, qpos), false);
+  req->query.clear();
+  if (qpos != std::string_view::npos) {
+    std::string_view qs = target.substr(qpos + 1);
+    while (!qs.empty()) {
+      size_t amp = qs.find('&');
+      std::string_view kv = qs.substr(0, amp);
+      qs = amp == std::string_view::npos ? std::string_view() : qs.substr(amp + 1);
+      if (kv.empty()) continue;
+      size_t eq = kv.find('=');
+      std::string key = UrlDecode(kv.substr(0, eq), true);
+      std::string val = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1), true);
+      req->query.emplace(std::move(key), std::move(val));  // the first value of a repeated key, as Go's Get
+    }
+  }
+  return 0;
+}
+
+namespace {
 
 // One connection's byte stream, plain or TLS, with a deadline per operation.
 class Conn {
@@ -283,9 +411,16 @@ void HttpServer::AcceptLoop() {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     if (::poll(fds, 2, -1) <= 0) continue;
     if (fds[1].revents) break;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    std::string client = PeerAddress(peer);
     std::lock_guard<std::mutex> l(mu_);
+    if (per_client_[client] >= o_.max_connections_per_client) {
+      ::close(fd);
+      continue;
+    }
     if (active_ >= o_.max_connections) {
       // Full: the connection that has been sending its header the longest (a slow-drip client) gives way, so
       // slow clients cannot deny service; with none in that state, refuse rather than queue without bound.
@@ -297,6 +432,7 @@ void HttpServer::AcceptLoop() {
           victim = cfd;
         }
       if (victim < 0 || active_ >= o_.max_connections + 16) {
+        if (per_client_[client] == 0) per_client_.erase(client);
         ::close(fd);
         continue;
       }
@@ -304,8 +440,9 @@ void HttpServer::AcceptLoop() {
       conns_[victim].reset();  // not chosen twice while it winds down
     }
     ++active_;
+    ++per_client_[client];
     conns_[fd] = std::chrono::steady_clock::now();
-    std::thread([this, fd] {
+    std::thread([this, fd, client] {
       Serve(fd);
       // Free this thread's OpenSSL state (its DRBG) now: Stop() returns once every connection thread got here,
       // and a thread-exit cleanup racing with process exit would leak it.
@@ -314,6 +451,7 @@ void HttpServer::AcceptLoop() {
       conns_.erase(fd);
       ::close(fd);
       --active_;
+      if (auto it = per_client_.find(client); it != per_client_.end() && --it->second == 0) per_client_.erase(it);
       cv_.notify_all();
     }).detach();
   }
@@ -391,43 +529,17 @@ void HttpServer::Serve(int fd) {
     }
     SetReadingHeader(fd, false);
     Request req;
-    req.tls = ssl != nullptr;
-    req.client_cn = client_cn;
-    std::istringstream hs(buf.substr(0, header_end));
-    std::string line;
-    std::getline(hs, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    std::istringstream rl(line);
-    std::string target, version;
-    rl >> req.method >> target >> version;
-    if (req.method.empty() || target.empty() || version.rfind("HTTP/1.", 0) != 0) {
-      conn.WriteAll("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    RequestHead head;
+    if (int code = ParseRequestHead(std::string_view(buf).substr(0, header_end), &req, &head); code != 0) {
+      conn.WriteAll("HTTP/1.1 " + std::to_string(code) + " " + StatusText(code) +
+                    "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    while (std::getline(hs, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      size_t colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-      std::string value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      req.headers[name] = value;
-    }
-    size_t qpos = target.find('?');
-    req.path = UrlDecode(target.substr(0, qpos));
-    if (qpos != std::string::npos) {
-      std::istringstream qs(target.substr(qpos + 1));
-      std::string kv;
-      while (std::getline(qs, kv, '&')) {
-        size_t eq = kv.find('=');
-        req.query[UrlDecode(kv.substr(0, eq))] = eq == std::string::npos ? "" : UrlDecode(kv.substr(eq + 1));
-      }
-    }
+    req.tls = ssl != nullptr;
+    req.client_cn = client_cn;
+    const std::string& version = head.version;
+    size_t content_length = head.content_length;
     buf.erase(0, header_end + 4);
-    size_t content_length = 0;
-    if (auto it = req.headers.find("content-length"); it != req.headers.end())
-      content_length = static_cast<size_t>(std::strtoull(it->second.c_str(), nullptr, 10));
     if (content_length > kMaxBodyBytes) {
       conn.WriteAll("HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;

@@ -5,7 +5,7 @@
 namespace kubelet {
 namespace {
 std::atomic<int64_t> g_recovered{0};
-thread_local const std::atomic<bool>* t_cancel = nullptr;
+thread_local CancelToken* t_cancel = nullptr;
 
 std::string Describe(std::exception_ptr e) {
   try {
@@ -44,8 +44,39 @@ void GuardedRun(const std::string& job, const std::function<void()>& fn) {
   }
 }
 
-CancelScope::CancelScope(const std::atomic<bool>* flag) : prev_(t_cancel) { t_cancel = flag; }
+void CancelToken::Cancel() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (cancelled_.exchange(true)) return;
+  for (auto& [id, fn] : hooks_) GuardedRun("cancel hook", fn);
+  hooks_.clear();
+}
+
+int CancelToken::Register(std::function<void()> fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (cancelled_.load()) {
+    GuardedRun("cancel hook", fn);
+    return -1;
+  }
+  int id = next_id_++;
+  hooks_.emplace(id, std::move(fn));
+  return id;
+}
+
+void CancelToken::Unregister(int id) {
+  std::lock_guard<std::mutex> l(mu_);
+  hooks_.erase(id);
+}
+
+CancelScope::CancelScope(CancelToken* token) : prev_(t_cancel) { t_cancel = token; }
 CancelScope::~CancelScope() { t_cancel = prev_; }
-bool CancelScope::Cancelled() { return t_cancel && t_cancel->load(); }
+bool CancelScope::Cancelled() { return t_cancel && t_cancel->cancelled(); }
+CancelToken* CancelScope::Current() { return t_cancel; }
+
+OnCancel::OnCancel(std::function<void()> fn) : token_(t_cancel) {
+  if (token_) id_ = token_->Register(std::move(fn));
+}
+OnCancel::~OnCancel() {
+  if (token_ && id_ >= 0) token_->Unregister(id_);
+}
 
 }  // namespace kubelet

@@ -193,3 +193,27 @@ TEST_F(CPUManagerTest, NonePolicyLeavesCpusetsAlone) {
 
 }  // namespace
 }  // namespace kubelet::cm
+
+namespace kubelet::cm {
+namespace {
+
+// Found by fuzz_checkpoint: a checkpoint whose fields have the wrong type, or whose cpuset names IDs no machine has,
+// is a clean error naming the file (the old code threw from nlohmann's value() or filled memory with a range).
+TEST_F(CPUManagerTest, ACorruptCheckpointIsACleanError) {
+  auto write = [&](const std::string& text) {
+    std::ofstream(o_.state_file, std::ios::trunc) << text;
+  };
+  for (const char* text : {R"({"policyName": 7, "defaultCpuSet": "0-3"})", R"({"policyName": "static", "defaultCpuSet": ["0-3"]})",
+                           R"({"policyName": "static", "defaultCpuSet": "0-2000000000"})", "{", "[]"}) {
+    write(text);
+    auto m = CPUManager::New(FourCPUs(), o_, d_);
+    ASSERT_FALSE(m.ok()) << text;
+    EXPECT_NE(m.status().message().find("could not restore state from checkpoint \"" + o_.state_file + "\""),
+              std::string::npos) << m.status();
+  }
+  EXPECT_FALSE(ParseCPUSet("8192").ok());
+  EXPECT_TRUE(ParseCPUSet("8191").ok());
+}
+
+}  // namespace
+}  // namespace kubelet::cm

@@ -878,7 +878,7 @@ class HeadOfLineTest : public LifecycleTest {
 
 TEST_F(HeadOfLineTest, PodsInLongPreStopHooksDoNotDelayOtherPods) {
   // More pods in their preStop hooks than the old fixed pool of 16 pod worker threads had.
-  constexpr int kHooked = 24;
+  constexpr int kHooked = 50;
   fake_->SetExec([&](const std::string&, const std::vector<std::string>& cmd) {
     if (!cmd.empty() && cmd[0] == "hold") gate_.Wait();
     return std::make_pair(0, std::string());
@@ -949,8 +949,45 @@ TEST_F(HeadOfLineTest, ASlowPullDelaysNoKill) {
   EXPECT_EQ(gate_.Waiting(), 1);
   // The queued pod never pulled.
   EXPECT_EQ(fake_->CallCount("PullImage"), 1);
+  // Killing the pod whose own pull is in flight cancels that pull: its sandbox goes while the runtime still holds
+  // the pull, and the pull turn is free for the next pod.
+  std::string pulling_uid = pulling.metadata.uid;
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return kubelet_->PodTornDown(pulling_uid); }));
+  EXPECT_EQ(gate_.Waiting(), 1);
+  EXPECT_TRUE(fake_->Sandboxes().empty());
+  auto next = Sleeper("next", 1, "slow:2");
+  next.spec.containers[0].image_pull_policy = "Always";
+  kubelet_->OnSnapshot(api::kSourceFile, {next});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("next-node1", 0); }));
   gate_.Open();
-  ASSERT_TRUE(WaitUntil([&] { return IsRunning("pulling-node1", 0); }));
+}
+
+}  // namespace
+}  // namespace kubelet
+
+namespace kubelet {
+namespace {
+
+TEST_F(HeadOfLineTest, AHungExecProbeIsAbandonedAtItsTimeout) {
+  // The runtime never answers the probe's ExecSync (it ignores the timeout in the request). The kubelet gives the
+  // call up a second after timeoutSeconds, counts it, and the liveness failure restarts the container, as it
+  // would if the runtime had reported the timeout itself.
+  fake_->SetExec([&](const std::string&, const std::vector<std::string>& cmd) {
+    if (cmd == std::vector<std::string>{"check"}) gate_.Wait();
+    return std::make_pair(0, std::string());
+  });
+  StartKubelet();
+  auto pod = Pod("stuck", nlohmann::json::parse(R"({"containers": [{"name": "app", "image": "busybox:1.35",
+    "livenessProbe": {"exec": {"command": ["check"]}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}}]})"));
+  kubelet_->OnSnapshot(api::kSourceFile, {pod});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("stuck-node1", 0); }));
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("stuck-node1", 1); }, std::chrono::seconds(30)));
+  EXPECT_GE(kubelet_->probes().AbandonedExecs(), 1);
+  bool timed_out = false;
+  for (const auto& e : EventsWith("Unhealthy"))
+    timed_out |= e.message == "Liveness probe failed: command \"check\" timed out";
+  EXPECT_TRUE(timed_out);
 }
 
 }  // namespace

@@ -8,7 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -144,6 +147,119 @@ TEST(HttpServer, SlowClientsCannotDenyService) {
   EXPECT_EQ(r.body, "fine");
   for (int fd : slow) ::close(fd);
   s.Stop();
+}
+
+int DialFrom(const char* source, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &src.sin_addr);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the server closed the connection (read returns 0 or an error within the wait).
+bool ClosedByServer(int fd, int wait_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, wait_ms) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+TEST(HttpServer, OneClientCannotTakeEverySlotWithBusyRequests) {
+  // A client (127.0.0.2) whose requests the server is busy answering (long streams, say) holds at most
+  // max_connections_per_client slots; another client is still served, and the greedy one's extra connection closed.
+  ServerOptions o;
+  o.address = "127.0.0.1";
+  o.max_connections = 8;
+  o.max_connections_per_client = 4;
+  HttpServer s(o);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> held{0};
+  s.Handle("/hold", [&](const Request&) {
+    ++held;
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, std::chrono::seconds(20), [&] { return release; });
+    return Response{200, "text/plain", "held", {}};
+  });
+  s.Handle("/ok", [](const Request&) { return Response{200, "text/plain", "fine", {}}; });
+  ASSERT_TRUE(s.Start().ok());
+  std::vector<int> greedy;
+  for (int i = 0; i < 8; ++i) {
+    int fd = DialFrom("127.0.0.2", s.port());
+    ASSERT_GE(fd, 0);
+    const std::string req = "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+    (void)!::write(fd, req.data(), req.size());
+    greedy.push_back(fd);
+  }
+  for (int i = 0; i < 100 && held.load() < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(held.load(), 4);
+  int closed = 0;
+  for (int fd : greedy) closed += ClosedByServer(fd, 200) ? 1 : 0;
+  EXPECT_EQ(closed, 4);
+  auto r = Get("http://127.0.0.1:" + std::to_string(s.port()) + "/ok");
+  EXPECT_EQ(r.code, 200);
+  EXPECT_EQ(r.body, "fine");
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int fd : greedy) ::close(fd);
+  s.Stop();
+}
+
+// The request head parser refuses what Go's net/http refuses, with the status it answers.
+int Parse(const std::string& head, Request* req = nullptr, RequestHead* h = nullptr) {
+  Request r;
+  RequestHead rh;
+  return ParseRequestHead(head, req ? req : &r, h ? h : &rh);
+}
+
+TEST(HttpServer, RequestHeadParser) {
+  Request req;
+  RequestHead h;
+  ASSERT_EQ(Parse("GET /logs/a+b%2Fc?follow=true&tailLines=1+0&x&follow=false HTTP/1.1\r\nHost: n\r\n"
+                  "Content-Length: 12\r\nX-A: 1\r\nx-a: 2",
+                  &req, &h),
+            0);
+  EXPECT_EQ(req.method, "GET");
+  EXPECT_EQ(req.path, "/logs/a+b/c");  // '+' is a space only in the query
+  EXPECT_EQ(req.query["follow"], "true");  // the first of a repeated key
+  EXPECT_EQ(req.query["tailLines"], "1 0");
+  EXPECT_EQ(req.query.count("x"), 1u);
+  EXPECT_EQ(req.headers["host"], "n");
+  EXPECT_EQ(req.headers["x-a"], "1, 2");
+  EXPECT_EQ(h.version, "HTTP/1.1");
+  EXPECT_EQ(h.content_length, 12u);
+  EXPECT_EQ(Parse("GET / HTTP/1.0"), 0);
+  EXPECT_EQ(Parse("GET / HTTP/2.0"), 505);
+  EXPECT_EQ(Parse("GET / FTP/1.0"), 400);
+  EXPECT_EQ(Parse("GET /  HTTP/1.1"), 400);
+  EXPECT_EQ(Parse("G(T / HTTP/1.1"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nno colon"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nHost : x"), 400);  // space before the colon
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\n folded"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nContent-Length: -1"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nContent-Length: 1x"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nContent-Length: 99999999999999999999"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2"), 400);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2"), 0);
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked"), 501);
+  EXPECT_EQ(Parse("GET /" + std::string(20000, 'a') + " HTTP/1.1"), 414);
+  EXPECT_EQ(Parse(std::string("GET /\x01 HTTP/1.1")), 400);
+  EXPECT_EQ(Parse("GET /%zz%4 HTTP/1.1", &req), 0);
+  EXPECT_EQ(req.path, "/%zz%4");
 }
 
 TEST(HttpServer, AHeaderThatDripsPastItsDeadlineIsDropped) {

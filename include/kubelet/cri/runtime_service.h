@@ -40,8 +40,12 @@ class RuntimeService {
   virtual absl::Status RemoveContainer(const std::string& id) = 0;
   virtual absl::StatusOr<std::vector<rt::Container>> ListContainers(const rt::ContainerFilter* filter) = 0;
   virtual absl::StatusOr<rt::ContainerStatus> ContainerStatus(const std::string& id) = 0;
+  /**
+   * The runtime ends the command after `timeout` (0: never). The call itself is abandoned after `call_deadline`;
+   * zero means upstream's timeout + the runtime request timeout.
+   */
   virtual absl::StatusOr<rt::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
-                                                        Duration timeout) = 0;
+                                                        Duration timeout, Duration call_deadline = Duration::zero()) = 0;
   virtual absl::StatusOr<rt::StatusResponse> Status() = 0;
   /** Has the runtime reopen the container's log file (after the kubelet renamed it away for rotation). */
   virtual absl::Status ReopenContainerLog(const std::string& id) = 0;

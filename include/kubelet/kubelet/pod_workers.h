@@ -24,6 +24,7 @@
 
 #include "kubelet/api/types.h"
 #include "kubelet/kuberuntime/types.h"
+#include "kubelet/util/guard.h"
 
 namespace kubelet {
 
@@ -67,7 +68,7 @@ class PodWorkers {
     bool pending = false;
     bool in_flight = false;
     bool running = false;  // a runner thread owns this pod
-    std::shared_ptr<std::atomic<bool>> cancel;  // the in-flight sync's cancellation
+    std::shared_ptr<CancelToken> cancel;  // the in-flight sync's cancellation
     std::optional<int64_t> grace;
     // Re-added (same UID) while it was being torn down: start again once done.
     bool restart_when_done = false;

@@ -110,9 +110,9 @@ class RuntimeManager {
                              const ProbeLookup& probes = {}) = 0;
   /** The container's log file (CRI log path) and whether it still runs: /containerLogs. */
   virtual absl::StatusOr<std::pair<std::string, bool>> ContainerLog(const std::string& container_id) = 0;
-  /** Runs a command in the container (exec probes and hooks), with a timeout. */
+  /** Runs a command in the container (exec probes and hooks), with a timeout; the call is given up at call_deadline (0: the default). */
   virtual absl::StatusOr<cri::rt::ExecSyncResponse> ExecSync(const std::string& container_id, const std::vector<std::string>& cmd,
-                                                             Duration timeout) = 0;
+                                                             Duration timeout, Duration call_deadline = Duration::zero()) = 0;
   /** Stops all containers with the grace period, then the sandboxes. */
   virtual absl::Status KillPod(const api::Pod* pod, const RuntimePod& running, std::optional<int64_t> grace_override) = 0;
   /** Removes a pod's stopped containers and sandboxes and its log folder. */

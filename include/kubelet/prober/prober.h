@@ -57,6 +57,8 @@ class Prober {
   using ExecFn = std::function<absl::StatusOr<cri::rt::ExecSyncResponse>(const std::string& container_id,
                                                                          const std::vector<std::string>& cmd, Duration timeout)>;
   explicit Prober(ExecFn exec) : exec_(std::move(exec)) {}
+  /** Exec probes whose call was given up at its deadline (a runtime that did not end the command in time). */
+  int64_t AbandonedExecs() const { return abandoned_execs_.load(); }
   /** An error is a prober problem (runtime unreachable, bad port name): upstream throws such a result away. */
   absl::StatusOr<ProbeResult> Run(const api::ProbeHandler& h, const ProbeTarget& t, Duration timeout);
 
@@ -66,6 +68,7 @@ class Prober {
 
  private:
   ExecFn exec_;
+  std::atomic<int64_t> abandoned_execs_{0};
 };
 
 /** Resolves an IntOrString port against the container's named ports. */
@@ -131,6 +134,8 @@ class ProbeManager {
   size_t WorkerCount() const;
   /** Executor threads alive now. */
   size_t ExecutorCount() const;
+  /** Exec probes given up at timeoutSeconds (plus a second) because the runtime did not answer. */
+  int64_t AbandonedExecs() const { return prober_.AbandonedExecs(); }
 
  private:
   struct Worker;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -31,6 +32,20 @@ struct Request {
   // The verified client certificate's subject CN, when one was presented and checked.
   std::string client_cn;
 };
+
+/** What the request line and headers say beyond the Request itself. */
+struct RequestHead {
+  std::string version;  // HTTP/1.0 or HTTP/1.1
+  size_t content_length = 0;
+};
+
+/**
+ * Parses a request head (the request line and the header lines, without the blank line that ends them) into
+ * `req` (method, path, query, headers) and `head`. Returns 0, or the HTTP status to refuse it with: 400 for a
+ * malformed line, header or Content-Length, 414 for an overlong target, 501 for a Transfer-Encoding request body,
+ * 505 for a version other than HTTP/1.0 and 1.1.
+ */
+int ParseRequestHead(std::string_view head, Request* req, RequestHead* out);
 
 /** Sends one chunk of a streamed response; false once the client is gone. An empty chunk sends nothing and only checks. */
 using ChunkWriter = std::function<bool(const std::string& chunk)>;
@@ -68,6 +83,9 @@ struct ServerOptions {
   bool tls = false;
   TLSOptions tls_options;
   size_t max_connections = 256;
+  // Connections one client address may hold at once (its further connections are closed at once), so that one
+  // client cannot take every slot with requests the server is busy answering.
+  size_t max_connections_per_client = 128;
   Duration idle_timeout = std::chrono::seconds(60);
   Duration io_timeout = std::chrono::seconds(30);
   // The whole request header (line and fields) must arrive within this, however slowly it drips.
@@ -104,6 +122,7 @@ class HttpServer {
   // is dropped for the new client, so slow clients cannot hold every slot).
   std::map<int, std::optional<std::chrono::steady_clock::time_point>> conns_;
   size_t active_ = 0;
+  std::map<std::string, size_t> per_client_;  // open connections by peer address; pruned at zero
   void SetReadingHeader(int fd, bool reading);
   int wake_[2] = {-1, -1};
 };
