@@ -76,10 +76,30 @@ class APISource : public PodSource {
           if (reported_.size() > 1024) reported_.clear();
           reported_.insert(uid + "@" + MetaField(obj, "resourceVersion"));
         }
+        // A deletion is still honoured: its metadata is read on its own, and applies to the version last decoded
+        // (or, for a pod never decoded since the start, lets its containers go as those of a pod no longer wanted).
+        std::optional<TimePoint> deleted;
+        std::optional<int64_t> grace;
+        if (const json* meta = obj.is_object() && obj.contains("metadata") ? &obj["metadata"] : nullptr;
+            meta && meta->is_object()) {
+          TimePoint t;
+          if (auto it = meta->find("deletionTimestamp"); it != meta->end() && it->is_string() && ParseRFC3339(it->get<std::string>(), &t))
+            deleted = t;
+          if (auto it = meta->find("deletionGracePeriodSeconds");
+              it != meta->end() && it->is_number_integer() && it->get<int64_t>() >= 0)
+            grace = it->get<int64_t>();
+        }
         if (auto last = last_good_.find(uid); last != last_good_.end()) {
-          good.emplace(uid, last->second);
-          pods.push_back(last->second);
-        } else {
+          api::Pod kept = last->second;
+          if (deleted && !kept.metadata.deletion_timestamp) {
+            kept.metadata.deletion_timestamp = deleted;
+            kept.metadata.deletion_grace_period_seconds = grace;
+            kept.raw["metadata"]["deletionTimestamp"] = obj["metadata"]["deletionTimestamp"];
+            if (grace) kept.raw["metadata"]["deletionGracePeriodSeconds"] = *grace;
+          }
+          good.emplace(uid, kept);
+          pods.push_back(std::move(kept));
+        } else if (!deleted) {
           undecodable.insert(uid);
         }
         continue;

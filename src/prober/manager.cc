@@ -134,9 +134,11 @@ void ProbeManager::RemovePod(const std::string& uid) {
     auto w = workers_.find(id);
     if (w == workers_.end()) continue;
     w->second->stopped = true;
+    // A busy worker's probe is running on an executor, which owns its fields until it is done and cleans up then.
+    if (w->second->busy) continue;
     if (!w->second->container_id.empty()) results_[static_cast<int>(w->second->type)].erase(w->second->container_id);
     due_.erase({w->second->due, id});
-    if (!w->second->busy) {
+    {
       for (auto* c : {w->second->successful, w->second->failed, w->second->unknown}) probe_total_.Remove(c);
       probe_duration_.Remove(w->second->duration);
       workers_.erase(w);
@@ -252,20 +254,22 @@ void ProbeManager::ExecutorLoop() {
     if (it == workers_.end() || it->second->stopped) continue;
     std::shared_ptr<Worker> w = it->second;
     w->busy = true;
-    l.unlock();
     SteadyTime started = std::chrono::steady_clock::now();
     w->due = started + std::chrono::seconds(std::max(1, w->spec.period_seconds));
+    l.unlock();
     bool keep = true;
     GuardedRun("probe of pod " + w->uid, [&] { keep = DoProbe(*w); });
     l.lock();
     w->busy = false;
     if (!keep || w->stopped) {
-      if (!w->container_id.empty() && !w->stopped) results_[static_cast<int>(w->type)].erase(w->container_id);
+      if (!w->container_id.empty()) results_[static_cast<int>(w->type)].erase(w->container_id);
       for (auto* c : {w->successful, w->failed, w->unknown}) probe_total_.Remove(c);
       probe_duration_.Remove(w->duration);
       workers_.erase(id);
-      auto& ids = by_pod_[w->uid];
-      ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+      if (auto pod = by_pod_.find(w->uid); pod != by_pod_.end()) {  // gone already when RemovePod stopped it
+        auto& ids = pod->second;
+        ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+      }
       continue;
     }
     due_.emplace(w->due, id);

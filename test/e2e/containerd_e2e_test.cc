@@ -1347,6 +1347,81 @@ TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutag
   ASSERT_TRUE(WaitUntil([] { return ApiPod("kube-system", "static-e2e-node").is_null(); }));
 }
 
+// Issue 10 on the real runtime: a restarted kubelet kills nothing because it restarted, misread an object or met a
+// field it does not know, and does what was asked while it was away. Four pods run on containerd: one selects a
+// node label added after the kubelet started, one is updated with a field the kubelet cannot decode. While the
+// kubelet is down one pod is deleted and the API server adds defaulted fields to another's containers. After the
+// restart the deleted pod's containers and sandbox go and its API object is finalized; the other three keep the
+// same running containers, with no restart.
+TEST_F(ClusterE2E, ARestartKillsNothingAndCatchesUpWithTheAPI) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  json node = *api_->Get("nodes", "", "e2e-node");
+  node["metadata"]["labels"]["disktype"] = "ssd";  // kubectl label node e2e-node disktype=ssd
+  api_->Update("nodes", node);
+  auto make = [](const std::string& name, const json& extra) {
+    json p = json::parse(R"({"metadata":{"namespace":"default"},"spec":{"nodeName":"e2e-node",
+      "terminationGracePeriodSeconds":2,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["sleep","3600"]}]}})");
+    p["metadata"]["name"] = name;
+    p["spec"].update(extra);
+    return p;
+  };
+  for (const auto& [name, extra] : std::vector<std::pair<std::string, json>>{
+           {"keep", json::object()}, {"gone", json::object()}, {"picky", {{"nodeSelector", {{"disktype", "ssd"}}}}},
+           {"odd", json::object()}})
+    api_->Create("pods", make(name, extra));
+  std::map<std::string, std::string> uid, id;
+  for (const char* name : {"keep", "gone", "picky", "odd"}) {
+    ASSERT_TRUE(WaitUntil([&] {
+      json p = ApiPod("default", name);
+      return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+    })) << name << ": " << ApiPod("default", name).dump(2);
+    uid[name] = ApiPod("default", name)["metadata"]["uid"];
+    auto cs = Containers(uid[name]);
+    ASSERT_EQ(cs.size(), 1u) << name;
+    id[name] = cs[0].id();
+  }
+  // An update the kubelet cannot decode: reported, the running pod left alone.
+  json odd = ApiPod("default", "odd");
+  odd["spec"]["containers"][0]["securityContext"] = {{"seccompProfile", {{"type", 5}}}};
+  api_->Update("pods", odd);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_EQ(Containers(uid["odd"]).size(), 1u);
+
+  StopKubelet(SIGTERM);
+  for (const auto& [name, cid] : id) ASSERT_EQ(Containers(uid[name]).size(), 1u) << name << " stopped with the kubelet";
+  // While the kubelet is down: kubectl delete pod gone (graceful), and an upgraded API server defaults new fields.
+  std::string del = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                    "/api/v1/namespaces/default/pods/gone > /dev/null";
+  ASSERT_EQ(std::system(del.c_str()), 0);
+  json keep = ApiPod("default", "keep");
+  for (auto& c : keep["spec"]["containers"]) {
+    c["resizePolicy"] = json::array({{{"resourceName", "cpu"}, {"restartPolicy", "NotRequired"}}});
+    c["someFutureField"] = {{"enabled", true}};
+  }
+  api_->Update("pods", keep);
+  StartKubelet();
+
+  ASSERT_TRUE(WaitUntil([&] { return Containers(uid["gone"], false).empty() && Sandboxes(uid["gone"]) == 0; }))
+      << "the pod deleted while the kubelet was down still runs";
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("default", "gone").is_null(); }));
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // several syncs, relists and housekeeping rounds
+  for (const char* name : {"keep", "picky", "odd"}) {
+    auto cs = Containers(uid[name]);
+    ASSERT_EQ(cs.size(), 1u) << name;
+    EXPECT_EQ(cs[0].id(), id[name]) << name << " was restarted";
+    EXPECT_EQ(Containers(uid[name], false).size(), 1u) << name << " got a second container";
+  }
+  EXPECT_EQ(ApiPod("default", "keep")["status"].value("phase", ""), "Running");
+  EXPECT_EQ(ApiPod("default", "picky")["status"].value("phase", ""), "Running");
+  for (const char* name : {"keep", "picky", "odd"}) {
+    std::string d = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                    "/api/v1/namespaces/default/pods/" + name + " > /dev/null";
+    EXPECT_EQ(std::system(d.c_str()), 0);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return Containers(uid["keep"]).empty() && Containers(uid["picky"]).empty(); }));
+}
+
 // The daemon against a runtime that reports a different cgroup driver (CRI
 // RuntimeConfig): it stops with an error that says so, before touching any
 // cgroup (the cgroupRoot here does not even exist).

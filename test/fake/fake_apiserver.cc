@@ -183,7 +183,7 @@ bool FakeApiServer::Start() {
   if (cert_file_.empty() && !server::EnsureSelfSignedCert(o_.cert_dir, "localhost", &cert_file_, &key_file_).ok()) return false;
   server::ServerOptions so;
   so.address = "127.0.0.1";
-  so.port = port_ ? port_ : o_.port;
+  so.port = port_.load() ? port_.load() : o_.port;
   so.tls = true;
   so.tls_options = {cert_file_, key_file_, o_.client_ca_file};
   stopping_ = false;

@@ -77,7 +77,7 @@ class FakeApiServer {
   static std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
   Options o_;
-  int port_ = 0;
+  std::atomic<int> port_{0};  // read by request handlers while Start() sets it
   std::string cert_file_, key_file_;
   std::unique_ptr<server::HttpServer> srv_;
   mutable std::mutex mu_;

@@ -373,6 +373,7 @@ TEST_F(KubeletAPITest, NodeLabelsAreReadLiveAndARestartKeepsPodsThatSelectThem) 
   // A restart before the Node was read again (labels unknown): the running pod is re-admitted, not rejected.
   SetNodeLabels(std::nullopt);
   RestartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {});  // every source has spoken: orphans are looked for too
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // several syncs and housekeeping rounds
   EXPECT_EQ(Phase("picky"), "Running");
   EXPECT_EQ(fake_->CallCount("RunPodSandbox"), 1);
@@ -394,14 +395,37 @@ TEST_F(KubeletAPITest, UndecodableAPIPodIsLeftAloneNotKilled) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
   ASSERT_EQ(fake_->Sandboxes().size(), 1u);
-  // After a restart the kubelet never decoded it at all: still nothing of it is killed as an orphan.
+  // After a restart the kubelet never decoded it at all: still nothing of it is killed as an orphan, once every
+  // source has spoken (the file source too) and orphans are looked for.
   RestartKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {});
+  ASSERT_TRUE(WaitUntil([&] { return kubelet_->SourcesReady(); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
   EXPECT_EQ(fake_->CallCount("StopPodSandbox"), 0);
   int running = 0;
   for (const auto& c : fake_->Containers()) running += c.state() == rt::CONTAINER_RUNNING;
   EXPECT_EQ(running, 1);
+  // Its deletion is still honoured: the deletionTimestamp is read on its own and the containers go.
+  ASSERT_TRUE(api_->Delete("/api/v1/namespaces/default/pods/odd", json::object()).ok());
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& c : fake_->Containers())
+      if (c.state() == rt::CONTAINER_RUNNING) return false;
+    return true;
+  }));
+}
+
+TEST_F(KubeletAPITest, DeletionOfAPodThatBecameUndecodableIsHonoured) {
+  apiserver_->Create("pods", BoundPod("odd2"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("odd2") == "Running"; }));
+  json obj = *apiserver_->Get("pods", "default", "odd2");
+  obj["spec"]["containers"][0]["securityContext"] = {{"seccompProfile", {{"type", 5}}}};
+  apiserver_->Update("pods", obj);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(api_->Delete("/api/v1/namespaces/default/pods/odd2", json::object()).ok());
+  // Killed as the last decoded version, and finalized in the API.
+  ASSERT_TRUE(WaitUntil([&] { return !apiserver_->Get("pods", "default", "odd2"); }));
+  ASSERT_TRUE(WaitUntil([&] { return fake_->Sandboxes().empty(); }));
 }
 
 TEST_F(KubeletAPITest, DefaultedFieldsFromANewerAPIServerRestartNothing) {
@@ -417,6 +441,7 @@ TEST_F(KubeletAPITest, DefaultedFieldsFromANewerAPIServerRestartNothing) {
   }
   apiserver_->Update("pods", obj);
   MakeKubelet();
+  kubelet_->OnSnapshot(api::kSourceFile, {});
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(fake_->CallCount("CreateContainer"), 1);
   EXPECT_EQ(fake_->CallCount("StopContainer"), 0);
