@@ -1,9 +1,8 @@
-#include <condition_variable>
-#include <random>
 #include <set>
 
 #include "kubelet/api/codec.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/client/reflector.h"
 #include "kubelet/config/pod_source.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
@@ -33,40 +32,23 @@ class APISource : public PodSource {
   ~APISource() override { Stop(); }
 
   void Start() override {
-    thread_ = std::thread([this] {
-      // An exception out of one round must not end the source: the next round lists again.
-      while (!stop_flag_) {
-        GuardedRun("api pod source", [this] { Run(); });
-        if (!stop_flag_ && Sleep(std::chrono::seconds(1))) break;
-      }
-    });
+    reflector_ = std::make_unique<client::Reflector>(api_, "/api/v1/pods", "fieldSelector=spec.nodeName%3D" + node_, "pods",
+                                                     [this](const client::Reflector::Store& objects) { Publish(objects); });
+    reflector_->Start();
   }
   void Stop() override {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
-    stop_flag_ = true;
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (reflector_) reflector_->Stop();
   }
 
  private:
-  std::string Selector() const { return "fieldSelector=spec.nodeName%3D" + node_; }
-
-  bool Sleep(Duration d) {
-    std::unique_lock<std::mutex> l(mu_);
-    return cv_.wait_for(l, d, [&] { return stop_; });
-  }
-
   // A pod that cannot be decoded is reported and left alone: its last good version (if any) stays what the kubelet
   // runs, and a pod never decoded is marked so that nothing of it that runs is killed as an orphan.
-  void Publish() {
+  void Publish(const client::Reflector::Store& objects) {
     std::vector<api::Pod> pods;
     std::map<std::string, json> mirrors;
     std::set<std::string> undecodable;
     std::map<std::string, api::Pod> good;
-    for (const auto& [uid, obj] : objects_) {
+    for (const auto& [uid, obj] : objects) {
       auto pod = PrepareAPIPod(obj);
       if (!pod.ok()) {
         std::string key = MetaField(obj, "namespace") + "/" + MetaField(obj, "name");
@@ -117,106 +99,16 @@ class APISource : public PodSource {
     fn_(api::kSourceAPI, std::move(pods));
   }
 
-  bool List() {
-    auto list = api_->Get("/api/v1/pods?" + Selector());
-    if (!list.ok()) {
-      log_->error("Failed to list pods from the API server node=\"{}\" err=\"{}\"", node_, list.status().message());
-      return false;
-    }
-    objects_.clear();
-    if (list->is_object() && list->contains("items") && (*list)["items"].is_array())
-      for (const auto& o : (*list)["items"])
-        if (std::string uid = MetaField(o, "uid"); !uid.empty()) objects_[uid] = o;
-    rv_ = MetaField(*list, "resourceVersion");
-    Publish();
-    return true;
-  }
-
-  void Run() {
-    std::mt19937 rng{std::random_device{}()};
-    Duration backoff = std::chrono::milliseconds(500);
-    bool need_list = true;
-    while (!stop_flag_) {
-      if (need_list) {
-        if (!List()) {
-          if (Sleep(backoff)) return;
-          backoff = std::min<Duration>(backoff * 2, std::chrono::seconds(30));
-          continue;
-        }
-        need_list = false;
-        backoff = std::chrono::milliseconds(500);
-      }
-      bool expired = false;
-      // Upstream picks a watch timeout between 5 and 10 minutes so reflectors do not resync in step.
-      int timeout = 300 + static_cast<int>(rng() % 300);
-      auto st = api_->Watch("/api/v1/pods?watch=true&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout) +
-                                "&resourceVersion=" + rv_ + "&" + Selector(),
-                            [&](const json& ev) {
-                              static const json kNone = json::object();
-                              std::string type = api::StringField(ev, "type");
-                              const json& obj = ev.is_object() && ev.contains("object") && ev["object"].is_object() ? ev["object"] : kNone;
-                              if (type == "ERROR") {
-                                auto code = obj.find("code");
-                                if (code != obj.end() && code->is_number_integer() && code->get<int64_t>() == 410) expired = true;
-                                log_->info("Watch of pods ended by the API server reason=\"{}\" message=\"{}\"",
-                                           api::StringField(obj, "reason"), api::StringField(obj, "message"));
-                                return false;
-                              }
-                              if (std::string rv = MetaField(obj, "resourceVersion"); !rv.empty()) rv_ = rv;
-                              if (type == "BOOKMARK") return true;
-                              std::string uid = MetaField(obj, "uid");
-                              if (uid.empty() || (type != "ADDED" && type != "MODIFIED" && type != "DELETED")) {
-                                log_->error("Watch of pods sent an event that is not a pod event, skipping it type=\"{}\"", type);
-                                return true;
-                              }
-                              if (type == "DELETED") {
-                                objects_.erase(uid);
-                              } else {
-                                objects_[uid] = obj;
-                              }
-                              Publish();
-                              return true;
-                            },
-                            &stop_flag_);
-      if (stop_flag_) return;
-      if (expired) {
-        need_list = true;
-        continue;
-      }
-      if (st.code() == absl::StatusCode::kDeadlineExceeded) {
-        // Nothing came for the idle timeout (a quiet cluster, or a dead connection): re-open from the same
-        // resourceVersion at once, as a watch the server ended.
-        KLOG_V(log_, 2)("Watch of pods was idle, re-opening it err=\"{}\"", st.message());
-        backoff = std::chrono::milliseconds(500);
-        continue;
-      }
-      if (!st.ok()) {
-        log_->warn("Watch of pods failed, will retry err=\"{}\" retryIn=\"{}ms\"", st.message(),
-                   std::chrono::duration_cast<std::chrono::milliseconds>(backoff).count());
-        if (client::StatusReason(st) == "Expired" || st.code() == absl::StatusCode::kOutOfRange) need_list = true;
-        if (Sleep(backoff)) return;
-        backoff = std::min<Duration>(backoff * 2, std::chrono::seconds(30));
-      } else {
-        backoff = std::chrono::milliseconds(500);
-      }
-    }
-  }
-
   client::ApiClient* api_;
   std::string node_;
   SnapshotFn fn_;
   std::function<void(std::map<std::string, json>)> on_mirrors_;
   UndecodableFn on_undecodable_;
   std::shared_ptr<spdlog::logger> log_;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::atomic<bool> stop_flag_{false};
-  std::map<std::string, json> objects_;
+  std::unique_ptr<client::Reflector> reflector_;
+  // Touched only on the reflector's thread.
   std::map<std::string, api::Pod> last_good_;
   std::set<std::string> reported_;
-  std::string rv_;
 };
 
 }  // namespace

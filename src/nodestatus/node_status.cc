@@ -179,6 +179,24 @@ NodeStatusManager::NodeStatusManager(client::ApiClient* api, const Clock* clock,
 NodeStatusManager::~NodeStatusManager() { Stop(); }
 
 void NodeStatusManager::Start() {
+  // The kubelet's own Node, watched as upstream's node informer: admission reads its labels as they are now
+  // (kubectl label node), without a request per pod or per status sync.
+  node_reflector_ = std::make_unique<client::Reflector>(
+      api_, "/api/v1/nodes", "fieldSelector=metadata.name%3D" + o_.node_name, "nodes",
+      [this](const client::Reflector::Store& nodes) {
+        for (const auto& [uid, obj] : nodes) {
+          auto decoded = api::DecodeNode(obj);
+          if (!decoded.ok()) {
+            log_->error("Node from the API server cannot be read node=\"{}\" err=\"{}\"", o_.node_name,
+                        decoded.status().message());
+            continue;
+          }
+          if (decoded->metadata.name != o_.node_name) continue;
+          std::lock_guard<std::mutex> l(mu_);
+          labels_ = decoded->metadata.labels;
+        }
+      });
+  node_reflector_->Start();
   status_thread_ = std::thread([this] { GuardedRun("node_status StatusLoop", [this] { StatusLoop(); }); });
   lease_thread_ = std::thread([this] { GuardedRun("node_status LeaseLoop", [this] { LeaseLoop(); }); });
 }
@@ -189,6 +207,7 @@ void NodeStatusManager::Stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  if (node_reflector_) node_reflector_->Stop();
   if (status_thread_.joinable()) status_thread_.join();
   if (lease_thread_.joinable()) lease_thread_.join();
 }
@@ -236,15 +255,6 @@ absl::Status NodeStatusManager::RegisterOnce() {
 }
 
 absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
-  // The Node as others changed it (kubectl label node): admission reads its labels, as upstream's node lister.
-  if (auto got = api_->Get("/api/v1/nodes/" + o_.node_name); got.ok()) {
-    if (auto decoded = api::DecodeNode(*got); decoded.ok()) {
-      std::lock_guard<std::mutex> l(mu_);
-      labels_ = decoded->metadata.labels;
-    } else {
-      log_->error("Node from the API server cannot be read node=\"{}\" err=\"{}\"", o_.node_name, decoded.status().message());
-    }
-  }
   api::NodeStatus old;
   {
     std::lock_guard<std::mutex> l(mu_);

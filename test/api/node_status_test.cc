@@ -156,6 +156,32 @@ TEST_F(NodeStatusTest, BackgroundLoopsRegisterAndKeepTheLeaseFresh) {
   EXPECT_TRUE(api_->Get("leases", "kube-node-lease", "node1"));
 }
 
+// Admission reads the Node's labels as they are now: a label added by kubectl label node shows through the watch of
+// the Node, long before the next status sync (10 s here), and with no GET of the node per sync.
+TEST_F(NodeStatusTest, NodeLabelsFollowTheNodeThroughAWatch) {
+  opts_.update_frequency = std::chrono::seconds(10);
+  RealClock real;
+  NodeStatusManager m(client_.get(), &real, opts_, providers_);
+  m.Start();
+  auto wait = [](auto pred) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline && !pred()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return pred();
+  };
+  ASSERT_TRUE(wait([&] { return m.Registered() && m.NodeLabels().has_value(); }));
+  int gets = api_->Requests("GET", "nodes");
+  json node = *api_->Get("nodes", "", "node1");
+  node["metadata"]["labels"]["disktype"] = "ssd";
+  api_->Update("nodes", node);
+  EXPECT_TRUE(wait([&] {
+    auto l = m.NodeLabels();
+    return l && l->count("disktype") && l->at("disktype") == "ssd";
+  }));
+  EXPECT_EQ(m.NodeLabels()->at("role"), "test");
+  EXPECT_EQ(api_->Requests("GET", "nodes"), gets);
+  m.Stop();
+}
+
 }  // namespace
 }  // namespace kubelet::nodestatus
 

@@ -22,6 +22,7 @@
 
 #include "kubelet/api/objects.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/client/reflector.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/network/cni.h"
 #include "kubelet/util/clock.h"
@@ -95,7 +96,7 @@ class NodeStatusManager {
   absl::Status SyncPressureTaints(const std::vector<std::string>& pressure);
   /** The node's UID once registered (owner of mirror pods). */
   std::string NodeUID() const;
-  /** The Node object's labels as last read from the API server; unset before the first read. */
+  /** The Node object's labels as last seen (registration, then a watch of the Node); unset before the first. */
   std::optional<std::map<std::string, std::string>> NodeLabels() const;
 
  private:
@@ -118,6 +119,7 @@ class NodeStatusManager {
   std::optional<TimePoint> last_report_;
   std::thread status_thread_;
   std::thread lease_thread_;
+  std::unique_ptr<client::Reflector> node_reflector_;
 };
 
 }  // namespace kubelet::nodestatus
