@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_kubelet.h"
 #include "bench_util.h"
 #include "fake/fake_runtime.h"
 #include "kubelet/cri/runtime_service.h"
@@ -86,24 +87,8 @@ int main(int argc, char** argv) {
     }
   });
 
-  metrics::KubeletMetrics metrics;
-  RealClock clock;
-  events::LoggingRecorder recorder;
-  cri::RemoteOptions ro;
-  ro.runtime_endpoint = fake.endpoint();
-  ro.metrics = &metrics;
-  auto remote = cri::NewRemoteRuntime(ro);
-  auto volumes = volumemanager::NewVolumeManager((dir / "root/pods").string());
-  kuberuntime::RuntimeManagerOptions rmo;
-  rmo.pod_logs_dir = (dir / "logs").string();
-  rmo.pods_dir = (dir / "root/pods").string();
-  auto runtime = kuberuntime::NewRuntimeManager({remote.get(), remote.get(), volumes.get(), &recorder, &metrics, &clock}, rmo);
-  KubeletOptions o;
-  o.node_name = "bench";
-  o.root_dir = (dir / "root").string();
-  o.config.static_pod_path = (dir / "manifests").string();
-  o.config.pod_logs_dir = (dir / "logs").string();
-  Kubelet kl(o, Dependencies{&clock, runtime.get(), volumes.get(), &recorder, &metrics});
+  bench::BenchKubelet bk(fake.endpoint(), dir);
+  Kubelet& kl = *bk.kubelet;
   kl.Start();
   auto wait_started = [&](size_t n) {
     std::unique_lock<std::mutex> l(mu);

@@ -157,7 +157,7 @@ void Kubelet::Start() {
   // PLEG first: its first relist tells housekeeping what already runs (pods to adopt), and admission which
   // pods it re-admits after a restart. Bounded: a runtime that does not answer delays the sources by 10 s at most.
   pleg_->Start();
-  for (int i = 0; i < 100 && !pleg_->HasRelisted(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  pleg_->WaitForFirstRelist(std::chrono::seconds(10));
   for (auto& s : sources_) s->Start();
   started_ = true;
   log_->info("Starting kubelet main sync loop node=\"{}\" sources={}", o_.node_name, sources_.size());
@@ -250,6 +250,17 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
     if (a.op != config::PodOp::kAdd) return false;
     return a.pod.metadata.creation_timestamp.value_or(TimePoint{}) < b.pod.metadata.creation_timestamp.value_or(TimePoint{});
   });
+  // What the runtime runs, read once for the whole batch (many ADDs come at once after a restart).
+  std::optional<std::set<std::string>> running_in_runtime;
+  auto runs_in_runtime = [&](const std::string& uid) {
+    if (!running_in_runtime) {
+      running_in_runtime.emplace();
+      if (pleg_->HasRelisted())
+        for (const auto& rp : pleg_->LastPods())
+          if (rp.IsRunning()) running_in_runtime->insert(rp.uid);
+    }
+    return running_in_runtime->count(uid) > 0;
+  };
   for (auto& ch : changes) {
     const std::string uid = ch.pod.metadata.uid;
     switch (ch.op) {
@@ -293,10 +304,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         }
         // A pod the runtime already runs (a restarted kubelet) is re-admitted, never rejected for a label it
         // matched when it was admitted: node labels may have changed, or not be known yet.
-        bool already_running = false;
-        if (pleg_->HasRelisted())
-          for (const auto& rp : pleg_->LastPods())
-            if (rp.uid == uid && rp.IsRunning()) already_running = true;
+        bool already_running = runs_in_runtime(uid);
         AdmitResult admit;
         {
           std::lock_guard<std::mutex> l(mu_);

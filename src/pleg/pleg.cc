@@ -80,6 +80,7 @@ bool PLEG::Relist() {
   pods_ = std::move(*pods);
   last_relist_ = std::chrono::steady_clock::now();
   relisted_ = true;
+  relisted_cv_.notify_all();
   if (metrics_) {
     metrics_->pleg_relist_duration.Observe(std::chrono::duration<double>(last_relist_ - start).count());
     metrics_->pleg_last_seen.Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
@@ -98,6 +99,11 @@ bool PLEG::Healthy(std::string* why) const {
     return false;
   }
   return true;
+}
+
+bool PLEG::WaitForFirstRelist(Duration timeout) const {
+  std::unique_lock<std::mutex> l(mu_);
+  return relisted_cv_.wait_for(l, timeout, [&] { return relisted_.load(); });
 }
 
 std::vector<kuberuntime::RuntimePod> PLEG::LastPods() const {

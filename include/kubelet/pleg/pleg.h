@@ -43,6 +43,8 @@ class PLEG {
   /** The pods seen by the last successful relist. */
   std::vector<kuberuntime::RuntimePod> LastPods() const;
   bool HasRelisted() const { return relisted_.load(); }
+  /** Waits for the first successful relist, at most `timeout`; true when it happened. */
+  bool WaitForFirstRelist(Duration timeout) const;
 
  private:
   kuberuntime::RuntimeManager* runtime_;
@@ -59,6 +61,7 @@ class PLEG {
   std::chrono::steady_clock::time_point last_relist_;
   std::chrono::steady_clock::time_point last_start_;
   std::atomic<bool> relisted_{false};
+  mutable std::condition_variable relisted_cv_;  // with mu_
 };
 
 }  // namespace kubelet::pleg
