@@ -770,6 +770,68 @@ void ApplyPodDefaults(json& pod) {
   }
 }
 
+namespace {
+
+// A file mode of a volume (defaultMode, items[].mode): 0 to 0777, as the API server validates.
+std::optional<int32_t> Mode(const json& obj, const char* key, const std::string& base) {
+  auto m = OptInt<int32_t>(obj, key, base);
+  if (m && (*m < 0 || *m > 0777))
+    throw FieldError{Join(base, key), "must be a number between 0 and 0777 (octal), both inclusive"};
+  return m;
+}
+
+std::vector<KeyToPath> Items(const json& obj, const std::string& base) {
+  std::vector<KeyToPath> out;
+  Each(obj, "items", base, [&](const json& it, const std::string& p) {
+    KeyToPath k;
+    Str(it, "key", p, &k.key);
+    Str(it, "path", p, &k.path);
+    k.mode = Mode(it, "mode", p);
+    out.push_back(std::move(k));
+  });
+  return out;
+}
+
+ConfigMapVolumeSource DecodeConfigMapSource(const json& cm, const std::string& p) {
+  ConfigMapVolumeSource src;
+  Str(cm, "name", p, &src.name);
+  src.items = Items(cm, p);
+  src.default_mode = Mode(cm, "defaultMode", p);
+  Bool(cm, "optional", p, &src.optional);
+  return src;
+}
+
+SecretVolumeSource DecodeSecretSource(const json& s, const std::string& p, const char* name_key) {
+  SecretVolumeSource src;
+  Str(s, name_key, p, &src.secret_name);
+  src.items = Items(s, p);
+  src.default_mode = Mode(s, "defaultMode", p);
+  Bool(s, "optional", p, &src.optional);
+  return src;
+}
+
+DownwardAPIVolumeSource DecodeDownwardAPISource(const json& d, const std::string& p) {
+  DownwardAPIVolumeSource src;
+  Each(d, "items", p, [&](const json& it, const std::string& ip) {
+    DownwardAPIVolumeFile f;
+    Str(it, "path", ip, &f.path);
+    if (Field(it, "fieldRef")) Str(Obj(it, "fieldRef", ip), "fieldPath", Join(ip, "fieldRef"), &f.field_path);
+    if (Field(it, "resourceFieldRef")) {
+      const json& r = Obj(it, "resourceFieldRef", ip);
+      std::string rp = Join(ip, "resourceFieldRef");
+      Str(r, "containerName", rp, &f.resource_container);
+      Str(r, "resource", rp, &f.resource);
+      if (const json* d = Field(r, "divisor")) f.divisor = d->is_string() ? d->get<std::string>() : d->dump();
+    }
+    f.mode = Mode(it, "mode", ip);
+    src.items.push_back(std::move(f));
+  });
+  src.default_mode = Mode(d, "defaultMode", p);
+  return src;
+}
+
+}  // namespace
+
 absl::StatusOr<Pod> DecodePod(const json& obj) {
   if (!obj.is_object()) return absl::InvalidArgumentError("pod: expected an object, got " + TypeName(obj));
   std::string kind = StringField(obj, "kind");
@@ -817,6 +879,43 @@ absl::StatusOr<Pod> DecodePod(const json& obj) {
         Str(ed, "medium", Join(p, "emptyDir"), &src.medium);
         if (const json* sl = Field(ed, "sizeLimit")) src.size_limit = sl->is_string() ? sl->get<std::string>() : sl->dump();
         vol.empty_dir = src;
+      }
+      if (Field(v, "configMap")) vol.config_map = DecodeConfigMapSource(Obj(v, "configMap", p), Join(p, "configMap"));
+      if (Field(v, "secret")) vol.secret = DecodeSecretSource(Obj(v, "secret", p), Join(p, "secret"), "secretName");
+      if (Field(v, "downwardAPI"))
+        vol.downward_api = DecodeDownwardAPISource(Obj(v, "downwardAPI", p), Join(p, "downwardAPI"));
+      if (Field(v, "projected")) {
+        const json& pr = Obj(v, "projected", p);
+        std::string pp = Join(p, "projected");
+        ProjectedVolumeSource src;
+        src.default_mode = Mode(pr, "defaultMode", pp);
+        Each(pr, "sources", pp, [&](const json& s, const std::string& sp) {
+          VolumeProjection vp;
+          if (Field(s, "secret")) vp.secret = DecodeSecretSource(Obj(s, "secret", sp), Join(sp, "secret"), "name");
+          if (Field(s, "configMap")) vp.config_map = DecodeConfigMapSource(Obj(s, "configMap", sp), Join(sp, "configMap"));
+          if (Field(s, "downwardAPI"))
+            vp.downward_api = DecodeDownwardAPISource(Obj(s, "downwardAPI", sp), Join(sp, "downwardAPI"));
+          if (Field(s, "serviceAccountToken")) {
+            const json& t = Obj(s, "serviceAccountToken", sp);
+            std::string tp = Join(sp, "serviceAccountToken");
+            ServiceAccountTokenProjection tok;
+            Str(t, "audience", tp, &tok.audience);
+            Int(t, "expirationSeconds", tp, &tok.expiration_seconds);
+            Str(t, "path", tp, &tok.path);
+            if (tok.expiration_seconds < 600)
+              throw FieldError{Join(tp, "expirationSeconds"), "may not specify a duration less than 10 minutes"};
+            vp.service_account_token = tok;
+          }
+          src.sources.push_back(std::move(vp));
+        });
+        vol.projected = std::move(src);
+      }
+      if (Field(v, "persistentVolumeClaim")) {
+        const json& c = Obj(v, "persistentVolumeClaim", p);
+        PersistentVolumeClaimVolumeSource src;
+        Str(c, "claimName", Join(p, "persistentVolumeClaim"), &src.claim_name);
+        Bool(c, "readOnly", Join(p, "persistentVolumeClaim"), &src.read_only);
+        vol.persistent_volume_claim = src;
       }
       pod.spec.volumes.push_back(std::move(vol));
     });

@@ -120,7 +120,6 @@ int main(int argc, char** argv) {
   ro.timeout = cfg.runtime_request_timeout;
   ro.metrics = &metrics;
   auto remote = cri::NewRemoteRuntime(ro);
-  auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods");
   std::unique_ptr<client::ApiClient> event_api;
   std::unique_ptr<events::LoggingRecorder> recorder_owner;
   events::APIRecorder* api_recorder = nullptr;
@@ -156,6 +155,29 @@ int main(int argc, char** argv) {
   std::unique_ptr<kuberuntime::EnvSource> env_source;
   if (api)
     env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));
+  // configMap, secret and projected volumes read through the same cache as the environment; tokens come from the
+  // TokenRequest API, bound to the pod.
+  volumemanager::VolumeDeps vdeps;
+  vdeps.clock = &clock;
+  if (env_source) {
+    auto* src = env_source.get();
+    vdeps.get_object = [src](const std::string& resource, const std::string& ns, const std::string& name) {
+      return src->Get(resource, ns, name);
+    };
+    auto* client = api.get();
+    vdeps.request_token = [client](const std::string& ns, const std::string& sa, const nlohmann::json& req) {
+      return client->Create("/api/v1/namespaces/" + ns + "/serviceaccounts/" + sa + "/token", req);
+    };
+  }
+  {
+    nodestatus::NodeOptions alloc;
+    alloc.system_reserved = cfg.system_reserved;
+    alloc.kube_reserved = cfg.kube_reserved;
+    alloc.eviction_hard = cfg.eviction_hard;
+    auto allocatable = nodestatus::AllocatableCpuMemory(alloc);
+    vdeps.node_allocatable = [allocatable] { return allocatable; };
+  }
+  auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
   std::unique_ptr<network::CNIRunner> cni;
   if (flags.network_plugin == "cni") {
     network::CNIOptions co;

@@ -352,7 +352,16 @@ class RuntimeManagerImpl : public RuntimeManager {
       KLOG_V(log_, 2)("Created PodSandbox for pod podSandboxID=\"{}\" pod=\"{}\" ips={}", sandbox_id, PodDesc(pod),
                       pod_ips.empty() ? "" : pod_ips[0]);
     }
-    if (sandbox_id.empty() || (a.containers_to_start.empty() && a.init_containers_to_start.empty())) return result;
+    if (sandbox_id.empty()) return result;
+    if (a.containers_to_start.empty() && a.init_containers_to_start.empty()) {
+      // Nothing to start: the API-backed volumes' contents follow their objects (upstream remounts them on each
+      // sync). A failure here is reported and changes nothing that runs.
+      if (auto v = d_.volumes->MountVolumesForPod(pod); !v.ok()) {
+        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(v.status().message()));
+        log_->error("Unable to update volumes of running pod pod=\"{}\" err=\"{}\"", PodDesc(pod), v.status().message());
+      }
+      return result;
+    }
 
     auto volumes = d_.volumes->MountVolumesForPod(pod);
     if (!volumes.ok()) {

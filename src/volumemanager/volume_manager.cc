@@ -10,8 +10,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
 #include "kubelet/api/quantity.h"
+#include "kubelet/util/base64.h"
 #include "kubelet/util/logging.h"
+#include "kubelet/volumemanager/atomic_writer.h"
 
 namespace kubelet::volumemanager {
 namespace {
@@ -92,9 +99,165 @@ absl::Status ApplyFSGroup(const api::Pod& pod, const std::string& dir) {
   return absl::OkStatus();
 }
 
+using json = nlohmann::json;
+using Payload = std::map<std::string, FileProjection>;
+
+TimePoint Now(const VolumeDeps& d) { return d.clock ? d.clock->Now() : std::chrono::system_clock::now(); }
+
+int ModeOf(const std::optional<int32_t>& item, const std::optional<int32_t>& fallback) {
+  return item ? *item : fallback ? *fallback : 0644;
+}
+
+// Mount points at or under `prefix` (a pod's folder), deepest first.
+std::vector<std::string> MountsUnder(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::ifstream mounts("/proc/mounts");
+  std::string dev, mnt, rest;
+  while (mounts >> dev >> mnt) {
+    std::getline(mounts, rest);
+    if (mnt == prefix || mnt.rfind(prefix + "/", 0) == 0) out.push_back(mnt);
+  }
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return out;
+}
+
+// The object's files as upstream's configMap/secret volume plugins make them: every key (or the listed items),
+// configMap data and binaryData, secret data base64-decoded.
+absl::Status ObjectPayload(const VolumeDeps& d, bool secret, const std::string& ns, const std::string& name,
+                           const std::vector<api::KeyToPath>& items, bool optional, std::optional<int32_t> default_mode,
+                           Payload* out) {
+  const std::string kind = secret ? "secret" : "configmap";
+  if (!d.get_object) return absl::FailedPreconditionError("no API server to read " + kind + " \"" + name + "\" from");
+  auto obj = d.get_object(secret ? "secrets" : "configmaps", ns, name);
+  if (!obj.ok()) {
+    if (obj.status().code() == absl::StatusCode::kNotFound) {
+      if (optional) return absl::OkStatus();
+      return absl::NotFoundError(kind + " \"" + name + "\" not found");
+    }
+    return obj.status();
+  }
+  std::map<std::string, std::string> data;
+  auto take = [&](const char* field, bool base64) -> absl::Status {
+    if (!obj->is_object() || !obj->contains(field) || !(*obj)[field].is_object()) return absl::OkStatus();
+    for (auto it = (*obj)[field].begin(); it != (*obj)[field].end(); ++it) {
+      if (!it.value().is_string()) return absl::InvalidArgumentError(kind + " \"" + name + "\": " + field + "." + it.key() + " is not a string");
+      if (!base64) {
+        data[it.key()] = it.value().get<std::string>();
+        continue;
+      }
+      auto raw = Base64Decode(it.value().get<std::string>());
+      if (!raw.ok()) return absl::InvalidArgumentError(kind + " \"" + name + "\": " + field + "." + it.key() + " is not base64");
+      data[it.key()] = *raw;
+    }
+    return absl::OkStatus();
+  };
+  if (auto st = take("data", secret); !st.ok()) return st;
+  if (!secret)
+    if (auto st = take("binaryData", true); !st.ok()) return st;
+  if (items.empty()) {
+    for (const auto& [key, value] : data) (*out)[key] = {value, ModeOf(std::nullopt, default_mode)};
+    return absl::OkStatus();
+  }
+  for (const auto& item : items) {
+    auto it = data.find(item.key);
+    if (it == data.end()) {
+      if (optional) continue;
+      return absl::NotFoundError(secret ? "secret references non-existent secret key: " + item.key
+                                        : "configmap references non-existent config key: " + item.key);
+    }
+    (*out)[item.path] = {it->second, ModeOf(item.mode, default_mode)};
+  }
+  return absl::OkStatus();
+}
+
+// Go's %q of a string (fieldpath.FormatMap quotes values this way).
+std::string GoQuote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string FormatMap(const api::StringMap& m) {
+  std::string out;
+  for (const auto& [k, v] : m) out += k + "=" + GoQuote(v) + "\n";  // StringMap is ordered: keys sorted
+  if (!out.empty()) out.pop_back();
+  return out;
+}
+
+absl::StatusOr<std::string> DownwardValue(const VolumeDeps& d, const api::Pod& pod, const api::DownwardAPIVolumeFile& f) {
+  if (!f.field_path.empty()) {
+    const std::string& p = f.field_path;
+    if (p == "metadata.name") return pod.metadata.name;
+    if (p == "metadata.namespace") return pod.metadata.namespace_;
+    if (p == "metadata.uid") return pod.metadata.uid;
+    if (p == "metadata.labels") return FormatMap(pod.metadata.labels);
+    if (p == "metadata.annotations") return FormatMap(pod.metadata.annotations);
+    for (const char* prefix : {"metadata.labels['", "metadata.annotations['"}) {
+      std::string pre = prefix;
+      if (p.rfind(pre, 0) == 0 && p.size() > pre.size() + 2 && p.compare(p.size() - 2, 2, "']") == 0) {
+        std::string key = p.substr(pre.size(), p.size() - pre.size() - 2);
+        const auto& m = pre[9] == 'l' ? pod.metadata.labels : pod.metadata.annotations;
+        auto it = m.find(key);
+        return it == m.end() ? std::string() : it->second;
+      }
+    }
+    return absl::InvalidArgumentError("unsupported fieldPath: " + p);
+  }
+  if (!f.resource.empty()) {
+    const api::Container* c = nullptr;
+    for (const auto& x : pod.spec.containers)
+      if (x.name == f.resource_container) c = &x;
+    if (!c) return absl::InvalidArgumentError("resourceFieldRef: container \"" + f.resource_container + "\" not found");
+    auto divisor = api::ParseQuantity(f.divisor.empty() ? "1" : f.divisor);
+    if (!divisor.ok() || divisor->value <= 0) return absl::InvalidArgumentError("resourceFieldRef: invalid divisor " + f.divisor);
+    bool limits = f.resource.rfind("limits.", 0) == 0;
+    if (!limits && f.resource.rfind("requests.", 0) != 0)
+      return absl::InvalidArgumentError("unsupported resource: " + f.resource);
+    std::string name = f.resource.substr(f.resource.find('.') + 1);
+    const auto& m = limits ? c->resources.limits : c->resources.requests;
+    long double value = 0;
+    if (auto it = m.find(name); it != m.end()) {
+      auto q = api::ParseQuantity(it->second);
+      if (q.ok()) value = q->value;
+    } else if (limits && d.node_allocatable && (name == "cpu" || name == "memory")) {
+      auto [milli, mem] = d.node_allocatable();  // no limit: the node's allocatable, as upstream
+      value = name == "cpu" ? milli / 1000.0L : static_cast<long double>(mem);
+    }
+    return std::to_string(static_cast<int64_t>(std::ceil(value / divisor->value - 1e-9L)));
+  }
+  return absl::InvalidArgumentError("item \"" + f.path + "\" has neither fieldRef nor resourceFieldRef");
+}
+
+absl::Status DownwardPayload(const VolumeDeps& d, const api::Pod& pod, const api::DownwardAPIVolumeSource& src,
+                             std::optional<int32_t> default_mode, Payload* out) {
+  for (const auto& f : src.items) {
+    auto v = DownwardValue(d, pod, f);
+    if (!v.ok()) return v.status();
+    (*out)[f.path] = {*v, ModeOf(f.mode, default_mode)};
+  }
+  return absl::OkStatus();
+}
+
 class VolumeManagerImpl : public VolumeManager {
  public:
-  explicit VolumeManagerImpl(std::string pods_dir) : pods_dir_(std::move(pods_dir)), log_(log::Get("volumemanager")) {}
+  VolumeManagerImpl(std::string pods_dir, VolumeDeps deps)
+      : pods_dir_(std::move(pods_dir)), deps_(std::move(deps)), tokens_(&deps_), log_(log::Get("volumemanager")) {}
 
   absl::StatusOr<std::map<std::string, std::string>> MountVolumesForPod(const api::Pod& pod) override {
     std::map<std::string, std::string> out;
@@ -124,6 +287,11 @@ class VolumeManagerImpl : public VolumeManager {
         if (auto st = ApplyFSGroup(pod, dir); !st.ok())
           return absl::Status(st.code(), "volume \"" + v.name + "\": " + std::string(st.message()));
         out[v.name] = dir;
+      } else if (v.config_map || v.secret || v.downward_api || v.projected) {
+        auto dir = SetUpAPIVolume(pod, v);
+        if (!dir.ok()) return absl::Status(dir.status().code(), "MountVolume.SetUp failed for volume \"" + v.name + "\" : " +
+                                                                  std::string(dir.status().message()));
+        out[v.name] = *dir;
       } else {
         std::string kind;
         for (auto it = v.raw.begin(); it != v.raw.end(); ++it)
@@ -136,30 +304,163 @@ class VolumeManagerImpl : public VolumeManager {
   }
 
   absl::Status UnmountVolumesForPod(const std::string& uid) override {
-    if (uid.empty() || uid.find('/') != std::string::npos) return absl::InvalidArgumentError("bad pod uid");
-    std::string vols = pods_dir_ + "/" + uid + "/volumes/kubernetes.io~empty-dir";
+    if (uid.empty() || uid.find('/') != std::string::npos || uid == "." || uid == "..")
+      return absl::InvalidArgumentError("bad pod uid");
+    tokens_.DeleteServiceAccountTokens(uid);
+    std::string pod_dir = pods_dir_ + "/" + uid;
+    // Never delete through a mount point: unmount what is mounted under the pod's folder, check, then remove.
+    for (const auto& m : MountsUnder(pod_dir))
+      if (::umount2(m.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+        return absl::InternalError("unmount " + m + ": " + std::strerror(errno));
+    if (auto left = MountsUnder(pod_dir); !left.empty())
+      return absl::FailedPreconditionError("pod " + uid + ": " + left[0] + " is still mounted, not removing the pod's folder");
     std::error_code ec;
-    if (fs::exists(vols, ec)) {
-      for (const auto& e : fs::directory_iterator(vols, ec)) {
-        std::string p = e.path().string();
-        if (IsMountPoint(p) && ::umount2(p.c_str(), MNT_DETACH) != 0)
-          return absl::InternalError("unmount " + p + ": " + std::strerror(errno));
-      }
-    }
-    fs::remove_all(pods_dir_ + "/" + uid, ec);
+    fs::remove_all(pod_dir, ec);
     if (ec) return absl::InternalError("remove pod dir for " + uid + ": " + ec.message());
     return absl::OkStatus();
   }
 
  private:
+  // configMap, secret, downwardAPI, projected: the payload from the API (or the pod), written atomically.
+  absl::StatusOr<std::string> SetUpAPIVolume(const api::Pod& pod, const api::Volume& v) {
+    const char* plugin = v.config_map ? "kubernetes.io~configmap"
+                         : v.secret   ? "kubernetes.io~secret"
+                         : v.downward_api ? "kubernetes.io~downward-api"
+                                          : "kubernetes.io~projected";
+    Payload payload;
+    const std::string& ns = pod.metadata.namespace_;
+    absl::Status st;
+    if (v.config_map) {
+      const auto& c = *v.config_map;
+      st = ObjectPayload(deps_, false, ns, c.name, c.items, c.optional, c.default_mode, &payload);
+    } else if (v.secret) {
+      const auto& c = *v.secret;
+      st = ObjectPayload(deps_, true, ns, c.secret_name, c.items, c.optional, c.default_mode, &payload);
+    } else if (v.downward_api) {
+      st = DownwardPayload(deps_, pod, *v.downward_api, v.downward_api->default_mode, &payload);
+    } else {
+      const auto& pr = *v.projected;
+      for (const auto& src : pr.sources) {
+        if (src.config_map) {
+          const auto& c = *src.config_map;
+          st = ObjectPayload(deps_, false, ns, c.name, c.items, c.optional, pr.default_mode, &payload);
+        } else if (src.secret) {
+          const auto& c = *src.secret;
+          st = ObjectPayload(deps_, true, ns, c.secret_name, c.items, c.optional, pr.default_mode, &payload);
+        } else if (src.downward_api) {
+          st = DownwardPayload(deps_, pod, *src.downward_api, pr.default_mode, &payload);
+        } else if (src.service_account_token) {
+          auto tok = tokens_.GetServiceAccountToken(pod, *src.service_account_token);
+          if (tok.ok()) {
+            payload[src.service_account_token->path] = {*tok, ModeOf(std::nullopt, pr.default_mode)};
+          } else {
+            st = tok.status();
+          }
+        }
+        if (!st.ok()) break;
+      }
+    }
+    if (!st.ok()) return st;
+    std::string dir = pods_dir_ + "/" + pod.metadata.uid + "/volumes/" + plugin + "/" + v.name;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
+    // Secrets never touch the node's disk: secret and projected volumes are tmpfs, as upstream's.
+    if ((v.secret || v.projected) && deps_.tmpfs_for_secrets && !IsMountPoint(dir)) {
+      if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0777") != 0)
+        return absl::InternalError("mount tmpfs on " + dir + ": " + std::strerror(errno));
+    }
+    ::chmod(dir.c_str(), 0777);
+    bool changed = false;
+    if (auto w = WriteAtomic(dir, payload, &changed); !w.ok()) return w;
+    if (changed) KLOG_V(log_, 3)("Volume content written pod=\"{}/{}\" volume=\"{}\" files={}", ns, pod.metadata.name, v.name, payload.size());
+    return dir;
+  }
+
   std::string pods_dir_;
+  VolumeDeps deps_;
+  TokenManager tokens_;
   std::shared_ptr<spdlog::logger> log_;
 };
 
 }  // namespace
 
-std::unique_ptr<VolumeManager> NewVolumeManager(const std::string& pods_dir) {
-  return std::make_unique<VolumeManagerImpl>(pods_dir);
+std::unique_ptr<VolumeManager> NewVolumeManager(const std::string& pods_dir, VolumeDeps deps) {
+  return std::make_unique<VolumeManagerImpl>(pods_dir, std::move(deps));
+}
+
+namespace {
+constexpr auto kMaxTTL = std::chrono::hours(24);
+constexpr int kMaxJitterSeconds = 10;
+}  // namespace
+
+bool TokenManager::RequiresRefresh(const Entry& e, TimePoint now) const {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  auto jitter = std::chrono::seconds(std::uniform_int_distribution<int>(0, kMaxJitterSeconds)(rng));
+  auto issued = e.expires - std::chrono::seconds(e.expiration_seconds);
+  if (now > issued + kMaxTTL - jitter) return true;
+  // Within 20% of its lifetime (plus a jitter) of expiring.
+  return now > e.expires - std::chrono::seconds(e.expiration_seconds * 20 / 100) - jitter;
+}
+
+absl::StatusOr<std::string> TokenManager::GetServiceAccountToken(const api::Pod& pod,
+                                                                 const api::ServiceAccountTokenProjection& p) {
+  const std::string sa = pod.spec.service_account_name.empty() ? "default" : pod.spec.service_account_name;
+  const std::string key = pod.metadata.namespace_ + "/" + sa + "/" + p.audience + "/" + std::to_string(p.expiration_seconds) +
+                          "/" + pod.metadata.uid;
+  TimePoint now = Now(*deps_);
+  std::optional<Entry> cached;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = cache_.find(key); it != cache_.end()) {
+      if (!RequiresRefresh(it->second, now)) return it->second.token;
+      cached = it->second;
+    }
+  }
+  auto fail = [&](const std::string& why) -> absl::StatusOr<std::string> {
+    // A token that has not expired yet is still good while the API server does not answer, as upstream's.
+    if (cached && now < cached->expires) return cached->token;
+    return absl::UnavailableError("failed to fetch token: " + why);
+  };
+  if (!deps_->request_token) return fail("no API server to request a token from");
+  json req = {{"apiVersion", "authentication.k8s.io/v1"},
+              {"kind", "TokenRequest"},
+              {"spec",
+               {{"expirationSeconds", p.expiration_seconds},
+                {"boundObjectRef", {{"apiVersion", "v1"}, {"kind", "Pod"}, {"name", pod.metadata.name}, {"uid", pod.metadata.uid}}}}}};
+  req["spec"]["audiences"] = p.audience.empty() ? json(nullptr) : json::array({p.audience});
+  auto resp = deps_->request_token(pod.metadata.namespace_, sa, req);
+  if (!resp.ok()) return fail(std::string(resp.status().message()));
+  const json* status = resp->is_object() && resp->contains("status") ? &(*resp)["status"] : nullptr;
+  if (!status || !status->is_object() || !status->contains("token") || !(*status)["token"].is_string() ||
+      (*status)["token"].get<std::string>().empty())
+    return fail("the TokenRequest answer carries no token");
+  Entry e;
+  e.token = (*status)["token"].get<std::string>();
+  e.expiration_seconds = p.expiration_seconds;
+  e.pod_uid = pod.metadata.uid;
+  // The API may shorten or lengthen the lifetime: its expirationTimestamp is what counts.
+  if (resp->contains("spec") && (*resp)["spec"].is_object() && (*resp)["spec"].contains("expirationSeconds") &&
+      (*resp)["spec"]["expirationSeconds"].is_number_integer() && (*resp)["spec"]["expirationSeconds"].get<int64_t>() > 0)
+    e.expiration_seconds = (*resp)["spec"]["expirationSeconds"].get<int64_t>();
+  TimePoint exp;
+  if (!status->contains("expirationTimestamp") || !(*status)["expirationTimestamp"].is_string() ||
+      !ParseRFC3339((*status)["expirationTimestamp"].get<std::string>(), &exp))
+    return fail("the TokenRequest answer carries no expirationTimestamp");
+  e.expires = exp;
+  std::lock_guard<std::mutex> l(mu_);
+  cache_[key] = e;
+  return e.token;
+}
+
+void TokenManager::DeleteServiceAccountTokens(const std::string& pod_uid) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto it = cache_.begin(); it != cache_.end();) it = it->second.pod_uid == pod_uid ? cache_.erase(it) : std::next(it);
+}
+
+size_t TokenManager::size() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return cache_.size();
 }
 
 }  // namespace kubelet::volumemanager

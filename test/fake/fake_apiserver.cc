@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
 
 namespace kubelet::testing {
@@ -19,11 +20,12 @@ const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
   static const std::map<std::string, std::pair<std::string, std::string>> k = {
       {"nodes", {"Node", "v1"}},         {"pods", {"Pod", "v1"}},         {"events", {"Event", "v1"}},
       {"configmaps", {"ConfigMap", "v1"}}, {"secrets", {"Secret", "v1"}}, {"services", {"Service", "v1"}},
-      {"leases", {"Lease", "coordination.k8s.io/v1"}}};
+      {"leases", {"Lease", "coordination.k8s.io/v1"}}, {"serviceaccounts", {"ServiceAccount", "v1"}},
+      {"persistentvolumeclaims", {"PersistentVolumeClaim", "v1"}}, {"persistentvolumes", {"PersistentVolume", "v1"}}};
   return k;
 }
 
-bool ClusterScoped(const std::string& r) { return r == "nodes"; }
+bool ClusterScoped(const std::string& r) { return r == "nodes" || r == "persistentvolumes"; }
 
 Response StatusError(int code, const std::string& reason, const std::string& message) {
   json st = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
@@ -308,17 +310,186 @@ std::vector<std::string> FakeApiServer::Users() const {
   return {users_.begin(), users_.end()};
 }
 
+std::vector<std::string> FakeApiServer::Forbidden() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return {forbidden_.begin(), forbidden_.end()};
+}
+
+json FakeApiServer::TokenClaims(const std::string& token) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = tokens_.find(token);
+  return it == tokens_.end() ? json(nullptr) : it->second;
+}
+
+void FakeApiServer::CreateNamespaceDefaults(const std::string& ns) {
+  if (!Get("serviceaccounts", ns, "default"))
+    Create("serviceaccounts", {{"metadata", {{"name", "default"}, {"namespace", ns}}}});
+  if (!Get("configmaps", ns, "kube-root-ca.crt"))
+    Create("configmaps", {{"metadata", {{"name", "kube-root-ca.crt"}, {"namespace", ns}}}, {"data", {{"ca.crt", ca_pem()}}}});
+}
+
+// Objects a pod references, by resource: what the Node authorizer's graph holds for a pod bound to a node.
+bool FakeApiServer::PodOnNodeReferences(const std::string& node, const std::string& resource, const std::string& ns,
+                                        const std::string& name) const {
+  auto pods = store_.find("pods");
+  if (pods == store_.end()) return false;
+  std::set<std::string> claims;  // for persistentvolumes: the claims of the node's pods, resolved below
+  for (const auto& [key, pod] : pods->second) {
+    const json& spec = pod.contains("spec") ? pod["spec"] : json::object();
+    if (spec.value("nodeName", "") != node) continue;
+    std::string pns = pod["metadata"].value("namespace", "");
+    if (resource != "persistentvolumes" && pns != ns) continue;
+    auto refs = [&](const json& j, auto&& self) -> bool {
+      // Walks the spec for references of the kind asked about.
+      if (j.is_object()) {
+        for (auto it = j.begin(); it != j.end(); ++it) {
+          const std::string& k = it.key();
+          const json& v = it.value();
+          if (resource == "configmaps" && (k == "configMap" || k == "configMapRef" || k == "configMapKeyRef") && v.is_object() &&
+              v.value("name", "") == name)
+            return true;
+          if (resource == "secrets" && (k == "secret" || k == "secretRef" || k == "secretKeyRef") && v.is_object() &&
+              (v.value("name", "") == name || v.value("secretName", "") == name))
+            return true;
+          if (resource == "secrets" && k == "imagePullSecrets" && v.is_array())
+            for (const auto& s : v)
+              if (s.is_object() && s.value("name", "") == name) return true;
+          if ((resource == "persistentvolumeclaims" || resource == "persistentvolumes") && k == "persistentVolumeClaim" &&
+              v.is_object()) {
+            if (resource == "persistentvolumeclaims" && v.value("claimName", "") == name) return true;
+            claims.insert(pns + "/" + v.value("claimName", ""));
+          }
+          if (self(v, self)) return true;
+        }
+      } else if (j.is_array()) {
+        for (const auto& v : j)
+          if (self(v, self)) return true;
+      }
+      return false;
+    };
+    if (refs(spec, refs)) return true;
+  }
+  if (resource == "persistentvolumes") {
+    auto pvcs = store_.find("persistentvolumeclaims");
+    if (pvcs != store_.end())
+      for (const auto& c : claims)
+        if (auto it = pvcs->second.find(c); it != pvcs->second.end() && it->second.contains("spec") &&
+                                            it->second["spec"].value("volumeName", "") == name)
+          return true;
+  }
+  return false;
+}
+
+std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request& req, const std::string& resource,
+                                         const std::string& ns, const std::string& name, const std::string& sub,
+                                         const std::vector<FieldTerm>& terms) const {
+  const std::string no_relationship = "no relationship found between node '" + node + "' and this object";
+  bool read = req.method == "GET";
+  if (resource == "configmaps" || resource == "secrets" || resource == "persistentvolumeclaims" ||
+      resource == "persistentvolumes") {
+    if (!read) return "a node may only read " + resource;
+    std::string target = name;
+    if (target.empty()) {
+      // A list or watch: only of one object, named by fieldSelector metadata.name=<name>.
+      for (const auto& t : terms)
+        if (t.field == "metadata.name" && !t.negate) target = t.value;
+      if (target.empty()) return "can only read individual " + resource + " (a list needs fieldSelector metadata.name)";
+    }
+    if (!PodOnNodeReferences(node, resource, ns, target)) return no_relationship;
+    return "";
+  }
+  if (resource == "serviceaccounts") {
+    if (sub != "token" || req.method != "POST") return read && !name.empty() ? "" : "a node may only request tokens";
+    // The authorizer: a pod on this node runs as this service account. NodeRestriction then checks the binding.
+    auto pods = store_.find("pods");
+    bool used = false;
+    if (pods != store_.end())
+      for (const auto& [key, pod] : pods->second)
+        if (pod["spec"].value("nodeName", "") == node && pod["metadata"].value("namespace", "") == ns &&
+            pod["spec"].value("serviceAccountName", "default") == name)
+          used = true;
+    return used ? "" : no_relationship;
+  }
+  if (resource == "nodes" && !read) {
+    if (name != node && !(req.method == "POST" && name.empty())) return "node '" + node + "' cannot modify node '" + name + "'";
+    return "";
+  }
+  if (resource == "leases" && !read) {
+    if (ns != "kube-node-lease" || (!name.empty() && name != node)) return "node '" + node + "' cannot modify this lease";
+    return "";
+  }
+  if (resource == "pods" && (req.method == "PUT" || req.method == "PATCH") && sub != "status") {
+    return "a node may only update the status of its pods";
+  }
+  return "";
+}
+
+Response FakeApiServer::TokenRequest(const std::string& user, const std::string& ns, const std::string& sa,
+                                     const Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_object() || body.value("kind", "") != "TokenRequest" || !body.contains("spec") || !body["spec"].is_object())
+    return StatusError(400, "BadRequest", "the body is not a TokenRequest");
+  const json& spec = body["spec"];
+  int64_t exp = spec.contains("expirationSeconds") && spec["expirationSeconds"].is_number_integer()
+                    ? spec["expirationSeconds"].get<int64_t>()
+                    : 3600;
+  if (exp < 600) return StatusError(422, "Invalid", "TokenRequest is invalid: spec.expirationSeconds: may not specify a duration less than 10 minutes");
+  std::lock_guard<std::mutex> l(mu_);
+  if (!store_["serviceaccounts"].count(Key(ns, sa))) return StatusError(404, "NotFound", "serviceaccounts \"" + sa + "\" not found");
+  const json ref = spec.contains("boundObjectRef") && spec["boundObjectRef"].is_object() ? spec["boundObjectRef"] : json(nullptr);
+  json pod;
+  if (!ref.is_null()) {
+    if (ref.value("kind", "") != "Pod") return StatusError(400, "BadRequest", "cannot bind token to object of type " + ref.value("kind", ""));
+    auto it = store_["pods"].find(Key(ns, ref.value("name", "")));
+    if (it == store_["pods"].end()) return StatusError(404, "NotFound", "pods \"" + ref.value("name", "") + "\" not found");
+    if (!ref.value("uid", "").empty() && ref.value("uid", "") != it->second["metadata"].value("uid", ""))
+      return StatusError(409, "Conflict", "the UID in the bound object reference (" + ref.value("uid", "") +
+                                              ") does not match the UID in record. The object might have been deleted and then recreated");
+    pod = it->second;
+  }
+  // NodeRestriction: a node's token must be bound to a pod scheduled on that node.
+  const std::string node_prefix = "system:node:";
+  if (user.rfind(node_prefix, 0) == 0) {
+    std::string node = user.substr(node_prefix.size());
+    if (pod.is_null())
+      return StatusError(403, "Forbidden", "serviceaccounts \"" + sa + "\" is forbidden: node requested token not bound to a pod");
+    if (pod["spec"].value("nodeName", "") != node)
+      return StatusError(403, "Forbidden", "serviceaccounts \"" + sa + "\" is forbidden: node requested token bound to a pod scheduled on a different node");
+  }
+  auto expires = std::chrono::system_clock::now() + std::chrono::seconds(exp);
+  json aud = spec.contains("audiences") && spec["audiences"].is_array() && !spec["audiences"].empty()
+                 ? spec["audiences"]
+                 : json::array({"https://kubernetes.default.svc.cluster.local"});
+  json claims = {{"sub", "system:serviceaccount:" + ns + ":" + sa},
+                 {"aud", aud},
+                 {"exp", std::chrono::duration_cast<std::chrono::seconds>(expires.time_since_epoch()).count()},
+                 {"pod", pod.is_null() ? json(nullptr) : json({{"name", pod["metadata"]["name"]}, {"uid", pod["metadata"]["uid"]}})}};
+  std::string token = "fake." + kubelet::Base64Encode(claims.dump()) + "." + NewUID();
+  tokens_[token] = claims;
+  if (tokens_.size() > 10000) tokens_.erase(tokens_.begin());
+  json out = body;
+  out["apiVersion"] = "authentication.k8s.io/v1";
+  out["metadata"] = {{"name", sa}, {"namespace", ns}, {"creationTimestamp", FormatRFC3339(std::chrono::system_clock::now())}};
+  out["spec"]["expirationSeconds"] = exp;
+  out["spec"]["audiences"] = aud;
+  out["status"] = {{"token", token}, {"expirationTimestamp", FormatRFC3339(expires)}};
+  return Ok(out, 201);
+}
+
 Response FakeApiServer::Handle(const Request& req) {
   // Authentication: the configured bearer token or a verified client certificate.
   auto auth = req.headers.find("authorization");
   bool token_ok = auth != req.headers.end() && auth->second == "Bearer " + o_.token;
   bool authed = !req.client_cn.empty() || token_ok;
   if (!authed) return StatusError(401, "Unauthorized", "Unauthorized");
+  const std::string user = !req.client_cn.empty() ? req.client_cn : !o_.token_user.empty() ? o_.token_user : "token";
   {
     std::lock_guard<std::mutex> l(mu_);
-    users_.push_back(!req.client_cn.empty() ? req.client_cn : "token");
+    users_.push_back(user);
     if (users_.size() > 1000) users_.pop_front();
   }
+  const std::string node_prefix = "system:node:";
+  const std::string node = user.rfind(node_prefix, 0) == 0 ? user.substr(node_prefix.size()) : "";
 
   // /api/v1/... or /apis/<group>/<version>/...
   std::vector<std::string> seg;
@@ -342,6 +513,29 @@ Response FakeApiServer::Handle(const Request& req) {
   if (ClusterScoped(resource)) ns = "";
   bool namespaced_path = !ns.empty();
 
+  std::vector<FieldTerm> terms;
+  if (req.query.count("fieldSelector"))
+    if (auto err = ParseFieldSelector(resource, req.query.at("fieldSelector"), &terms)) return StatusError(400, "BadRequest", *err);
+  if (!node.empty()) {
+    std::lock_guard<std::mutex> l(mu_);
+    std::string why = AuthorizeNode(node, req, resource, ns, name, sub, terms);
+    if (!why.empty()) {
+      forbidden_.push_back(req.method + " " + req.path + ": " + why);
+      if (forbidden_.size() > 1000) forbidden_.pop_front();
+      std::string verb = req.method == "GET" ? (name.empty() ? (req.query.count("watch") ? "watch" : "list") : "get")
+                         : req.method == "POST"  ? "create"
+                         : req.method == "PUT"   ? "update"
+                         : req.method == "PATCH" ? "patch"
+                                                 : "delete";
+      std::string what = sub.empty() ? resource : resource + "/" + sub;
+      return StatusError(403, "Forbidden",
+                         what + " \"" + name + "\" is forbidden: User \"" + user + "\" cannot " + verb + " resource \"" +
+                             what + "\" in API group \"\"" + (ns.empty() ? " at the cluster scope" : " in the namespace \"" + ns + "\"") +
+                             ": " + why);
+    }
+  }
+  if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
+
   {
     std::lock_guard<std::mutex> l(mu_);
     requests_[req.method + " " + resource]++;
@@ -356,9 +550,6 @@ Response FakeApiServer::Handle(const Request& req) {
   }
 
   if (req.method == "GET" && name.empty()) {
-    std::vector<FieldTerm> terms;
-    if (req.query.count("fieldSelector"))
-      if (auto err = ParseFieldSelector(resource, req.query.at("fieldSelector"), &terms)) return StatusError(400, "BadRequest", *err);
     if (req.query.count("watch") && (req.query.at("watch") == "true" || req.query.at("watch") == "1"))
       return Watch(resource, ns, terms, req);
     std::lock_guard<std::mutex> l(mu_);

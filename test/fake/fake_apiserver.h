@@ -38,6 +38,14 @@ class FakeApiServer {
     std::string cert_dir;  // where the serving certificate is made
     int port = 0;
     std::string client_ca_file;  // when set, client certificates signed by it authenticate
+    /**
+     * Who the bearer token is. "system:node:<name>" (or a client certificate with that CN) puts the request under
+     * the Node authorizer and NodeRestriction, as kubeadm's API server: the node reads only the ConfigMaps, Secrets,
+     * PVCs and PVs its own pods reference (a list or watch only with fieldSelector metadata.name=<one of them>),
+     * requests tokens only for its own pods' service accounts, bound to that pod, and writes only its own Node and
+     * Lease. Empty: an administrator, allowed everything (tests acting as kubectl).
+     */
+    std::string token_user;
   };
   explicit FakeApiServer(Options o);
   ~FakeApiServer();
@@ -61,6 +69,12 @@ class FakeApiServer {
   int Requests(const std::string& method, const std::string& resource) const;
   /** The user each request authenticated as, most recent last (bounded). */
   std::vector<std::string> Users() const;
+  /** Requests the authorizer refused (403), most recent last (bounded): "METHOD path: reason". */
+  std::vector<std::string> Forbidden() const;
+  /** What a cluster's controllers make in a namespace: the "default" ServiceAccount and the kube-root-ca.crt ConfigMap. */
+  void CreateNamespaceDefaults(const std::string& ns);
+  /** Claims of a token this server issued (sub, aud, exp, pod), or null when it did not issue it. */
+  nlohmann::json TokenClaims(const std::string& token) const;
 
  private:
   struct Event {
@@ -75,6 +89,14 @@ class FakeApiServer {
   nlohmann::json Stamp(const std::string& resource, nlohmann::json obj, bool create);
   void Emit(const std::string& type, const std::string& resource, const nlohmann::json& obj);
   static std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+  /** The Node authorizer's verdict for a node identity: empty when allowed, else the reason. With mu_ held. */
+  std::string AuthorizeNode(const std::string& node, const server::Request& req, const std::string& resource,
+                            const std::string& ns, const std::string& name, const std::string& sub,
+                            const std::vector<FieldTerm>& terms) const;
+  bool PodOnNodeReferences(const std::string& node, const std::string& resource, const std::string& ns,
+                           const std::string& name) const;
+  server::Response TokenRequest(const std::string& user, const std::string& ns, const std::string& sa,
+                                const server::Request& req);
 
   Options o_;
   std::atomic<int> port_{0};  // read by request handlers while Start() sets it
@@ -89,6 +111,8 @@ class FakeApiServer {
   std::map<std::string, std::tuple<int, int, int>> errors_;  // "METHOD resource" -> code, times, retry-after
   std::map<std::string, int> requests_;
   std::deque<std::string> users_;
+  std::deque<std::string> forbidden_;
+  std::map<std::string, nlohmann::json> tokens_;  // issued token -> claims
   std::atomic<bool> stopping_{false};
 };
 

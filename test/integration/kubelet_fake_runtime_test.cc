@@ -227,7 +227,8 @@ TEST_F(KubeletFakeRuntimeTest, RemovedPodIsStoppedAndRemoved) {
   EXPECT_FALSE(Find("gone-node1"));
   EXPECT_TRUE(IsRunning("keep-node1"));
   EXPECT_GE(fake_->CallCount("StopContainer"), 1);
-  EXPECT_FALSE(std::filesystem::exists(dir_ / "root/pods" / gone_uid));
+  // The pod's folder goes once the pod is fully terminated, which follows the removal of its sandbox.
+  EXPECT_TRUE(WaitUntil([&] { return !std::filesystem::exists(dir_ / "root/pods" / gone_uid); }));
 }
 
 TEST_F(KubeletFakeRuntimeTest, PodReaddedWhileTerminatingRunsAgain) {

@@ -206,10 +206,72 @@ struct EmptyDirVolumeSource {
   std::string size_limit;
 };
 
+/** One file of a configMap/secret volume: the object's key written at path (relative to the volume), with mode. */
+struct KeyToPath {
+  std::string key;
+  std::string path;
+  std::optional<int32_t> mode;
+};
+
+struct ConfigMapVolumeSource {
+  std::string name;
+  std::vector<KeyToPath> items;  // empty: every key, each at a path of its own name
+  std::optional<int32_t> default_mode;
+  bool optional = false;
+};
+
+struct SecretVolumeSource {
+  std::string secret_name;
+  std::vector<KeyToPath> items;
+  std::optional<int32_t> default_mode;
+  bool optional = false;
+};
+
+struct DownwardAPIVolumeFile {
+  std::string path;
+  std::string field_path;  // fieldRef.fieldPath
+  std::string resource_container, resource, divisor;  // resourceFieldRef
+  std::optional<int32_t> mode;
+};
+
+struct DownwardAPIVolumeSource {
+  std::vector<DownwardAPIVolumeFile> items;
+  std::optional<int32_t> default_mode;
+};
+
+struct ServiceAccountTokenProjection {
+  std::string audience;  // empty: the API server's own audiences
+  int64_t expiration_seconds = 3600;
+  std::string path;
+};
+
+/** One source of a projected volume: exactly one member is set. */
+struct VolumeProjection {
+  std::optional<SecretVolumeSource> secret;
+  std::optional<ConfigMapVolumeSource> config_map;
+  std::optional<DownwardAPIVolumeSource> downward_api;
+  std::optional<ServiceAccountTokenProjection> service_account_token;
+};
+
+struct ProjectedVolumeSource {
+  std::vector<VolumeProjection> sources;
+  std::optional<int32_t> default_mode;
+};
+
+struct PersistentVolumeClaimVolumeSource {
+  std::string claim_name;
+  bool read_only = false;
+};
+
 struct Volume {
   std::string name;
   std::optional<HostPathVolumeSource> host_path;
   std::optional<EmptyDirVolumeSource> empty_dir;
+  std::optional<ConfigMapVolumeSource> config_map;
+  std::optional<SecretVolumeSource> secret;
+  std::optional<DownwardAPIVolumeSource> downward_api;
+  std::optional<ProjectedVolumeSource> projected;
+  std::optional<PersistentVolumeClaimVolumeSource> persistent_volume_claim;
   nlohmann::json raw;
 };
 
