@@ -306,7 +306,10 @@ class RuntimeManagerImpl : public RuntimeManager {
     }
 
     std::string sandbox_id = a.sandbox_id;
-    if (!a.create_sandbox && a.containers_to_start.empty() && a.init_containers_to_start.empty()) return result;
+    if (!a.create_sandbox && a.containers_to_start.empty() && a.init_containers_to_start.empty()) {
+      if (!a.sandbox_id.empty()) RefreshVolumes(pod);
+      return result;
+    }
     PodSandboxConfig sandbox_config = BuildSandboxConfig(pod, a.attempt, a.create_sandbox);
     std::vector<std::string> pod_ips = status.ips;
     if (a.create_sandbox) {
@@ -352,14 +355,8 @@ class RuntimeManagerImpl : public RuntimeManager {
       KLOG_V(log_, 2)("Created PodSandbox for pod podSandboxID=\"{}\" pod=\"{}\" ips={}", sandbox_id, PodDesc(pod),
                       pod_ips.empty() ? "" : pod_ips[0]);
     }
-    if (sandbox_id.empty()) return result;
-    if (a.containers_to_start.empty() && a.init_containers_to_start.empty()) {
-      // Nothing to start: the API-backed volumes' contents follow their objects (upstream remounts them on each
-      // sync). A failure here is reported and changes nothing that runs.
-      if (auto v = d_.volumes->MountVolumesForPod(pod); !v.ok()) {
-        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(v.status().message()));
-        log_->error("Unable to update volumes of running pod pod=\"{}\" err=\"{}\"", PodDesc(pod), v.status().message());
-      }
+    if (sandbox_id.empty() || (a.containers_to_start.empty() && a.init_containers_to_start.empty())) {
+      if (!sandbox_id.empty()) RefreshVolumes(pod);
       return result;
     }
 
@@ -847,6 +844,16 @@ class RuntimeManagerImpl : public RuntimeManager {
     std::ofstream f(path, std::ios::trunc);
     f << out.str();
     return f ? path : "";
+  }
+
+  // A running pod with nothing to start: the API-backed volumes' contents follow their objects (upstream remounts
+  // them on each sync). A failure is reported and changes nothing that runs.
+  void RefreshVolumes(const api::Pod& pod) {
+    if (pod.spec.volumes.empty()) return;
+    if (auto v = d_.volumes->MountVolumesForPod(pod); !v.ok()) {
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(v.status().message()));
+      log_->error("Unable to update volumes of running pod pod=\"{}\" err=\"{}\"", PodDesc(pod), v.status().message());
+    }
   }
 
   // EnsureImageExists as upstream: honours imagePullPolicy and backs off failed pulls.

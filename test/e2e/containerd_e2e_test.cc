@@ -1106,6 +1106,8 @@ class ClusterE2E : public ContainerdE2E {
     testing_api_dir_ = fs::path(lab) / "apiserver";
     kubelet::testing::FakeApiServer::Options o;
     o.cert_dir = testing_api_dir_.string();
+    // The kubelet's token is the node's identity: the Node authorizer and NodeRestriction apply, as on kubeadm.
+    o.token_user = "system:node:e2e-node";
     api_ = std::make_unique<kubelet::testing::FakeApiServer>(o);
     ASSERT_TRUE(api_->Start());
     std::string ca = api_->ca_pem();
@@ -1420,6 +1422,67 @@ TEST_F(ClusterE2E, ARestartKillsNothingAndCatchesUpWithTheAPI) {
     EXPECT_EQ(std::system(d.c_str()), 0);
   }
   ASSERT_TRUE(WaitUntil([&] { return Containers(uid["keep"]).empty() && Containers(uid["picky"]).empty(); }));
+}
+
+// Issue 11 on the real runtime: a pod shaped exactly as a real API server's ServiceAccount admission shapes it (the
+// projected kube-api-access volume and its mount in every container) runs, and its container reads the token, ca.crt
+// and namespace; a configMap update reaches the mounted file without a restart; the secret volume is tmpfs; deleting
+// the pod unmounts everything and leaves no folder behind. The kubelet acts as system:node:e2e-node under the Node
+// authorizer, so a namespace-wide read or a token for another node's pod would fail the test.
+TEST_F(ClusterE2E, TheServiceAccountVolumeConfigMapsAndSecretsOfARealClusterPod) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->CreateNamespaceDefaults("default");
+  api_->Create("configmaps", json::parse(R"({"metadata":{"name":"settings","namespace":"default"},"data":{"level":"debug"}})"));
+  api_->Create("secrets", json::parse(R"({"metadata":{"name":"db","namespace":"default"},"data":{"password":"czNjcmV0"}})"));
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"sa-pod","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "serviceAccountName":"default","terminationGracePeriodSeconds":1,
+    "containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"],
+      "volumeMounts":[{"name":"kube-api-access-q8z4m","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount","readOnly":true},
+                      {"name":"cfg","mountPath":"/etc/app"},{"name":"creds","mountPath":"/etc/creds","readOnly":true}]}],
+    "volumes":[{"name":"kube-api-access-q8z4m","projected":{"defaultMode":420,"sources":[
+        {"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}},
+        {"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}},
+        {"downwardAPI":{"items":[{"path":"namespace","fieldRef":{"apiVersion":"v1","fieldPath":"metadata.namespace"}}]}}]}},
+      {"name":"cfg","configMap":{"name":"settings"}},
+      {"name":"creds","secret":{"secretName":"db","defaultMode":256}}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "sa-pod");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "sa-pod").dump(2);
+  std::string uid = ApiPod("default", "sa-pod")["metadata"]["uid"];
+  auto cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  std::string id = cs[0].id();
+  auto [rc, token] = Exec(id, {"cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"});
+  ASSERT_EQ(rc, 0);
+  json claims = api_->TokenClaims(token);
+  ASSERT_FALSE(claims.is_null()) << "the container's token was not issued by the API server: " << token;
+  EXPECT_EQ(claims["sub"], "system:serviceaccount:default:default");
+  EXPECT_EQ(claims["pod"]["uid"], uid);
+  EXPECT_EQ(Exec(id, {"cat", "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"}).second, api_->ca_pem());
+  EXPECT_EQ(Exec(id, {"cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"}).second, "default");
+  EXPECT_EQ(Exec(id, {"cat", "/etc/app/level"}).second, "debug");
+  EXPECT_EQ(Exec(id, {"cat", "/etc/creds/password"}).second, "s3cret");
+  // Secrets never touch the node's disk.
+  fs::path creds = work_ / "root/pods" / uid / "volumes/kubernetes.io~secret/creds";
+  EXPECT_NE(RunCommand("findmnt -n -o FSTYPE " + creds.string()).find("tmpfs"), std::string::npos);
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+
+  // An update of the configMap reaches the mounted file within the sync period plus the cache delay, no restart.
+  json cm = *api_->Get("configmaps", "default", "settings");
+  cm["data"]["level"] = "info";
+  api_->Update("configmaps", cm);
+  EXPECT_TRUE(WaitUntil([&] { return Exec(id, {"cat", "/etc/app/level"}).second == "info"; }, std::chrono::seconds(90)));
+  ASSERT_EQ(Containers(uid).size(), 1u);
+  EXPECT_EQ(Containers(uid)[0].id(), id);
+
+  // Deleting the pod unmounts everything and leaves no folder behind.
+  std::string del = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                    "/api/v1/namespaces/default/pods/sa-pod > /dev/null";
+  ASSERT_EQ(std::system(del.c_str()), 0);
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("default", "sa-pod").is_null(); }));
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid); }));
+  EXPECT_EQ(RunCommand("grep -c " + uid + " /proc/mounts"), "0\n");
 }
 
 // The daemon against a runtime that reports a different cgroup driver (CRI

@@ -35,6 +35,7 @@ class KubeletAPITest : public ::testing::Test {
     fake_->AddImage("busybox:1.35");
     testing::FakeApiServer::Options ao;
     ao.cert_dir = (dir_ / "api").string();
+    ao.token_user = "system:node:node1";  // the kubelet's credentials: Node authorizer and NodeRestriction apply
     apiserver_ = std::make_unique<testing::FakeApiServer>(ao);
     ASSERT_TRUE(apiserver_->Start());
     client::RestConfig rc;
@@ -90,6 +91,9 @@ class KubeletAPITest : public ::testing::Test {
     kubelet_->Stop();
     syncer_->Stop();
     recorder_.reset();
+    // Nothing the kubelet asked for was refused by the Node authorizer (no namespace-wide reads, no other node's).
+    auto refused = apiserver_->Forbidden();
+    EXPECT_TRUE(refused.empty()) << refused.front();
     apiserver_->Stop();
     fake_->Stop();
     std::filesystem::remove_all(dir_);

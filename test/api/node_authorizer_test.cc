@@ -1,0 +1,91 @@
+// The fake API server rejects what kubeadm's API server (Node,RBAC authorization, NodeRestriction) rejects for a
+// node's credentials, so that a kubelet reading more than its pods reference fails its tests.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "fake/fake_apiserver.h"
+#include "kubelet/client/api_client.h"
+
+namespace kubelet {
+namespace {
+
+using json = nlohmann::json;
+
+class NodeAuthorizerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("nodeauthz-" + std::to_string(getpid()));
+    testing::FakeApiServer::Options o;
+    o.cert_dir = dir_.string();
+    o.token_user = "system:node:node1";
+    api_ = std::make_unique<testing::FakeApiServer>(o);
+    ASSERT_TRUE(api_->Start());
+    client::RestConfig rc{api_->url(), api_->ca_pem(), false, "", "", "", "test-token", "", ""};
+    client::ClientOptions co;
+    co.max_retries = 0;
+    client_ = client::NewApiClient(rc, co);
+    api_->CreateNamespaceDefaults("default");
+    api_->Create("configmaps", json::parse(R"({"metadata":{"name":"mine","namespace":"default"},"data":{"a":"1"}})"));
+    api_->Create("configmaps", json::parse(R"({"metadata":{"name":"theirs","namespace":"default"},"data":{"a":"2"}})"));
+    api_->Create("secrets", json::parse(R"({"metadata":{"name":"s","namespace":"default"},"data":{}})"));
+    api_->Create("pods", json::parse(R"({"metadata":{"name":"here","namespace":"default"},"spec":{"nodeName":"node1",
+      "containers":[{"name":"c","image":"x","envFrom":[{"configMapRef":{"name":"mine"}}]}],
+      "volumes":[{"name":"v","projected":{"sources":[{"configMap":{"name":"kube-root-ca.crt"}}]}}]}})"));
+    api_->Create("pods", json::parse(R"({"metadata":{"name":"there","namespace":"default"},"spec":{"nodeName":"node2",
+      "containers":[{"name":"c","image":"x"}],"volumes":[{"name":"v","secret":{"secretName":"s"}}]}})"));
+  }
+  void TearDown() override {
+    api_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+  absl::StatusCode Code(const absl::StatusOr<json>& r) { return r.status().code(); }
+  std::filesystem::path dir_;
+  std::unique_ptr<testing::FakeApiServer> api_;
+  std::unique_ptr<client::ApiClient> client_;
+};
+
+TEST_F(NodeAuthorizerTest, ANodeReadsOnlyWhatItsPodsReference) {
+  EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/configmaps/mine").ok());
+  EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt").ok());
+  auto theirs = client_->Get("/api/v1/namespaces/default/configmaps/theirs");
+  EXPECT_EQ(Code(theirs), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(theirs.status().message().find("no relationship found between node 'node1' and this object"), std::string::npos)
+      << theirs.status();
+  // Another node's pod's secret, and any namespace-wide list.
+  EXPECT_EQ(Code(client_->Get("/api/v1/namespaces/default/secrets/s")), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Code(client_->Get("/api/v1/namespaces/default/configmaps")), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Code(client_->Get("/api/v1/namespaces/default/secrets")), absl::StatusCode::kPermissionDenied);
+  // A list of one referenced object by name is allowed (what a per-object watch starts from).
+  EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dmine").ok());
+  EXPECT_EQ(Code(client_->Get("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dtheirs")),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(api_->Forbidden().size(), 5u);
+}
+
+TEST_F(NodeAuthorizerTest, TokensOnlyForItsOwnPodsAndWritesOnlyToItsOwnNode) {
+  auto token_for = [&](const std::string& pod) {
+    auto p = api_->Get("pods", "default", pod);
+    json req = {{"apiVersion", "authentication.k8s.io/v1"}, {"kind", "TokenRequest"},
+                {"spec", {{"expirationSeconds", 3600},
+                          {"boundObjectRef", {{"apiVersion", "v1"}, {"kind", "Pod"}, {"name", pod}, {"uid", (*p)["metadata"]["uid"]}}}}}};
+    return client_->Create("/api/v1/namespaces/default/serviceaccounts/default/token", req);
+  };
+  auto mine = token_for("here");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  std::string token = (*mine)["status"]["token"];
+  EXPECT_EQ(api_->TokenClaims(token)["sub"], "system:serviceaccount:default:default");
+  EXPECT_TRUE((*mine)["status"].contains("expirationTimestamp"));
+  auto theirs = token_for("there");
+  EXPECT_EQ(Code(theirs), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(theirs.status().message().find("node requested token bound to a pod scheduled on a different node"), std::string::npos)
+      << theirs.status();
+  api_->Create("nodes", json::parse(R"({"metadata":{"name":"node2"}})"));
+  EXPECT_EQ(Code(client_->Patch("/api/v1/nodes/node2/status", {{"status", json::object()}}, client::PatchType::kStrategicMerge)),
+            absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace kubelet
