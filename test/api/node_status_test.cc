@@ -168,8 +168,10 @@ TEST_F(NodeStatusTest, NodeLabelsFollowTheNodeThroughAWatch) {
     while (std::chrono::steady_clock::now() < deadline && !pred()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return pred();
   };
-  ASSERT_TRUE(wait([&] { return m.Registered() && m.NodeLabels().has_value(); }));
+  // Registered, and the Node's reflector has listed and opened its watch (two GETs; registering a new node does none).
+  ASSERT_TRUE(wait([&] { return m.Registered() && m.NodeLabels().has_value() && api_->Requests("GET", "nodes") >= 2; }));
   int gets = api_->Requests("GET", "nodes");
+  EXPECT_EQ(gets, 2);
   json node = *api_->Get("nodes", "", "node1");
   node["metadata"]["labels"]["disktype"] = "ssd";
   api_->Update("nodes", node);
