@@ -1159,6 +1159,12 @@ json EncodePod(const Pod& pod) {
   return j;
 }
 
+std::string MetaField(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  auto m = obj.find("metadata");
+  return m != obj.end() ? StringField(*m, key) : "";
+}
+
 std::string StringField(const json& obj, const char* key) {
   if (!obj.is_object()) return "";
   auto it = obj.find(key);

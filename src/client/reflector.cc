@@ -12,12 +12,6 @@ namespace {
 using json = nlohmann::json;
 using std::chrono::milliseconds;
 
-// obj.metadata.<key> when both are of the right type, else "" (API objects are outside input: never throw on them).
-std::string MetaField(const json& obj, const char* key) {
-  if (!obj.is_object()) return "";
-  auto m = obj.find("metadata");
-  return m != obj.end() ? api::StringField(*m, key) : "";
-}
 
 constexpr milliseconds kInitialBackoff{500};
 constexpr milliseconds kMaxBackoff{30000};
@@ -69,8 +63,8 @@ bool Reflector::List() {
   objects_.clear();
   if (list->is_object() && list->contains("items") && (*list)["items"].is_array())
     for (const auto& o : (*list)["items"])
-      if (std::string uid = MetaField(o, "uid"); !uid.empty()) objects_[uid] = o;
-  rv_ = MetaField(*list, "resourceVersion");
+      if (std::string uid = api::MetaField(o, "uid"); !uid.empty()) objects_[uid] = o;
+  rv_ = api::MetaField(*list, "resourceVersion");
   on_change_(objects_);
   return true;
 }
@@ -107,9 +101,9 @@ void Reflector::Run() {
                        api::StringField(obj, "reason"), api::StringField(obj, "message"));
             return false;
           }
-          if (std::string rv = MetaField(obj, "resourceVersion"); !rv.empty()) rv_ = rv;
+          if (std::string rv = api::MetaField(obj, "resourceVersion"); !rv.empty()) rv_ = rv;
           if (type == "BOOKMARK") return true;
-          std::string uid = MetaField(obj, "uid");
+          std::string uid = api::MetaField(obj, "uid");
           if (uid.empty() || (type != "ADDED" && type != "MODIFIED" && type != "DELETED")) {
             log_->error("Watch of {} sent an event that is not an object event, skipping it type=\"{}\"", what_, type);
             return true;

@@ -12,13 +12,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// obj.metadata.<key> when both are of the right type, else "" (API objects are outside input: never throw on them).
-std::string MetaField(const json& obj, const char* key) {
-  if (!obj.is_object()) return "";
-  auto m = obj.find("metadata");
-  return m != obj.end() ? api::StringField(*m, key) : "";
-}
-
 class APISource : public PodSource {
  public:
   APISource(client::ApiClient* api, std::string node, SnapshotFn fn,
@@ -48,15 +41,26 @@ class APISource : public PodSource {
     std::map<std::string, json> mirrors;
     std::set<std::string> undecodable;
     std::map<std::string, api::Pod> good;
+    std::map<std::string, Decoded> decoded;
     for (const auto& [uid, obj] : objects) {
-      auto pod = PrepareAPIPod(obj);
+      // Only what changed is decoded again: an unchanged resourceVersion reuses the last decode.
+      std::string rv = api::MetaField(obj, "resourceVersion");
+      auto prev = decoded_.find(uid);
+      Decoded& d = decoded[uid];
+      if (prev != decoded_.end() && !rv.empty() && prev->second.rv == rv) {
+        d = std::move(prev->second);
+      } else {
+        d.rv = rv;
+        d.pod = PrepareAPIPod(obj);
+      }
+      const absl::StatusOr<api::Pod>& pod = d.pod;
       if (!pod.ok()) {
-        std::string key = MetaField(obj, "namespace") + "/" + MetaField(obj, "name");
-        if (!reported_.count(uid + "@" + MetaField(obj, "resourceVersion"))) {
+        std::string key = api::MetaField(obj, "namespace") + "/" + api::MetaField(obj, "name");
+        if (!reported_.count(uid + "@" + api::MetaField(obj, "resourceVersion"))) {
           log_->error("Invalid pod from the API server, leaving it as it is pod=\"{}\" podUID=\"{}\" err=\"{}\"", key, uid,
                       pod.status().message());
           if (reported_.size() > 1024) reported_.clear();
-          reported_.insert(uid + "@" + MetaField(obj, "resourceVersion"));
+          reported_.insert(uid + "@" + api::MetaField(obj, "resourceVersion"));
         }
         // A deletion is still honoured: its metadata is read on its own, and applies to the version last decoded
         // (or, for a pod never decoded since the start, lets its containers go as those of a pod no longer wanted).
@@ -91,9 +95,10 @@ class APISource : public PodSource {
         continue;
       }
       good.emplace(uid, *pod);
-      pods.push_back(std::move(*pod));
+      pods.push_back(*pod);
     }
     last_good_ = std::move(good);  // pruned to the pods that still exist
+    decoded_ = std::move(decoded);
     if (on_undecodable_) on_undecodable_(undecodable);
     if (on_mirrors_) on_mirrors_(std::move(mirrors));
     fn_(api::kSourceAPI, std::move(pods));
@@ -106,7 +111,12 @@ class APISource : public PodSource {
   UndecodableFn on_undecodable_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<client::Reflector> reflector_;
+  struct Decoded {
+    std::string rv;
+    absl::StatusOr<api::Pod> pod = absl::UnknownError("not decoded");
+  };
   // Touched only on the reflector's thread.
+  std::map<std::string, Decoded> decoded_;  // by UID, pruned to the objects that exist
   std::map<std::string, api::Pod> last_good_;
   std::set<std::string> reported_;
 };

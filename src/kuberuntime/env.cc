@@ -8,6 +8,7 @@
 #include <set>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/api/fieldpath.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/util/base64.h"
@@ -41,18 +42,8 @@ absl::StatusOr<std::map<std::string, std::string>> Data(EnvSource* src, const st
   return out;
 }
 
-std::string FieldValue(const api::Pod& pod, const std::string& path, const PodEnvContext& ctx, bool* ok) {
-  *ok = true;
-  static const std::regex kMap(R"(^metadata\.(labels|annotations)\['(.+)'\]$)");
-  std::smatch m;
-  if (std::regex_match(path, m, kMap)) {
-    const auto& src = m[1] == "labels" ? pod.metadata.labels : pod.metadata.annotations;
-    auto it = src.find(m[2]);
-    return it == src.end() ? "" : it->second;
-  }
-  if (path == "metadata.name") return pod.metadata.name;
-  if (path == "metadata.namespace") return pod.metadata.namespace_;
-  if (path == "metadata.uid") return pod.metadata.uid;
+// Env's fieldRef: the pod's spec and status paths here, the metadata ones as the downward API volume reads them.
+absl::StatusOr<std::string> FieldValue(const api::Pod& pod, const std::string& path, const PodEnvContext& ctx) {
   if (path == "spec.nodeName") return pod.spec.node_name;
   if (path == "spec.serviceAccountName") return pod.spec.service_account_name;
   if (path == "status.hostIP") return ctx.host_ip;
@@ -63,36 +54,21 @@ std::string FieldValue(const api::Pod& pod, const std::string& path, const PodEn
     for (const auto& ip : ctx.pod_ips) all += (all.empty() ? "" : ",") + ip;
     return all;
   }
-  *ok = false;
-  return "";
+  if (path == "metadata.labels" || path == "metadata.annotations") return absl::InvalidArgumentError("unsupported fieldRef " + path);
+  auto v = api::ExtractFieldPathAsString(pod, path);
+  if (!v.ok()) return absl::InvalidArgumentError("unsupported fieldRef " + path);
+  return v;
 }
 
 absl::StatusOr<std::string> ResourceValue(const api::Pod& pod, const api::Container& self, const json& ref,
                                           const PodEnvContext& ctx) {
   std::string cname = api::StringField(ref, "containerName");
-  const api::Container* c = &self;
-  if (!cname.empty()) {
-    c = nullptr;
-    for (const auto& x : pod.spec.containers)
-      if (x.name == cname) c = &x;
-    if (!c) return absl::InvalidArgumentError("resourceFieldRef: container \"" + cname + "\" not found");
-  }
-  std::string resource = api::StringField(ref, "resource");
-  std::string divisor_text = ref.contains("divisor") ? (ref["divisor"].is_string() ? ref["divisor"].get<std::string>() : ref["divisor"].dump()) : "1";
-  auto divisor = api::ParseQuantity(divisor_text);
-  if (!divisor.ok() || divisor->value <= 0) return absl::InvalidArgumentError("resourceFieldRef: invalid divisor " + divisor_text);
-  bool limits = resource.rfind("limits.", 0) == 0;
-  std::string name = resource.substr(resource.find('.') + 1);
-  const auto& m = limits ? c->resources.limits : c->resources.requests;
-  long double value = 0;
-  if (auto it = m.find(name); it != m.end()) {
-    value = api::ParseQuantity(it->second)->value;
-  } else if (limits && name == "cpu") {
-    value = ctx.node_allocatable_milli_cpu / 1000.0L;  // no limit: the node's allocatable, as upstream
-  } else if (limits && name == "memory") {
-    value = static_cast<long double>(ctx.node_allocatable_memory);
-  }
-  return std::to_string(static_cast<int64_t>(std::ceil(value / divisor->value - 1e-9L)));
+  const api::Container* c = cname.empty() ? &self : api::FindContainer(pod, cname);
+  if (!c) return absl::InvalidArgumentError("resourceFieldRef: container \"" + cname + "\" not found");
+  std::string divisor;
+  if (ref.contains("divisor")) divisor = ref["divisor"].is_string() ? ref["divisor"].get<std::string>() : ref["divisor"].dump();
+  return api::ExtractContainerResourceValue(*c, api::StringField(ref, "resource"), divisor, ctx.node_allocatable_milli_cpu,
+                                            ctx.node_allocatable_memory);
 }
 
 void ServiceLinks(const json& svc, std::map<std::string, std::string>* out) {
@@ -208,10 +184,9 @@ absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c
     }
     const json& vf = e.value_from;
     if (vf.contains("fieldRef")) {
-      bool ok;
-      std::string v = FieldValue(pod, api::StringField(vf["fieldRef"], "fieldPath"), ctx, &ok);
-      if (!ok) return absl::InvalidArgumentError("unsupported fieldRef " + api::StringField(vf["fieldRef"], "fieldPath"));
-      set(e.name, v);
+      auto v = FieldValue(pod, api::StringField(vf["fieldRef"], "fieldPath"), ctx);
+      if (!v.ok()) return v.status();
+      set(e.name, *v);
     } else if (vf.contains("resourceFieldRef")) {
       auto v = ResourceValue(pod, c, vf["resourceFieldRef"], ctx);
       if (!v.ok()) return v.status();

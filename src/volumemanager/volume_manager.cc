@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 
+#include "kubelet/api/fieldpath.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/logging.h"
@@ -170,76 +171,13 @@ absl::Status ObjectPayload(const VolumeDeps& d, bool secret, const std::string& 
   return absl::OkStatus();
 }
 
-// Go's %q of a string (fieldpath.FormatMap quotes values this way).
-std::string GoQuote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\x%02x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string FormatMap(const api::StringMap& m) {
-  std::string out;
-  for (const auto& [k, v] : m) out += k + "=" + GoQuote(v) + "\n";  // StringMap is ordered: keys sorted
-  if (!out.empty()) out.pop_back();
-  return out;
-}
-
 absl::StatusOr<std::string> DownwardValue(const VolumeDeps& d, const api::Pod& pod, const api::DownwardAPIVolumeFile& f) {
-  if (!f.field_path.empty()) {
-    const std::string& p = f.field_path;
-    if (p == "metadata.name") return pod.metadata.name;
-    if (p == "metadata.namespace") return pod.metadata.namespace_;
-    if (p == "metadata.uid") return pod.metadata.uid;
-    if (p == "metadata.labels") return FormatMap(pod.metadata.labels);
-    if (p == "metadata.annotations") return FormatMap(pod.metadata.annotations);
-    for (const char* prefix : {"metadata.labels['", "metadata.annotations['"}) {
-      std::string pre = prefix;
-      if (p.rfind(pre, 0) == 0 && p.size() > pre.size() + 2 && p.compare(p.size() - 2, 2, "']") == 0) {
-        std::string key = p.substr(pre.size(), p.size() - pre.size() - 2);
-        const auto& m = pre[9] == 'l' ? pod.metadata.labels : pod.metadata.annotations;
-        auto it = m.find(key);
-        return it == m.end() ? std::string() : it->second;
-      }
-    }
-    return absl::InvalidArgumentError("unsupported fieldPath: " + p);
-  }
+  if (!f.field_path.empty()) return api::ExtractFieldPathAsString(pod, f.field_path);
   if (!f.resource.empty()) {
-    const api::Container* c = nullptr;
-    for (const auto& x : pod.spec.containers)
-      if (x.name == f.resource_container) c = &x;
+    const api::Container* c = api::FindContainer(pod, f.resource_container);
     if (!c) return absl::InvalidArgumentError("resourceFieldRef: container \"" + f.resource_container + "\" not found");
-    auto divisor = api::ParseQuantity(f.divisor.empty() ? "1" : f.divisor);
-    if (!divisor.ok() || divisor->value <= 0) return absl::InvalidArgumentError("resourceFieldRef: invalid divisor " + f.divisor);
-    bool limits = f.resource.rfind("limits.", 0) == 0;
-    if (!limits && f.resource.rfind("requests.", 0) != 0)
-      return absl::InvalidArgumentError("unsupported resource: " + f.resource);
-    std::string name = f.resource.substr(f.resource.find('.') + 1);
-    const auto& m = limits ? c->resources.limits : c->resources.requests;
-    long double value = 0;
-    if (auto it = m.find(name); it != m.end()) {
-      auto q = api::ParseQuantity(it->second);
-      if (q.ok()) value = q->value;
-    } else if (limits && d.node_allocatable && (name == "cpu" || name == "memory")) {
-      auto [milli, mem] = d.node_allocatable();  // no limit: the node's allocatable, as upstream
-      value = name == "cpu" ? milli / 1000.0L : static_cast<long double>(mem);
-    }
-    return std::to_string(static_cast<int64_t>(std::ceil(value / divisor->value - 1e-9L)));
+    auto [milli, mem] = d.node_allocatable ? d.node_allocatable() : std::pair<int64_t, int64_t>{0, 0};
+    return api::ExtractContainerResourceValue(*c, f.resource, f.divisor, milli, mem);
   }
   return absl::InvalidArgumentError("item \"" + f.path + "\" has neither fieldRef nor resourceFieldRef");
 }

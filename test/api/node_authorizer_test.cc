@@ -87,5 +87,44 @@ TEST_F(NodeAuthorizerTest, TokensOnlyForItsOwnPodsAndWritesOnlyToItsOwnNode) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(NodeAuthorizerTest, ANodeCreatesOnlyMirrorPodsAndTouchesOnlyItsOwnPods) {
+  // Reads: one pod bound to the node, or a list selecting the node's pods.
+  EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/pods/here").ok());
+  EXPECT_EQ(Code(client_->Get("/api/v1/namespaces/default/pods/there")), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(client_->Get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode1").ok());
+  EXPECT_EQ(Code(client_->Get("/api/v1/pods")), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Code(client_->Get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode2")), absl::StatusCode::kPermissionDenied);
+  // Creates: a mirror pod bound to itself, that references no secret, configMap, claim or service account.
+  auto pod = [](const std::string& name, const std::string& node, bool mirror) {
+    json p = {{"apiVersion", "v1"}, {"kind", "Pod"},
+              {"metadata", {{"name", name}, {"namespace", "default"}}},
+              {"spec", {{"nodeName", node}, {"containers", json::array({{{"name", "c"}, {"image", "x"}}})}}}};
+    if (mirror) p["metadata"]["annotations"] = {{"kubernetes.io/config.mirror", "hash"}};
+    return p;
+  };
+  auto plain = client_->Create("/api/v1/namespaces/default/pods", pod("plain", "node1", false));
+  EXPECT_EQ(Code(plain), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(plain.status().message().find("node \"node1\" can only create mirror pods"), std::string::npos) << plain.status();
+  EXPECT_EQ(Code(client_->Create("/api/v1/namespaces/default/pods", pod("elsewhere", "node2", true))),
+            absl::StatusCode::kPermissionDenied);
+  json with_secret = pod("secretive", "node1", true);
+  with_secret["spec"]["volumes"] = json::array({{{"name", "v"}, {"secret", {{"secretName", "s"}}}}});
+  auto secretive = client_->Create("/api/v1/namespaces/default/pods", with_secret);
+  EXPECT_NE(secretive.status().message().find("can not create pods that reference secrets"), std::string::npos)
+      << secretive.status();
+  EXPECT_TRUE(client_->Create("/api/v1/namespaces/default/pods", pod("mirror", "node1", true)).ok());
+  // Status and deletion: only of its own pods.
+  auto status = client_->Patch("/api/v1/namespaces/default/pods/there/status", {{"status", {{"phase", "Failed"}}}},
+                               client::PatchType::kStrategicMerge);
+  EXPECT_EQ(Code(status), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(status.status().message().find("can only update pod status for pods with spec.nodeName set to itself"),
+            std::string::npos) << status.status();
+  auto del = client_->Delete("/api/v1/namespaces/default/pods/there", json::object());
+  EXPECT_EQ(del.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(del.message().find("can only delete pods with spec.nodeName set to itself"), std::string::npos) << del;
+  EXPECT_TRUE(api_->Get("pods", "default", "there").has_value());
+  EXPECT_TRUE(client_->Delete("/api/v1/namespaces/default/pods/mirror", json::object()).ok());
+}
+
 }  // namespace
 }  // namespace kubelet

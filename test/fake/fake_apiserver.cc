@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
 
@@ -421,6 +422,53 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
   if (resource == "pods" && (req.method == "PUT" || req.method == "PATCH") && sub != "status") {
     return "a node may only update the status of its pods";
   }
+  if (resource == "pods" && read) {
+    // The Node authorizer with selectors: one pod bound to the node, or a list/watch selecting spec.nodeName=<node>.
+    if (!name.empty()) {
+      auto pods = store_.find("pods");
+      if (pods == store_.end()) return "";  // a pod that does not exist: 404 follows
+      auto it = pods->second.find(Key(ns, name));
+      if (it == pods->second.end()) return "";
+      return it->second["spec"].value("nodeName", "") == node ? "" : no_relationship;
+    }
+    for (const auto& t : terms)
+      if (t.field == "spec.nodeName" && !t.negate && t.value == node) return "";
+    return "can only list/watch pods with spec.nodeName field selector";
+  }
+  return "";
+}
+
+std::string FakeApiServer::AdmitNode(const std::string& node, const Request& req, const std::string& ns,
+                                     const std::string& name, const std::string& sub) const {
+  auto pods = store_.find("pods");
+  const json* existing = nullptr;
+  if (pods != store_.end() && !name.empty())
+    if (auto it = pods->second.find(Key(ns, name)); it != pods->second.end()) existing = &it->second;
+  if (req.method == "POST" && sub.empty()) {
+    json pod = json::parse(req.body, nullptr, false);
+    if (!pod.is_object()) return "";  // 400 follows
+    const json meta = pod.contains("metadata") && pod["metadata"].is_object() ? pod["metadata"] : json::object();
+    const json spec = pod.contains("spec") && pod["spec"].is_object() ? pod["spec"] : json::object();
+    if (!meta.contains("annotations") || !meta["annotations"].is_object() ||
+        !meta["annotations"].contains("kubernetes.io/config.mirror"))
+      return "pod does not have \"kubernetes.io/config.mirror\" annotation, node \"" + node + "\" can only create mirror pods";
+    if (spec.value("nodeName", "") != node)
+      return "node \"" + node + "\" can only create pods with spec.nodeName set to itself";
+    if (!spec.value("serviceAccountName", "").empty()) return "node \"" + node + "\" can not create pods that use service accounts";
+    std::string d = spec.dump();
+    for (const char* k : {"\"secret\"", "\"secretRef\"", "\"secretKeyRef\""})
+      if (d.find(k) != std::string::npos) return "node \"" + node + "\" can not create pods that reference secrets";
+    for (const char* k : {"\"configMap\"", "\"configMapRef\"", "\"configMapKeyRef\""})
+      if (d.find(k) != std::string::npos) return "node \"" + node + "\" can not create pods that reference configmaps";
+    if (d.find("\"persistentVolumeClaim\"") != std::string::npos)
+      return "node \"" + node + "\" can not create pods that reference persistentvolumeclaims";
+    return "";
+  }
+  if (!existing) return "";  // 404 follows
+  const bool own = (*existing)["spec"].value("nodeName", "") == node;
+  if (req.method == "DELETE" && !own) return "node \"" + node + "\" can only delete pods with spec.nodeName set to itself";
+  if ((req.method == "PUT" || req.method == "PATCH") && sub == "status" && !own)
+    return "node \"" + node + "\" can only update pod status for pods with spec.nodeName set to itself";
   return "";
 }
 
@@ -532,6 +580,20 @@ Response FakeApiServer::Handle(const Request& req) {
                          what + " \"" + name + "\" is forbidden: User \"" + user + "\" cannot " + verb + " resource \"" +
                              what + "\" in API group \"\"" + (ns.empty() ? " at the cluster scope" : " in the namespace \"" + ns + "\"") +
                              ": " + why);
+    }
+  }
+  if (!node.empty() && resource == "pods" && req.method != "GET") {
+    std::lock_guard<std::mutex> l(mu_);
+    std::string why = AdmitNode(node, req, ns, name, sub);
+    if (!why.empty()) {
+      forbidden_.push_back(req.method + " " + req.path + ": " + why);
+      if (forbidden_.size() > 1000) forbidden_.pop_front();
+      std::string pod_name = name;
+      if (pod_name.empty()) {
+        json body = json::parse(req.body, nullptr, false);
+        if (body.is_object()) pod_name = api::MetaField(body, "name");
+      }
+      return StatusError(403, "Forbidden", "pods \"" + pod_name + "\" is forbidden: " + why);
     }
   }
   if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);

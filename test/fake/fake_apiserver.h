@@ -93,6 +93,9 @@ class FakeApiServer {
   std::string AuthorizeNode(const std::string& node, const server::Request& req, const std::string& resource,
                             const std::string& ns, const std::string& name, const std::string& sub,
                             const std::vector<FieldTerm>& terms) const;
+  // NodeRestriction's admission of a node's pod writes: "" when admitted, else why not.
+  std::string AdmitNode(const std::string& node, const server::Request& req, const std::string& ns, const std::string& name,
+                        const std::string& sub) const;
   bool PodOnNodeReferences(const std::string& node, const std::string& resource, const std::string& ns,
                            const std::string& name) const;
   server::Response TokenRequest(const std::string& user, const std::string& ns, const std::string& sa,

@@ -33,6 +33,9 @@ nlohmann::json EncodePod(const Pod& pod);
 /** obj[key] when it is a string, else "" (never throws). */
 std::string StringField(const nlohmann::json& obj, const char* key);
 
+/** obj.metadata[key] when both are of the right type, else "" (API objects are outside input: never throws). */
+std::string MetaField(const nlohmann::json& obj, const char* key);
+
 /** Canonical serialisation (sorted keys, no spaces) used for hashing. */
 std::string CanonicalJson(const nlohmann::json& j);
 
