@@ -482,6 +482,7 @@ Container DecodeContainer(const json& c, const std::string& p) {
     Str(e, "name", ep, &m.name);
     Str(e, "mountPath", ep, &m.mount_path);
     Str(e, "subPath", ep, &m.sub_path);
+    Str(e, "subPathExpr", ep, &m.sub_path_expr);
     Bool(e, "readOnly", ep, &m.read_only);
     Str(e, "mountPropagation", ep, &m.mount_propagation);
     out.volume_mounts.push_back(std::move(m));
@@ -671,8 +672,28 @@ void ValidateContainers(const std::vector<Container>& cs, const std::string& fie
       } else if (!mount_paths.insert(m.mount_path).second) {
         errs->Invalid(mp + ".mountPath", m.mount_path, "must be unique");
       }
-      if (m.sub_path.find("..") != std::string::npos || (!m.sub_path.empty() && m.sub_path[0] == '/'))
-        errs->Invalid(mp + ".subPath", m.sub_path, "must be a relative path without '..'");
+      // validateLocalDescendingPath: relative, and no ".." element (a name such as "a..b" is fine).
+      auto descending = [&](const std::string& field, const std::string& path) {
+        if (path.empty()) return;
+        if (path[0] == '/') errs->Invalid(mp + "." + field, path, "must be a relative path");
+        std::stringstream parts(path);
+        for (std::string part; std::getline(parts, part, '/');)
+          if (part == "..") {
+            errs->Invalid(mp + "." + field, path, "must not contain '..'");
+            break;
+          }
+      };
+      descending("subPath", m.sub_path);
+      descending("subPathExpr", m.sub_path_expr);
+      if (!m.sub_path.empty() && !m.sub_path_expr.empty())
+        errs->Invalid(mp + ".subPathExpr", m.sub_path_expr, "subPathExpr and subPath are mutually exclusive");
+      if (!m.mount_propagation.empty()) {
+        if (m.mount_propagation != "None" && m.mount_propagation != "HostToContainer" && m.mount_propagation != "Bidirectional")
+          errs->Unsupported(mp + ".mountPropagation", m.mount_propagation, {"Bidirectional", "HostToContainer", "None"});
+        else if (m.mount_propagation == "Bidirectional" &&
+                 !(c.security_context && c.security_context->privileged.value_or(false)))
+          errs->Forbidden(mp + ".mountPropagation", "Bidirectional mount propagation is available only to privileged containers");
+      }
     }
   }
 }

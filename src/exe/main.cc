@@ -177,6 +177,8 @@ int main(int argc, char** argv) {
     auto allocatable = nodestatus::AllocatableCpuMemory(alloc);
     vdeps.node_allocatable = [allocatable] { return allocatable; };
   }
+  vdeps.record_event = [&recorder](const api::Pod& pod, const std::string& type, const std::string& reason,
+                                   const std::string& message) { recorder.PodEvent(pod, type, reason, message); };
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
   std::unique_ptr<network::CNIRunner> cni;
   if (flags.network_plugin == "cni") {
@@ -479,6 +481,7 @@ int main(int argc, char** argv) {
   image_gc.Stop();
   eviction_manager.Stop();
   kl.Stop();
+  volumes->Stop();
   if (syncer) syncer->Stop();
   if (node_status) node_status->Stop();
   return 0;

@@ -124,6 +124,29 @@ std::string ExpandEnv(const std::string& in, const std::map<std::string, std::st
   return out;
 }
 
+std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
+                              std::set<std::string>* missing) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
+      out += '$';
+      ++i;
+    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(' && in.find(')', i + 2) != std::string::npos) {
+      size_t close = in.find(')', i + 2);
+      std::string key = in.substr(i + 2, close - i - 2);
+      auto it = env.find(key);
+      if (it == env.end() || it->second.empty()) {
+        missing->insert(key);
+      } else {
+        out += it->second;
+      }
+      i = close;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c, EnvSource* source, const PodEnvContext& ctx) {
   const std::string& ns = pod.metadata.namespace_;
@@ -221,7 +244,8 @@ class APIEnvSource : public EnvSource {
  public:
   APIEnvSource(client::ApiClient* api, Duration fresh_for) : api_(api), fresh_for_(fresh_for) {}
   absl::StatusOr<json> Get(const std::string& resource, const std::string& ns, const std::string& name) override {
-    std::string path = "/api/v1/namespaces/" + ns + "/" + resource + "/" + name;
+    // Cluster-scoped objects (persistentvolumes) have no namespace in their path.
+    std::string path = ns.empty() ? "/api/v1/" + resource + "/" + name : "/api/v1/namespaces/" + ns + "/" + resource + "/" + name;
     if (auto fresh = Fresh(path)) return *fresh;
     auto r = api_->Get(path);
     std::lock_guard<std::mutex> l(mu_);

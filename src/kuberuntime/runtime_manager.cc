@@ -6,6 +6,7 @@
 #include "kubelet/network/cni.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/prober/prober.h"
+#include "kubelet/volumemanager/subpath.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -310,6 +311,20 @@ class RuntimeManagerImpl : public RuntimeManager {
       if (!a.sandbox_id.empty()) RefreshVolumes(pod);
       return result;
     }
+    // The pod's volumes before its sandbox, as upstream's SyncPod: this waits on this pod's worker only.
+    auto volumes = d_.volumes->WaitForAttachAndMount(pod);
+    if (!volumes.ok()) {
+      if (volumes.status().code() != absl::StatusCode::kCancelled) {
+        std::string msg = "Unable to attach or mount volumes: " + std::string(volumes.status().message());
+        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, msg);
+        log_->error("Unable to attach or mount volumes for pod; skipping pod pod=\"{}\" err=\"{}\"", PodDesc(pod),
+                    volumes.status().message());
+        result.error = absl::Status(volumes.status().code(), msg);
+      } else {
+        result.error = volumes.status();
+      }
+      return result;
+    }
     PodSandboxConfig sandbox_config = BuildSandboxConfig(pod, a.attempt, a.create_sandbox);
     std::vector<std::string> pod_ips = status.ips;
     if (a.create_sandbox) {
@@ -355,17 +370,8 @@ class RuntimeManagerImpl : public RuntimeManager {
       KLOG_V(log_, 2)("Created PodSandbox for pod podSandboxID=\"{}\" pod=\"{}\" ips={}", sandbox_id, PodDesc(pod),
                       pod_ips.empty() ? "" : pod_ips[0]);
     }
-    if (sandbox_id.empty() || (a.containers_to_start.empty() && a.init_containers_to_start.empty())) {
-      if (!sandbox_id.empty()) RefreshVolumes(pod);
-      return result;
-    }
+    if (sandbox_id.empty() || (a.containers_to_start.empty() && a.init_containers_to_start.empty())) return result;
 
-    auto volumes = d_.volumes->MountVolumesForPod(pod);
-    if (!volumes.ok()) {
-      d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(volumes.status().message()));
-      result.error = volumes.status();
-      return result;
-    }
     std::string hosts_file = WriteHostsFile(pod, pod_ips);
 
     // Init containers in order: a sidecar that fails to start is skipped, a plain one stops the round.
@@ -850,9 +856,11 @@ class RuntimeManagerImpl : public RuntimeManager {
   // them on each sync). A failure is reported and changes nothing that runs.
   void RefreshVolumes(const api::Pod& pod) {
     if (pod.spec.volumes.empty()) return;
-    if (auto v = d_.volumes->MountVolumesForPod(pod); !v.ok()) {
-      d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount, std::string(v.status().message()));
-      log_->error("Unable to update volumes of running pod pod=\"{}\" err=\"{}\"", PodDesc(pod), v.status().message());
+    // Set up already: this returns at once and the reconciler brings the contents up to date on its own thread.
+    if (auto v = d_.volumes->WaitForAttachAndMount(pod); !v.ok() && v.status().code() != absl::StatusCode::kCancelled) {
+      d_.recorder->PodEvent(pod, events::kWarning, events::kFailedMount,
+                            "Unable to attach or mount volumes: " + std::string(v.status().message()));
+      log_->error("Unable to attach or mount volumes of running pod pod=\"{}\" err=\"{}\"", PodDesc(pod), v.status().message());
     }
   }
 
@@ -913,7 +921,7 @@ class RuntimeManagerImpl : public RuntimeManager {
 
   absl::Status StartContainer(const api::Pod& pod, const api::Container& c, const PodStatus& status,
                               const std::string& sandbox_id, const PodSandboxConfig& sandbox_config,
-                              const std::map<std::string, std::string>& volumes, const std::string& hosts_file,
+                              const volumemanager::PodVolumes& volumes, const std::string& hosts_file,
                               const std::vector<std::string>& pod_ips, Backoff* backoff) {
     const ContainerStatus* prev = status.FindContainer(c.name);
     const char* type = "container";
@@ -983,7 +991,7 @@ class RuntimeManagerImpl : public RuntimeManager {
 
   absl::StatusOr<ContainerConfig> BuildContainerConfig(const api::Pod& pod, const api::Container& c,
                                                        int32_t restart_count, const std::string& image_ref,
-                                                       const std::map<std::string, std::string>& volumes,
+                                                       const volumemanager::PodVolumes& volumes,
                                                        const std::string& hosts_file, const std::vector<std::string>& pod_ips) {
     ContainerConfig cfg;
     cfg.mutable_metadata()->set_name(c.name);
@@ -1008,20 +1016,59 @@ class RuntimeManagerImpl : public RuntimeManager {
     for (const auto& s : c.args) cfg.add_args(ExpandEnv(s, env));
     cfg.set_working_dir(c.working_dir);
     bool mounts_hosts = false;
-    for (const auto& m : c.volume_mounts) {
+    for (size_t i = 0; i < c.volume_mounts.size(); ++i) {
+      const api::VolumeMount& m = c.volume_mounts[i];
       auto it = volumes.find(m.name);
       if (it == volumes.end()) return absl::NotFoundError("cannot find volume \"" + m.name + "\" to mount into container \"" + c.name + "\"");
-      std::string host = it->second;
-      if (!m.sub_path.empty()) {
-        host += "/" + m.sub_path;
+      std::string host = it->second.path;
+      std::string sub_path = m.sub_path;
+      if (!m.sub_path_expr.empty()) {
+        std::set<std::string> missing;
+        sub_path = ExpandSubPathExpr(m.sub_path_expr, env, &missing);
+        if (!missing.empty()) {
+          std::string list;
+          for (const auto& k : missing) list += (list.empty() ? "" : ", ") + k;
+          return absl::InvalidArgumentError("missing value for " + list);
+        }
+      }
+      if (!sub_path.empty()) {
+        if (auto st = volumemanager::ValidateSubPath(sub_path); !st.ok()) return st;
+        const std::string volume_path = host;
+        host = volume_path + "/" + sub_path;
+        struct stat vst {};
         std::error_code ec;
-        if (!fs::exists(host, ec)) fs::create_directories(host, ec);
-        if (ec) return absl::InternalError("failed to create subPath directory for volumeMount \"" + m.name + "\" of container \"" + c.name + "\"");
+        if (!fs::exists(fs::symlink_status(host, ec))) {
+          // Created now with the volume's mode, so that an fsGroup's group can write to it.
+          mode_t perm = ::stat(volume_path.c_str(), &vst) == 0 ? (vst.st_mode & 07777) : 0755;
+          if (auto st = volumemanager::SafeMakeDir(sub_path, volume_path, perm); !st.ok()) {
+            // The detail stays in the log: it could tell the pod's owner about the host's filesystem.
+            log_->error("Failed to create subPath directory for volumeMount of the container containerName=\"{}\" volumeMountName=\"{}\" err=\"{}\"",
+                        c.name, m.name, st.message());
+            return absl::InvalidArgumentError("failed to create subPath directory for volumeMount \"" + m.name +
+                                              "\" of container \"" + c.name + "\"");
+          }
+        }
+        volumemanager::Subpath sp;
+        sp.volume_mount_index = static_cast<int>(i);
+        sp.path = host;
+        sp.volume_name = m.name;
+        sp.volume_path = volume_path;
+        sp.pod_dir = o_.pods_dir + "/" + pod.metadata.uid;
+        sp.container_name = c.name;
+        auto target = volumemanager::PrepareSafeSubpath(sp);
+        if (!target.ok()) {
+          log_->error("Failed to prepare subPath for volumeMount of the container containerName=\"{}\" volumeMountName=\"{}\" err=\"{}\"",
+                      c.name, m.name, target.status().message());
+          return absl::InvalidArgumentError("failed to prepare subPath for volumeMount \"" + m.name + "\" of container \"" +
+                                            c.name + "\"");
+        }
+        host = *target;
       }
       auto* mount = cfg.add_mounts();
       mount->set_container_path(m.mount_path);
       mount->set_host_path(host);
-      mount->set_readonly(m.read_only);
+      // A read-only claim (or a volume the manager marks read-only) is mounted read-only whatever the mount says.
+      mount->set_readonly(m.read_only || it->second.read_only);
       if (m.mount_propagation == "HostToContainer") mount->set_propagation(cri::rt::PROPAGATION_HOST_TO_CONTAINER);
       if (m.mount_propagation == "Bidirectional") mount->set_propagation(cri::rt::PROPAGATION_BIDIRECTIONAL);
       if (m.mount_path == "/etc/hosts") mounts_hosts = true;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +19,9 @@
 
 #include "kubelet/api/fieldpath.h"
 #include "kubelet/api/quantity.h"
+#include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
+#include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/volumemanager/atomic_writer.h"
 
@@ -192,58 +196,135 @@ absl::Status DownwardPayload(const VolumeDeps& d, const api::Pod& pod, const api
   return absl::OkStatus();
 }
 
+// The bound PersistentVolume of a claim, checked as upstream's desired-state populator checks it.
+absl::StatusOr<json> ClaimedVolume(const VolumeDeps& d, const std::string& ns, const api::PersistentVolumeClaimVolumeSource& src) {
+  auto wrap = [&](const std::string& why) {
+    return absl::FailedPreconditionError("error processing PVC " + ns + "/" + src.claim_name + ": " + why);
+  };
+  if (!d.get_object) return wrap("failed to fetch PVC from API server: no API server");
+  auto pvc = d.get_object("persistentvolumeclaims", ns, src.claim_name);
+  if (!pvc.ok()) return wrap("failed to fetch PVC from API server: " + std::string(pvc.status().message()));
+  if (!pvc->is_object()) return wrap("failed to fetch PVC from API server: not an object");
+  const json meta = pvc->value("metadata", json::object());
+  if (meta.is_object() && meta.contains("deletionTimestamp") && !meta["deletionTimestamp"].is_null()) return wrap("PVC is being deleted");
+  const json status = pvc->value("status", json::object());
+  if (!status.is_object() || api::StringField(status, "phase") != "Bound") return wrap("PVC is not bound");
+  const json spec = pvc->value("spec", json::object());
+  std::string pv_name = spec.is_object() ? api::StringField(spec, "volumeName") : "";
+  if (pv_name.empty()) return wrap("PVC has empty pvc.Spec.VolumeName");
+  auto pv = d.get_object("persistentvolumes", "", pv_name);
+  if (!pv.ok()) return wrap("failed to fetch PV " + pv_name + " from API server: " + std::string(pv.status().message()));
+  const json pv_spec = pv->is_object() ? pv->value("spec", json::object()) : json::object();
+  const json ref = pv_spec.is_object() ? pv_spec.value("claimRef", json(nullptr)) : json(nullptr);
+  if (!ref.is_object())
+    return wrap("found PV object " + pv_name + " but it has a nil pv.Spec.ClaimRef indicating it is not yet bound to the claim");
+  std::string claim_uid = api::MetaField(*pvc, "uid");
+  if (api::StringField(ref, "uid") != claim_uid)
+    return wrap("found PV object " + pv_name + " but its pv.Spec.ClaimRef.UID " + api::StringField(ref, "uid") +
+                " does not point to claim.UID " + claim_uid);
+  return *pv;
+}
+
+constexpr auto kReconcilerPeriod = std::chrono::milliseconds(100);
+constexpr auto kRetryInterval = std::chrono::milliseconds(300);  // upstream's podAttachAndMountRetryInterval
+constexpr auto kInitialBackoff = std::chrono::milliseconds(500);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(2 * 60 * 1000 + 2000);
+using Steady = std::chrono::steady_clock;
+
+std::string GoList(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + v[i];
+  return out + "]";
+}
+
 class VolumeManagerImpl : public VolumeManager {
  public:
   VolumeManagerImpl(std::string pods_dir, VolumeDeps deps)
-      : pods_dir_(std::move(pods_dir)), deps_(std::move(deps)), tokens_(&deps_), log_(log::Get("volumemanager")) {}
+      : pods_dir_(std::move(pods_dir)), deps_(std::move(deps)), tokens_(&deps_), log_(log::Get("volumemanager")) {
+    Reconstruct();
+    reconciler_ = std::thread([this] { GuardedRun("volume reconciler", [this] { Reconcile(); }); });
+  }
+  ~VolumeManagerImpl() override { Stop(); }
 
-  absl::StatusOr<std::map<std::string, std::string>> MountVolumesForPod(const api::Pod& pod) override {
-    std::map<std::string, std::string> out;
-    for (const auto& v : pod.spec.volumes) {
-      if (v.host_path) {
-        if (auto st = CheckHostPath(*v.host_path); !st.ok())
-          return absl::Status(st.code(), "volume \"" + v.name + "\": " + std::string(st.message()));
-        out[v.name] = v.host_path->path;
-      } else if (v.empty_dir) {
-        std::string dir = pods_dir_ + "/" + pod.metadata.uid + "/volumes/kubernetes.io~empty-dir/" + v.name;
-        std::error_code ec;
-        fs::create_directories(dir, ec);
-        if (ec) return absl::InternalError("volume \"" + v.name + "\": cannot create " + dir + ": " + ec.message());
-        ::chmod(dir.c_str(), 0777);
-        if (v.empty_dir->medium == "Memory" && !IsMountPoint(dir)) {
-          std::string opts = "mode=0777";
-          // tmpfs takes bytes (or k/m/g suffixes), not Kubernetes quantities such as 1Gi.
-          if (!v.empty_dir->size_limit.empty()) {
-            auto q = api::ParseQuantity(v.empty_dir->size_limit);
-            if (!q.ok() || q->Value() <= 0)
-              return absl::InvalidArgumentError("volume \"" + v.name + "\": invalid sizeLimit \"" + v.empty_dir->size_limit + "\"");
-            opts += ",size=" + std::to_string(q->Value());
-          }
-          if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
-            return absl::InternalError("volume \"" + v.name + "\": mount tmpfs on " + dir + ": " + std::strerror(errno));
-        }
-        if (auto st = ApplyFSGroup(pod, dir); !st.ok())
-          return absl::Status(st.code(), "volume \"" + v.name + "\": " + std::string(st.message()));
-        out[v.name] = dir;
-      } else if (v.config_map || v.secret || v.downward_api || v.projected) {
-        auto dir = SetUpAPIVolume(pod, v);
-        if (!dir.ok()) return absl::Status(dir.status().code(), "MountVolume.SetUp failed for volume \"" + v.name + "\" : " +
-                                                                  std::string(dir.status().message()));
-        out[v.name] = *dir;
-      } else {
-        std::string kind;
-        for (auto it = v.raw.begin(); it != v.raw.end(); ++it)
-          if (it.key() != "name") kind = it.key();
-        return absl::UnimplementedError("volume \"" + v.name + "\": volume type \"" + kind +
-                                        "\" is not supported by this kubelet yet");
-      }
+  void Stop() override {
+    std::map<std::string, std::thread> ops;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+      stop_ = true;
     }
-    return out;
+    cv_.notify_all();
+    if (reconciler_.joinable()) reconciler_.join();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ops.swap(ops_);
+    }
+    for (auto& [uid, t] : ops)
+      if (t.joinable()) t.join();
+  }
+
+  absl::StatusOr<PodVolumes> WaitForAttachAndMount(const api::Pod& pod, std::chrono::milliseconds timeout) override {
+    const std::string& uid = pod.metadata.uid;
+    if (uid.empty() || uid.find('/') != std::string::npos) return absl::InvalidArgumentError("bad pod uid");
+    auto deadline = Steady::now() + timeout;
+    uint64_t generation;
+    std::unique_lock<std::mutex> l(mu_);
+    {
+      DesiredPod& d = desired_[uid];
+      d.pod = pod;
+      generation = ++d.generation;
+      ActualPod& a = actual_[uid];
+      // A sync asks now: what it asks for is not held back by the reconciler's own retry back-off.
+      if (a.retry_at > Steady::now()) a.retry_at = Steady::now();
+      kicked_ = true;
+    }
+    cv_.notify_all();
+    if (pod.spec.volumes.empty()) return PodVolumes{};
+    OnCancel wake([this] { cv_.notify_all(); });
+    for (;;) {
+      ActualPod& a = actual_[uid];
+      PodVolumes out;
+      std::vector<std::string> unmounted;
+      for (const auto& v : pod.spec.volumes) {
+        auto it = a.mounted.find(v.name);
+        if (it == a.mounted.end()) {
+          unmounted.push_back(v.name);
+        } else {
+          out[v.name] = it->second;
+        }
+      }
+      if (unmounted.empty()) return out;
+      std::vector<std::string> not_processed;
+      std::string pod_errors;
+      for (const auto& [name, why] : a.failed_to_process) {
+        not_processed.push_back(name);
+        pod_errors += (pod_errors.empty() ? "" : "; ") + why;
+      }
+      auto fail = [&](const std::string& why) {
+        // Nothing here attaches (no attachable kind yet): the unattached list is empty.
+        return absl::DeadlineExceededError("unmounted volumes=" + GoList(unmounted) + ", unattached volumes=[], failed to process volumes=" +
+                                           GoList(not_processed) + ": " + why);
+      };
+      // The populator's errors for this pod end the wait at once, as upstream's PopPodErrors.
+      if (!pod_errors.empty() && a.processed_generation >= generation) return fail(pod_errors);
+      if (CancelScope::Cancelled()) return absl::CancelledError("the pod's sync was cancelled while waiting for its volumes");
+      if (stop_) return absl::CancelledError("volume manager stopped");
+      if (Steady::now() >= deadline) return fail("timed out waiting for the condition");
+      cv_.wait_until(l, std::min(deadline, Steady::now() + kRetryInterval));
+    }
   }
 
   absl::Status UnmountVolumesForPod(const std::string& uid) override {
     if (uid.empty() || uid.find('/') != std::string::npos || uid == "." || uid == "..")
       return absl::InvalidArgumentError("bad pod uid");
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      desired_.erase(uid);
+      if (auto it = actual_.find(uid); it != actual_.end() && it->second.busy)
+        return absl::UnavailableError("volume operations of pod " + uid + " are still running");
+      actual_.erase(uid);
+    }
     tokens_.DeleteServiceAccountTokens(uid);
     std::string pod_dir = pods_dir_ + "/" + uid;
     // Never delete through a mount point: unmount what is mounted under the pod's folder, check, then remove.
@@ -258,7 +339,237 @@ class VolumeManagerImpl : public VolumeManager {
     return absl::OkStatus();
   }
 
+  std::vector<std::string> PodsWithVolumes() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<std::string> out;
+    for (const auto& [uid, a] : actual_)
+      if (!a.mounted.empty()) out.push_back(uid);
+    return out;
+  }
+
  private:
+  struct DesiredPod {
+    api::Pod pod;
+    uint64_t generation = 0;  // bumped by each sync's wait: contents to bring up to date
+  };
+  struct ActualPod {
+    PodVolumes mounted;
+    std::map<std::string, std::string> failed_to_process;  // volume -> why (claims not resolved, unknown kinds)
+    std::map<std::string, std::string> errors;             // volume -> its last set-up error
+    uint64_t synced_generation = 0;                        // the last generation every volume was set up for
+    uint64_t processed_generation = 0;                     // the last generation an operation finished for
+    bool busy = false;
+    Steady::time_point retry_at{};
+    std::chrono::milliseconds backoff{0};
+  };
+
+  // What is set up already, from the pod folders (upstream's reconstruction): a volume whose content or mount is
+  // in place counts as mounted, so a restarted kubelet remounts and rewrites nothing, and containers keep running.
+  void Reconstruct() {
+    std::error_code ec;
+    std::set<std::string> mounts;
+    {
+      std::ifstream in("/proc/mounts");
+      std::string dev, mnt, rest;
+      while (in >> dev >> mnt) {
+        std::getline(in, rest);
+        mounts.insert(mnt);
+      }
+    }
+    size_t found = 0;
+    for (fs::directory_iterator pods(pods_dir_, ec), end; !ec && pods != end; pods.increment(ec)) {
+      std::string uid = pods->path().filename().string();
+      std::error_code ec2;
+      for (fs::directory_iterator plugins(pods->path() / "volumes", ec2); !ec2 && plugins != end; plugins.increment(ec2)) {
+        std::string plugin = plugins->path().filename().string();
+        std::error_code ec3;
+        for (fs::directory_iterator vols(plugins->path(), ec3); !ec3 && vols != end; vols.increment(ec3)) {
+          std::string dir = vols->path().string();
+          bool tmpfs_kind = plugin == "kubernetes.io~secret" || plugin == "kubernetes.io~projected";
+          bool ok = plugin == "kubernetes.io~empty-dir"
+                        ? true
+                        : (plugin == "kubernetes.io~configmap" || plugin == "kubernetes.io~downward-api" || tmpfs_kind) &&
+                              fs::is_symlink(vols->path() / "..data", ec3) &&
+                              (!tmpfs_kind || !deps_.tmpfs_for_secrets || mounts.count(dir));
+          if (plugin == "kubernetes.io~local-volume") ok = mounts.count(dir) > 0;
+          if (!ok) continue;
+          actual_[uid].mounted[vols->path().filename().string()] = {dir, false};
+          ++found;
+        }
+      }
+    }
+    if (found) log_->info("Reconstructed volumes from disk pods={} volumes={}", actual_.size(), found);
+  }
+
+  void Reconcile() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!stop_) {
+      // Finished operations are joined here, off the lock.
+      for (const auto& uid : finished_) {
+        auto it = ops_.find(uid);
+        if (it == ops_.end()) continue;
+        std::thread t = std::move(it->second);
+        ops_.erase(it);
+        l.unlock();
+        if (t.joinable()) t.join();
+        l.lock();
+      }
+      finished_.clear();
+      auto now = Steady::now();
+      for (auto& [uid, d] : desired_) {
+        ActualPod& a = actual_[uid];
+        if (a.busy || ops_.count(uid)) continue;
+        bool all = true;
+        for (const auto& v : d.pod.spec.volumes) all &= a.mounted.count(v.name) > 0;
+        if ((all && a.synced_generation >= d.generation) || now < a.retry_at) continue;
+        if (d.pod.spec.volumes.empty()) {
+          a.synced_generation = a.processed_generation = d.generation;
+          continue;
+        }
+        a.busy = true;
+        ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation] { Operate(pod, gen); });
+      }
+      cv_.wait_for(l, kReconcilerPeriod, [this] { return stop_ || kicked_ || !finished_.empty(); });
+      kicked_ = false;
+    }
+  }
+
+  // One pod's set-up, on its own thread: each volume is set up (or its content brought up to date); a failure is
+  // reported by name and leaves what was set up before in place.
+  void Operate(const api::Pod& pod, uint64_t generation) {
+    PodVolumes done;
+    std::map<std::string, std::string> failed, errors;
+    for (const auto& v : pod.spec.volumes) {
+      bool processing = false;
+      absl::StatusOr<MountedVolume> mv = absl::InternalError("not set up");
+      // Nothing thrown below a volume's set-up leaves this thread: it is that volume's error.
+      if (auto st = Guarded("volume set-up", [&] {
+            mv = SetUpVolume(pod, v, &processing);
+            return absl::OkStatus();
+          });
+          !st.ok())
+        mv = st;
+      if (mv.ok()) {
+        done[v.name] = *mv;
+        continue;
+      }
+      std::string msg = processing ? std::string(mv.status().message())
+                                   : "MountVolume.SetUp failed for volume \"" + v.name + "\" : " + std::string(mv.status().message());
+      (processing ? failed : errors)[v.name] = msg;
+      if (!processing) {
+        if (deps_.record_event) deps_.record_event(pod, "Warning", "FailedMount", msg);
+      }
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    ActualPod& a = actual_[pod.metadata.uid];
+    for (auto& [name, mv] : done) a.mounted[name] = std::move(mv);
+    a.failed_to_process = failed;
+    a.errors = errors;
+    a.busy = false;
+    a.processed_generation = std::max(a.processed_generation, generation);
+    if (failed.empty() && errors.empty()) {
+      a.synced_generation = std::max(a.synced_generation, generation);
+      a.backoff = std::chrono::milliseconds(0);
+      a.retry_at = {};
+    } else {
+      a.backoff = a.backoff.count() == 0 ? kInitialBackoff : std::min(kMaxBackoff, a.backoff * 2);
+      a.retry_at = Steady::now() + a.backoff;
+      std::string all;
+      for (const auto* m : {&failed, &errors})
+        for (const auto& [name, why] : *m) all += (all.empty() ? "" : "; ") + why;
+      log_->error("Volume operation failed pod=\"{}/{}\" podUID=\"{}\" durationBeforeRetry=\"{}ms\" err=\"{}\"",
+                  pod.metadata.namespace_, pod.metadata.name, pod.metadata.uid, a.backoff.count(), all);
+    }
+    if (!desired_.count(pod.metadata.uid) && a.mounted.empty()) actual_.erase(pod.metadata.uid);
+    finished_.push_back(pod.metadata.uid);
+    cv_.notify_all();
+  }
+
+  // One volume. *processing is set for what upstream's populator refuses before any set-up (claims that do not
+  // resolve, kinds it has no plugin for): those end a pod's wait at once.
+  absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool* processing) {
+    if (v.host_path) {
+      if (auto st = CheckHostPath(*v.host_path); !st.ok()) return st;
+      return MountedVolume{v.host_path->path, false};
+    }
+    if (v.empty_dir) {
+      std::string dir = pods_dir_ + "/" + pod.metadata.uid + "/volumes/kubernetes.io~empty-dir/" + v.name;
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
+      if (v.empty_dir->medium == "Memory" && !IsMountPoint(dir)) {
+        ::chmod(dir.c_str(), 0777);
+        std::string opts = "mode=0777";
+        // tmpfs takes bytes (or k/m/g suffixes), not Kubernetes quantities such as 1Gi.
+        if (!v.empty_dir->size_limit.empty()) {
+          auto q = api::ParseQuantity(v.empty_dir->size_limit);
+          if (!q.ok() || q->Value() <= 0) return absl::InvalidArgumentError("invalid sizeLimit \"" + v.empty_dir->size_limit + "\"");
+          opts += ",size=" + std::to_string(q->Value());
+        }
+        if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
+          return absl::InternalError("mount tmpfs on " + dir + ": " + std::strerror(errno));
+      }
+      struct stat st {};
+      if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & 0777) != 0777) ::chmod(dir.c_str(), 0777);
+      if (auto fst = ApplyFSGroup(pod, dir); !fst.ok()) return fst;
+      return MountedVolume{dir, false};
+    }
+    if (v.config_map || v.secret || v.downward_api || v.projected) {
+      auto dir = SetUpAPIVolume(pod, v);
+      if (!dir.ok()) return dir.status();
+      return MountedVolume{*dir, false};
+    }
+    if (v.persistent_volume_claim) {
+      auto pv = ClaimedVolume(deps_, pod.metadata.namespace_, *v.persistent_volume_claim);
+      if (!pv.ok()) {
+        *processing = true;
+        return pv.status();
+      }
+      bool ro = v.persistent_volume_claim->read_only;
+      const json& spec = (*pv)["spec"];
+      std::string pv_name = api::MetaField(*pv, "name");
+      if (spec.contains("hostPath") && spec["hostPath"].is_object()) {
+        api::HostPathVolumeSource hp;
+        hp.path = api::StringField(spec["hostPath"], "path");
+        hp.type = api::StringField(spec["hostPath"], "type");
+        if (hp.path.empty() || hp.path[0] != '/') return absl::InvalidArgumentError("persistent volume " + pv_name + ": hostPath.path must be absolute");
+        if (auto st = CheckHostPath(hp); !st.ok()) return st;
+        return MountedVolume{hp.path, ro};
+      }
+      if (spec.contains("local") && spec["local"].is_object()) {
+        // As upstream's local volume plugin: the node's path bind-mounted at the pod's volume folder.
+        std::string path = api::StringField(spec["local"], "path");
+        struct stat st {};
+        if (path.empty() || path[0] != '/' || ::stat(path.c_str(), &st) != 0)
+          return absl::NotFoundError("path \"" + path + "\" does not exist");
+        std::string dir = pods_dir_ + "/" + pod.metadata.uid + "/volumes/kubernetes.io~local-volume/" + v.name;
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
+        if (!IsMountPoint(dir)) {
+          if (::mount(path.c_str(), dir.c_str(), nullptr, MS_BIND, nullptr) != 0)
+            return absl::InternalError("bind mount " + path + " at " + dir + ": " + std::strerror(errno));
+          if (ro && ::mount(nullptr, dir.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+            return absl::InternalError("remount " + dir + " read-only: " + std::strerror(errno));
+        }
+        if (!ro)
+          if (auto fst = ApplyFSGroup(pod, dir); !fst.ok()) return fst;
+        return MountedVolume{dir, ro};
+      }
+      std::string kind;
+      for (auto it = spec.begin(); it != spec.end(); ++it)
+        if (it.value().is_object() && it.key() != "claimRef" && it.key() != "nodeAffinity" && it.key() != "capacity") kind = it.key();
+      *processing = true;
+      return absl::UnimplementedError("volume \"" + v.name + "\": persistent volume " + pv_name + " of type \"" + kind +
+                                      "\" is not supported by this kubelet yet");
+    }
+    std::string kind;
+    for (auto it = v.raw.begin(); it != v.raw.end(); ++it)
+      if (it.key() != "name") kind = it.key();
+    *processing = true;
+    return absl::UnimplementedError("volume \"" + v.name + "\": volume type \"" + kind + "\" is not supported by this kubelet yet");
+  }
+
   // configMap, secret, downwardAPI, projected: the payload from the API (or the pod), written atomically.
   absl::StatusOr<std::string> SetUpAPIVolume(const api::Pod& pod, const api::Volume& v) {
     const char* plugin = v.config_map ? "kubernetes.io~configmap"
@@ -319,6 +630,15 @@ class VolumeManagerImpl : public VolumeManager {
   VolumeDeps deps_;
   TokenManager tokens_;
   std::shared_ptr<spdlog::logger> log_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool kicked_ = false;
+  std::map<std::string, DesiredPod> desired_;    // by UID: the pods being synced
+  std::map<std::string, ActualPod> actual_;      // by UID: what is set up; entries go with the pod's teardown
+  std::map<std::string, std::thread> ops_;       // one operation per pod at a time
+  std::vector<std::string> finished_;            // operations to join
+  std::thread reconciler_;
 };
 
 }  // namespace

@@ -7,10 +7,16 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
+#include "common/test_util.h"
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
@@ -131,28 +137,63 @@ json AdmittedPod(const std::string& uid) {
         {"path":"mem","resourceFieldRef":{"containerName":"c","resource":"limits.memory","divisor":"1Mi"}}]}}]}})");
 }
 
+// What the volume manager reads, shared with its operation threads: every field behind the mutex or atomic.
 struct FakeAPI {
+  std::mutex mu;
   std::map<std::string, json> objects;  // "resource/ns/name"
-  int token_requests = 0;
+  std::vector<std::string> events;      // "reason: message"
+  std::atomic<int> token_requests{0};
   json last_token_request;
-  int token_status = 0;  // non-zero: the TokenRequest fails
+  std::atomic<int> token_status{0};  // non-zero: the TokenRequest fails
+  std::function<void(const std::string& key)> on_get;  // called (unlocked) before each read
   FakeClock* clock = nullptr;
+
+  void Set(const std::string& key, json obj) {
+    std::lock_guard<std::mutex> l(mu);
+    objects[key] = std::move(obj);
+  }
+  void SetData(const std::string& key, const std::string& k, const std::string& v) {
+    std::lock_guard<std::mutex> l(mu);
+    objects[key]["data"][k] = v;
+  }
+  size_t EventCount() {
+    std::lock_guard<std::mutex> l(mu);
+    return events.size();
+  }
+  std::string LastEvent() {
+    std::lock_guard<std::mutex> l(mu);
+    return events.empty() ? "" : events.back();
+  }
+  json LastTokenRequest() {
+    std::lock_guard<std::mutex> l(mu);
+    return last_token_request;
+  }
   VolumeDeps Deps() {
     VolumeDeps d;
     d.get_object = [this](const std::string& r, const std::string& ns, const std::string& n) -> absl::StatusOr<json> {
+      if (on_get) on_get(r + "/" + ns + "/" + n);
+      std::lock_guard<std::mutex> l(mu);
       auto it = objects.find(r + "/" + ns + "/" + n);
       if (it == objects.end()) return absl::NotFoundError(r + " \"" + n + "\" not found");
       return it->second;
     };
     d.request_token = [this](const std::string& ns, const std::string& sa, const json& req) -> absl::StatusOr<json> {
-      ++token_requests;
-      last_token_request = req;
+      int n = ++token_requests;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        last_token_request = req;
+      }
       if (token_status) return absl::PermissionDeniedError("serviceaccounts \"" + sa + "\" is forbidden");
       int64_t exp = req["spec"]["expirationSeconds"];
       json out = req;
-      out["status"] = {{"token", "tok-" + std::to_string(token_requests) + "-" + ns + "-" + sa},
+      out["status"] = {{"token", "tok-" + std::to_string(n) + "-" + ns + "-" + sa},
                        {"expirationTimestamp", FormatRFC3339(clock->Now() + std::chrono::seconds(exp))}};
       return out;
+    };
+    d.record_event = [this](const api::Pod&, const std::string&, const std::string& reason, const std::string& message) {
+      std::lock_guard<std::mutex> l(mu);
+      events.push_back(message);
+      (void)reason;
     };
     d.clock = clock;
     d.tmpfs_for_secrets = ::geteuid() == 0;
@@ -170,9 +211,9 @@ TEST(APIVolumes, ConfigMapSecretDownwardAPIAndTheServiceAccountVolume) {
   api.objects["secrets/team/db"] = {{"data", {{"password", Base64Encode("s3cret")}}}};
   auto vm = NewVolumeManager(d.path().string(), api.Deps());
   auto pod = DecodeWithDefaults(AdmittedPod("u1"));
-  auto mounts = vm->MountVolumesForPod(pod);
+  auto mounts = vm->WaitForAttachAndMount(pod);
   ASSERT_TRUE(mounts.ok()) << mounts.status();
-  fs::path sa = mounts->at("kube-api-access-x7k2p");
+  fs::path sa = mounts->at("kube-api-access-x7k2p").path;
   EXPECT_EQ(sa, d.path() / "u1/volumes/kubernetes.io~projected/kube-api-access-x7k2p");
   EXPECT_EQ(Read(sa / "token"), "tok-1-team-builder");
   EXPECT_EQ(Read(sa / "ca.crt"), "PEM");
@@ -181,17 +222,17 @@ TEST(APIVolumes, ConfigMapSecretDownwardAPIAndTheServiceAccountVolume) {
   ASSERT_EQ(::stat((sa / "token").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0644u);
   // The TokenRequest as upstream's token manager sends it: bound to the pod, with the projection's lifetime.
-  EXPECT_EQ(api.last_token_request["kind"], "TokenRequest");
-  EXPECT_EQ(api.last_token_request["spec"]["expirationSeconds"], 3607);
-  EXPECT_EQ(api.last_token_request["spec"]["boundObjectRef"]["kind"], "Pod");
-  EXPECT_EQ(api.last_token_request["spec"]["boundObjectRef"]["uid"], "u1");
-  fs::path cfg = mounts->at("cfg");
+  EXPECT_EQ(api.LastTokenRequest()["kind"], "TokenRequest");
+  EXPECT_EQ(api.LastTokenRequest()["spec"]["expirationSeconds"], 3607);
+  EXPECT_EQ(api.LastTokenRequest()["spec"]["boundObjectRef"]["kind"], "Pod");
+  EXPECT_EQ(api.LastTokenRequest()["spec"]["boundObjectRef"]["uid"], "u1");
+  fs::path cfg = mounts->at("cfg").path;
   EXPECT_EQ(cfg, d.path() / "u1/volumes/kubernetes.io~configmap/cfg");
   EXPECT_EQ(Read(cfg / "conf/level"), "debug");
   EXPECT_FALSE(fs::exists(cfg / "other"));
   ASSERT_EQ(::stat((cfg / "conf/level").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  fs::path creds = mounts->at("creds");
+  fs::path creds = mounts->at("creds").path;
   EXPECT_EQ(Read(creds / "password"), "s3cret");
   ASSERT_EQ(::stat((creds / "password").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0400u);
@@ -200,20 +241,21 @@ TEST(APIVolumes, ConfigMapSecretDownwardAPIAndTheServiceAccountVolume) {
     ASSERT_EQ(::statfs(creds.c_str(), &fs_info), 0);
     EXPECT_EQ(fs_info.f_type, 0x01021994) << "secret volumes are tmpfs";  // TMPFS_MAGIC
   }
-  fs::path info = mounts->at("info");
+  fs::path info = mounts->at("info").path;
   EXPECT_EQ(Read(info / "labels"), "app=\"web\"\ntier=\"a\\\"b\"");
   EXPECT_EQ(Read(info / "mem"), "64");
 
-  // An update reaches the mounted file; the token is reused while fresh.
-  api.objects["configmaps/team/settings"]["data"]["level"] = "info";
-  ASSERT_TRUE(vm->MountVolumesForPod(pod).ok());
-  EXPECT_EQ(Read(cfg / "conf/level"), "info");
-  EXPECT_EQ(api.token_requests, 1);
+  // An update reaches the mounted file: the next sync's wait returns at once (all is set up) and the reconciler
+  // brings the contents up to date on its own thread. The token is reused while fresh.
+  api.SetData("configmaps/team/settings", "level", "info");
+  ASSERT_TRUE(vm->WaitForAttachAndMount(pod).ok());
+  EXPECT_TRUE(testing::WaitUntil([&] { return Read(cfg / "conf/level") == "info"; })) << Read(cfg / "conf/level");
+  EXPECT_EQ(api.token_requests.load(), 1);
   // Past 80% of its lifetime the token is requested again and rewritten.
   clock.Step(std::chrono::seconds(3607 * 81 / 100 + 11));
-  ASSERT_TRUE(vm->MountVolumesForPod(pod).ok());
-  EXPECT_EQ(api.token_requests, 2);
-  EXPECT_EQ(Read(sa / "token"), "tok-2-team-builder");
+  ASSERT_TRUE(vm->WaitForAttachAndMount(pod).ok());
+  EXPECT_TRUE(testing::WaitUntil([&] { return Read(sa / "token") == "tok-2-team-builder"; })) << Read(sa / "token");
+  EXPECT_EQ(api.token_requests.load(), 2);
 
   // Teardown unmounts and leaves no folder behind.
   ASSERT_TRUE(vm->UnmountVolumesForPod("u1").ok());
@@ -231,16 +273,23 @@ TEST(APIVolumes, MissingObjectsKeysAndRefusedTokensAreClearErrors) {
               {"spec", {{"containers", {{{"name", "c"}, {"image", "x:1"}}}}, {"volumes", {volume}}}}};
     return DecodeWithDefaults(j);
   };
+  // The reconciler reports each failed set-up as a FailedMount event; the pod's wait ends at its timeout.
+  int n = 0;
   auto err = [&](const json& volume) {
-    auto r = vm->MountVolumesForPod(pod(volume));
-    return r.ok() ? std::string("ok") : std::string(r.status().message());
+    api::Pod p = pod(volume);
+    p.metadata.uid = "u" + std::to_string(++n);
+    size_t before = api.EventCount();
+    auto r = vm->WaitForAttachAndMount(p, std::chrono::milliseconds(50));
+    if (r.ok()) return std::string("ok");
+    EXPECT_TRUE(testing::WaitUntil([&] { return api.EventCount() > before; }));
+    return api.LastEvent();
   };
   EXPECT_EQ(err({{"name", "v"}, {"configMap", {{"name", "absent"}}}}),
             "MountVolume.SetUp failed for volume \"v\" : configmap \"absent\" not found");
   EXPECT_EQ(err({{"name", "v"}, {"configMap", {{"name", "absent"}, {"optional", true}}}}), "ok");
   EXPECT_EQ(err({{"name", "s"}, {"secret", {{"secretName", "gone"}}}}),
             "MountVolume.SetUp failed for volume \"s\" : secret \"gone\" not found");
-  api.objects["configmaps/ns/half"] = {{"data", {{"a", "1"}}}};
+  api.Set("configmaps/ns/half", {{"data", {{"a", "1"}}}});
   EXPECT_EQ(err({{"name", "v"}, {"configMap", {{"name", "half"}, {"items", {{{"key", "b"}, {"path", "b"}}}}}}}),
             "MountVolume.SetUp failed for volume \"v\" : configmap references non-existent config key: b");
   EXPECT_EQ(err({{"name", "v"}, {"configMap", {{"name", "half"}, {"items", {{{"key", "a"}, {"path", "../../etc/x"}}}}}}}),
@@ -256,6 +305,158 @@ TEST(APIVolumes, MissingObjectsKeysAndRefusedTokensAreClearErrors) {
   auto decoded = api::DecodePod(bad);
   ASSERT_FALSE(decoded.ok());
   EXPECT_NE(decoded.status().message().find("spec.volumes[0].configMap.defaultMode"), std::string::npos) << decoded.status();
+}
+
+api::Pod PodWith(const std::string& uid, const json& volumes) {
+  json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", "p-" + uid}, {"namespace", "ns"}, {"uid", uid}}},
+            {"spec", {{"containers", {{{"name", "c"}, {"image", "x:1"}}}}, {"volumes", volumes}}}};
+  return DecodeWithDefaults(j);
+}
+
+TEST(VolumeManager, TheWaitNamesWhatIsNotMountedAsUpstreamDoes) {
+  TempDir d("vm-wait");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  api::Pod pod = PodWith("w1", {{{"name", "scratch"}, {"emptyDir", json::object()}},
+                                {{"name", "cfg"}, {"configMap", {{"name", "later"}}}}});
+  auto r = vm->WaitForAttachAndMount(pod, std::chrono::milliseconds(300));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "unmounted volumes=[cfg], unattached volumes=[], failed to process volumes=[]: timed out waiting for the condition");
+  EXPECT_TRUE(testing::WaitUntil([&] { return api.EventCount() > 0; }));
+  EXPECT_EQ(api.LastEvent(), "MountVolume.SetUp failed for volume \"cfg\" : configmap \"later\" not found");
+  // The object appears: the pod's next wait is answered (no back-off holds a sync's own request).
+  api.Set("configmaps/ns/later", {{"data", {{"k", "v"}}}});
+  auto ok = vm->WaitForAttachAndMount(pod);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(Read(fs::path(ok->at("cfg").path) / "k"), "v");
+  EXPECT_EQ(ok->at("scratch").path, (d.path() / "w1/volumes/kubernetes.io~empty-dir/scratch").string());
+  ASSERT_TRUE(vm->UnmountVolumesForPod("w1").ok());
+  EXPECT_FALSE(fs::exists(d.path() / "w1"));
+}
+
+TEST(VolumeManager, ClaimsResolveToTheirBoundHostPathOrLocalVolume) {
+  TempDir d("vm-pvc");
+  TempDir data("vm-pvc-data");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  auto claim = [](const std::string& name, bool ro = false) {
+    return json{{"name", "data"}, {"persistentVolumeClaim", {{"claimName", name}, {"readOnly", ro}}}};
+  };
+  auto wait = [&](const std::string& uid, const json& volume) {
+    return vm->WaitForAttachAndMount(PodWith(uid, json::array({volume})), std::chrono::milliseconds(2000));
+  };
+  // Not there, not bound, bound to a volume that points elsewhere: the wait ends at once with upstream's reason.
+  auto missing = wait("c1", claim("nope"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(),
+            "unmounted volumes=[data], unattached volumes=[], failed to process volumes=[data]: error processing PVC ns/nope: "
+            "failed to fetch PVC from API server: persistentvolumeclaims \"nope\" not found");
+  api.Set("persistentvolumeclaims/ns/pending", {{"metadata", {{"name", "pending"}, {"uid", "claim-0"}}}, {"status", {{"phase", "Pending"}}}});
+  auto pending = wait("c2", claim("pending"));
+  EXPECT_NE(pending.status().message().find("error processing PVC ns/pending: PVC is not bound"), std::string::npos) << pending.status();
+  api.Set("persistentvolumeclaims/ns/web", {{"metadata", {{"name", "web"}, {"uid", "claim-1"}}},
+                                          {"spec", {{"volumeName", "pv-1"}}}, {"status", {{"phase", "Bound"}}}});
+  api.Set("persistentvolumes//pv-1", {{"metadata", {{"name", "pv-1"}}},
+                                      {"spec", {{"claimRef", {{"name", "web"}, {"uid", "someone-else"}}},
+                                                {"hostPath", {{"path", data.path().string()}}}}}});
+  auto stolen = wait("c3", claim("web"));
+  EXPECT_NE(stolen.status().message().find("found PV object pv-1 but its pv.Spec.ClaimRef.UID someone-else does not point to claim.UID claim-1"),
+            std::string::npos) << stolen.status();
+  // Bound both ways: the hostPath PV is the volume, read-only when the claim says so.
+  api.Set("persistentvolumes//pv-1", {{"metadata", {{"name", "pv-1"}}},
+                                      {"spec", {{"claimRef", {{"name", "web"}, {"uid", "claim-1"}}},
+                                                {"hostPath", {{"path", data.path().string()}, {"type", "Directory"}}}}}});
+  auto bound = wait("c4", claim("web", true));
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  EXPECT_EQ(bound->at("data").path, data.path().string());
+  EXPECT_TRUE(bound->at("data").read_only);
+  // A local PV is bind-mounted at the pod's volume folder, as upstream's local plugin does.
+  if (::geteuid() == 0) {
+    std::ofstream(data.path() / "kept") << "across pods";
+    api.Set("persistentvolumes//pv-1", {{"metadata", {{"name", "pv-1"}}},
+                                        {"spec", {{"claimRef", {{"name", "web"}, {"uid", "claim-1"}}},
+                                                  {"local", {{"path", data.path().string()}}}}}});
+    auto local = wait("c5", claim("web"));
+    ASSERT_TRUE(local.ok()) << local.status();
+    EXPECT_EQ(local->at("data").path, (d.path() / "c5/volumes/kubernetes.io~local-volume/data").string());
+    EXPECT_EQ(Read(fs::path(local->at("data").path) / "kept"), "across pods");
+    ASSERT_TRUE(vm->UnmountVolumesForPod("c5").ok());
+    EXPECT_EQ(Read(data.path() / "kept"), "across pods") << "the teardown unmounts, it does not delete the PV's data";
+  }
+  // A kind this kubelet has no plugin for: refused at once, naming the volume.
+  auto odd = wait("c6", {{"name", "odd"}, {"nfs", {{"server", "x"}, {"path", "/"}}}});
+  EXPECT_NE(odd.status().message().find("volume \"odd\": volume type \"nfs\" is not supported by this kubelet yet"), std::string::npos)
+      << odd.status();
+  for (const char* uid : {"c1", "c2", "c3", "c4", "c6"}) EXPECT_TRUE(vm->UnmountVolumesForPod(uid).ok()) << uid;
+}
+
+TEST(VolumeManager, OnePodsSlowObjectHoldsBackNoOtherPod) {
+  TempDir d("vm-hol");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool open = false;
+  api.on_get = [&](const std::string& key) {
+    if (key != "configmaps/ns/slow") return;
+    std::unique_lock<std::mutex> l(gate_mu);
+    gate_cv.wait(l, [&] { return open; });
+  };
+  api.Set("configmaps/ns/slow", {{"data", {{"a", "1"}}}});
+  api.Set("configmaps/ns/fast", {{"data", {{"a", "2"}}}});
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  api::Pod slow = PodWith("s1", {{{"name", "v"}, {"configMap", {{"name", "slow"}}}}});
+  api::Pod fast = PodWith("f1", {{{"name", "v"}, {"configMap", {{"name", "fast"}}}}});
+  std::thread waiter([&] { EXPECT_TRUE(vm->WaitForAttachAndMount(slow).ok()); });
+  // The slow pod's read is held; the other pod's volumes are set up all the same.
+  auto r = vm->WaitForAttachAndMount(fast, std::chrono::milliseconds(10000));
+  EXPECT_TRUE(r.ok()) << r.status();
+  {
+    std::lock_guard<std::mutex> l(gate_mu);
+    open = true;
+  }
+  gate_cv.notify_all();
+  waiter.join();
+  EXPECT_TRUE(vm->UnmountVolumesForPod("s1").ok());
+  EXPECT_TRUE(vm->UnmountVolumesForPod("f1").ok());
+}
+
+TEST(VolumeManager, ARestartedManagerReconstructsWhatIsSetUpAndRewritesNothing) {
+  TempDir d("vm-reconstruct");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  api.Set("configmaps/ns/cfg", {{"data", {{"a", "1"}}}});
+  api::Pod pod = PodWith("r1", {{{"name", "v"}, {"configMap", {{"name", "cfg"}}}}, {{"name", "e"}, {"emptyDir", json::object()}}});
+  fs::path target;
+  {
+    auto vm = NewVolumeManager(d.path().string(), api.Deps());
+    auto r = vm->WaitForAttachAndMount(pod);
+    ASSERT_TRUE(r.ok()) << r.status();
+    target = fs::read_symlink(fs::path(r->at("v").path) / "..data");
+    std::ofstream(fs::path(r->at("e").path) / "work") << "in progress";
+  }
+  // The API does not answer after the restart: what is on disk is what the pod had, and it is kept as it is.
+  api.on_get = [](const std::string&) {};
+  {
+    std::lock_guard<std::mutex> l(api.mu);
+    api.objects.clear();
+  }
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  auto pods = vm->PodsWithVolumes();
+  EXPECT_EQ(pods, std::vector<std::string>{"r1"});
+  auto r = vm->WaitForAttachAndMount(pod, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(fs::read_symlink(fs::path(r->at("v").path) / "..data"), target) << "nothing rewritten";
+  EXPECT_EQ(Read(fs::path(r->at("v").path) / "a"), "1");
+  EXPECT_EQ(Read(fs::path(r->at("e").path) / "work"), "in progress");
+  ASSERT_TRUE(vm->UnmountVolumesForPod("r1").ok());
 }
 
 }  // namespace

@@ -28,10 +28,10 @@ TEST(EmptyDir, FSGroupOwnsTheVolume) {
   std::filesystem::create_directories(data / "sub");
   std::ofstream(data / "sub" / "old.txt") << "x";
   ::chmod((data / "sub" / "old.txt").c_str(), 0600);
-  auto mounts = vm->MountVolumesForPod(pod);
+  auto mounts = vm->WaitForAttachAndMount(pod);
   ASSERT_TRUE(mounts.ok()) << mounts.status();
   struct stat st {};
-  ASSERT_EQ(::stat(mounts->at("data").c_str(), &st), 0);
+  ASSERT_EQ(::stat(mounts->at("data").path.c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, 2345u);
   EXPECT_TRUE(st.st_mode & S_ISGID);
   EXPECT_EQ(st.st_mode & S_IRWXG, static_cast<mode_t>(S_IRWXG));
@@ -43,9 +43,9 @@ TEST(EmptyDir, FSGroupOwnsTheVolume) {
   // A pod without fsGroup leaves ownership alone.
   j["spec"].erase("securityContext");
   j["metadata"]["uid"] = "u2";
-  auto plain = vm->MountVolumesForPod(*api::DecodePod(j));
+  auto plain = vm->WaitForAttachAndMount(*api::DecodePod(j));
   ASSERT_TRUE(plain.ok());
-  ASSERT_EQ(::stat(plain->at("data").c_str(), &st), 0);
+  ASSERT_EQ(::stat(plain->at("data").path.c_str(), &st), 0);
   EXPECT_FALSE(st.st_mode & S_ISGID);
   std::filesystem::remove_all(dir);
 }

@@ -34,6 +34,7 @@ struct VolumeMount {
   std::string name;
   std::string mount_path;
   std::string sub_path;
+  std::string sub_path_expr;  // $(VAR) expanded from the container's environment
   bool read_only = false;
   std::string mount_propagation;
 };

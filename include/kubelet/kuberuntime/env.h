@@ -5,6 +5,7 @@
 // expansion, and the service link variables of enableServiceLinks.
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ struct PodEnvContext {
 
 /** Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes a dollar. */
 std::string ExpandEnv(const std::string& in, const std::map<std::string, std::string>& env);
+/** Expands as subPathExpr does: every $(VAR) that is unset or empty becomes "" and is added to *missing. */
+std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
+                              std::set<std::string>* missing);
 
 /**
  * Reads ConfigMaps, Secrets and Services from the API server on demand. An

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <absl/status/statusor.h>
 #include <nlohmann/json.hpp>
@@ -22,16 +23,43 @@
 
 namespace kubelet::volumemanager {
 
+/** A volume as the pod's containers mount it. */
+struct MountedVolume {
+  std::string path;
+  bool read_only = false;  // a read-only claim: every mount of it is read-only
+};
+using PodVolumes = std::map<std::string, MountedVolume>;
+
+/** Upstream's podAttachAndMountTimeout. */
+inline constexpr std::chrono::milliseconds kPodAttachAndMountTimeout{2 * 60 * 1000 + 3000};
+
+/**
+ * Upstream's volume manager: a desired state of the world (the pods being synced and their volumes), an actual
+ * state (what is set up, reconstructed from <pods-dir> at Start), and a reconciler that sets up what is missing.
+ * Each pod's set-up runs on its own operation thread, one at a time per pod, with exponential back-off (500 ms to
+ * 2m2s) after a failure, so one pod's slow API object or token holds back no other pod.
+ */
 class VolumeManager {
  public:
   virtual ~VolumeManager() = default;
+  /** Reconstructs the actual state from disk and starts the reconciler. */
+  virtual void Start() {}
+  virtual void Stop() {}
   /**
-   * Makes every volume of the pod ready, or brings an API-backed volume's content up to date; returns volume name
-   * -> host path. Errors read like upstream's FailedMount messages ("MountVolume.SetUp failed for volume ...").
+   * Puts the pod in the desired state, asks for its API-backed volumes' contents to be brought up to date
+   * (upstream's remount on every sync) and waits until every volume is set up: at most `timeout`, and no longer
+   * than the sync running on this thread is not cancelled. The error reads as upstream's: "unmounted volumes=[a b],
+   * unattached volumes=[], failed to process volumes=[c]: timed out waiting for the condition"; each failed
+   * set-up is reported as a FailedMount event by the reconciler.
    */
-  virtual absl::StatusOr<std::map<std::string, std::string>> MountVolumesForPod(const api::Pod& pod) = 0;
-  /** Unmounts and removes what MountVolumesForPod made for this pod UID. */
+  virtual absl::StatusOr<PodVolumes> WaitForAttachAndMount(const api::Pod& pod,
+                                                           std::chrono::milliseconds timeout = kPodAttachAndMountTimeout) = 0;
+  /** Takes the pod out of the desired state, unmounts and removes everything under its folder. */
   virtual absl::Status UnmountVolumesForPod(const std::string& uid) = 0;
+  /** Attachable volumes in use, for the node's status.volumesInUse (none of the kinds here is attachable). */
+  virtual std::vector<std::string> GetVolumesInUse() const { return {}; }
+  /** UIDs of the pods in the actual state (set up, or reconstructed from disk). */
+  virtual std::vector<std::string> PodsWithVolumes() const { return {}; }
 };
 
 /** What the API-backed kinds read. Unset functions: those kinds fail with a clear error. */
@@ -46,6 +74,9 @@ struct VolumeDeps {
   /** Node allocatable (milli-CPU, bytes) for resourceFieldRef of containers without limits. */
   std::function<std::pair<int64_t, int64_t>()> node_allocatable;
   const Clock* clock = nullptr;  // token expiry; the real clock when unset
+  /** Events on the pod (FailedMount), as the reconciler reports them; unset: logged only. */
+  std::function<void(const api::Pod& pod, const std::string& type, const std::string& reason, const std::string& message)>
+      record_event;
   /** Mount tmpfs for secret and projected volumes (off where the process may not mount, e.g. unprivileged tests). */
   bool tmpfs_for_secrets = true;
 };
