@@ -153,8 +153,12 @@ int main(int argc, char** argv) {
   rmo.seccomp_default = cfg.seccomp_default;
   rmo.allow_privileged = flags.allow_privileged;
   std::unique_ptr<kuberuntime::EnvSource> env_source;
-  if (api)
+  if (api) {
     env_source = kuberuntime::NewAPIEnvSource(api.get(), kuberuntime::EnvFreshness(cfg.config_map_and_secret_change_detection_strategy));
+    // Watch (the default): one watch per object the node's pods reference, as upstream's watch-based manager.
+    if (cfg.config_map_and_secret_change_detection_strategy == "Watch")
+      env_source = kuberuntime::NewWatchBasedEnvSource(api.get(), std::move(env_source));
+  }
   // configMap, secret and projected volumes read through the same cache as the environment; tokens come from the
   // TokenRequest API, bound to the pod.
   volumemanager::VolumeDeps vdeps;
@@ -180,6 +184,11 @@ int main(int argc, char** argv) {
   vdeps.record_event = [&recorder](const api::Pod& pod, const std::string& type, const std::string& reason,
                                    const std::string& message) { recorder.PodEvent(pod, type, reason, message); };
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
+  // A watched object changed: the volumes of the pods that read it are brought up to date at once.
+  if (env_source)
+    env_source->SetOnChange([vm = volumes.get()](const std::vector<std::string>& uids) {
+      for (const auto& uid : uids) vm->RemountPod(uid);
+    });
   std::unique_ptr<network::CNIRunner> cni;
   if (flags.network_plugin == "cni") {
     network::CNIOptions co;
@@ -330,6 +339,7 @@ int main(int argc, char** argv) {
   Dependencies kd{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,
                   container_manager.get()};
   if (ns_ptr) kd.node_labels = [ns_ptr] { return ns_ptr->NodeLabels(); };
+  kd.objects = env_source.get();
   Kubelet kl(ko, kd);
 
   stats::ProviderOptions spo;
@@ -481,6 +491,7 @@ int main(int argc, char** argv) {
   image_gc.Stop();
   eviction_manager.Stop();
   kl.Stop();
+  env_source.reset();  // its watches end before the volume manager they notify
   volumes->Stop();
   if (syncer) syncer->Stop();
   if (node_status) node_status->Stop();

@@ -285,6 +285,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           {
             std::lock_guard<std::mutex> l(mu_);
             pods_[uid] = ch.pod;
+            if (d_.objects) d_.objects->RegisterPod(ch.pod);  // its ConfigMaps and Secrets watched
           }
           workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
           continue;
@@ -297,6 +298,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           {
             std::lock_guard<std::mutex> l(mu_);
             pods_[uid] = ch.pod;
+            if (d_.objects) d_.objects->RegisterPod(ch.pod);  // its ConfigMaps and Secrets watched
           }
           probes_->AddPod(ch.pod);
           workers_->UpdatePod(UpdateType::kKill, uid, ch.pod, ch.pod.metadata.deletion_grace_period_seconds);
@@ -344,6 +346,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         {
           std::lock_guard<std::mutex> l(mu_);
           pods_[uid] = ch.pod;
+            if (d_.objects) d_.objects->RegisterPod(ch.pod);  // its ConfigMaps and Secrets watched
         }
         probes_->AddPod(ch.pod);
         workers_->UpdatePod(UpdateType::kCreate, uid, ch.pod);
@@ -357,6 +360,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
             rejected = rejected_.count(uid) > 0;
           } else {
             pods_[uid] = ch.pod;
+            if (d_.objects) d_.objects->RegisterPod(ch.pod);  // its ConfigMaps and Secrets watched
           }
         }
         if (rejected) {
@@ -400,6 +404,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           if (ever_removed_.size() > 4096) ever_removed_.erase(ever_removed_.begin());
         }
         probes_->RemovePod(uid);
+        if (d_.objects) d_.objects->UnregisterPod(uid);
         workers_->UpdatePod(UpdateType::kKill, uid, ch.pod);
         break;
       }

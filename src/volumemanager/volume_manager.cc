@@ -315,6 +315,17 @@ class VolumeManagerImpl : public VolumeManager {
     }
   }
 
+  void RemountPod(const std::string& uid) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = desired_.find(uid);
+      if (it == desired_.end()) return;
+      ++it->second.generation;
+      kicked_ = true;
+    }
+    cv_.notify_all();
+  }
+
   absl::Status UnmountVolumesForPod(const std::string& uid) override {
     if (uid.empty() || uid.find('/') != std::string::npos || uid == "." || uid == "..")
       return absl::InvalidArgumentError("bad pod uid");

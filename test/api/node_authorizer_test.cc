@@ -7,7 +7,10 @@
 #include <filesystem>
 
 #include "fake/fake_apiserver.h"
+#include "common/test_util.h"
+#include "kubelet/api/codec.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/kuberuntime/env.h"
 
 namespace kubelet {
 namespace {
@@ -124,6 +127,65 @@ TEST_F(NodeAuthorizerTest, ANodeCreatesOnlyMirrorPodsAndTouchesOnlyItsOwnPods) {
   EXPECT_NE(del.message().find("can only delete pods with spec.nodeName set to itself"), std::string::npos) << del;
   EXPECT_TRUE(api_->Get("pods", "default", "there").has_value());
   EXPECT_TRUE(client_->Delete("/api/v1/namespaces/default/pods/mirror", json::object()).ok());
+}
+
+// The Watch strategy's manager: one watch per referenced object (metadata.name field selector, which the Node
+// authorizer allows), shared by the pods that use it, stopped with the last one; reads come from the watch, and an
+// update reaches the pods that reference the object.
+TEST_F(NodeAuthorizerTest, PerObjectWatchesServeReadsAndReportUpdates) {
+  auto source = kuberuntime::NewWatchBasedEnvSource(client_.get(), kuberuntime::NewAPIEnvSource(client_.get()));
+  std::mutex mu;
+  std::vector<std::string> changed;
+  source->SetOnChange([&](const std::vector<std::string>& uids) {
+    std::lock_guard<std::mutex> l(mu);
+    changed.insert(changed.end(), uids.begin(), uids.end());
+  });
+  auto decode = [&](const std::string& name) {
+    json raw = *api_->Get("pods", "default", name);
+    api::ApplyPodDefaults(raw);
+    auto pod = api::DecodePod(raw);
+    EXPECT_TRUE(pod.ok()) << pod.status();
+    return *pod;
+  };
+  api::Pod here = decode("here");
+  EXPECT_EQ(kuberuntime::ReferencedObjects(here),
+            (std::set<std::string>{"configmaps/default/kube-root-ca.crt", "configmaps/default/mine"}));
+  source->RegisterPod(here);
+  EXPECT_EQ(source->WatchCount(), 2u);
+  auto first = source->Get("configmaps", "default", "mine");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ((*first)["data"]["a"], "1");
+  int64_t before = client_->RequestCount();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(source->Get("configmaps", "default", "mine").ok());
+  EXPECT_EQ(client_->RequestCount(), before) << "reads of a watched object go to the API server";
+  // An update arrives through the watch and names the pod.
+  json cm = *api_->Get("configmaps", "default", "mine");
+  cm["data"]["a"] = "2";
+  api_->Update("configmaps", cm);
+  ASSERT_TRUE(testing::WaitUntil([&] { return (*source->Get("configmaps", "default", "mine"))["data"]["a"] == "2"; }));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return std::find(changed.begin(), changed.end(), here.metadata.uid) != changed.end();
+  }));
+  // A second pod of the node shares the watch; the watch goes with the last pod that uses it.
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"here2","namespace":"default"},"spec":{"nodeName":"node1",
+    "containers":[{"name":"c","image":"x","env":[{"name":"A","valueFrom":{"configMapKeyRef":{"name":"mine","key":"a"}}}]}]}})"));
+  api::Pod here2 = decode("here2");
+  source->RegisterPod(here2);
+  EXPECT_EQ(source->WatchCount(), 2u);
+  source->UnregisterPod(here.metadata.uid);
+  EXPECT_EQ(source->WatchCount(), 1u);
+  source->UnregisterPod(here2.metadata.uid);
+  EXPECT_EQ(source->WatchCount(), 0u);
+  // A deleted object reads as not found once the watch says so.
+  source->RegisterPod(here2);
+  ASSERT_TRUE(source->Get("configmaps", "default", "mine").ok());
+  api_->Remove("configmaps", "default", "mine");
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return source->Get("configmaps", "default", "mine").status().code() == absl::StatusCode::kNotFound;
+  }));
+  source.reset();
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
 }
 
 }  // namespace

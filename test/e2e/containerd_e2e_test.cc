@@ -1485,6 +1485,120 @@ TEST_F(ClusterE2E, TheServiceAccountVolumeConfigMapsAndSecretsOfARealClusterPod)
   EXPECT_EQ(RunCommand("grep -c " + uid + " /proc/mounts"), "0\n");
 }
 
+// Issue 11, the rest on the real runtime: a claim bound to a hostPath PersistentVolume keeps its data across the
+// pod's replacement; a configMap key mounted with subPath and an emptyDir folder named by subPathExpr reach the
+// container; a subPath the container itself pointed out of its volume (a symlink to /) is refused with
+// CreateContainerConfigError; a kubelet restart remounts and rewrites nothing and restarts no container.
+TEST_F(ClusterE2E, ClaimsSubPathsAndARestartKeepMountsAndContents) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->CreateNamespaceDefaults("default");
+  fs::path pv_dir = work_ / "pv-data";
+  fs::create_directories(pv_dir);
+  api_->Create("configmaps", json::parse(R"({"metadata":{"name":"app","namespace":"default"},"data":{"app.conf":"mode=fast\n"}})"));
+  api_->Create("persistentvolumeclaims", json::parse(R"({"metadata":{"name":"store","namespace":"default"},
+    "spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}},"volumeName":"pv-store"},
+    "status":{"phase":"Bound"}})"));
+  std::string claim_uid = (*api_->Get("persistentvolumeclaims", "default", "store"))["metadata"]["uid"];
+  json pv = {{"metadata", {{"name", "pv-store"}}},
+             {"spec", {{"capacity", {{"storage", "1Gi"}}}, {"accessModes", {"ReadWriteOnce"}},
+                       {"hostPath", {{"path", pv_dir.string()}, {"type", "Directory"}}},
+                       {"claimRef", {{"namespace", "default"}, {"name", "store"}, {"uid", claim_uid}}}}},
+             {"status", {{"phase", "Bound"}}}};
+  api_->Create("persistentvolumes", pv);
+  auto writer = [](const std::string& name, const std::string& cmd) {
+    json p = json::parse(R"J({"metadata":{"namespace":"default"},"spec":{"nodeName":"e2e-node","terminationGracePeriodSeconds":1,
+      "containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+        "env":[{"name":"POD_NAME","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}],
+        "volumeMounts":[{"name":"data","mountPath":"/data"},
+                        {"name":"cfg","mountPath":"/etc/app.conf","subPath":"app.conf"},
+                        {"name":"scratch","mountPath":"/scratch","subPathExpr":"$(POD_NAME)"}]}],
+      "volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"store"}},
+                 {"name":"cfg","configMap":{"name":"app"}},{"name":"scratch","emptyDir":{}}]}})J");
+    p["metadata"]["name"] = name;
+    p["spec"]["containers"][0]["command"] = {"sh", "-c", cmd};
+    return p;
+  };
+  auto running = [](const std::string& name) {
+    return WaitUntil([&] {
+      json p = ApiPod("default", name);
+      return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+    });
+  };
+  api_->Create("pods", writer("first", "echo kept > /data/file; echo mine > /scratch/f; sleep 3600"));
+  ASSERT_TRUE(running("first")) << ApiPod("default", "first").dump(2);
+  std::string uid = ApiPod("default", "first")["metadata"]["uid"];
+  auto cs = Containers(uid);
+  ASSERT_EQ(cs.size(), 1u);
+  std::string id = cs[0].id();
+  EXPECT_EQ(Exec(id, {"cat", "/etc/app.conf"}).second, "mode=fast\n");
+  ASSERT_TRUE(WaitUntil([&] { return Exec(id, {"cat", "/data/file"}).second == "kept\n"; }));
+  std::ifstream host_file(pv_dir / "file");
+  std::string got;
+  host_file >> got;
+  EXPECT_EQ(got, "kept") << "the claim's data is on its PersistentVolume";
+  fs::path scratch = work_ / "root/pods" / uid / "volumes/kubernetes.io~empty-dir/scratch/first";
+  EXPECT_TRUE(WaitUntil([&] { return fs::exists(scratch / "f"); })) << "subPathExpr names the folder by the pod";
+  fs::path sub_target = work_ / "root/pods" / uid / "volume-subpaths/cfg/c/1";
+  EXPECT_NE(RunCommand("findmnt -n -o TARGET " + sub_target.string()), "") << "the subPath is a bind mount the kubelet pinned";
+
+  // A container that points its own volume at the host: the subPath is refused, the container not created.
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"escape","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,
+    "initContainers":[{"name":"plant","image":"kubelet-cpp.local/busybox:1.35","command":["ln","-s","/","/vol/escape"],
+      "volumeMounts":[{"name":"vol","mountPath":"/vol"}]}],
+    "containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"],
+      "volumeMounts":[{"name":"vol","mountPath":"/host","subPath":"escape"}]}],
+    "volumes":[{"name":"vol","emptyDir":{}}]}})"));
+  json waiting;
+  ASSERT_TRUE(WaitUntil([&] {
+    json p = ApiPod("default", "escape");
+    if (p.is_null() || !p.contains("status") || !p["status"].contains("containerStatuses")) return false;
+    for (const auto& c : p["status"]["containerStatuses"])
+      if (c["name"] == "c" && c["state"].contains("waiting") && c["state"]["waiting"].value("reason", "") == "CreateContainerConfigError")
+        waiting = c["state"]["waiting"];
+    return !waiting.is_null();
+  })) << ApiPod("default", "escape").dump(2);
+  EXPECT_EQ(waiting.value("message", ""), "failed to prepare subPath for volumeMount \"vol\" of container \"c\"");
+  std::string escape_uid = ApiPod("default", "escape")["metadata"]["uid"];
+  for (const auto& c : Containers(escape_uid, false)) EXPECT_NE(c.metadata().name(), "c") << "the escaping container was created";
+
+  // A restart: nothing remounted or rewritten, no container restarted.
+  fs::path cfg_dir = work_ / "root/pods" / uid / "volumes/kubernetes.io~configmap/cfg";
+  fs::path data_link = fs::read_symlink(cfg_dir / "..data");
+  std::string mounts_before = RunCommand("grep " + uid + " /proc/mounts | sort");
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // several syncs and reconciler rounds
+  ASSERT_EQ(Containers(uid).size(), 1u);
+  EXPECT_EQ(Containers(uid)[0].id(), id) << "the restart restarted the container";
+  EXPECT_EQ(fs::read_symlink(cfg_dir / "..data"), data_link) << "the restart rewrote the configMap volume";
+  EXPECT_EQ(RunCommand("grep " + uid + " /proc/mounts | sort"), mounts_before) << "the restart changed the pod's mounts";
+  EXPECT_EQ(Exec(id, {"cat", "/etc/app.conf"}).second, "mode=fast\n");
+
+  // The pod replaced: the claim's data is still there for the next one.
+  auto del = [&](const std::string& name) {
+    std::string cmd = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                      "/api/v1/namespaces/default/pods/" + name + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  };
+  del("first");
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("default", "first").is_null(); }));
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid); }));
+  EXPECT_EQ(RunCommand("grep -c " + uid + " /proc/mounts"), "0\n");
+  api_->Create("pods", writer("second", "sleep 3600"));
+  ASSERT_TRUE(running("second")) << ApiPod("default", "second").dump(2);
+  std::string uid2 = ApiPod("default", "second")["metadata"]["uid"];
+  auto cs2 = Containers(uid2);
+  ASSERT_EQ(cs2.size(), 1u);
+  EXPECT_EQ(Exec(cs2[0].id(), {"cat", "/data/file"}).second, "kept\n");
+  del("second");
+  del("escape");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid2) && !fs::exists(work_ / "root/pods" / escape_uid); }));
+  EXPECT_EQ(RunCommand("grep -c -e " + uid2 + " -e " + escape_uid + " /proc/mounts"), "0\n");
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+}
+
 // The daemon against a runtime that reports a different cgroup driver (CRI
 // RuntimeConfig): it stops with an error that says so, before touching any
 // cgroup (the cgroupRoot here does not even exist).

@@ -31,7 +31,28 @@ class EnvSource {
   /** Services of a namespace (for service links); empty when there is no API server. Without `may_wait`, only what
    * was already read (a static pod never waits for the API server). */
   virtual absl::StatusOr<std::vector<nlohmann::json>> Services(const std::string& ns, bool may_wait = true) = 0;
+  /**
+   * The ConfigMaps and Secrets the pod references are kept current for it (the Watch strategy: one watch per
+   * object, shared by the pods that use it, stopped when the last one goes). No-op for the other strategies.
+   */
+  virtual void RegisterPod(const api::Pod& pod) { (void)pod; }
+  virtual void UnregisterPod(const std::string& uid) { (void)uid; }
+  /** Called (on a watch's thread) when a watched object changes, with the UIDs of the pods that reference it. */
+  virtual void SetOnChange(std::function<void(const std::vector<std::string>& pod_uids)> fn) { (void)fn; }
+  /** Objects watched now (the Watch strategy). */
+  virtual size_t WatchCount() const { return 0; }
 };
+
+/** "configmaps/<ns>/<name>" and "secrets/<ns>/<name>" for every ConfigMap and Secret the pod's spec references. */
+std::set<std::string> ReferencedObjects(const api::Pod& pod);
+
+/**
+ * configMapAndSecretChangeDetectionStrategy Watch, as upstream's watch-based manager: a registered pod's objects
+ * are read from per-object reflectors (fieldSelector metadata.name=<name>, which the Node authorizer allows for
+ * objects the node's pods reference); reads of anything else, and of an object whose watch has not listed within
+ * a short wait, go to `fallback`. Services always come from `fallback`.
+ */
+std::unique_ptr<EnvSource> NewWatchBasedEnvSource(client::ApiClient* api, std::unique_ptr<EnvSource> fallback);
 
 struct PodEnvContext {
   std::string host_ip;

@@ -54,6 +54,8 @@ class VolumeManager {
    */
   virtual absl::StatusOr<PodVolumes> WaitForAttachAndMount(const api::Pod& pod,
                                                            std::chrono::milliseconds timeout = kPodAttachAndMountTimeout) = 0;
+  /** An object the pod's volumes read changed: its contents are brought up to date now, not at the next sync. */
+  virtual void RemountPod(const std::string& uid) { (void)uid; }
   /** Takes the pod out of the desired state, unmounts and removes everything under its folder. */
   virtual absl::Status UnmountVolumesForPod(const std::string& uid) = 0;
   /** Attachable volumes in use, for the node's status.volumesInUse (none of the kinds here is attachable). */
