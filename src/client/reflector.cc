@@ -39,13 +39,17 @@ void Reflector::Start() {
   });
 }
 
-void Reflector::Stop() {
+void Reflector::RequestStop() {
   {
     std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
   }
   stop_flag_ = true;
   cv_.notify_all();
+}
+
+void Reflector::Stop() {
+  RequestStop();
   if (thread_.joinable()) thread_.join();
 }
 

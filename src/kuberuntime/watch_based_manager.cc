@@ -61,7 +61,8 @@ class WatchBasedEnvSource : public EnvSource {
     janitor_cv_.notify_all();
     if (janitor_.joinable()) janitor_.join();
     for (auto& [key, w] : all)
-      if (w.reflector) w.reflector->Stop();
+      if (w.reflector) w.reflector->RequestStop();
+    all.clear();
   }
 
   absl::StatusOr<json> Get(const std::string& resource, const std::string& ns, const std::string& name) override {
@@ -178,11 +179,11 @@ class WatchBasedEnvSource : public EnvSource {
     for (;;) {
       janitor_cv_.wait(l, [this] { return stop_ || !stopping_.empty(); });
       while (!stopping_.empty()) {
-        std::unique_ptr<client::Reflector> r = std::move(stopping_.front());
-        stopping_.pop_front();
+        std::deque<std::unique_ptr<client::Reflector>> batch;
+        batch.swap(stopping_);
         l.unlock();
-        r->Stop();
-        r.reset();
+        for (auto& r : batch) r->RequestStop();  // they all wind down at once
+        batch.clear();                           // and are joined
         l.lock();
       }
       if (stop_) return;

@@ -415,8 +415,10 @@ class VolumeManagerImpl : public VolumeManager {
   void Reconcile() {
     std::unique_lock<std::mutex> l(mu_);
     while (!stop_) {
-      // Finished operations are joined here, off the lock.
-      for (const auto& uid : finished_) {
+      // Finished operations are joined here, off the lock (operations finishing meanwhile go to the next round).
+      std::vector<std::string> finished;
+      finished.swap(finished_);
+      for (const auto& uid : finished) {
         auto it = ops_.find(uid);
         if (it == ops_.end()) continue;
         std::thread t = std::move(it->second);
@@ -425,7 +427,6 @@ class VolumeManagerImpl : public VolumeManager {
         if (t.joinable()) t.join();
         l.lock();
       }
-      finished_.clear();
       auto now = Steady::now();
       for (auto& [uid, d] : desired_) {
         ActualPod& a = actual_[uid];

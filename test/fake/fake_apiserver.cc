@@ -189,6 +189,9 @@ bool FakeApiServer::Start() {
   so.port = port_.load() ? port_.load() : o_.port;
   so.tls = true;
   so.tls_options = {cert_file_, key_file_, o_.client_ca_file};
+  // kube-apiserver caps no client's connections: a node holds one watch per object its pods reference.
+  so.max_connections = 4096;
+  so.max_connections_per_client = 4096;
   stopping_ = false;
   srv_ = std::make_unique<server::HttpServer>(so);
   srv_->Handle("/api/", [this](const Request& r) { return Handle(r); });
@@ -596,7 +599,6 @@ Response FakeApiServer::Handle(const Request& req) {
       return StatusError(403, "Forbidden", "pods \"" + pod_name + "\" is forbidden: " + why);
     }
   }
-  if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
 
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -610,6 +612,9 @@ Response FakeApiServer::Handle(const Request& req) {
       return r;
     }
   }
+
+  // Counted (and open to injected errors) as any other request.
+  if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
 
   if (req.method == "GET" && name.empty()) {
     if (req.query.count("watch") && (req.query.at("watch") == "true" || req.query.at("watch") == "1"))

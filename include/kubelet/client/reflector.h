@@ -36,7 +36,10 @@ class Reflector {
   Reflector(const Reflector&) = delete;
   Reflector& operator=(const Reflector&) = delete;
   void Start();
+  /** Stops and joins the reflector's thread (a watch in flight ends within its client's abort poll). */
   void Stop();
+  /** Asks the reflector to stop without waiting: many reflectors wind down together, then Stop() joins each. */
+  void RequestStop();
 
  private:
   void Run();
