@@ -111,7 +111,8 @@ absl::Status ValidatePayloadPath(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status WriteAtomic(const std::string& dir, const std::map<std::string, FileProjection>& payload, bool* changed) {
+absl::Status WriteAtomic(const std::string& dir, const std::map<std::string, FileProjection>& payload, bool* changed,
+                         const std::function<absl::Status(const std::string&)>& set_perms) {
   if (changed) *changed = false;
   for (const auto& [path, f] : payload) {
     if (auto st = ValidatePayloadPath(path); !st.ok()) return st;
@@ -154,6 +155,8 @@ absl::Status WriteAtomic(const std::string& dir, const std::map<std::string, Fil
     if (ec) return fail(absl::InternalError("mkdir " + fs::path(full).parent_path().string() + ": " + ec.message()));
     if (auto st = WriteFile(full, f); !st.ok()) return fail(st);
   }
+  if (set_perms)
+    if (auto st = set_perms(ts_path); !st.ok()) return fail(st);
   // 3. ..data points at it, by one rename.
   std::string tmp_link = dir + "/" + kDataDirTmp;
   ::unlink(tmp_link.c_str());

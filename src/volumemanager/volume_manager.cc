@@ -76,22 +76,25 @@ absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
   return absl::InvalidArgumentError("hostPath: unknown type " + t);
 }
 
-// fsGroup ownership, as upstream's SetVolumeOwnership: group fsGroup, group read/write (and execute where the owner
-// has it), setgid on directories so new files inherit the group. Done when the volume's root does not show it yet
-// (its setup), not on every container start.
-absl::Status ApplyFSGroup(const api::Pod& pod, const std::string& dir) {
+// fsGroup ownership, as upstream's SetVolumeOwnership: group fsGroup, group read (and write, unless the volume is
+// read-only by nature, as configMap and secret volumes are; execute where the owner has it), setgid on directories
+// so new files inherit the group. fsGroupChangePolicy OnRootMismatch skips the walk when the root already shows it.
+absl::Status ApplyFSGroup(const api::Pod& pod, const std::string& dir, bool read_only = false) {
   if (!pod.spec.security_context.fs_group) return absl::OkStatus();
   gid_t gid = static_cast<gid_t>(*pod.spec.security_context.fs_group);
+  const mode_t mask = read_only ? (S_IRGRP | S_IXGRP) : (S_IRGRP | S_IWGRP | S_IXGRP);
   struct stat root {};
   if (::stat(dir.c_str(), &root) != 0) return absl::InternalError("stat " + dir + ": " + std::strerror(errno));
-  if (root.st_gid == gid && (root.st_mode & S_ISGID) && (root.st_mode & S_IRWXG) == S_IRWXG) return absl::OkStatus();
+  if (pod.spec.security_context.fs_group_change_policy == "OnRootMismatch" && root.st_gid == gid &&
+      (root.st_mode & S_ISGID) && (root.st_mode & mask) == mask)
+    return absl::OkStatus();
   auto fix = [&](const std::string& path) -> absl::Status {
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) return absl::InternalError("stat " + path + ": " + std::strerror(errno));
     if (::lchown(path.c_str(), static_cast<uid_t>(-1), gid) != 0)
       return absl::InternalError("chown " + path + ": " + std::strerror(errno));
     if (S_ISLNK(st.st_mode)) return absl::OkStatus();
-    mode_t mode = st.st_mode | S_IRGRP | S_IWGRP;
+    mode_t mode = st.st_mode | S_IRGRP | (read_only ? 0 : S_IWGRP);
     if (st.st_mode & S_IXUSR) mode |= S_IXGRP;
     if (S_ISDIR(st.st_mode)) mode |= S_IXGRP | S_ISGID;
     if (::chmod(path.c_str(), mode & 07777) != 0) return absl::InternalError("chmod " + path + ": " + std::strerror(errno));
@@ -255,6 +258,10 @@ class VolumeManagerImpl : public VolumeManager {
       stop_ = true;
     }
     cv_.notify_all();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [uid, a] : actual_) a.changed->notify_all();
+    }
     if (reconciler_.joinable()) reconciler_.join();
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -281,7 +288,8 @@ class VolumeManagerImpl : public VolumeManager {
     }
     cv_.notify_all();
     if (pod.spec.volumes.empty()) return PodVolumes{};
-    OnCancel wake([this] { cv_.notify_all(); });
+    std::shared_ptr<std::condition_variable> changed = actual_[uid].changed;
+    OnCancel wake([changed] { changed->notify_all(); });
     for (;;) {
       ActualPod& a = actual_[uid];
       PodVolumes out;
@@ -311,7 +319,7 @@ class VolumeManagerImpl : public VolumeManager {
       if (CancelScope::Cancelled()) return absl::CancelledError("the pod's sync was cancelled while waiting for its volumes");
       if (stop_) return absl::CancelledError("volume manager stopped");
       if (Steady::now() >= deadline) return fail("timed out waiting for the condition");
-      cv_.wait_until(l, std::min(deadline, Steady::now() + kRetryInterval));
+      changed->wait_until(l, std::min(deadline, Steady::now() + kRetryInterval));
     }
   }
 
@@ -372,6 +380,8 @@ class VolumeManagerImpl : public VolumeManager {
     bool busy = false;
     Steady::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
+    // The pod's waiters: woken when its operation ends, not by every other pod's.
+    std::shared_ptr<std::condition_variable> changed = std::make_shared<std::condition_variable>();
   };
 
   // What is set up already, from the pod folders (upstream's reconstruction): a volume whose content or mount is
@@ -439,7 +449,9 @@ class VolumeManagerImpl : public VolumeManager {
           continue;
         }
         a.busy = true;
-        ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation] { Operate(pod, gen); });
+        std::set<std::string> mounted;
+        for (const auto& [name, mv] : a.mounted) mounted.insert(name);
+        ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation, mounted = std::move(mounted)] { Operate(pod, gen, mounted); });
       }
       cv_.wait_for(l, kReconcilerPeriod, [this] { return stop_ || kicked_ || !finished_.empty(); });
       kicked_ = false;
@@ -448,10 +460,13 @@ class VolumeManagerImpl : public VolumeManager {
 
   // One pod's set-up, on its own thread: each volume is set up (or its content brought up to date); a failure is
   // reported by name and leaves what was set up before in place.
-  void Operate(const api::Pod& pod, uint64_t generation) {
+  void Operate(const api::Pod& pod, uint64_t generation, const std::set<std::string>& mounted) {
     PodVolumes done;
     std::map<std::string, std::string> failed, errors;
     for (const auto& v : pod.spec.volumes) {
+      // Set up once: only the API-backed kinds follow their sources (upstream's RequiresRemount).
+      bool remount = v.config_map || v.secret || v.downward_api || v.projected;
+      if (!remount && mounted.count(v.name)) continue;
       bool processing = false;
       absl::StatusOr<MountedVolume> mv = absl::InternalError("not set up");
       // Nothing thrown below a volume's set-up leaves this thread: it is that volume's error.
@@ -492,6 +507,7 @@ class VolumeManagerImpl : public VolumeManager {
       log_->error("Volume operation failed pod=\"{}/{}\" podUID=\"{}\" durationBeforeRetry=\"{}ms\" err=\"{}\"",
                   pod.metadata.namespace_, pod.metadata.name, pod.metadata.uid, a.backoff.count(), all);
     }
+    a.changed->notify_all();
     if (!desired_.count(pod.metadata.uid) && a.mounted.empty()) actual_.erase(pod.metadata.uid);
     finished_.push_back(pod.metadata.uid);
     cv_.notify_all();
@@ -633,7 +649,14 @@ class VolumeManagerImpl : public VolumeManager {
     }
     ::chmod(dir.c_str(), 0777);
     bool changed = false;
-    if (auto w = WriteAtomic(dir, payload, &changed); !w.ok()) return w;
+    // fsGroup on the new content before it is visible (configMap, secret and projected volumes are read-only).
+    auto set_perms = [&](const std::string& new_dir) { return ApplyFSGroup(pod, new_dir, true); };
+    if (auto w = WriteAtomic(dir, payload, &changed, set_perms); !w.ok()) return w;
+    if (changed && pod.spec.security_context.fs_group) {
+      // The volume's root and the user-visible names through ..data follow too.
+      if (::lchown(dir.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*pod.spec.security_context.fs_group)) != 0)
+        return absl::InternalError("chown " + dir + ": " + std::strerror(errno));
+    }
     if (changed) KLOG_V(log_, 3)("Volume content written pod=\"{}/{}\" volume=\"{}\" files={}", ns, pod.metadata.name, v.name, payload.size());
     return dir;
   }

@@ -313,6 +313,36 @@ api::Pod PodWith(const std::string& uid, const json& volumes) {
   return DecodeWithDefaults(j);
 }
 
+TEST(APIVolumes, FSGroupOwnsAPIVolumesAcrossUpdates) {
+  TempDir d("apivol-fsgroup");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  api.Set("configmaps/ns/cfg", {{"data", {{"a", "1"}}}});
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", "p"}, {"namespace", "ns"}, {"uid", "g1"}}},
+            {"spec", {{"securityContext", {{"fsGroup", 3456}}}, {"containers", {{{"name", "c"}, {"image", "x:1"}}}},
+                      {"volumes", {{{"name", "v"}, {"configMap", {{"name", "cfg"}, {"defaultMode", 0600}}}}}}}}};
+  api::Pod pod = DecodeWithDefaults(j);
+  auto r = vm->WaitForAttachAndMount(pod);
+  ASSERT_TRUE(r.ok()) << r.status();
+  fs::path v = r->at("v").path;
+  auto check = [&](const fs::path& file) {
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_gid, 3456u) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0640u) << file << ": group-readable, not group-writable (the volume is read-only)";
+  };
+  check(v / "a");
+  // An update is written into a new folder: it carries the group before it becomes visible.
+  api.Set("configmaps/ns/cfg", {{"data", {{"a", "2"}, {"b", "3"}}}});
+  ASSERT_TRUE(vm->WaitForAttachAndMount(pod).ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return Read(v / "b") == "3"; }));
+  check(v / "a");
+  check(v / "b");
+  ASSERT_TRUE(vm->UnmountVolumesForPod("g1").ok());
+}
+
 TEST(VolumeManager, TheWaitNamesWhatIsNotMountedAsUpstreamDoes) {
   TempDir d("vm-wait");
   FakeClock clock{std::chrono::system_clock::now()};

@@ -7,6 +7,7 @@
 // "..data" (key -> ..data/key). The old folder is removed afterwards; names
 // no longer in the payload are removed. A payload equal to what is there
 // changes nothing.
+#include <functional>
 #include <map>
 #include <string>
 
@@ -24,9 +25,11 @@ absl::Status ValidatePayloadPath(const std::string& path);
 
 /**
  * Writes `payload` (path -> file) into `dir`, which must exist. `log_context` names the volume in errors.
- * Returns OK without touching anything when the payload is what `dir` already holds.
+ * Returns OK without touching anything when the payload is what `dir` already holds. `set_perms` (fsGroup
+ * ownership) runs on the new timestamped folder before it becomes visible.
  */
 absl::Status WriteAtomic(const std::string& dir, const std::map<std::string, FileProjection>& payload,
-                         bool* changed = nullptr);
+                         bool* changed = nullptr,
+                         const std::function<absl::Status(const std::string& new_dir)>& set_perms = nullptr);
 
 }  // namespace kubelet::volumemanager
