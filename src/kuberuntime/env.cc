@@ -124,30 +124,6 @@ std::string ExpandEnv(const std::string& in, const std::map<std::string, std::st
   return out;
 }
 
-std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
-                              std::set<std::string>* missing) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
-      out += '$';
-      ++i;
-    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(' && in.find(')', i + 2) != std::string::npos) {
-      size_t close = in.find(')', i + 2);
-      std::string key = in.substr(i + 2, close - i - 2);
-      auto it = env.find(key);
-      if (it == env.end() || it->second.empty()) {
-        missing->insert(key);
-      } else {
-        out += it->second;
-      }
-      i = close;
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
-}
-
 absl::StatusOr<Env> MakeEnvironment(const api::Pod& pod, const api::Container& c, EnvSource* source, const PodEnvContext& ctx) {
   const std::string& ns = pod.metadata.namespace_;
   std::map<std::string, std::string> service_env;

@@ -1024,7 +1024,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       std::string sub_path = m.sub_path;
       if (!m.sub_path_expr.empty()) {
         std::set<std::string> missing;
-        sub_path = ExpandSubPathExpr(m.sub_path_expr, env, &missing);
+        sub_path = volumemanager::ExpandSubPathExpr(m.sub_path_expr, env, &missing);
         if (!missing.empty()) {
           std::string list;
           for (const auto& k : missing) list += (list.empty() ? "" : ", ") + k;

@@ -88,6 +88,30 @@ bool PathWithinBase(const std::string& full, const std::string& base) {
   return full == base || (full.size() > base.size() && full.compare(0, base.size(), base) == 0 && full[base.size()] == '/');
 }
 
+std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
+                              std::set<std::string>* missing) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '$') {
+      out += '$';
+      ++i;
+    } else if (in[i] == '$' && i + 1 < in.size() && in[i + 1] == '(' && in.find(')', i + 2) != std::string::npos) {
+      size_t close = in.find(')', i + 2);
+      std::string key = in.substr(i + 2, close - i - 2);
+      auto it = env.find(key);
+      if (it == env.end() || it->second.empty()) {
+        missing->insert(key);
+      } else {
+        out += it->second;
+      }
+      i = close;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
 absl::Status ValidateSubPath(const std::string& sub_path) {
   if (!sub_path.empty() && sub_path[0] == '/')
     return absl::InvalidArgumentError("error SubPath `" + sub_path + "` must not be an absolute path");

@@ -63,9 +63,6 @@ struct PodEnvContext {
 
 /** Replaces $(VAR) with values from env, leaving unknown references as written; $$ escapes a dollar. */
 std::string ExpandEnv(const std::string& in, const std::map<std::string, std::string>& env);
-/** Expands as subPathExpr does: every $(VAR) that is unset or empty becomes "" and is added to *missing. */
-std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
-                              std::set<std::string>* missing);
 
 /**
  * Reads ConfigMaps, Secrets and Services from the API server on demand. An

@@ -8,6 +8,8 @@
 // in after the check cannot send the mount elsewhere.
 #include <sys/types.h>
 
+#include <map>
+#include <set>
 #include <string>
 
 #include <absl/status/status.h>
@@ -38,6 +40,10 @@ absl::Status SafeMakeDir(const std::string& sub_dir, const std::string& base, mo
  * instance) is reused. "subpath ... not within volume path ..." for one that leaves its volume.
  */
 absl::StatusOr<std::string> PrepareSafeSubpath(const Subpath& sp);
+
+/** Expands as subPathExpr does: every $(VAR) that is unset or empty becomes "" and is added to *missing. */
+std::string ExpandSubPathExpr(const std::string& in, const std::map<std::string, std::string>& env,
+                              std::set<std::string>* missing);
 
 /** A subPath with no absolute start and no ".." element (ValidatePathNoBacksteps); the error names the problem. */
 absl::Status ValidateSubPath(const std::string& sub_path);
