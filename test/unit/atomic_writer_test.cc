@@ -113,6 +113,12 @@ TEST(AtomicWriter, RefusesPathsThatLeaveTheVolume) {
   EXPECT_TRUE(ValidatePayloadPath("a..b").ok());
 }
 
+// Teardown waits for nothing: while a pod's volume operation runs it answers Unavailable and the caller (the
+// kubelet's housekeeping) comes back. Tests come back too.
+bool TornDown(VolumeManager& vm, const std::string& uid) {
+  return testing::WaitUntil([&] { return vm.UnmountVolumesForPod(uid).ok(); });
+}
+
 api::Pod DecodeWithDefaults(json j) {
   api::ApplyPodDefaults(j);
   auto pod = api::DecodePod(j);
@@ -258,7 +264,7 @@ TEST(APIVolumes, ConfigMapSecretDownwardAPIAndTheServiceAccountVolume) {
   EXPECT_EQ(api.token_requests.load(), 2);
 
   // Teardown unmounts and leaves no folder behind.
-  ASSERT_TRUE(vm->UnmountVolumesForPod("u1").ok());
+  ASSERT_TRUE(TornDown(*vm, "u1"));
   EXPECT_FALSE(fs::exists(d.path() / "u1"));
 }
 
@@ -340,7 +346,7 @@ TEST(APIVolumes, FSGroupOwnsAPIVolumesAcrossUpdates) {
   ASSERT_TRUE(testing::WaitUntil([&] { return Read(v / "b") == "3"; }));
   check(v / "a");
   check(v / "b");
-  ASSERT_TRUE(vm->UnmountVolumesForPod("g1").ok());
+  ASSERT_TRUE(TornDown(*vm, "g1"));
 }
 
 TEST(VolumeManager, TheWaitNamesWhatIsNotMountedAsUpstreamDoes) {
@@ -363,7 +369,7 @@ TEST(VolumeManager, TheWaitNamesWhatIsNotMountedAsUpstreamDoes) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(Read(fs::path(ok->at("cfg").path) / "k"), "v");
   EXPECT_EQ(ok->at("scratch").path, (d.path() / "w1/volumes/kubernetes.io~empty-dir/scratch").string());
-  ASSERT_TRUE(vm->UnmountVolumesForPod("w1").ok());
+  ASSERT_TRUE(TornDown(*vm, "w1"));
   EXPECT_FALSE(fs::exists(d.path() / "w1"));
 }
 
@@ -415,14 +421,14 @@ TEST(VolumeManager, ClaimsResolveToTheirBoundHostPathOrLocalVolume) {
     ASSERT_TRUE(local.ok()) << local.status();
     EXPECT_EQ(local->at("data").path, (d.path() / "c5/volumes/kubernetes.io~local-volume/data").string());
     EXPECT_EQ(Read(fs::path(local->at("data").path) / "kept"), "across pods");
-    ASSERT_TRUE(vm->UnmountVolumesForPod("c5").ok());
+    ASSERT_TRUE(TornDown(*vm, "c5"));
     EXPECT_EQ(Read(data.path() / "kept"), "across pods") << "the teardown unmounts, it does not delete the PV's data";
   }
   // A kind this kubelet has no plugin for: refused at once, naming the volume.
   auto odd = wait("c6", {{"name", "odd"}, {"nfs", {{"server", "x"}, {"path", "/"}}}});
   EXPECT_NE(odd.status().message().find("volume \"odd\": volume type \"nfs\" is not supported by this kubelet yet"), std::string::npos)
       << odd.status();
-  for (const char* uid : {"c1", "c2", "c3", "c4", "c6"}) EXPECT_TRUE(vm->UnmountVolumesForPod(uid).ok()) << uid;
+  for (const char* uid : {"c1", "c2", "c3", "c4", "c6"}) EXPECT_TRUE(TornDown(*vm, uid)) << uid;
 }
 
 TEST(VolumeManager, OnePodsSlowObjectHoldsBackNoOtherPod) {
@@ -453,8 +459,8 @@ TEST(VolumeManager, OnePodsSlowObjectHoldsBackNoOtherPod) {
   }
   gate_cv.notify_all();
   waiter.join();
-  EXPECT_TRUE(vm->UnmountVolumesForPod("s1").ok());
-  EXPECT_TRUE(vm->UnmountVolumesForPod("f1").ok());
+  EXPECT_TRUE(TornDown(*vm, "s1"));
+  EXPECT_TRUE(TornDown(*vm, "f1"));
 }
 
 TEST(VolumeManager, ARestartedManagerReconstructsWhatIsSetUpAndRewritesNothing) {
@@ -486,7 +492,7 @@ TEST(VolumeManager, ARestartedManagerReconstructsWhatIsSetUpAndRewritesNothing) 
   EXPECT_EQ(fs::read_symlink(fs::path(r->at("v").path) / "..data"), target) << "nothing rewritten";
   EXPECT_EQ(Read(fs::path(r->at("v").path) / "a"), "1");
   EXPECT_EQ(Read(fs::path(r->at("e").path) / "work"), "in progress");
-  ASSERT_TRUE(vm->UnmountVolumesForPod("r1").ok());
+  ASSERT_TRUE(TornDown(*vm, "r1"));
 }
 
 }  // namespace
