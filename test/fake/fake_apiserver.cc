@@ -603,6 +603,7 @@ Response FakeApiServer::Handle(const Request& req) {
   {
     std::lock_guard<std::mutex> l(mu_);
     requests_[req.method + " " + resource]++;
+    if (!name.empty() && requests_.size() < 100000) requests_[req.method + " " + req.path]++;  // reads of one object
     auto e = errors_.find(req.method + " " + resource);
     if (e != errors_.end() && std::get<1>(e->second) > 0) {
       std::get<1>(e->second)--;

@@ -66,6 +66,7 @@ class FakeApiServer {
   void Compact();
   /** The next `times` requests with this method on this resource answer `code` (with Retry-After when > 0). */
   void InjectError(const std::string& method, const std::string& resource, int code, int times, int retry_after = 0);
+  /** Requests with this method on this resource, or (a path with a name, "/api/v1/.../configmaps/x") on one object. */
   int Requests(const std::string& method, const std::string& resource) const;
   /** The user each request authenticated as, most recent last (bounded). */
   std::vector<std::string> Users() const;
