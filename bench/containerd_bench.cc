@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include "kubelet/eviction/eviction_manager.h"
 #include "kubelet/images/image_gc_manager.h"
 #include "kubelet/stats/provider.h"
+#include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
 #include "runtime/v1/api.grpc.pb.h"
 #include <sys/resource.h>
@@ -163,6 +165,8 @@ int main(int argc, char** argv) {
   }
   auto env = ReadEnv(std::string(lab) + (mode == "kubelet" ? "/knet/env" : "/containerd/env"));
   fs::path work = fs::path(lab) / ("bench-" + mode);
+  // The kubelet of an earlier run left its root directory mounted rshared (as upstream's does): unmount, then remove.
+  for (const auto& m : kubelet::mount::MountsUnder(fs::weakly_canonical(work).string())) ::umount2(m.c_str(), MNT_DETACH);
   fs::remove_all(work);
   fs::create_directories(work / "manifests");
   std::ofstream(work / "config.yaml") << "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"

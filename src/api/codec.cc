@@ -1014,8 +1014,8 @@ absl::Status ValidatePod(const Pod& pod) {
                          {"BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"});
     }
     if (v.empty_dir && !v.empty_dir->medium.empty() && v.empty_dir->medium != "Memory" &&
-        v.empty_dir->medium != "HugePages")
-      errs.Unsupported(p + ".emptyDir.medium", v.empty_dir->medium, {"", "Memory", "HugePages"});
+        v.empty_dir->medium != "HugePages" && v.empty_dir->medium.rfind("HugePages-", 0) != 0)
+      errs.Unsupported(p + ".emptyDir.medium", v.empty_dir->medium, {"", "Memory", "HugePages", "HugePages-<size>"});
   }
   if (pod.spec.containers.empty()) errs.Required("spec.containers");
   std::set<std::string> names;

@@ -156,6 +156,7 @@ NodeStatus DecodeNodeStatusFields(const json& st, const std::string& p) {
   Str(ni, "kubeProxyVersion", np, &i.kube_proxy_version);
   Str(ni, "operatingSystem", np, &i.operating_system);
   Str(ni, "architecture", np, &i.architecture);
+  StrList(st, "volumesInUse", p, &s.volumes_in_use);
   return s;
 }
 
@@ -194,6 +195,7 @@ json EncodeNodeStatus(const NodeStatus& s) {
                      {"kubeProxyVersion", i.kube_proxy_version},
                      {"operatingSystem", i.operating_system},
                      {"architecture", i.architecture}};
+  if (!s.volumes_in_use.empty()) out["volumesInUse"] = s.volumes_in_use;
   return out;
 }
 

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "kubelet/util/mount.h"
+
 namespace kubelet::cm {
 
 namespace fs = std::filesystem;
@@ -94,25 +96,18 @@ const std::vector<std::string>& V2Controllers() {
 }  // namespace
 
 absl::StatusOr<CgroupLayout> DetectCgroupLayout(const std::string& mountinfo_path) {
-  std::ifstream in(mountinfo_path);
-  if (!in) return absl::FailedPreconditionError("cannot read " + mountinfo_path);
+  auto infos = mount::ListMountInfo(mountinfo_path);
+  if (!infos.ok()) return infos.status();
   CgroupLayout layout;
   std::string unified;
-  for (std::string line; std::getline(in, line);) {
-    size_t dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    auto pre = Split(line.substr(0, dash), ' ');
-    auto post = Split(line.substr(dash + 3), ' ');
-    if (pre.size() < 5 || post.size() < 3) continue;
-    const std::string& mount_point = pre[4];
-    const std::string& fstype = post[0];
-    if (fstype == "cgroup2") {
-      if (unified.empty() || mount_point == "/sys/fs/cgroup") unified = mount_point;
-    } else if (fstype == "cgroup") {
-      for (const auto& opt : Split(post[2], ',')) {
+  for (const auto& m : *infos) {
+    if (m.fs_type == "cgroup2") {
+      if (unified.empty() || m.mount_point == "/sys/fs/cgroup") unified = m.mount_point;
+    } else if (m.fs_type == "cgroup") {
+      for (const auto& opt : m.super_options) {
         if (opt == "rw" || opt == "ro" || opt.rfind("name=", 0) == 0 || opt.find('=') != std::string::npos) continue;
         if (opt == "clone_children" || opt == "noprefix" || opt == "xattr") continue;
-        layout.v1[opt] = mount_point;
+        layout.v1[opt] = m.mount_point;
       }
     }
   }

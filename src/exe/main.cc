@@ -31,6 +31,7 @@
 #include "kubelet/eviction/eviction_manager.h"
 #include "kubelet/images/image_gc_manager.h"
 #include "kubelet/util/logging.h"
+#include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
 #include "kubelet/volumemanager/volume_manager.h"
 
@@ -110,6 +111,12 @@ int main(int argc, char** argv) {
       logger->error("Failed to create directory path=\"{}\" err=\"{}\"", dir, ec.message());
       return 1;
     }
+  }
+  // As upstream's setupDataDirs: the root directory is a shared mount, so volumes under it can be mounted with
+  // HostToContainer and Bidirectional propagation.
+  if (auto st = mount::MakeRShared(std::filesystem::weakly_canonical(flags.root_dir).string()); !st.ok()) {
+    logger->error("Failed to run Kubelet err=\"error configuring root directory: {}\"", st.message());
+    return 1;
   }
 
   metrics::KubeletMetrics metrics;
@@ -312,6 +319,11 @@ int main(int argc, char** argv) {
     np.node_event = [logger, api_recorder](const std::string& reason, const std::string& message, const std::string& type) {
       logger->info("Event occurred kind=\"Node\" type=\"{}\" reason=\"{}\" message=\"{}\"", type, reason, message);
       if (api_recorder) api_recorder->NodeEvent(type, reason, message);
+    };
+    auto* volumes_ptr = volumes.get();
+    np.volumes_in_use = [volumes_ptr]() -> std::optional<std::vector<std::string>> {
+      if (!volumes_ptr->ReconcilerStatesHasBeenSynced()) return std::nullopt;
+      return volumes_ptr->GetVolumesInUse();
     };
     node_status = std::make_unique<nodestatus::NodeStatusManager>(api.get(), &clock, no, np);
   }

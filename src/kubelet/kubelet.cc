@@ -678,7 +678,8 @@ absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* 
     if (rp.uid != uid) continue;
     if (auto st = d_.runtime->RemovePod(rp); !st.ok()) return st;
   }
-  if (auto st = d_.volumes->UnmountVolumesForPod(uid); !st.ok()) return st;
+  if (auto st = d_.volumes->UnmountVolumesForPod(uid); !st.ok())
+    return absl::IsUnavailable(st) ? RetryLater(st) : st;  // the pod's volume operation is still running
   d_.runtime->ForgetPod(uid);
   {
     std::lock_guard<std::mutex> l(mu_);

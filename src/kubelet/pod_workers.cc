@@ -176,7 +176,9 @@ void PodWorkers::Run(std::string uid) {
       });
     }
     bool cancelled = cancel->cancelled();
-    if (!err.ok() && !cancelled) {
+    if (IsRetryLater(err) && !cancelled) {
+      KLOG_V(log, 2)("Pod sync waits on work in flight, retrying podUID=\"{}\" reason=\"{}\"", uid, err.message());
+    } else if (!err.ok() && !cancelled) {
       log->error("Error syncing pod, skipping podUID=\"{}\" pod=\"{}\" err=\"{}\"", uid,
                  pod ? pod->metadata.namespace_ + "/" + pod->metadata.name : std::string(), err.message());
     }

@@ -170,6 +170,9 @@ api::NodeStatus ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, 
                  "",
                  "linux",
                  "amd64"};
+  // As upstream's VolumesInUse setter: reported only once the volume manager's reconciler has synced.
+  std::optional<std::vector<std::string>> in_use = p.volumes_in_use ? p.volumes_in_use() : std::nullopt;
+  s.volumes_in_use = in_use ? *in_use : old.volumes_in_use;
   return s;
 }
 
@@ -266,7 +269,9 @@ absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
   bool changed = !api::SameNodeStatusIgnoringHeartbeat(status, old);
   bool due = !last_report_ || now - *last_report_ >= o_.report_frequency;
   if (!force && !changed && !due) return absl::OkStatus();
-  auto r = api_->Patch("/api/v1/nodes/" + o_.node_name + "/status", {{"status", api::EncodeNodeStatus(status)}},
+  nlohmann::json patch_status = api::EncodeNodeStatus(status);
+  if (status.volumes_in_use.empty() && !old.volumes_in_use.empty()) patch_status["volumesInUse"] = nullptr;  // removed
+  auto r = api_->Patch("/api/v1/nodes/" + o_.node_name + "/status", {{"status", std::move(patch_status)}},
                        client::PatchType::kStrategicMerge);
   if (!r.ok()) return r.status();
   // An event for each condition that is new or changed status, as upstream's condition setters record them.

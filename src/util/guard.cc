@@ -3,6 +3,17 @@
 #include "kubelet/util/logging.h"
 
 namespace kubelet {
+
+namespace {
+constexpr const char* kRetryLaterPayload = "type.kubelet.io/retry-later";
+}  // namespace
+
+absl::Status RetryLater(absl::Status st) {
+  if (!st.ok()) st.SetPayload(kRetryLaterPayload, absl::Cord("1"));
+  return st;
+}
+
+bool IsRetryLater(const absl::Status& st) { return !st.ok() && st.GetPayload(kRetryLaterPayload).has_value(); }
 namespace {
 std::atomic<int64_t> g_recovered{0};
 thread_local CancelToken* t_cancel = nullptr;

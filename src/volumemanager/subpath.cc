@@ -9,9 +9,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <vector>
+
+#include "kubelet/util/mount.h"
 
 namespace kubelet::volumemanager {
 namespace {
@@ -69,16 +70,6 @@ absl::StatusOr<int> SafeOpen(const std::string& path, const std::string& base) {
     if (S_ISLNK(st.st_mode)) return absl::PermissionDeniedError("symlink " + current + " is not allowed");
   }
   return parent.Release();
-}
-
-bool IsMountPoint(const std::string& path) {
-  std::ifstream mounts("/proc/mounts");
-  std::string dev, mnt, rest;
-  while (mounts >> dev >> mnt) {
-    std::getline(mounts, rest);
-    if (mnt == path) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -169,7 +160,7 @@ absl::StatusOr<std::string> PrepareSafeSubpath(const Subpath& sp) {
 
   std::string dir = sp.pod_dir + "/volume-subpaths/" + sp.volume_name + "/" + sp.container_name;
   std::string target = dir + "/" + std::to_string(sp.volume_mount_index);
-  if (IsMountPoint(target)) return target;  // the container's earlier instance: reuse the mount
+  if (mount::IsMountPoint(target)) return target;  // the container's earlier instance: reuse the mount
   for (const std::string& d : {sp.pod_dir + "/volume-subpaths", sp.pod_dir + "/volume-subpaths/" + sp.volume_name, dir})
     if (::mkdir(d.c_str(), 0750) != 0 && errno != EEXIST) return absl::InternalError(Errno("cannot create " + d));
   struct stat tst {};

@@ -5,15 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <thread>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -23,6 +24,7 @@
 #include "kubelet/util/base64.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
+#include "kubelet/util/mount.h"
 #include "kubelet/volumemanager/atomic_writer.h"
 
 namespace kubelet::volumemanager {
@@ -30,15 +32,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool IsMountPoint(const std::string& path) {
-  std::ifstream mounts("/proc/mounts");
-  std::string dev, mnt, rest;
-  while (mounts >> dev >> mnt) {
-    std::getline(mounts, rest);
-    if (mnt == path) return true;
-  }
-  return false;
-}
+using mount::IsMountPoint;
+using mount::MountsUnder;
 
 absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
   struct stat st {};
@@ -74,6 +69,41 @@ absl::Status CheckHostPath(const api::HostPathVolumeSource& hp) {
   if (t == "CharDevice") return S_ISCHR(st.st_mode) ? absl::OkStatus() : wrong("character device");
   if (t == "BlockDevice") return S_ISBLK(st.st_mode) ? absl::OkStatus() : wrong("block device");
   return absl::InvalidArgumentError("hostPath: unknown type " + t);
+}
+
+bool IsHugePagesMedium(const std::string& medium) { return medium == "HugePages" || medium.rfind("HugePages-", 0) == 0; }
+
+// The hugetlbfs pagesize option for an emptyDir of medium HugePages or HugePages-<size>, from the pod's requests of
+// hugepages-<size> (init containers too), with upstream's errors.
+absl::StatusOr<std::string> HugePageSizeMountOption(const std::string& medium, const api::Pod& pod) {
+  std::optional<int64_t> medium_size;
+  if (medium != "HugePages") {
+    std::string text = medium.substr(std::string("HugePages-").size());
+    auto q = api::ParseQuantity(text);
+    if (!q.ok()) return absl::InvalidArgumentError("invalid hugepages medium size " + text + ": " + std::string(q.status().message()));
+    medium_size = q->Value();
+  }
+  std::optional<std::pair<int64_t, std::string>> found;  // bytes, as the resource name writes it
+  for (const auto* list : {&pod.spec.containers, &pod.spec.init_containers}) {
+    for (const auto& c : *list) {
+      for (const auto& [name, value] : c.resources.requests) {
+        if (name.rfind("hugepages-", 0) != 0) continue;
+        std::string text = name.substr(std::string("hugepages-").size());
+        auto size = api::ParseQuantity(text);
+        if (!size.ok()) return absl::InvalidArgumentError("invalid hugepages resource name " + name);
+        if (!medium_size) {
+          if (found && found->first != size->Value())
+            return absl::InvalidArgumentError("medium: " + medium + " can't be used if container requests multiple huge page sizes");
+          found = {size->Value(), text};
+        } else if (size->Value() == *medium_size) {
+          found = {size->Value(), text};
+        }
+      }
+    }
+  }
+  if (!found)
+    return absl::InvalidArgumentError("medium " + medium + ": hugePages storage requested, but there is no resource request for huge pages");
+  return "pagesize=" + found->second;
 }
 
 // fsGroup ownership, as upstream's SetVolumeOwnership: group fsGroup, group read (and write, unless the volume is
@@ -114,19 +144,6 @@ TimePoint Now(const VolumeDeps& d) { return d.clock ? d.clock->Now() : std::chro
 
 int ModeOf(const std::optional<int32_t>& item, const std::optional<int32_t>& fallback) {
   return item ? *item : fallback ? *fallback : 0644;
-}
-
-// Mount points at or under `prefix` (a pod's folder), deepest first.
-std::vector<std::string> MountsUnder(const std::string& prefix) {
-  std::vector<std::string> out;
-  std::ifstream mounts("/proc/mounts");
-  std::string dev, mnt, rest;
-  while (mounts >> dev >> mnt) {
-    std::getline(mounts, rest);
-    if (mnt == prefix || mnt.rfind(prefix + "/", 0) == 0) out.push_back(mnt);
-  }
-  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  return out;
 }
 
 // The object's files as upstream's configMap/secret volume plugins make them: every key (or the listed items),
@@ -358,6 +375,8 @@ class VolumeManagerImpl : public VolumeManager {
     return absl::OkStatus();
   }
 
+  bool ReconcilerStatesHasBeenSynced() const override { return synced_.load(); }
+
   std::vector<std::string> PodsWithVolumes() const override {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<std::string> out;
@@ -389,14 +408,8 @@ class VolumeManagerImpl : public VolumeManager {
   void Reconstruct() {
     std::error_code ec;
     std::set<std::string> mounts;
-    {
-      std::ifstream in("/proc/mounts");
-      std::string dev, mnt, rest;
-      while (in >> dev >> mnt) {
-        std::getline(in, rest);
-        mounts.insert(mnt);
-      }
-    }
+    if (auto infos = mount::ListMountInfo(); infos.ok())
+      for (const auto& m : *infos) mounts.insert(m.mount_point);
     size_t found = 0;
     for (fs::directory_iterator pods(pods_dir_, ec), end; !ec && pods != end; pods.increment(ec)) {
       std::string uid = pods->path().filename().string();
@@ -453,6 +466,7 @@ class VolumeManagerImpl : public VolumeManager {
         for (const auto& [name, mv] : a.mounted) mounted.insert(name);
         ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation, mounted = std::move(mounted)] { Operate(pod, gen, mounted); });
       }
+      synced_ = true;  // reconstruction and a first round are done
       cv_.wait_for(l, kReconcilerPeriod, [this] { return stop_ || kicked_ || !finished_.empty(); });
       kicked_ = false;
     }
@@ -471,7 +485,7 @@ class VolumeManagerImpl : public VolumeManager {
       absl::StatusOr<MountedVolume> mv = absl::InternalError("not set up");
       // Nothing thrown below a volume's set-up leaves this thread: it is that volume's error.
       if (auto st = Guarded("volume set-up", [&] {
-            mv = SetUpVolume(pod, v, &processing);
+            mv = SetUpVolume(pod, v, mounted.count(v.name) > 0, &processing);
             return absl::OkStatus();
           });
           !st.ok())
@@ -515,7 +529,9 @@ class VolumeManagerImpl : public VolumeManager {
 
   // One volume. *processing is set for what upstream's populator refuses before any set-up (claims that do not
   // resolve, kinds it has no plugin for): those end a pod's wait at once.
-  absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool* processing) {
+  // `set_up_before`: the actual state holds the volume already (its tmpfs is mounted), so only its content is
+  // brought up to date and the mount table is not read again.
+  absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool set_up_before, bool* processing) {
     if (v.host_path) {
       if (auto st = CheckHostPath(*v.host_path); !st.ok()) return st;
       return MountedVolume{v.host_path->path, false};
@@ -525,7 +541,18 @@ class VolumeManagerImpl : public VolumeManager {
       std::error_code ec;
       fs::create_directories(dir, ec);
       if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
-      if (v.empty_dir->medium == "Memory" && !IsMountPoint(dir)) {
+      const std::string& medium = v.empty_dir->medium;
+      if (!medium.empty() && medium != "Memory" && !IsHugePagesMedium(medium))
+        return absl::InvalidArgumentError("unknown storage medium \"" + medium + "\"");
+      if (IsHugePagesMedium(medium) && !IsMountPoint(dir)) {
+        auto opt = HugePageSizeMountOption(medium, pod);
+        if (!opt.ok()) return opt.status();
+        KLOG_V(log_, 3)("Mounting hugepages pod=\"{}/{}\" volume=\"{}\" option=\"{}\"", pod.metadata.namespace_, pod.metadata.name,
+                        v.name, *opt);
+        if (::mount("nodev", dir.c_str(), "hugetlbfs", 0, opt->c_str()) != 0)
+          return absl::InternalError("mount hugetlbfs on " + dir + ": " + std::strerror(errno));
+      }
+      if (medium == "Memory" && !IsMountPoint(dir)) {
         ::chmod(dir.c_str(), 0777);
         std::string opts = "mode=0777";
         // tmpfs takes bytes (or k/m/g suffixes), not Kubernetes quantities such as 1Gi.
@@ -543,7 +570,7 @@ class VolumeManagerImpl : public VolumeManager {
       return MountedVolume{dir, false};
     }
     if (v.config_map || v.secret || v.downward_api || v.projected) {
-      auto dir = SetUpAPIVolume(pod, v);
+      auto dir = SetUpAPIVolume(pod, v, set_up_before);
       if (!dir.ok()) return dir.status();
       return MountedVolume{*dir, false};
     }
@@ -599,7 +626,7 @@ class VolumeManagerImpl : public VolumeManager {
   }
 
   // configMap, secret, downwardAPI, projected: the payload from the API (or the pod), written atomically.
-  absl::StatusOr<std::string> SetUpAPIVolume(const api::Pod& pod, const api::Volume& v) {
+  absl::StatusOr<std::string> SetUpAPIVolume(const api::Pod& pod, const api::Volume& v, bool set_up_before) {
     const char* plugin = v.config_map ? "kubernetes.io~configmap"
                          : v.secret   ? "kubernetes.io~secret"
                          : v.downward_api ? "kubernetes.io~downward-api"
@@ -643,7 +670,7 @@ class VolumeManagerImpl : public VolumeManager {
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
     // Secrets never touch the node's disk: secret and projected volumes are tmpfs, as upstream's.
-    if ((v.secret || v.projected) && deps_.tmpfs_for_secrets && !IsMountPoint(dir)) {
+    if ((v.secret || v.projected) && deps_.tmpfs_for_secrets && !set_up_before && !IsMountPoint(dir)) {
       if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0777") != 0)
         return absl::InternalError("mount tmpfs on " + dir + ": " + std::strerror(errno));
     }
@@ -669,6 +696,7 @@ class VolumeManagerImpl : public VolumeManager {
   std::condition_variable cv_;
   bool stop_ = false;
   bool kicked_ = false;
+  std::atomic<bool> synced_{false};
   std::map<std::string, DesiredPod> desired_;    // by UID: the pods being synced
   std::map<std::string, ActualPod> actual_;      // by UID: what is set up; entries go with the pod's teardown
   std::map<std::string, std::thread> ops_;       // one operation per pod at a time

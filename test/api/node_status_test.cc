@@ -122,6 +122,30 @@ TEST_F(NodeStatusTest, PatchesOnlyOnChangeOrReportPeriod) {
   EXPECT_EQ(events_.size(), seen);  // no transition, no event
 }
 
+// status.volumesInUse as upstream's VolumesInUse setter: nothing is reported (and what the node carried is kept)
+// until the volume manager's reconciler has synced; then the list follows it, and an empty one removes the field.
+TEST_F(NodeStatusTest, VolumesInUseFollowTheVolumeManagerOnceItHasSynced) {
+  api_->Create("nodes", {{"metadata", {{"name", "node1"}}},
+                         {"status", {{"volumesInUse", {"kubernetes.io/csi/hostpath.csi.k8s.io^vol-1"}}}}});
+  std::optional<std::vector<std::string>> in_use;  // not synced yet
+  providers_.volumes_in_use = [&] { return in_use; };
+  NodeStatusManager m(client_.get(), &clock_, opts_, providers_);
+  ASSERT_TRUE(m.RegisterOnce().ok());
+  auto node = *api_->Get("nodes", "", "node1");
+  EXPECT_EQ(node["status"]["volumesInUse"], json({"kubernetes.io/csi/hostpath.csi.k8s.io^vol-1"}))
+      << "a kubelet whose volume manager has not synced yet dropped what the node carries";
+  in_use = std::vector<std::string>{"kubernetes.io/csi/hostpath.csi.k8s.io^vol-1", "kubernetes.io/csi/hostpath.csi.k8s.io^vol-2"};
+  clock_.Step(std::chrono::seconds(10));
+  ASSERT_TRUE(m.SyncStatusOnce(false).ok());
+  node = *api_->Get("nodes", "", "node1");
+  EXPECT_EQ(node["status"]["volumesInUse"], json(*in_use));
+  in_use = std::vector<std::string>{};
+  clock_.Step(std::chrono::seconds(10));
+  ASSERT_TRUE(m.SyncStatusOnce(false).ok());
+  node = *api_->Get("nodes", "", "node1");
+  EXPECT_FALSE(node["status"].contains("volumesInUse")) << node["status"].dump();
+}
+
 TEST_F(NodeStatusTest, LeaseIsCreatedThenRenewedAndOwnedByTheNode) {
   NodeStatusManager m(client_.get(), &clock_, opts_, providers_);
   ASSERT_TRUE(m.RegisterOnce().ok());

@@ -8,12 +8,15 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -25,6 +28,7 @@
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "fake/fake_runtime.h"
+#include "kubelet/util/mount.h"
 #include "runtime/v1/api.grpc.pb.h"
 
 namespace {
@@ -74,6 +78,20 @@ std::string RunCommand(const std::string& cmd) {
   return out;
 }
 
+// Removes a test folder; what a kubelet mounted under it (its root directory, which it makes rshared, and volumes)
+// is unmounted first, deepest first, so nothing is deleted through a mount.
+void UnmountUnder(const fs::path& dir) {
+  std::error_code ec;
+  fs::path canon = fs::weakly_canonical(dir, ec);
+  for (const auto& m : kubelet::mount::MountsUnder(ec ? dir.string() : canon.string())) ::umount2(m.c_str(), MNT_DETACH);
+}
+
+void RemoveTree(const fs::path& dir) {
+  UnmountUnder(dir);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
 std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
   std::map<std::string, std::string> out;
   std::ifstream in(path);
@@ -95,7 +113,7 @@ class ContainerdE2E : public ::testing::Test {
     ASSERT_TRUE(env_.count("CONTAINERD_SOCK")) << "the containerd fixture did not start (lab.sh up)";
     binary_ = bin;
     work_ = fs::path(lab) / WorkName();
-    fs::remove_all(work_);
+    RemoveTree(work_);
     fs::create_directories(work_ / "manifests");
     port_ = FreePort();
     healthz_port_ = FreePort();
@@ -142,6 +160,8 @@ class ContainerdE2E : public ::testing::Test {
         }
       }
     }
+    // The kubelet's mounts (its rshared root directory, volumes of pods it did not tear down) go; logs stay.
+    UnmountUnder(work_);
   }
 
   static void StartKubelet() {
@@ -1599,6 +1619,61 @@ TEST_F(ClusterE2E, ClaimsSubPathsAndARestartKeepMountsAndContents) {
   EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
 }
 
+// mountPropagation on the real runtime: the kubelet's root directory is rshared (as upstream's), so a privileged
+// container's Bidirectional mount inside an emptyDir reaches the host and, through it, a sibling's HostToContainer
+// mount of the same volume, while a sibling without propagation sees none of it; a mount the host makes there
+// reaches the HostToContainer container too. Deleting the pod unmounts what the container mounted.
+TEST_F(ClusterE2E, MountPropagationBetweenContainersAndTheHost) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->CreateNamespaceDefaults("default");
+  std::string root_dir = fs::weakly_canonical(work_ / "root").string();
+  EXPECT_NE(RunCommand("findmnt -n -o PROPAGATION " + root_dir).find("shared"), std::string::npos)
+      << "the root directory is not a shared mount: " << RunCommand("findmnt -n -o TARGET,PROPAGATION " + root_dir);
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"propagation","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,
+    "containers":[
+      {"name":"master","image":"kubelet-cpp.local/busybox:1.35","securityContext":{"privileged":true},
+       "command":["sh","-c","until [ -f /mnt/shared/go ]; do sleep 0.2; done; mkdir -p /mnt/shared/sub && mount -t tmpfs tmpfs /mnt/shared/sub && echo hello > /mnt/shared/sub/file && sleep 3600"],
+       "volumeMounts":[{"name":"shared","mountPath":"/mnt/shared","mountPropagation":"Bidirectional"}]},
+      {"name":"slave","image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"],
+       "volumeMounts":[{"name":"shared","mountPath":"/mnt/shared","mountPropagation":"HostToContainer"}]},
+      {"name":"private","image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"],
+       "volumeMounts":[{"name":"shared","mountPath":"/mnt/shared"}]}],
+    "volumes":[{"name":"shared","emptyDir":{}}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "propagation");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "propagation").dump(2);
+  std::string uid = ApiPod("default", "propagation")["metadata"]["uid"];
+  std::map<std::string, std::string> ids;
+  for (const auto& c : Containers(uid)) ids[c.metadata().name()] = c.id();
+  ASSERT_EQ(ids.size(), 3u);
+  fs::path vol = fs::path(root_dir) / "pods" / uid / "volumes/kubernetes.io~empty-dir/shared";
+  // Every container runs: the privileged one mounts now (a container sees the mounts that exist when it starts).
+  std::ofstream(vol / "go") << "";
+  EXPECT_TRUE(WaitUntil([&] { return RunCommand("findmnt -n -o FSTYPE " + (vol / "sub").string()).find("tmpfs") != std::string::npos; }))
+      << "the Bidirectional mount did not reach the host";
+  EXPECT_TRUE(WaitUntil([&] { return Exec(ids["slave"], {"cat", "/mnt/shared/sub/file"}).second == "hello\n"; }))
+      << "the HostToContainer container does not see the sibling's mount";
+  EXPECT_NE(Exec(ids["private"], {"cat", "/mnt/shared/sub/file"}).first, 0) << "a container without propagation saw the mount";
+
+  // A mount the host makes in the volume.
+  fs::create_directories(vol / "fromhost");
+  ASSERT_EQ(::mount("tmpfs", (vol / "fromhost").c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  std::ofstream(vol / "fromhost/note") << "host";
+  EXPECT_TRUE(WaitUntil([&] { return Exec(ids["slave"], {"cat", "/mnt/shared/fromhost/note"}).second == "host"; }));
+  EXPECT_TRUE(WaitUntil([&] { return Exec(ids["master"], {"cat", "/mnt/shared/fromhost/note"}).second == "host"; }));
+  EXPECT_NE(Exec(ids["private"], {"cat", "/mnt/shared/fromhost/note"}).first, 0);
+
+  std::string del = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                    "/api/v1/namespaces/default/pods/propagation > /dev/null";
+  ASSERT_EQ(std::system(del.c_str()), 0);
+  ASSERT_TRUE(WaitUntil([] { return ApiPod("default", "propagation").is_null(); }));
+  EXPECT_TRUE(WaitUntil([&] { return !fs::exists(fs::path(root_dir) / "pods" / uid); }));
+  EXPECT_EQ(RunCommand("grep -c " + uid + " /proc/mounts"), "0\n");
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+}
+
 // The daemon against a runtime that reports a different cgroup driver (CRI
 // RuntimeConfig): it stops with an error that says so, before touching any
 // cgroup (the cgroupRoot here does not even exist).
@@ -1606,7 +1681,7 @@ TEST(DaemonE2E, CgroupDriverMismatchStopsTheKubelet) {
   const char* bin = std::getenv("KUBELET_BINARY");
   ASSERT_TRUE(bin) << "KUBELET_BINARY must be set (ctest sets it)";
   fs::path dir = fs::temp_directory_path() / ("kcpp-driver-" + std::to_string(getpid()));
-  fs::remove_all(dir);
+  RemoveTree(dir);
   fs::create_directories(dir / "manifests");
   kubelet::testing::FakeRuntime fake((dir / "cri.sock").string());
   ASSERT_TRUE(fake.Start());
@@ -1630,7 +1705,7 @@ TEST(DaemonE2E, CgroupDriverMismatchStopsTheKubelet) {
   EXPECT_GE(fake.CallCount("RuntimeConfig"), 1);
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/kcpp-no-such-root"));
   fake.Stop();
-  fs::remove_all(dir);
+  RemoveTree(dir);
 }
 
 // Issue 10: a kubelet whose API server is one of its own static pods (kubeadm's
@@ -1641,7 +1716,7 @@ TEST(DaemonE2E, StaticPodsRunBeforeTheAPIServerAndSIGTERMEndsTheKubelet) {
   const char* bin = std::getenv("KUBELET_BINARY");
   ASSERT_TRUE(bin) << "KUBELET_BINARY must be set (ctest sets it)";
   fs::path dir = fs::temp_directory_path() / ("kcpp-noapi-" + std::to_string(getpid()));
-  fs::remove_all(dir);
+  RemoveTree(dir);
   fs::create_directories(dir / "manifests");
   kubelet::testing::FakeRuntime fake((dir / "cri.sock").string());
   ASSERT_TRUE(fake.Start());
@@ -1703,7 +1778,7 @@ TEST(DaemonE2E, StaticPodsRunBeforeTheAPIServerAndSIGTERMEndsTheKubelet) {
   EXPECT_TRUE(exited) << text();
   EXPECT_TRUE(running());
   fake.Stop();
-  fs::remove_all(dir);
+  RemoveTree(dir);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
+#include "kubelet/util/mount.h"
 #include "kubelet/volumemanager/atomic_writer.h"
 #include "kubelet/volumemanager/volume_manager.h"
 
@@ -461,6 +462,56 @@ TEST(VolumeManager, OnePodsSlowObjectHoldsBackNoOtherPod) {
   waiter.join();
   EXPECT_TRUE(TornDown(*vm, "s1"));
   EXPECT_TRUE(TornDown(*vm, "f1"));
+}
+
+// emptyDir medium HugePages and HugePages-<size>: hugetlbfs with the page size the pod requests (root only, as
+// mounting is); the media upstream refuses, with its messages.
+TEST(VolumeManager, HugePagesEmptyDirsMountHugetlbfsWithThePodsPageSize) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount";
+  TempDir d("vm-huge");
+  FakeClock clock{std::chrono::system_clock::now()};
+  FakeAPI api;
+  api.clock = &clock;
+  auto vm = NewVolumeManager(d.path().string(), api.Deps());
+  auto pod = [](const std::string& uid, const std::string& medium, const json& requests) {
+    json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", "p-" + uid}, {"namespace", "ns"}, {"uid", uid}}},
+              {"spec", {{"containers", {{{"name", "c"}, {"image", "x:1"},
+                                         {"resources", {{"requests", requests}, {"limits", requests}}}}}},
+                        {"volumes", {{{"name", "huge"}, {"emptyDir", {{"medium", medium}}}}}}}}};
+    return DecodeWithDefaults(j);
+  };
+  auto fstype_and_options = [](const std::string& path) -> std::pair<std::string, std::vector<std::string>> {
+    auto m = mount::FindMountInfo(path);
+    if (!m.ok() || m->mount_point != path) return {};
+    return {m->fs_type, m->super_options};
+  };
+  auto has = [](const std::vector<std::string>& opts, const std::string& o) {
+    return std::find(opts.begin(), opts.end(), o) != opts.end();
+  };
+  auto two = vm->WaitForAttachAndMount(pod("h1", "HugePages", {{"hugepages-2Mi", "4Mi"}, {"memory", "64Mi"}}));
+  ASSERT_TRUE(two.ok()) << two.status();
+  auto [type, opts] = fstype_and_options(two->at("huge").path);
+  EXPECT_EQ(type, "hugetlbfs");
+  EXPECT_TRUE(has(opts, "pagesize=2M")) << ::testing::PrintToString(opts);
+  auto sized = vm->WaitForAttachAndMount(pod("h2", "HugePages-2Mi", {{"hugepages-2Mi", "2Mi"}, {"hugepages-1Gi", "1Gi"}}));
+  ASSERT_TRUE(sized.ok()) << sized.status();
+  EXPECT_TRUE(has(fstype_and_options(sized->at("huge").path).second, "pagesize=2M"));
+
+  auto refused = [&](const std::string& uid, const std::string& medium, const json& requests, const std::string& why) {
+    auto r = vm->WaitForAttachAndMount(pod(uid, medium, requests), std::chrono::milliseconds(300));
+    EXPECT_FALSE(r.ok()) << uid;
+    const std::string event = "MountVolume.SetUp failed for volume \"huge\" : " + why;
+    EXPECT_TRUE(testing::WaitUntil([&] {
+      std::lock_guard<std::mutex> l(api.mu);
+      return std::find(api.events.begin(), api.events.end(), event) != api.events.end();
+    })) << "no event: " << event << "; last: " << api.LastEvent();
+  };
+  refused("h3", "HugePages-1Gi", {{"hugepages-2Mi", "2Mi"}},
+          "medium HugePages-1Gi: hugePages storage requested, but there is no resource request for huge pages");
+  refused("h4", "HugePages", {{"hugepages-2Mi", "2Mi"}, {"hugepages-1Gi", "1Gi"}},
+          "medium: HugePages can't be used if container requests multiple huge page sizes");
+  for (const char* uid : {"h1", "h2", "h3", "h4"}) EXPECT_TRUE(TornDown(*vm, uid)) << uid;
+  EXPECT_TRUE(mount::MountsUnder(d.path().string()).empty());
 }
 
 TEST(VolumeManager, ARestartedManagerReconstructsWhatIsSetUpAndRewritesNothing) {

@@ -99,6 +99,7 @@ struct NodeStatus {
   std::vector<NodeAddress> addresses;
   int32_t kubelet_endpoint_port = 0;
   NodeSystemInfo node_info;
+  std::vector<std::string> volumes_in_use;  // attachable volumes mounted or to be mounted (unique names, sorted)
 };
 
 struct Node {

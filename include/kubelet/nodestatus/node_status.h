@@ -63,6 +63,8 @@ struct NodeProviders {
   std::function<void(const std::string& reason, const std::string& message, const std::string& type)> node_event;
   /** Pressure conditions in force (the eviction manager's): "MemoryPressure", "DiskPressure", "PIDPressure". */
   std::function<std::vector<std::string>()> pressure;
+  /** The volume manager's volumes in use; nullopt until its reconciler has synced (the last list is kept then). */
+  std::function<std::optional<std::vector<std::string>>()> volumes_in_use;
 };
 
 /**

@@ -14,6 +14,13 @@
 
 namespace kubelet {
 
+/**
+ * Marks `st` as a transient condition the caller expects and retries (work of the same pod still in flight, say):
+ * pod workers retry it with back-off and log it at V(2), not as an error.
+ */
+absl::Status RetryLater(absl::Status st);
+bool IsRetryLater(const absl::Status& st);
+
 /** How many exceptions the barriers have caught since start (all threads). */
 int64_t RecoveredExceptions();
 

@@ -58,8 +58,13 @@ class VolumeManager {
   virtual void RemountPod(const std::string& uid) { (void)uid; }
   /** Takes the pod out of the desired state, unmounts and removes everything under its folder. */
   virtual absl::Status UnmountVolumesForPod(const std::string& uid) = 0;
-  /** Attachable volumes in use, for the node's status.volumesInUse (none of the kinds here is attachable). */
+  /**
+   * Attachable volumes in use (desired or mounted), unique names sorted, for the node's status.volumesInUse; none
+   * of the kinds here is attachable (CSI volumes will be).
+   */
   virtual std::vector<std::string> GetVolumesInUse() const { return {}; }
+  /** True once reconstruction and the reconciler's first round are done: volumesInUse is reported from then on. */
+  virtual bool ReconcilerStatesHasBeenSynced() const { return true; }
   /** UIDs of the pods in the actual state (set up, or reconstructed from disk). */
   virtual std::vector<std::string> PodsWithVolumes() const { return {}; }
 };
