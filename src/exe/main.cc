@@ -42,6 +42,11 @@ int WaitForSignal(sigset_t* set, std::chrono::milliseconds timeout) {
   return sigtimedwait(set, nullptr, &ts);
 }
 
+const nlohmann::json& Field(const nlohmann::json& obj, const char* key) {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -361,7 +366,26 @@ int main(int argc, char** argv) {
   spo.pods_dir = flags.root_dir + "/pods";
   spo.machine_memory = MachineMemoryBytes();
   stats::StatsProvider stats_provider(remote.get(), remote.get(), container_manager.get(), &clock, spo);
-  server::KubeletServer srv(&kl, runtime.get(), &metrics, {cfg, flags.cert_dir, node_name, &stats_provider});
+  // TokenReview and SubjectAccessReview get a client of their own: a short deadline and one retry, so an API server
+  // that does not answer costs a request seconds (then 401 or 500), never a hang, and pod status writes never wait.
+  std::unique_ptr<client::ApiClient> auth_api;
+  if (api) {
+    client::ClientOptions ao;
+    ao.qps = 0;
+    ao.timeout = std::chrono::seconds(5);
+    ao.max_retries = 1;
+    ao.initial_backoff = std::chrono::milliseconds(500);
+    auth_api = client::NewApiClient(*client::LoadKubeconfig(flags.kubeconfig), ao);
+  } else if (Field(cfg.authentication, "webhook").value("enabled", true) ||
+             cfg.authorization.value("mode", "Webhook") == "Webhook") {
+    logger->warn("No API server to authenticate and authorize requests with: bearer tokens get 401 and Webhook "
+                 "authorization denies every request (set authentication.webhook.enabled: false and "
+                 "authorization.mode: AlwaysAllow to serve without one)");
+  }
+  server::KubeletServerOptions so{cfg, flags.cert_dir, node_name, &stats_provider};
+  so.auth_api = auth_api.get();
+  so.clock = &clock;
+  server::KubeletServer srv(&kl, runtime.get(), &metrics, so);
 
   // Image GC: the image filesystem's usage between imageGCLowThresholdPercent and imageGCHighThresholdPercent.
   images::ImageGCDeps igd;

@@ -355,8 +355,9 @@ absl::Status HttpServer::Start() {
         SSL_CTX_free(ctx);
         return absl::InvalidArgumentError("failed to load client CA file " + o_.tls_options.client_ca_file + ": " + err);
       }
-      // Ask for a client certificate and verify it when given, as upstream's VerifyClientCertIfGiven.
-      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      // Ask for a client certificate but never refuse the handshake over it, as upstream's RequestClientCert: the
+      // verification result decides the request (a certificate the CA does not vouch for gets 401, not anonymous).
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
       SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(o_.tls_options.client_ca_file.c_str()));
     }
     ssl_ctx_ = ctx;
@@ -475,6 +476,8 @@ void HttpServer::Serve(int fd) {
   int idle_ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(o_.idle_timeout).count());
   SSL* ssl = nullptr;
   std::string client_cn;
+  std::vector<std::string> client_groups;
+  bool client_cert_invalid = false;
   if (ssl_ctx_) {
     ssl = SSL_new(static_cast<SSL_CTX*>(ssl_ctx_));
     SSL_set_fd(ssl, fd);
@@ -493,9 +496,20 @@ void HttpServer::Serve(int fd) {
         KLOG_V(log, 2)("Client certificate not verified err=\"{}\"", X509_verify_cert_error_string(vr));
       }
       if (vr == X509_V_OK) {
+        X509_NAME* subject = X509_get_subject_name(peer);
         char cn[256] = {0};
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof(cn));
+        X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof(cn));
         client_cn = cn;
+        // Groups are the subject's O entries, as upstream's x509 authenticator reads them.
+        for (int i = -1; (i = X509_NAME_get_index_by_NID(subject, NID_organizationName, i)) >= 0;) {
+          ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i));
+          unsigned char* utf8 = nullptr;
+          int n = ASN1_STRING_to_UTF8(&utf8, data);
+          if (n >= 0) client_groups.emplace_back(reinterpret_cast<char*>(utf8), static_cast<size_t>(n));
+          OPENSSL_free(utf8);
+        }
+      } else {
+        client_cert_invalid = true;
       }
       X509_free(peer);
     }
@@ -537,6 +551,8 @@ void HttpServer::Serve(int fd) {
     }
     req.tls = ssl != nullptr;
     req.client_cn = client_cn;
+    req.client_groups = client_groups;
+    req.client_cert_invalid = client_cert_invalid;
     const std::string& version = head.version;
     size_t content_length = head.content_length;
     buf.erase(0, header_end + 4);
@@ -620,7 +636,8 @@ Response HttpServer::Dispatch(const Request& req) {
 
 namespace {
 absl::Status WriteSelfSigned(const std::string& dir, const std::string& cert_file, const std::string& key_file,
-                             const std::string& cn, const std::string& san, const char* eku) {
+                             const std::string& cn, const std::string& san, const char* eku,
+                             const std::vector<std::string>& organizations = {}) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -634,6 +651,8 @@ absl::Status WriteSelfSigned(const std::string& dir, const std::string& cert_fil
   X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
   X509_set_pubkey(x, key);
   X509_NAME* name = X509_get_subject_name(x);
+  for (const auto& o : organizations)
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(o.c_str()), -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(x, name);
   X509V3_CTX v3;
@@ -674,10 +693,10 @@ absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string
 }
 
 absl::Status MakeClientCert(const std::string& dir, const std::string& name, const std::string& cn, std::string* cert_file,
-                            std::string* key_file) {
+                            std::string* key_file, const std::vector<std::string>& organizations) {
   *cert_file = dir + "/" + name + ".crt";
   *key_file = dir + "/" + name + ".key";
-  return WriteSelfSigned(dir, *cert_file, *key_file, cn, "", "clientAuth");
+  return WriteSelfSigned(dir, *cert_file, *key_file, cn, "", "clientAuth", organizations);
 }
 
 }  // namespace kubelet::server

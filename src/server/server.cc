@@ -27,45 +27,46 @@ std::string MethodLabel(const std::string& method) {
 
 Response Json(const nlohmann::json& j) { return Response{200, "application/json", DumpJSON(j), {}}; }
 
-// The subresource upstream's authorizer sees for a path (nodes/<sub>).
-std::string Subresource(const std::string& path) {
-  if (path.rfind("/metrics", 0) == 0) return "metrics";
-  if (path.rfind("/stats", 0) == 0) return "stats";
-  if (path.rfind("/logs", 0) == 0) return "log";
-  if (path.rfind("/spec", 0) == 0) return "spec";
-  return "proxy";
+// A duration field of the authn/authz settings ("2m", "30s"), or its default when unset or unreadable.
+Duration AuthDuration(const nlohmann::json& obj, const char* key, Duration fallback) {
+  if (!obj.is_object() || !obj.contains(key) || !obj[key].is_string()) return fallback;
+  auto d = config::ParseGoDuration(obj[key].get<std::string>());
+  return d.ok() ? *d : fallback;
+}
+
+const nlohmann::json& Field(const nlohmann::json& obj, const char* key) {
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
 }
 
 }  // namespace
 
 KubeletServer::KubeletServer(Kubelet* kubelet, kuberuntime::RuntimeManager* runtime, metrics::KubeletMetrics* metrics,
                              KubeletServerOptions options)
-    : kubelet_(kubelet), runtime_(runtime), metrics_(metrics), o_(std::move(options)) {}
+    : kubelet_(kubelet), runtime_(runtime), metrics_(metrics), o_(std::move(options)) {
+  // The KubeletConfiguration v1beta1 defaults: anonymous off, token webhook on (cacheTTL 2m), Webhook authorization
+  // (5m allowed, 30s denied).
+  const auto& authn = o_.config.authentication;
+  const auto& authz = o_.config.authorization;
+  KubeletAuthOptions ao;
+  ao.node_name = o_.node_name;
+  ao.anonymous = Field(authn, "anonymous").value("enabled", false);
+  ao.x509 = !Field(authn, "x509").value("clientCAFile", "").empty();
+  ao.always_allow = authz.is_object() && authz.value("mode", "Webhook") == "AlwaysAllow";
+  std::unique_ptr<TokenAuthenticator> tokens;
+  const auto& webhook = Field(authn, "webhook");
+  if (webhook.value("enabled", true) && o_.auth_api)
+    tokens = NewWebhookTokenAuthenticator(o_.auth_api, AuthDuration(webhook, "cacheTTL", std::chrono::minutes(2)), o_.clock);
+  std::unique_ptr<Authorizer> authorizer;
+  if (!ao.always_allow && o_.auth_api) {
+    const auto& zw = Field(authz, "webhook");
+    authorizer = NewWebhookAuthorizer(o_.auth_api, AuthDuration(zw, "cacheAuthorizedTTL", std::chrono::minutes(5)),
+                                      AuthDuration(zw, "cacheUnauthorizedTTL", std::chrono::seconds(30)), o_.clock);
+  }
+  auth_ = std::make_unique<KubeletAuth>(ao, std::move(tokens), std::move(authorizer));
+}
 
 KubeletServer::~KubeletServer() { Stop(); }
-
-Response KubeletServer::Authorize(const Request& req, const std::string& path) const {
-  const auto& authn = o_.config.authentication;
-  bool anonymous = authn.contains("anonymous") && authn["anonymous"].value("enabled", false);
-  std::string user;
-  if (!req.client_cn.empty()) {
-    user = req.client_cn;
-  } else if (req.headers.count("authorization")) {
-    // Bearer tokens are checked by a TokenReview against the API server (the
-    // authn/authz manager); without one there is nobody to vouch for them.
-    return Response{401, "text/plain; charset=utf-8", "Unauthorized", {}};
-  } else if (anonymous) {
-    user = "system:anonymous";
-  } else {
-    return Response{401, "text/plain; charset=utf-8", "Unauthorized", {}};
-  }
-  std::string mode = o_.config.authorization.value("mode", "Webhook");
-  if (mode == "AlwaysAllow") return Response{0, "", "", {}};
-  std::string verb = req.method == "GET" || req.method == "HEAD" ? "get" : req.method == "POST" ? "create" : "update";
-  return Response{403, "text/plain; charset=utf-8",
-                  "Forbidden (user=" + user + ", verb=" + verb + ", resource=nodes, subresource=" + Subresource(path) + ")",
-                  {}};
-}
 
 // /containerLogs/<namespace>/<pod>/<container>?follow&previous&tailLines&limitBytes&sinceSeconds&sinceTime&timestamps
 Response KubeletServer::ContainerLogs(const Request& req) const {
@@ -150,10 +151,8 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
       if (metrics_)
         metrics_->http_requests.Add({{"long_running", "false"}, {"method", MethodLabel(req.method)}, {"path", name}, {"server_type", authenticated ? "readwrite" : "readonly"}})
             .Increment();
-      if (authenticated) {
-        Response denied = Authorize(req, req.path);
-        if (denied.status != 0) return denied;
-      }
+      if (authenticated)
+        if (auto denied = auth_->Check(req)) return *denied;
       if (req.method != "GET" && req.method != "HEAD")
         return Response{405, "text/plain; charset=utf-8", "405: Method Not Allowed\n", {}};
       return h(req);

@@ -28,6 +28,7 @@
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "fake/fake_runtime.h"
+#include "kubelet/server/http_server.h"
 #include "kubelet/util/mount.h"
 #include "runtime/v1/api.grpc.pb.h"
 
@@ -50,11 +51,22 @@ size_t Append(char* d, size_t s, size_t n, void* out) {
   return s * n;
 }
 
-std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5) {
+// A GET with a bearer token and/or a client certificate (the kubelet's serving certificate is self-signed here).
+std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5, const std::string& token = "",
+                                     const std::string& cert = "", const std::string& key = "") {
   std::string body;
   long code = 0;
   CURL* c = curl_easy_init();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_slist* headers = nullptr;
+  if (!token.empty()) {
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  }
+  if (!cert.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, cert.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEY, key.c_str());
+  }
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -63,6 +75,7 @@ std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5)
   curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
   if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
   return {code, body};
 }
 
@@ -130,7 +143,9 @@ class ContainerdE2E : public ::testing::Test {
                 ? "evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}\n"
                 : "")
         << (extra_config_.find("imageGCHighThresholdPercent") == std::string::npos ? "imageGCHighThresholdPercent: 100\n" : "")
-        << "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n";
+        << (extra_config_.find("authentication:") == std::string::npos
+                ? "authentication:\n  anonymous:\n    enabled: true\nauthorization:\n  mode: AlwaysAllow\n"
+                : "");
     std::ofstream(work_ / "config.yaml", std::ios::app) << extra_config_;
     auto ch = grpc::CreateChannel("unix:" + env_["CONTAINERD_SOCK"], grpc::InsecureChannelCredentials());
     cri_ = rt::RuntimeService::NewStub(ch);
@@ -1159,6 +1174,80 @@ class ClusterE2E : public ContainerdE2E {
   static inline fs::path testing_api_dir_;
   static inline std::unique_ptr<kubelet::testing::FakeApiServer> api_;
 };
+
+// The kubelet with the settings kubeadm writes (also the KubeletConfiguration v1beta1 defaults): anonymous off,
+// bearer tokens through TokenReview, client certificates against the client CA, Webhook authorization through
+// SubjectAccessReview; the API server (the project's fake, with a table of grants) decides, not the kubelet.
+class KubeletAuthE2E : public ClusterE2E {
+ protected:
+  static void SetUpTestSuite() {
+    const char* lab = std::getenv("KUBELET_E2E_LAB");
+    ASSERT_TRUE(lab);
+    pki_ = fs::path(lab) / "kubelet-auth-pki";
+    RemoveTree(pki_);
+    // The API server's client certificate as kubeadm makes it, and the client CA that vouches for it.
+    ASSERT_TRUE(kubelet::server::MakeClientCert(pki_.string(), "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                                &client_cert_, &client_key_, {"system:masters"})
+                    .ok());
+    // The same names on a certificate no CA of the kubelet's signed.
+    ASSERT_TRUE(kubelet::server::MakeClientCert(pki_.string(), "forged", "kube-apiserver-kubelet-client", &forged_cert_,
+                                                &forged_key_, {"system:masters"})
+                    .ok());
+    work_name_ = "kubelet-auth";
+    extra_config_ = "authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n    cacheTTL: 2m\n"
+                    "  x509:\n    clientCAFile: " + client_cert_ + "\n"
+                    "authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 5m\n    cacheUnauthorizedTTL: 30s\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ClusterE2E::TearDownTestSuite();
+    work_name_.clear();
+    extra_config_.clear();
+  }
+  static std::pair<long, std::string> Get(const std::string& path, const std::string& token = "", const std::string& cert = "",
+                                          const std::string& key = "") {
+    return HttpGet("https://127.0.0.1:" + std::to_string(port_) + path, 10, token, cert, key);
+  }
+  static inline fs::path pki_;
+  static inline std::string client_cert_, client_key_, forged_cert_, forged_key_;
+};
+
+TEST_F(KubeletAuthE2E, TokensAndCertificatesAreCheckedByTheAPIServerAsKubeadmSetsItUp) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->AddUserToken("reader-token", "reader", {"monitoring"});
+  api_->AddUserToken("nobody-token", "nobody");
+  api_->AllowNodeAccess("reader", "get", "pods");
+  api_->AllowNodeAccess("group:monitoring", "get", "stats");
+
+  auto pods = Get("/pods", "reader-token");
+  ASSERT_EQ(pods.first, 200) << pods.second;
+  EXPECT_EQ(json::parse(pods.second)["kind"], "PodList");
+  EXPECT_EQ(Get("/stats/summary", "reader-token").first, 200) << "nodes/stats granted to the reader's group";
+  auto metrics = Get("/metrics", "reader-token");
+  EXPECT_EQ(metrics.first, 403);
+  EXPECT_EQ(metrics.second, "Forbidden (user=reader, verb=get, resource=nodes, subresource(s)=[metrics])");
+  auto nobody = Get("/pods", "nobody-token");
+  EXPECT_EQ(nobody.first, 403);
+  EXPECT_EQ(nobody.second, "Forbidden (user=nobody, verb=get, resource=nodes, subresource(s)=[pods proxy])");
+  auto unknown = Get("/pods", "made-up-token");
+  EXPECT_EQ(unknown.first, 401);
+  EXPECT_EQ(unknown.second, "Unauthorized");
+  EXPECT_EQ(Get("/pods").first, 401) << "anonymous is off";
+
+  // The API server's own certificate: allowed because the API server says system:masters may, on any path.
+  EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
+  EXPECT_EQ(Get("/metrics", "", client_cert_, client_key_).first, 200);
+  EXPECT_EQ(Get("/runningpods/", "", client_cert_, client_key_).first, 200);
+  EXPECT_EQ(Get("/pods", "", forged_cert_, forged_key_).first, 401) << "a certificate the client CA did not sign";
+
+  // Decisions are cached: the same token and question within the TTLs asks the API server nothing more.
+  int reviews = api_->Requests("POST", "tokenreviews");
+  int sars = api_->Requests("POST", "subjectaccessreviews");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get("/pods", "reader-token").first, 200);
+  EXPECT_EQ(api_->Requests("POST", "tokenreviews"), reviews);
+  EXPECT_EQ(api_->Requests("POST", "subjectaccessreviews"), sars);
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+}
 
 // Memory pressure on real cgroups: a memory.available threshold a little
 // below what the node has now; a BestEffort pod that then takes 900 MB is

@@ -22,11 +22,15 @@ const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
       {"nodes", {"Node", "v1"}},         {"pods", {"Pod", "v1"}},         {"events", {"Event", "v1"}},
       {"configmaps", {"ConfigMap", "v1"}}, {"secrets", {"Secret", "v1"}}, {"services", {"Service", "v1"}},
       {"leases", {"Lease", "coordination.k8s.io/v1"}}, {"serviceaccounts", {"ServiceAccount", "v1"}},
-      {"persistentvolumeclaims", {"PersistentVolumeClaim", "v1"}}, {"persistentvolumes", {"PersistentVolume", "v1"}}};
+      {"persistentvolumeclaims", {"PersistentVolumeClaim", "v1"}}, {"persistentvolumes", {"PersistentVolume", "v1"}},
+      {"tokenreviews", {"TokenReview", "authentication.k8s.io/v1"}},
+      {"subjectaccessreviews", {"SubjectAccessReview", "authorization.k8s.io/v1"}}};
   return k;
 }
 
-bool ClusterScoped(const std::string& r) { return r == "nodes" || r == "persistentvolumes"; }
+bool ClusterScoped(const std::string& r) {
+  return r == "nodes" || r == "persistentvolumes" || r == "tokenreviews" || r == "subjectaccessreviews";
+}
 
 Response StatusError(int code, const std::string& reason, const std::string& message) {
   json st = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
@@ -325,6 +329,94 @@ json FakeApiServer::TokenClaims(const std::string& token) const {
   return it == tokens_.end() ? json(nullptr) : it->second;
 }
 
+void FakeApiServer::AddUserToken(const std::string& token, const std::string& user, std::vector<std::string> groups) {
+  std::lock_guard<std::mutex> l(mu_);
+  user_tokens_[token] = {user, std::move(groups)};
+}
+
+void FakeApiServer::AllowNodeAccess(const std::string& subject, const std::string& verb, const std::string& subresource) {
+  std::lock_guard<std::mutex> l(mu_);
+  node_access_.insert({subject, verb, subresource});
+}
+
+Response FakeApiServer::TokenReview(const Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_object() || body.value("kind", "") != "TokenReview" || !body.contains("spec") || !body["spec"].is_object() ||
+      !body["spec"].contains("token") || !body["spec"]["token"].is_string())
+    return StatusError(400, "BadRequest", "the body is not a TokenReview with spec.token");
+  const std::string token = body["spec"]["token"];
+  json want = body["spec"].contains("audiences") && body["spec"]["audiences"].is_array() ? body["spec"]["audiences"] : json::array();
+  json out = body;
+  out["apiVersion"] = "authentication.k8s.io/v1";
+  out["metadata"] = {{"creationTimestamp", nullptr}};
+  json status = {{"user", json::object()}};
+  std::lock_guard<std::mutex> l(mu_);
+  if (auto it = user_tokens_.find(token); it != user_tokens_.end()) {
+    json groups = it->second.second;
+    groups.push_back("system:authenticated");
+    status = {{"authenticated", true}, {"user", {{"username", it->second.first}, {"groups", groups}}}};
+  } else if (auto t = tokens_.find(token); t != tokens_.end()) {
+    const json& c = t->second;
+    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    bool audience_ok = want.empty();
+    for (const auto& a : want)
+      for (const auto& have : c["aud"]) audience_ok |= a == have;
+    if (c["exp"].get<int64_t>() <= now) {
+      status["error"] = "[invalid bearer token, service account token has expired]";
+    } else if (!audience_ok) {
+      status["error"] = "[invalid bearer token, token audiences " + c["aud"].dump() + " is invalid for the target audiences " +
+                        want.dump() + "]";
+    } else {
+      std::string sub = c["sub"];  // system:serviceaccount:<ns>:<name>
+      std::string ns = sub.substr(std::string("system:serviceaccount:").size());
+      ns = ns.substr(0, ns.find(':'));
+      json user = {{"username", sub},
+                   {"groups", {"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}};
+      if (c["pod"].is_object())
+        user["extra"] = {{"authentication.kubernetes.io/pod-name", {c["pod"]["name"]}},
+                         {"authentication.kubernetes.io/pod-uid", {c["pod"]["uid"]}}};
+      status = {{"authenticated", true}, {"user", user}, {"audiences", want.empty() ? c["aud"] : want}};
+    }
+  } else {
+    status["error"] = "[invalid bearer token, Token has been invalidated]";
+  }
+  out["status"] = status;
+  return Ok(out, 201);
+}
+
+Response FakeApiServer::SubjectAccessReview(const Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_object() || body.value("kind", "") != "SubjectAccessReview" || !body.contains("spec") || !body["spec"].is_object())
+    return StatusError(400, "BadRequest", "the body is not a SubjectAccessReview");
+  const json& spec = body["spec"];
+  if (!spec.contains("resourceAttributes") || !spec["resourceAttributes"].is_object())
+    return StatusError(422, "Invalid", "SubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: "
+                                       "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified");
+  const json& ra = spec["resourceAttributes"];
+  std::string user = spec.value("user", "");
+  std::vector<std::string> subjects = {user};
+  bool master = false;
+  if (spec.contains("groups") && spec["groups"].is_array())
+    for (const auto& g : spec["groups"])
+      if (g.is_string()) {
+        subjects.push_back("group:" + g.get<std::string>());
+        master |= g == "system:masters";
+      }
+  bool allowed = master;
+  std::string verb = ra.value("verb", ""), sub = ra.value("subresource", "");
+  std::lock_guard<std::mutex> l(mu_);
+  if (ra.value("resource", "") == "nodes" && ra.value("group", "") == "")
+    for (const auto& s : subjects)
+      for (const auto& v : {verb, std::string("*")})
+        for (const auto& r : {sub, std::string("*")}) allowed |= node_access_.count({s, v, r}) > 0;
+  json out = body;
+  out["apiVersion"] = "authorization.k8s.io/v1";
+  out["metadata"] = {{"creationTimestamp", nullptr}};
+  out["status"] = {{"allowed", allowed}};
+  if (!allowed) out["status"]["reason"] = "";
+  return Ok(out, 201);
+}
+
 void FakeApiServer::CreateNamespaceDefaults(const std::string& ns) {
   if (!Get("serviceaccounts", ns, "default"))
     Create("serviceaccounts", {{"metadata", {{"name", "default"}, {"namespace", ns}}}});
@@ -616,6 +708,11 @@ Response FakeApiServer::Handle(const Request& req) {
 
   // Counted (and open to injected errors) as any other request.
   if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
+  if (resource == "tokenreviews" || resource == "subjectaccessreviews") {
+    if (req.method != "POST" || !name.empty())
+      return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
+    return resource == "tokenreviews" ? TokenReview(req) : SubjectAccessReview(req);
+  }
 
   if (req.method == "GET" && name.empty()) {
     if (req.query.count("watch") && (req.query.at("watch") == "true" || req.query.at("watch") == "1"))

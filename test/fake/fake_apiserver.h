@@ -16,7 +16,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -76,6 +78,18 @@ class FakeApiServer {
   void CreateNamespaceDefaults(const std::string& ns);
   /** Claims of a token this server issued (sub, aud, exp, pod), or null when it did not issue it. */
   nlohmann::json TokenClaims(const std::string& token) const;
+  /**
+   * A bearer token the TokenReview API vouches for as `user` in `groups` (system:authenticated is added), besides
+   * the service account tokens this server issued (unexpired ones review as their service account, with the pod's
+   * name and uid in extra). Any other token reviews as not authenticated.
+   */
+  void AddUserToken(const std::string& token, const std::string& user, std::vector<std::string> groups = {});
+  /**
+   * The SubjectAccessReview table: `subject` (a user name, or "group:<name>") may `verb` nodes/`subresource` ("*"
+   * for any verb or subresource). Members of system:masters are allowed everything, as by the API server's
+   * authorizer; anything else is denied.
+   */
+  void AllowNodeAccess(const std::string& subject, const std::string& verb, const std::string& subresource);
 
  private:
   struct Event {
@@ -101,6 +115,8 @@ class FakeApiServer {
                            const std::string& name) const;
   server::Response TokenRequest(const std::string& user, const std::string& ns, const std::string& sa,
                                 const server::Request& req);
+  server::Response TokenReview(const server::Request& req);
+  server::Response SubjectAccessReview(const server::Request& req);
 
   Options o_;
   std::atomic<int> port_{0};  // read by request handlers while Start() sets it
@@ -117,6 +133,8 @@ class FakeApiServer {
   std::deque<std::string> users_;
   std::deque<std::string> forbidden_;
   std::map<std::string, nlohmann::json> tokens_;  // issued token -> claims
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> user_tokens_;  // token -> user, groups
+  std::set<std::tuple<std::string, std::string, std::string>> node_access_;            // subject, verb, subresource
   std::atomic<bool> stopping_{false};
 };
 

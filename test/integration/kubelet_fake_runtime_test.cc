@@ -451,7 +451,7 @@ TEST_F(KubeletFakeRuntimeTest, ServerAuthenticatesAndServesPods) {
   ASSERT_TRUE(webhook->Start().ok());
   auto denied = HttpsGet(webhook->port(), "/metrics");
   EXPECT_EQ(denied.first, 403);
-  EXPECT_EQ(denied.second, "Forbidden (user=system:anonymous, verb=get, resource=nodes, subresource=metrics)");
+  EXPECT_EQ(denied.second, "Forbidden (user=system:anonymous, verb=get, resource=nodes, subresource(s)=[metrics])");
   webhook->Stop();
   auto open = serve(R"({"anonymous":{"enabled":true}})", "AlwaysAllow");
   ASSERT_TRUE(open->Start().ok());

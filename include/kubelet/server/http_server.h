@@ -29,8 +29,11 @@ struct Request {
   std::map<std::string, std::string> headers;  // lower-cased names
   std::string body;
   bool tls = false;
-  // The verified client certificate's subject CN, when one was presented and checked.
+  // The verified client certificate's subject CN and O entries, when one was presented and checked.
   std::string client_cn;
+  std::vector<std::string> client_groups;
+  // A client certificate was presented that the client CA does not verify (upstream: 401, never anonymous).
+  bool client_cert_invalid = false;
 };
 
 /** What the request line and headers say beyond the Request itself. */
@@ -130,8 +133,11 @@ class HttpServer {
 /** Loads or creates a self-signed serving certificate in cert_dir (kubelet.crt, kubelet.key), as upstream. */
 absl::Status EnsureSelfSignedCert(const std::string& cert_dir, const std::string& host, std::string* cert_file,
                                   std::string* key_file);
-/** A self-signed client certificate (extendedKeyUsage clientAuth) with this CN, written to dir/<name>.crt and .key. */
+/**
+ * A self-signed client certificate (extendedKeyUsage clientAuth) with this CN and O entries (the groups upstream's
+ * x509 authenticator reads), written to dir/<name>.crt and .key.
+ */
 absl::Status MakeClientCert(const std::string& dir, const std::string& name, const std::string& cn, std::string* cert_file,
-                            std::string* key_file);
+                            std::string* key_file, const std::vector<std::string>& organizations = {});
 
 }  // namespace kubelet::server

@@ -9,6 +9,7 @@
 #include <absl/status/status.h>
 
 #include "kubelet/config/kubelet_config.h"
+#include "kubelet/server/auth.h"
 #include "kubelet/server/http_server.h"
 
 namespace kubelet {
@@ -31,6 +32,10 @@ struct KubeletServerOptions {
   std::string cert_dir;
   std::string node_name;
   stats::StatsProvider* stats = nullptr;  // /stats/summary and /metrics/resource; null: not served
+  /** TokenReview and SubjectAccessReview go here (authentication.webhook, authorization.mode Webhook); null: none
+   *  (standalone): bearer tokens get 401 and Webhook mode denies everything. */
+  client::ApiClient* auth_api = nullptr;
+  const Clock* clock = nullptr;  // the decision caches' TTLs; the real clock when null
 };
 
 class KubeletServer {
@@ -45,7 +50,6 @@ class KubeletServer {
   int read_only_port() const;
 
  private:
-  Response Authorize(const Request& req, const std::string& resource_path) const;
   Response ContainerLogs(const Request& req) const;
   void Install(HttpServer* s, bool authenticated);
 
@@ -53,6 +57,7 @@ class KubeletServer {
   kuberuntime::RuntimeManager* runtime_;
   metrics::KubeletMetrics* metrics_;
   KubeletServerOptions o_;
+  std::unique_ptr<KubeletAuth> auth_;
   std::unique_ptr<HttpServer> main_;
   std::unique_ptr<HttpServer> healthz_;
   std::unique_ptr<HttpServer> read_only_;
