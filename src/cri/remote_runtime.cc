@@ -192,6 +192,28 @@ class RemoteRuntimeImpl : public RemoteRuntime {
     return resp;
   }
 
+  absl::StatusOr<std::string> Exec(const rt::ExecRequest& req) override {
+    rt::ExecResponse resp;
+    auto st = Call("exec", "Exec", opts_.timeout, [&](grpc::ClientContext* c) { return runtime_->Exec(c, req, &resp); });
+    if (!st.ok()) return st;
+    return resp.url();
+  }
+
+  absl::StatusOr<std::string> Attach(const rt::AttachRequest& req) override {
+    rt::AttachResponse resp;
+    auto st = Call("attach", "Attach", opts_.timeout, [&](grpc::ClientContext* c) { return runtime_->Attach(c, req, &resp); });
+    if (!st.ok()) return st;
+    return resp.url();
+  }
+
+  absl::StatusOr<std::string> PortForward(const rt::PortForwardRequest& req) override {
+    rt::PortForwardResponse resp;
+    auto st = Call("port_forward", "PortForward", opts_.timeout,
+                   [&](grpc::ClientContext* c) { return runtime_->PortForward(c, req, &resp); });
+    if (!st.ok()) return st;
+    return resp.url();
+  }
+
   absl::Status ReopenContainerLog(const std::string& id) override {
     rt::ReopenContainerLogRequest req;
     req.set_container_id(id);

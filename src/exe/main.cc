@@ -384,6 +384,7 @@ int main(int argc, char** argv) {
   }
   server::KubeletServerOptions so{cfg, flags.cert_dir, node_name, &stats_provider};
   so.auth_api = auth_api.get();
+  so.cri = remote.get();
   so.clock = &clock;
   server::KubeletServer srv(&kl, runtime.get(), &metrics, so);
 

@@ -187,6 +187,7 @@ int ParseRequestHead(std::string_view head, Request* req, RequestHead* out) {
   size_t qpos = target.find('?');
   req->path = UrlDecode(target.substr(0, qpos), false);
   req->query.clear();
+  req->query_values.clear();
   if (qpos != std::string_view::npos) {
     std::string_view qs = target.substr(qpos + 1);
     while (!qs.empty()) {
@@ -197,6 +198,7 @@ int ParseRequestHead(std::string_view head, Request* req, RequestHead* out) {
       size_t eq = kv.find('=');
       std::string key = UrlDecode(kv.substr(0, eq), true);
       std::string val = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1), true);
+      req->query_values[key].push_back(val);  // every value of a repeated key (command=sh&command=-c)
       req->query.emplace(std::move(key), std::move(val));  // the first value of a repeated key, as Go's Get
     }
   }
@@ -220,6 +222,8 @@ class Conn {
     pollfd p{fd_, POLLRDHUP, 0};
     return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
   }
+  int fd() const { return fd_; }
+  bool Buffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
   bool WaitReadable(int ms) {
     if (ssl_ && SSL_pending(ssl_) > 0) return true;
     pollfd p{fd_, POLLIN, 0};
@@ -578,6 +582,31 @@ void HttpServer::Serve(int fd) {
       std::string v = it->second;
       std::transform(v.begin(), v.end(), v.begin(), ::tolower);
       keep_alive = v == "keep-alive" || (keep_alive && v != "close");
+    }
+    if (resp.upgrade) {
+      // The rest of the connection belongs to the upgrade, including what the client sent after the head.
+      class Upgraded : public UpgradedConn {
+       public:
+        Upgraded(Conn& c, std::string pending) : c_(c), pending_(std::move(pending)) {}
+        ssize_t Read(char* out, size_t n, int timeout_ms) override {
+          if (!pending_.empty()) {
+            size_t k = std::min(n, pending_.size());
+            std::memcpy(out, pending_.data(), k);
+            pending_.erase(0, k);
+            return static_cast<ssize_t>(k);
+          }
+          return c_.Read(out, n, timeout_ms);
+        }
+        bool Write(const std::string& data) override { return c_.WriteAll(data); }
+        int fd() const override { return c_.fd(); }
+        bool Buffered() const override { return !pending_.empty() || c_.Buffered(); }
+
+       private:
+        Conn& c_;
+        std::string pending_;
+      } up(conn, std::move(buf));
+      resp.upgrade(up);
+      return;
     }
     std::ostringstream out;
     if (resp.stream) {

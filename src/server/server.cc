@@ -10,6 +10,8 @@
 #include "kubelet/kuberuntime/logs.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 #include "kubelet/metrics/metrics.h"
+#include "kubelet/cri/runtime_service.h"
+#include "kubelet/server/streaming.h"
 
 #include <prometheus/text_serializer.h>
 
@@ -145,6 +147,95 @@ Response KubeletServer::ContainerLogs(const Request& req) const {
   return r;
 }
 
+// /exec/<ns>/<pod>[/<uid>]/<container>, /attach/ (the same), /portForward/<ns>/<pod>[/<uid>].
+Response KubeletServer::Stream(const std::string& kind, const Request& req) const {
+  auto text = [](int code, const std::string& msg) { return Response{code, "text/plain; charset=utf-8", msg, {}}; };
+  if (!o_.cri) return text(501, kind + " is not supported by this kubelet's runtime");
+  std::vector<std::string> parts;
+  std::stringstream ss(req.path.substr(kind.size() + 2));
+  for (std::string part; std::getline(ss, part, '/');)
+    if (!part.empty()) parts.push_back(part);
+  const bool container_path = kind != "portForward";
+  const size_t want = container_path ? 3 : 2;
+  if (parts.size() != want && parts.size() != want + 1) return text(404, "404 page not found\n");
+  const std::string &ns = parts[0], &name = parts[1];
+  const std::string uid = parts.size() == want + 1 ? parts[2] : "";
+  const std::string container = container_path ? parts.back() : "";
+  auto flag = [&](const char* key) {
+    auto it = req.query.find(key);
+    return it != req.query.end() && (it->second == "1" || it->second == "true");
+  };
+  std::optional<api::Pod> pod;
+  for (auto& p : kubelet_->GetPods())
+    if (p.metadata.namespace_ == ns && p.metadata.name == name) pod = std::move(p);
+  if (!pod) return text(404, "pod does not exist");
+  if (!uid.empty() && pod->metadata.uid != uid) return text(404, "pod does not exist");
+  auto runtime_pods = runtime_->GetPods(true);
+  if (!runtime_pods.ok()) return text(500, std::string(runtime_pods.status().message()));
+  const kuberuntime::RuntimePod* rp = nullptr;
+  for (const auto& p : *runtime_pods)
+    if (p.uid == pod->metadata.uid) rp = &p;
+  absl::StatusOr<std::string> url = absl::NotFoundError("");
+  if (container_path) {
+    std::string id;
+    if (rp)
+      for (const auto& c : rp->containers)
+        if (c.name == container && c.state == kuberuntime::ContainerState::kRunning) id = c.id;
+    if (id.empty()) return text(500, "container not found (\"" + container + "\")");
+    bool tty = flag("tty"), in = flag("stdin"), out = flag("stdout"), err = flag("stderr") && !tty;
+    if (!in && !out && !err) return text(400, "you must specify at least 1 of stdin, stdout, stderr");
+    if (kind == "exec") {
+      cri::rt::ExecRequest r;
+      r.set_container_id(id);
+      auto cmd = req.query_values.find("command");
+      if (cmd == req.query_values.end() || cmd->second.empty()) return text(400, "you must specify a command");
+      for (const auto& c : cmd->second) r.add_cmd(c);
+      r.set_tty(tty);
+      r.set_stdin(in);
+      r.set_stdout(out);
+      r.set_stderr(err);
+      url = o_.cri->Exec(r);
+    } else {
+      cri::rt::AttachRequest r;
+      r.set_container_id(id);
+      r.set_tty(tty);
+      r.set_stdin(in);
+      r.set_stdout(out);
+      r.set_stderr(err);
+      url = o_.cri->Attach(r);
+    }
+  } else {
+    std::string sandbox;
+    if (rp)
+      for (const auto& sb : rp->sandboxes)
+        if (sb.ready && sandbox.empty()) sandbox = sb.id;
+    if (sandbox.empty()) return text(500, "pod sandbox of pod \"" + name + "\" not found");
+    cri::rt::PortForwardRequest r;
+    r.set_pod_sandbox_id(sandbox);
+    // WebSocket clients name the ports in the query (port=8080&port=9090, or port=8080,9090); SPDY clients in
+    // the streams they open later.
+    if (auto ports = req.query_values.find("port"); ports != req.query_values.end())
+      for (const auto& list : ports->second) {
+        if (list.empty()) return text(400, "query parameter \"port\" cannot be empty");
+        std::stringstream ps(list);
+        for (std::string p; std::getline(ps, p, ',');) {
+          char* end = nullptr;
+          long v = std::strtol(p.c_str(), &end, 10);
+          if (p.empty() || *end || v < 0 || v > 65535) return text(400, "unable to parse \"" + p + "\" as a port: invalid syntax");
+          if (v == 0) return text(400, "port \"" + p + "\" must be > 0");
+          r.add_port(static_cast<int32_t>(v));
+        }
+      }
+    url = o_.cri->PortForward(r);
+  }
+  if (!url.ok()) return text(absl::IsNotFound(url.status()) ? 404 : 500, std::string(url.status().message()));
+  if (!IsUpgradeRequest(req)) return text(400, "Upgrade request required");
+  Response r;
+  Duration idle = o_.config.streaming_connection_idle_timeout;
+  r.upgrade = [req, target = *url, idle](UpgradedConn& conn) { ProxyStream(req, target, conn, idle); };
+  return r;
+}
+
 void KubeletServer::Install(HttpServer* s, bool authenticated) {
   auto wrap = [this, authenticated](const std::string& name, Handler h) -> Handler {
     return [this, authenticated, name, h](const Request& req) {
@@ -205,6 +296,18 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
   }));
   if (authenticated && o_.config.enable_debugging_handlers) {
+    // Streams take GET (WebSocket) and POST (SPDY, as kubectl sends it); counted as long-running requests.
+    for (const std::string kind : {"exec", "attach", "portForward"}) {
+      s->Handle("/" + kind + "/", [this, kind](const Request& req) {
+        if (metrics_)
+          metrics_->http_requests.Add({{"long_running", "true"}, {"method", MethodLabel(req.method)}, {"path", kind}, {"server_type", "readwrite"}})
+              .Increment();
+        if (auto denied = auth_->Check(req)) return *denied;
+        if (req.method != "GET" && req.method != "POST")
+          return Response{405, "text/plain; charset=utf-8", "405: Method Not Allowed\n", {}};
+        return Stream(kind, req);
+      });
+    }
     s->Handle("/containerLogs/", wrap("containerLogs", [this](const Request& req) { return ContainerLogs(req); }));
     s->Handle("/runningpods/", wrap("runningpods", [this](const Request&) {
       auto pods = runtime_->GetPods(false);

@@ -24,6 +24,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
@@ -104,6 +105,131 @@ void RemoveTree(const fs::path& dir) {
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+// A WebSocket client of the kubelet's streams over TLS (the project's own, written from RFC 6455 and the
+// channel.k8s.io framing: each binary message starts with its channel byte).
+class StreamClient {
+ public:
+  ~StreamClient() { Close(); }
+  // Connects, upgrades with `protocol`; the HTTP status of the answer (101 when the stream is open).
+  int Open(int port, const std::string& target, const std::string& protocol, const std::string& cert = "",
+           const std::string& key = "") {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (!cert.empty()) {
+      SSL_CTX_use_certificate_file(ctx_, cert.c_str(), SSL_FILETYPE_PEM);
+      SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM);
+    }
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{20, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return -1;
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    if (SSL_connect(ssl_) != 1) return -1;
+    std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Protocol: " + protocol + "\r\n\r\n";
+    if (SSL_write(ssl_, req.data(), static_cast<int>(req.size())) <= 0) return -1;
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
+      if (!Fill()) return -1;
+    head_ = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+    if (head_.size() < 12) return -1;
+    int code = std::atoi(head_.c_str() + 9);
+    if (code != 101) {  // the body of a refusal (Content-Length long), for the test to read
+      size_t len = 0;
+      std::string lower = head_;
+      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+      if (size_t at = lower.find("content-length:"); at != std::string::npos) len = std::strtoul(lower.c_str() + at + 15, nullptr, 10);
+      Need(len);
+      body_ = buf_.substr(0, len);
+    }
+    return code;
+  }
+  const std::string& head() const { return head_; }
+  const std::string& body() const { return body_; }
+  // One message from the server: its channel and data; false when the stream ended.
+  bool Next(int* channel, std::string* data) {
+    while (true) {
+      std::string payload;
+      int opcode;
+      if (!Frame(&opcode, &payload)) return false;
+      if (opcode == 8) return false;  // close
+      if (opcode == 9 || opcode == 10) continue;
+      if (payload.empty()) continue;
+      *channel = static_cast<unsigned char>(payload[0]);
+      *data = payload.substr(1);
+      return true;
+    }
+  }
+  bool Send(int channel, const std::string& data) {
+    std::string payload(1, static_cast<char>(channel));
+    payload += data;
+    std::string f(1, static_cast<char>(0x82));  // FIN, binary
+    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+    if (payload.size() < 126) {
+      f.push_back(static_cast<char>(0x80 | payload.size()));
+    } else {
+      f.push_back(static_cast<char>(0x80 | 126));
+      f.push_back(static_cast<char>((payload.size() >> 8) & 0xff));
+      f.push_back(static_cast<char>(payload.size() & 0xff));
+    }
+    f.append(reinterpret_cast<const char*>(mask), 4);
+    for (size_t i = 0; i < payload.size(); ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+    return SSL_write(ssl_, f.data(), static_cast<int>(f.size())) > 0;
+  }
+  void Close() {
+    if (ssl_) SSL_free(ssl_);
+    if (fd_ >= 0) ::close(fd_);
+    if (ctx_) SSL_CTX_free(ctx_);
+    ssl_ = nullptr;
+    ctx_ = nullptr;
+    fd_ = -1;
+  }
+
+ private:
+  bool Fill() {
+    char b[16384];
+    int n = SSL_read(ssl_, b, sizeof(b));
+    if (n <= 0) return false;
+    buf_.append(b, static_cast<size_t>(n));
+    return true;
+  }
+  bool Need(size_t n) {
+    while (buf_.size() < n)
+      if (!Fill()) return false;
+    return true;
+  }
+  bool Frame(int* opcode, std::string* payload) {
+    if (!Need(2)) return false;
+    *opcode = buf_[0] & 0x0f;
+    uint64_t len = buf_[1] & 0x7f;
+    size_t off = 2;
+    if (len == 126) {
+      if (!Need(4)) return false;
+      len = (static_cast<unsigned char>(buf_[2]) << 8) | static_cast<unsigned char>(buf_[3]);
+      off = 4;
+    } else if (len == 127) {
+      if (!Need(10)) return false;
+      len = 0;
+      for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf_[2 + i]);
+      off = 10;
+    }
+    if (!Need(off + len)) return false;
+    *payload = buf_.substr(off, len);
+    buf_.erase(0, off + len);
+    return true;
+  }
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  std::string buf_, head_, body_;
+};
 
 std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
   std::map<std::string, std::string> out;
@@ -1247,6 +1373,104 @@ TEST_F(KubeletAuthE2E, TokensAndCertificatesAreCheckedByTheAPIServerAsKubeadmSet
   EXPECT_EQ(api_->Requests("POST", "tokenreviews"), reviews);
   EXPECT_EQ(api_->Requests("POST", "subjectaccessreviews"), sars);
   EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+}
+
+std::string QueryEscape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof(b), "%%%02X", c);
+      out += b;
+    }
+  }
+  return out;
+}
+
+// Streams through the kubelet to containerd's streaming server with a WebSocket client (v4.channel.k8s.io): an
+// exec with stdin, stdout, stderr and the remote exit code; a port-forward to an HTTP server in the pod; and the
+// refusals (RBAC without nodes/proxy, a container that is not there, a request that is not an upgrade).
+TEST_F(KubeletAuthE2E, ExecAndPortForwardStreamThroughTheKubeletToContainerd) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->AddUserToken("reader-token", "reader", {"monitoring"});
+  api_->AllowNodeAccess("reader", "get", "pods");
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"shell","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["httpd","-f","-p","8080","-h","/var/www"]}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "shell");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "shell").dump(2);
+
+  const std::string cmd = "head -c 5; echo; echo oops >&2; exit 3";
+  const std::string exec = "/exec/default/shell/c?command=sh&command=-c&command=" + QueryEscape(cmd) +
+                           "&stdin=1&stdout=1&stderr=1";
+  {
+    StreamClient ws;
+    ASSERT_EQ(ws.Open(port_, exec, "v4.channel.k8s.io", client_cert_, client_key_), 101) << ws.head() << "\n" << ws.body();
+    EXPECT_NE(ws.head().find("v4.channel.k8s.io"), std::string::npos) << ws.head();
+    ASSERT_TRUE(ws.Send(0, "hello"));
+    std::map<int, std::string> got;
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data)) got[ch] += data;
+    EXPECT_EQ(got[1], "hello\n");
+    EXPECT_EQ(got[2], "oops\n");
+    json status = json::parse(got[3], nullptr, false);
+    ASSERT_TRUE(status.is_object()) << got[3];
+    EXPECT_EQ(status.value("reason", ""), "NonZeroExitCode") << got[3];
+    EXPECT_EQ(status["details"]["causes"][0]["message"], "3") << got[3];
+  }
+  {
+    StreamClient ws;
+    ASSERT_EQ(ws.Open(port_, "/exec/default/shell/c?command=true&stdout=1", "v4.channel.k8s.io", client_cert_, client_key_), 101);
+    std::map<int, std::string> got;
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data)) got[ch] += data;
+    EXPECT_EQ(json::parse(got[3], nullptr, false).value("status", ""), "Success") << got[3];
+  }
+  // Port-forward: the pod's HTTP server, reached through the kubelet.
+  {
+    StreamClient ws;
+    ASSERT_EQ(ws.Open(port_, "/portForward/default/shell?port=8080", "v4.channel.k8s.io", client_cert_, client_key_), 101)
+        << ws.head() << "\n" << ws.body();
+    ASSERT_TRUE(ws.Send(0, "GET /index.html HTTP/1.0\r\n\r\n"));
+    std::map<int, std::string> got;
+    std::map<int, int> messages;
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data)) {
+      if (messages[ch]++ == 0) {  // each channel opens with the port, little-endian
+        EXPECT_EQ(data, std::string("\x90\x1f", 2)) << "channel " << ch;
+        continue;
+      }
+      got[ch] += data;
+      if (got[0].find("hello from kubelet-cpp busybox") != std::string::npos) break;
+    }
+    EXPECT_NE(got[0].find("200 OK"), std::string::npos) << got[0];
+    EXPECT_NE(got[0].find("hello from kubelet-cpp busybox"), std::string::npos) << got[0];
+  }
+  // Refusals, with upstream's answers.
+  auto no_proxy = Get(exec, "reader-token");
+  EXPECT_EQ(no_proxy.first, 403);
+  EXPECT_EQ(no_proxy.second, "Forbidden (user=reader, verb=get, resource=nodes, subresource(s)=[proxy])");
+  {
+    StreamClient ws;
+    EXPECT_EQ(ws.Open(port_, "/exec/default/shell/nope?command=true&stdout=1", "v4.channel.k8s.io", client_cert_, client_key_), 500);
+    EXPECT_EQ(ws.body(), "container not found (\"nope\")");
+  }
+  {
+    StreamClient ws;
+    EXPECT_EQ(ws.Open(port_, "/exec/default/missing/c?command=true&stdout=1", "v4.channel.k8s.io", client_cert_, client_key_), 404);
+  }
+  auto plain = Get("/exec/default/shell/c?command=true&stdout=1", "", client_cert_, client_key_);
+  EXPECT_EQ(plain.first, 400);
+  EXPECT_EQ(plain.second, "Upgrade request required");
+  // The daemon keeps serving after all of it.
+  EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
 }
 
 // Memory pressure on real cgroups: a memory.available threshold a little

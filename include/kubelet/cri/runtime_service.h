@@ -46,6 +46,19 @@ class RuntimeService {
    */
   virtual absl::StatusOr<rt::ExecSyncResponse> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                                         Duration timeout, Duration call_deadline = Duration::zero()) = 0;
+  /** Streaming calls: the URL on the runtime's streaming server that serves this exec, attach or port-forward. */
+  virtual absl::StatusOr<std::string> Exec(const rt::ExecRequest& req) {
+    (void)req;
+    return absl::UnimplementedError("Exec is not supported by this runtime");
+  }
+  virtual absl::StatusOr<std::string> Attach(const rt::AttachRequest& req) {
+    (void)req;
+    return absl::UnimplementedError("Attach is not supported by this runtime");
+  }
+  virtual absl::StatusOr<std::string> PortForward(const rt::PortForwardRequest& req) {
+    (void)req;
+    return absl::UnimplementedError("PortForward is not supported by this runtime");
+  }
   virtual absl::StatusOr<rt::StatusResponse> Status() = 0;
   /** Has the runtime reopen the container's log file (after the kubelet renamed it away for rotation). */
   virtual absl::Status ReopenContainerLog(const std::string& id) = 0;

@@ -1,4 +1,5 @@
 #pragma once
+#include <sys/types.h>
 // A small HTTP/1.1 server (keep-alive, optional TLS with optional client
 // certificates) for the kubelet's endpoints. Bounded: a fixed number of
 // concurrent connections, a deadline on every read and write, capped header
@@ -25,7 +26,8 @@ namespace kubelet::server {
 struct Request {
   std::string method;
   std::string path;
-  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> query;                      // the first value of each key
+  std::map<std::string, std::vector<std::string>> query_values;   // every value, in order
   std::map<std::string, std::string> headers;  // lower-cased names
   std::string body;
   bool tls = false;
@@ -53,6 +55,21 @@ int ParseRequestHead(std::string_view head, Request* req, RequestHead* out);
 /** Sends one chunk of a streamed response; false once the client is gone. An empty chunk sends nothing and only checks. */
 using ChunkWriter = std::function<bool(const std::string& chunk)>;
 
+/**
+ * A client connection handed to an upgrade (exec, attach, port-forward streams): raw bytes both ways, TLS
+ * undone. Bytes the client sent after the request head are read first.
+ */
+class UpgradedConn {
+ public:
+  virtual ~UpgradedConn() = default;
+  /** Some bytes; 0 when the client closed, -1 on error or when nothing came within timeout_ms. */
+  virtual ssize_t Read(char* buf, size_t n, int timeout_ms) = 0;
+  virtual bool Write(const std::string& data) = 0;
+  /** The socket, to poll with another one; check Buffered() first (TLS and leftover bytes wait in memory). */
+  virtual int fd() const = 0;
+  virtual bool Buffered() const = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
@@ -61,6 +78,9 @@ struct Response {
   // When set, the body is streamed with chunked encoding until this returns
   // (watches, log follows); `body` is ignored.
   std::function<void(const ChunkWriter& write)> stream;
+  // When set, nothing is written for this response: the connection is handed to this function, which owns it
+  // until it returns (it writes its own status line); then the connection is closed.
+  std::function<void(UpgradedConn& conn)> upgrade;
 };
 
 using Handler = std::function<Response(const Request&)>;

@@ -23,6 +23,9 @@ class KubeletMetrics;
 namespace stats {
 class StatsProvider;
 }
+namespace cri {
+class RuntimeService;
+}
 }  // namespace kubelet
 
 namespace kubelet::server {
@@ -36,6 +39,8 @@ struct KubeletServerOptions {
    *  (standalone): bearer tokens get 401 and Webhook mode denies everything. */
   client::ApiClient* auth_api = nullptr;
   const Clock* clock = nullptr;  // the decision caches' TTLs; the real clock when null
+  /** exec, attach and portForward (the CRI's streaming calls); null: those paths answer 501. */
+  cri::RuntimeService* cri = nullptr;
 };
 
 class KubeletServer {
@@ -51,6 +56,8 @@ class KubeletServer {
 
  private:
   Response ContainerLogs(const Request& req) const;
+  /** /exec, /attach, /portForward: the CRI's streaming URL, then the client's upgraded connection proxied to it. */
+  Response Stream(const std::string& kind, const Request& req) const;
   void Install(HttpServer* s, bool authenticated);
 
   Kubelet* kubelet_;
