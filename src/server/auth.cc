@@ -22,6 +22,18 @@ using json = nlohmann::json;
 
 constexpr const char* kAuthenticatedGroup = "system:authenticated";
 
+// Reads of the API's review answers that never throw on a field of the wrong type (it then counts as unset).
+const json& ObjectField(const json& obj, const char* key) {
+  static const json kEmpty = json::object();
+  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
+}
+bool BoolField(const json& obj, const char* key) {
+  return obj.is_object() && obj.contains(key) && obj[key].is_boolean() && obj[key].get<bool>();
+}
+std::string StrField(const json& obj, const char* key) {
+  return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>() : "";
+}
+
 bool IsSubpath(const std::string& sub, std::string path) {
   while (!path.empty() && path.back() == '/') path.pop_back();
   return sub == path || (sub.size() > path.size() && sub.compare(0, path.size(), path) == 0 && sub[path.size()] == '/');
@@ -105,14 +117,14 @@ class WebhookTokenAuthenticator : public TokenAuthenticator {
     if (!audiences_.empty()) review["spec"]["audiences"] = audiences_;
     auto r = api_->Create("/apis/authentication.k8s.io/v1/tokenreviews", review);
     if (!r.ok()) return absl::UnavailableError("TokenReview: " + std::string(r.status().message()));
-    const json status = r->value("status", json::object());
+    const json& status = ObjectField(*r, "status");
     std::optional<UserInfo> out;
-    if (status.is_object() && status.value("authenticated", false)) {
-      const json user = status.value("user", json::object());
+    if (BoolField(status, "authenticated")) {
+      const json& user = ObjectField(status, "user");
       UserInfo u;
-      if (user.is_object()) {
-        u.name = user.value("username", "");
-        u.uid = user.value("uid", "");
+      {
+        u.name = StrField(user, "username");
+        u.uid = StrField(user, "uid");
         if (user.contains("groups") && user["groups"].is_array())
           for (const auto& g : user["groups"])
             if (g.is_string()) u.groups.push_back(g.get<std::string>());
@@ -123,8 +135,8 @@ class WebhookTokenAuthenticator : public TokenAuthenticator {
                 if (v.is_string()) u.extra[it.key()].push_back(v.get<std::string>());
       }
       if (!u.name.empty()) out = std::move(u);
-    } else if (status.is_object() && !status.value("error", "").empty()) {
-      KLOG_V(log_, 2)("Token review refused the token err=\"{}\"", status.value("error", ""));
+    } else if (!StrField(status, "error").empty()) {
+      KLOG_V(log_, 2)("Token review refused the token err=\"{}\"", StrField(status, "error"));
     }
     cache_.Put(key, out, ttl_);
     return out;
@@ -166,8 +178,8 @@ class WebhookAuthorizer : public Authorizer {
     json review = {{"apiVersion", "authorization.k8s.io/v1"}, {"kind", "SubjectAccessReview"}, {"spec", spec}};
     auto r = api_->Create("/apis/authorization.k8s.io/v1/subjectaccessreviews", review);
     if (!r.ok()) return absl::UnavailableError("SubjectAccessReview: " + std::string(r.status().message()));
-    const json status = r->value("status", json::object());
-    bool allowed = status.is_object() && status.value("allowed", false) && !status.value("denied", false);
+    const json& status = ObjectField(*r, "status");
+    bool allowed = BoolField(status, "allowed") && !BoolField(status, "denied");
     cache_.Put(key, allowed, allowed ? authorized_ttl_ : unauthorized_ttl_);
     return allowed;
   }

@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -59,6 +61,59 @@ int Dial(const std::string& host, int port, std::string* err) {
   return fd;
 }
 
+// The backend side of a stream: a TCP connection, TLS on top for an https:// URL.
+class Backend {
+ public:
+  ~Backend() {
+    if (ssl_) SSL_free(ssl_);
+    if (ctx_) SSL_CTX_free(ctx_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool Connect(const StreamURL& u, const StreamTLS* tls, std::string* err) {
+    fd_ = Dial(u.host, u.port, err);
+    if (fd_ < 0) return false;
+    if (!u.tls) return true;
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (tls && !tls->cert_file.empty() &&
+        (SSL_CTX_use_certificate_chain_file(ctx_, tls->cert_file.c_str()) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx_, tls->key_file.c_str(), SSL_FILETYPE_PEM) != 1)) {
+      *err = "cannot load client certificate " + tls->cert_file;
+      return false;
+    }
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    SSL_set_tlsext_host_name(ssl_, u.host.c_str());
+    timeval tv{kDialTimeoutMs / 1000, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (SSL_connect(ssl_) != 1) {
+      *err = "TLS handshake failed";
+      return false;
+    }
+    timeval none{0, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    return true;
+  }
+  int fd() const { return fd_; }
+  bool Buffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
+  ssize_t Recv(char* buf, size_t n) {
+    if (!ssl_) return ::recv(fd_, buf, n, 0);
+    int r = SSL_read(ssl_, buf, static_cast<int>(n));
+    if (r > 0) return r;
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return -2;  // no application data yet
+    return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  }
+  bool Send(const char* data, size_t n);
+  void CloseWrite() {
+    if (!ssl_) ::shutdown(fd_, SHUT_WR);
+  }
+
+ private:
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+};
+
 bool SendAll(int fd, const char* data, size_t n) {
   while (n > 0) {
     pollfd p{fd, POLLOUT, 0};
@@ -74,16 +129,33 @@ bool SendAll(int fd, const char* data, size_t n) {
   return true;
 }
 
+bool Backend::Send(const char* data, size_t n) {
+  if (!ssl_) return SendAll(fd_, data, n);
+  while (n > 0) {
+    int w = SSL_write(ssl_, data, static_cast<int>(n));
+    if (w <= 0) {
+      int e = SSL_get_error(ssl_, w);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) continue;
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<StreamURL> ParseStreamURL(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) {
-    if (url.rfind("https://", 0) == 0)
-      return absl::UnimplementedError("streaming server " + url + ": TLS streaming servers are not supported yet");
-    return absl::InvalidArgumentError("streaming URL " + url + " is not an http:// URL");
-  }
   StreamURL out;
+  std::string scheme = "http://";
+  if (url.rfind("https://", 0) == 0) {
+    scheme = "https://";
+    out.tls = true;
+    out.port = 443;
+  } else if (url.rfind(scheme, 0) != 0) {
+    return absl::InvalidArgumentError("streaming URL " + url + " is not an http:// or https:// URL");
+  }
   std::string rest = url.substr(scheme.size());
   size_t slash = rest.find('/');
   std::string hostport = rest.substr(0, slash);
@@ -110,7 +182,8 @@ bool IsUpgradeRequest(const Request& req) {
   return Lower(c->second).find("upgrade") != std::string::npos;
 }
 
-void ProxyStream(const Request& req, const std::string& url, UpgradedConn& client, Duration idle_timeout) {
+void ProxyStream(const Request& req, const std::string& url, UpgradedConn& client, Duration idle_timeout,
+                 const StreamTLS* tls) {
   static auto log = log::Get("streaming");
   auto fail = [&](int code, const std::string& msg) {
     std::string body = msg;
@@ -121,8 +194,9 @@ void ProxyStream(const Request& req, const std::string& url, UpgradedConn& clien
   auto target = ParseStreamURL(url);
   if (!target.ok()) return fail(500, std::string(target.status().message()));
   std::string err;
-  int backend = Dial(target->host, target->port, &err);
-  if (backend < 0) return fail(500, "error dialing backend: dial tcp " + target->host + ":" + std::to_string(target->port) + ": " + err);
+  Backend backend;
+  if (!backend.Connect(*target, tls, &err))
+    return fail(500, "error dialing backend: dial tcp " + target->host + ":" + std::to_string(target->port) + ": " + err);
   // The client's request, now aimed at the runtime: its upgrade negotiation goes along, its credentials do not.
   std::string head = req.method + " " + target->target + " HTTP/1.1\r\nHost: " + target->host + ":" +
                      std::to_string(target->port) + "\r\n";
@@ -131,8 +205,7 @@ void ProxyStream(const Request& req, const std::string& url, UpgradedConn& clien
     head += k + ": " + v + "\r\n";
   }
   head += "Content-Length: " + std::to_string(req.body.size()) + "\r\n\r\n" + req.body;
-  if (!SendAll(backend, head.data(), head.size())) {
-    ::close(backend);
+  if (!backend.Send(head.data(), head.size())) {
     return fail(500, "error proxying the stream to " + target->host + ":" + std::to_string(target->port));
   }
   KLOG_V(log, 3)("Stream proxied path=\"{}\" backend=\"{}:{}\"", req.path, target->host, target->port);
@@ -144,11 +217,17 @@ void ProxyStream(const Request& req, const std::string& url, UpgradedConn& clien
     // Bytes the client side holds in memory (TLS records, what came after the request head) go first.
     if (client_open && client.Buffered()) {
       ssize_t n = client.Read(buf, sizeof(buf), 0);
-      if (n > 0 && !SendAll(backend, buf, static_cast<size_t>(n))) break;
+      if (n > 0 && !backend.Send(buf, static_cast<size_t>(n))) break;
       if (n == 0) client_open = false;
       continue;
     }
-    pollfd p[2] = {{backend, POLLIN, 0}, {client.fd(), static_cast<short>(client_open ? POLLIN : 0), 0}};
+    if (backend.Buffered()) {
+      ssize_t n = backend.Recv(buf, sizeof(buf));
+      if (n == 0 || n == -1) break;
+      if (n > 0 && !client.Write(std::string(buf, static_cast<size_t>(n)))) break;
+      continue;
+    }
+    pollfd p[2] = {{backend.fd(), POLLIN, 0}, {client.fd(), static_cast<short>(client_open ? POLLIN : 0), 0}};
     int rc = ::poll(p, 2, idle_ms > 0 ? idle_ms : -1);
     if (rc < 0 && errno == EINTR) continue;
     if (rc <= 0) {
@@ -156,22 +235,21 @@ void ProxyStream(const Request& req, const std::string& url, UpgradedConn& clien
       break;
     }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      ssize_t n = ::recv(backend, buf, sizeof(buf), 0);
-      if (n <= 0) break;  // the runtime ended the stream
-      if (!client.Write(std::string(buf, static_cast<size_t>(n)))) break;
+      ssize_t n = backend.Recv(buf, sizeof(buf));
+      if (n == 0 || n == -1) break;  // the runtime ended the stream
+      if (n > 0 && !client.Write(std::string(buf, static_cast<size_t>(n)))) break;
     }
     if (client_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t n = client.Read(buf, sizeof(buf), 0);
       if (n > 0) {
-        if (!SendAll(backend, buf, static_cast<size_t>(n))) break;
+        if (!backend.Send(buf, static_cast<size_t>(n))) break;
       } else {
         // The client is done sending: the runtime sees the end of its input and finishes its side.
         client_open = false;
-        ::shutdown(backend, SHUT_WR);
+        backend.CloseWrite();
       }
     }
   }
-  ::close(backend);
 }
 
 }  // namespace kubelet::server

@@ -1269,6 +1269,8 @@ class ClusterE2E : public ContainerdE2E {
     o.cert_dir = testing_api_dir_.string();
     // The kubelet's token is the node's identity: the Node authorizer and NodeRestriction apply, as on kubeadm.
     o.token_user = "system:node:e2e-node";
+    o.kubelet_client_cert = api_kubelet_cert_;
+    o.kubelet_client_key = api_kubelet_key_;
     api_ = std::make_unique<kubelet::testing::FakeApiServer>(o);
     ASSERT_TRUE(api_->Start());
     std::string ca = api_->ca_pem();
@@ -1299,6 +1301,7 @@ class ClusterE2E : public ContainerdE2E {
   }
   static inline fs::path testing_api_dir_;
   static inline std::unique_ptr<kubelet::testing::FakeApiServer> api_;
+  static inline std::string api_kubelet_cert_, api_kubelet_key_;  // the API server's kubelet client certificate
 };
 
 // The kubelet with the settings kubeadm writes (also the KubeletConfiguration v1beta1 defaults): anonymous off,
@@ -1319,6 +1322,10 @@ class KubeletAuthE2E : public ClusterE2E {
     ASSERT_TRUE(kubelet::server::MakeClientCert(pki_.string(), "forged", "kube-apiserver-kubelet-client", &forged_cert_,
                                                 &forged_key_, {"system:masters"})
                     .ok());
+    api_kubelet_cert_ = client_cert_;
+    api_kubelet_key_ = client_key_;
+    // The node's InternalIP is where the API server dials the kubelet: loopback here.
+    extra_args_ = {"--node-ip=127.0.0.1"};
     work_name_ = "kubelet-auth";
     extra_config_ = "authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n    cacheTTL: 2m\n"
                     "  x509:\n    clientCAFile: " + client_cert_ + "\n"
@@ -1329,6 +1336,9 @@ class KubeletAuthE2E : public ClusterE2E {
     ClusterE2E::TearDownTestSuite();
     work_name_.clear();
     extra_config_.clear();
+    extra_args_.clear();
+    api_kubelet_cert_.clear();
+    api_kubelet_key_.clear();
   }
   static std::pair<long, std::string> Get(const std::string& path, const std::string& token = "", const std::string& cert = "",
                                           const std::string& key = "") {
@@ -1473,6 +1483,58 @@ TEST_F(KubeletAuthE2E, ExecAndPortForwardStreamThroughTheKubeletToContainerd) {
   EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
 }
 
+// Debian's kubectl against the project's fake API server, which proxies pods/exec and pods/portforward to the
+// kubelet at the node's InternalIP with the API server's kubelet client certificate, as a real API server does:
+// kubectl's SPDY streams then run through the kubelet to containerd.
+TEST_F(KubeletAuthE2E, KubectlExecAndPortForwardThroughTheAPIServersNodeProxy) {
+  const char* kubectl = std::getenv("KUBECTL");
+  ASSERT_TRUE(kubectl && *kubectl) << "KUBECTL must name Debian's kubectl (ctest sets it)";
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->AddUserToken("admin-token", "kubernetes-admin", {"system:masters"});
+  std::string admin = (testing_api_dir_ / "admin.conf").string();
+  std::ofstream(admin) << "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
+                       << "clusters:\n- name: c\n  cluster:\n    server: " << api_->url()
+                       << "\n    certificate-authority-data: " << kubelet::testing::Base64Encode(api_->ca_pem()) << "\n"
+                       << "users:\n- name: u\n  user:\n    token: admin-token\n"
+                       << "contexts:\n- name: k\n  context: {cluster: c, user: u, namespace: default}\n";
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"web","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["httpd","-f","-p","8080","-h","/var/www"]}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "web");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "web").dump(2);
+  const std::string k = std::string(kubectl) + " --kubeconfig " + admin + " --request-timeout=30s ";
+  fs::path out = work_ / "kubectl-exec.out", err = work_ / "kubectl-exec.err";
+  int rc = std::system((k + "exec web -- sh -c 'echo out; echo err >&2; exit 7' >" + out.string() + " 2>" + err.string()).c_str());
+  std::ifstream o(out), e(err);
+  std::string stdout_text((std::istreambuf_iterator<char>(o)), {}), stderr_text((std::istreambuf_iterator<char>(e)), {});
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 7) << rc << " stderr: " << stderr_text;
+  EXPECT_EQ(stdout_text, "out\n");
+  EXPECT_NE(stderr_text.find("err"), std::string::npos) << stderr_text;
+  EXPECT_EQ(RunCommand("echo hello | " + k + "exec -i web -- head -c 5"), "hello");
+
+  // kubectl port-forward: a local port reaches the pod's HTTP server, for several connections.
+  int local = FreePort();
+  fs::path pf_log = work_ / "kubectl-port-forward.log";
+  pid_t pf = fork();
+  if (pf == 0) {
+    int fd = ::open(pf_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl("/bin/sh", "sh", "-c", (k + "port-forward pod/web " + std::to_string(local) + ":8080").c_str(), nullptr);
+    _exit(127);
+  }
+  std::string url = "http://127.0.0.1:" + std::to_string(local) + "/index.html";
+  EXPECT_TRUE(WaitUntil([&] { return HttpGet(url).second == "hello from kubelet-cpp busybox\n"; }, std::chrono::seconds(30)))
+      << RunCommand("cat " + pf_log.string());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(HttpGet(url).second, "hello from kubelet-cpp busybox\n") << i;
+  ::kill(-pf, SIGTERM);
+  ::kill(pf, SIGTERM);
+  ::waitpid(pf, nullptr, 0);
+  RunCommand("pkill -f 'port-forward pod/web " + std::to_string(local) + "'");
+}
+
 // Memory pressure on real cgroups: a memory.available threshold a little
 // below what the node has now; a BestEffort pod that then takes 900 MB is
 // evicted first (Failed / Evicted with upstream's message), the Burstable and
@@ -1491,6 +1553,9 @@ class EvictionE2E : public ClusterE2E {
     ClusterE2E::TearDownTestSuite();
     work_name_.clear();
     extra_config_.clear();
+    extra_args_.clear();
+    api_kubelet_cert_.clear();
+    api_kubelet_key_.clear();
   }
   // The kubelet's memory.available: MemTotal - (root cgroup usage - inactive file), as cAdvisor computes it.
   static int64_t NodeMemoryAvailable() {

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
+#include "kubelet/server/streaming.h"
 
 namespace kubelet::testing {
 namespace {
@@ -417,6 +419,60 @@ Response FakeApiServer::SubjectAccessReview(const Request& req) {
   return Ok(out, 201);
 }
 
+// The node proxy of pods/exec, attach and portforward: the kubelet URL as the API server's streamLocation builds it
+// (options as "1", the only container when none is named), the client's upgraded connection relayed with the
+// API server's kubelet client certificate.
+Response FakeApiServer::StreamToNode(const Request& req, const std::string& ns, const std::string& name, const std::string& sub) {
+  if (o_.kubelet_client_cert.empty()) return StatusError(503, "ServiceUnavailable", "no kubelet client certificate configured");
+  std::string node_name, host, container;
+  int port = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto pod = store_["pods"].find(Key(ns, name));
+    if (pod == store_["pods"].end()) return StatusError(404, "NotFound", "pods \"" + name + "\" not found");
+    node_name = pod->second["spec"].value("nodeName", "");
+    const json& cs = pod->second["spec"]["containers"];
+    container = req.query.count("container") ? req.query.at("container") : "";
+    if (container.empty() && cs.is_array() && cs.size() == 1) container = cs[0].value("name", "");
+    auto node = store_["nodes"].find(Key("", node_name));
+    if (node == store_["nodes"].end()) return StatusError(400, "BadRequest", "pod " + name + " is not bound to a node that exists");
+    const json st = node->second.value("status", json::object());
+    for (const auto& a : st.value("addresses", json::array()))
+      if (a.value("type", "") == "InternalIP" && host.empty()) host = a.value("address", "");
+    port = st.value("daemonEndpoints", json::object()).value("kubeletEndpoint", json::object()).value("Port", 0);
+  }
+  if (host.empty() || port <= 0) return StatusError(400, "BadRequest", "node " + node_name + " has no InternalIP or kubelet port");
+  if (sub != "portforward" && container.empty())
+    return StatusError(400, "BadRequest", "a container name must be specified for pod " + name);
+  auto escape = [](const std::string& v) {
+    std::string out;
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else {
+        char b[4];
+        std::snprintf(b, sizeof(b), "%%%02X", c);
+        out += b;
+      }
+    }
+    return out;
+  };
+  std::string query;
+  auto add = [&](const std::string& k, const std::string& v) { query += (query.empty() ? "?" : "&") + k + "=" + escape(v); };
+  if (auto cmd = req.query_values.find("command"); cmd != req.query_values.end())
+    for (const auto& c : cmd->second) add("command", c);
+  for (const char* opt : {"stdin", "stdout", "stderr", "tty"})
+    if (auto it = req.query.find(opt); it != req.query.end() && (it->second == "true" || it->second == "1")) add(opt, "1");
+  if (auto ports = req.query_values.find("ports"); ports != req.query_values.end())
+    for (const auto& p : ports->second) add("port", p);
+  std::string path = sub == "portforward" ? "/portForward/" + ns + "/" + name : "/" + sub + "/" + ns + "/" + name + "/" + container;
+  std::string url = "https://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port) + path + query;
+  Response r;
+  server::StreamTLS tls{o_.kubelet_client_cert, o_.kubelet_client_key};
+  r.upgrade = [req, url, tls](server::UpgradedConn& conn) { server::ProxyStream(req, url, conn, std::chrono::hours(4), &tls); };
+  return r;
+}
+
 void FakeApiServer::CreateNamespaceDefaults(const std::string& ns) {
   if (!Get("serviceaccounts", ns, "default"))
     Create("serviceaccounts", {{"metadata", {{"name", "default"}, {"namespace", ns}}}});
@@ -623,9 +679,17 @@ Response FakeApiServer::Handle(const Request& req) {
   // Authentication: the configured bearer token or a verified client certificate.
   auto auth = req.headers.find("authorization");
   bool token_ok = auth != req.headers.end() && auth->second == "Bearer " + o_.token;
-  bool authed = !req.client_cn.empty() || token_ok;
+  std::string token_user;
+  if (!token_ok && auth != req.headers.end() && auth->second.rfind("Bearer ", 0) == 0) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = user_tokens_.find(auth->second.substr(7)); it != user_tokens_.end()) token_user = it->second.first;
+  }
+  bool authed = !req.client_cn.empty() || token_ok || !token_user.empty();
   if (!authed) return StatusError(401, "Unauthorized", "Unauthorized");
-  const std::string user = !req.client_cn.empty() ? req.client_cn : !o_.token_user.empty() ? o_.token_user : "token";
+  const std::string user = !req.client_cn.empty() ? req.client_cn
+                           : !token_user.empty()   ? token_user
+                           : !o_.token_user.empty() ? o_.token_user
+                                                    : "token";
   {
     std::lock_guard<std::mutex> l(mu_);
     users_.push_back(user);
@@ -708,6 +772,7 @@ Response FakeApiServer::Handle(const Request& req) {
 
   // Counted (and open to injected errors) as any other request.
   if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
+  if (resource == "pods" && (sub == "exec" || sub == "attach" || sub == "portforward")) return StreamToNode(req, ns, name, sub);
   if (resource == "tokenreviews" || resource == "subjectaccessreviews") {
     if (req.method != "POST" || !name.empty())
       return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");

@@ -48,6 +48,13 @@ class FakeApiServer {
      * Lease. Empty: an administrator, allowed everything (tests acting as kubectl).
      */
     std::string token_user;
+    /**
+     * The API server's kubelet client certificate (kubeadm: CN kube-apiserver-kubelet-client, O system:masters):
+     * pods/exec, pods/attach and pods/portforward are proxied with it to the pod's node, at its InternalIP and
+     * daemonEndpoints port, as the API server's node proxy does. Empty: those subresources answer 503.
+     */
+    std::string kubelet_client_cert;
+    std::string kubelet_client_key;
   };
   explicit FakeApiServer(Options o);
   ~FakeApiServer();
@@ -84,6 +91,7 @@ class FakeApiServer {
    * name and uid in extra). Any other token reviews as not authenticated.
    */
   void AddUserToken(const std::string& token, const std::string& user, std::vector<std::string> groups = {});
+  // (Such a token also authenticates to this server, as that user: an administrator unless it is system:node:<name>.)
   /**
    * The SubjectAccessReview table: `subject` (a user name, or "group:<name>") may `verb` nodes/`subresource` ("*"
    * for any verb or subresource). Members of system:masters are allowed everything, as by the API server's
@@ -116,6 +124,8 @@ class FakeApiServer {
   server::Response TokenRequest(const std::string& user, const std::string& ns, const std::string& sa,
                                 const server::Request& req);
   server::Response TokenReview(const server::Request& req);
+  server::Response StreamToNode(const server::Request& req, const std::string& ns, const std::string& name,
+                                const std::string& sub);
   server::Response SubjectAccessReview(const server::Request& req);
 
   Options o_;

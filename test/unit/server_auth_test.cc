@@ -263,3 +263,31 @@ TEST(KubeletAuth, AnonymousAndAlwaysAllow) {
 
 }  // namespace
 }  // namespace kubelet::server
+
+namespace kubelet::server {
+namespace {
+
+// Answers of the wrong shape are not a user and not an allow, and never throw.
+TEST(WebhookReviews, AnswersOfTheWrongShapeAreNeitherAUserNorAnAllow) {
+  FakeClock clock;
+  for (const char* answer : {R"({"status":{"authenticated":"yes","user":{"username":"x"}}})", R"({"status":[]})", R"([])",
+                             R"({"status":{"authenticated":true,"user":{"username":7}}})",
+                             R"({"status":{"authenticated":true,"user":"alice"}})"}) {
+    FakeReviews api;
+    api.token_review = [&](const json&) -> absl::StatusOr<json> { return json::parse(answer); };
+    auto r = NewWebhookTokenAuthenticator(&api, std::chrono::minutes(2), &clock)->AuthenticateToken("t");
+    ASSERT_TRUE(r.ok()) << answer;
+    EXPECT_FALSE(r->has_value()) << answer;
+  }
+  for (const char* answer : {R"({"status":{"allowed":"true"}})", R"({"status":{"allowed":true,"denied":true}})", R"({"status":7})"}) {
+    FakeReviews api;
+    api.access_review = [&](const json&) -> absl::StatusOr<json> { return json::parse(answer); };
+    auto r = NewWebhookAuthorizer(&api, std::chrono::minutes(5), std::chrono::seconds(30), &clock)
+                 ->Authorize(GetRequestAttributes(UserInfo{"u", "", {}, {}}, "GET", "/pods", "n")[0]);
+    ASSERT_TRUE(r.ok()) << answer;
+    EXPECT_FALSE(*r) << answer;
+  }
+}
+
+}  // namespace
+}  // namespace kubelet::server

@@ -11,11 +11,18 @@
 
 namespace kubelet::server {
 
-/** A parsed http:// URL of the runtime's streaming server. */
+/** A parsed http:// or https:// URL of a streaming server (the runtime's, or a kubelet's for an API server). */
 struct StreamURL {
+  bool tls = false;
   std::string host;
   int port = 80;
   std::string target;  // path and query, as sent on the request line
+};
+
+/** The client certificate an https:// backend is dialed with (the API server's kubelet client certificate). */
+struct StreamTLS {
+  std::string cert_file;
+  std::string key_file;
 };
 absl::StatusOr<StreamURL> ParseStreamURL(const std::string& url);
 
@@ -29,6 +36,7 @@ bool IsUpgradeRequest(const Request& req);
  * nothing moves for `idle_timeout` (streamingConnectionIdleTimeout). A runtime that cannot be reached gets the
  * client a 500 naming it. Returns when the stream is over.
  */
-void ProxyStream(const Request& req, const std::string& url, UpgradedConn& client, Duration idle_timeout);
+void ProxyStream(const Request& req, const std::string& url, UpgradedConn& client, Duration idle_timeout,
+                 const StreamTLS* tls = nullptr);
 
 }  // namespace kubelet::server
