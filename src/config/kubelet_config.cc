@@ -311,6 +311,53 @@ void CheckAuth(const KC& c) {
   }
 }
 
+}  // namespace
+
+json EncodeKubeletConfiguration(const KC& c) {
+  json out = json::object();
+  for (const auto& f : Schema()) {
+    std::visit(
+        [&](auto member) {
+          using M = decltype(member);
+          if constexpr (std::is_same_v<M, std::monostate>) {
+            return;
+          } else if constexpr (std::is_same_v<M, Duration KC::*>) {
+            out[f.name] = FormatGoDuration(c.*member);
+          } else {
+            out[f.name] = c.*member;
+          }
+        },
+        f.member);
+  }
+  for (auto it = c.extra.begin(); it != c.extra.end(); ++it)
+    if (!out.contains(it.key())) out[it.key()] = it.value();
+  // Authentication and authorization as upstream's defaults fill them in.
+  json authn = c.authentication.is_object() ? c.authentication : json::object();
+  auto sub = [](json& parent, const char* key) -> json& {
+    if (!parent.contains(key) || !parent[key].is_object()) parent[key] = json::object();
+    return parent[key];
+  };
+  json& x509 = sub(authn, "x509");
+  if (!x509.contains("clientCAFile")) x509["clientCAFile"] = "";
+  json& webhook = sub(authn, "webhook");
+  if (!webhook.contains("enabled")) webhook["enabled"] = true;
+  if (!webhook.contains("cacheTTL")) webhook["cacheTTL"] = "2m0s";
+  json& anonymous = sub(authn, "anonymous");
+  if (!anonymous.contains("enabled")) anonymous["enabled"] = false;
+  out["authentication"] = authn;
+  json authz = c.authorization.is_object() ? c.authorization : json::object();
+  if (!authz.contains("mode")) authz["mode"] = "Webhook";
+  json& zw = sub(authz, "webhook");
+  if (!zw.contains("cacheAuthorizedTTL")) zw["cacheAuthorizedTTL"] = "5m0s";
+  if (!zw.contains("cacheUnauthorizedTTL")) zw["cacheUnauthorizedTTL"] = "30s";
+  out["authorization"] = authz;
+  out["kind"] = "KubeletConfiguration";
+  out["apiVersion"] = "kubelet.config.k8s.io/v1beta1";
+  return out;
+}
+
+namespace {
+
 void ResolvePath(std::string* p, const std::string& base) {
   if (!p->empty() && (*p)[0] != '/' && !base.empty()) *p = base + "/" + *p;
 }

@@ -309,6 +309,9 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
       });
     }
     s->Handle("/containerLogs/", wrap("containerLogs", [this](const Request& req) { return ContainerLogs(req); }));
+    s->Handle("/configz", wrap("configz", [this](const Request&) {
+      return Json({{"kubeletconfig", config::EncodeKubeletConfiguration(o_.config)}});
+    }));
     s->Handle("/runningpods/", wrap("runningpods", [this](const Request&) {
       auto pods = runtime_->GetPods(false);
       if (!pods.ok()) return Response{500, "text/plain; charset=utf-8", std::string(pods.status().message()), {}};

@@ -465,6 +465,11 @@ TEST_F(KubeletFakeRuntimeTest, ServerAuthenticatesAndServesPods) {
   auto running = nlohmann::json::parse(HttpsGet(open->port(), "/runningpods/").second);
   EXPECT_EQ(running["items"][0]["metadata"]["name"], "srv-node1");
   EXPECT_EQ(HttpsGet(open->port(), "/nope").first, 404);
+  auto configz = HttpsGet(open->port(), "/configz");
+  ASSERT_EQ(configz.first, 200);
+  auto cz = nlohmann::json::parse(configz.second);
+  EXPECT_EQ(cz["kubeletconfig"]["address"], "127.0.0.1");
+  EXPECT_EQ(cz["kubeletconfig"]["authorization"]["mode"], "AlwaysAllow");
   // Made-up methods create no metric series of their own (issue 10): they count as "other".
   for (int i = 0; i < 20; ++i) EXPECT_EQ(HttpsGet(open->port(), "/pods", "BREW" + std::to_string(i)).first, 405);
   auto metrics = HttpsGet(open->port(), "/metrics");

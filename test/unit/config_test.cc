@@ -38,6 +38,34 @@ TEST(KubeletConfig, DefaultsMatchUpstream) {
   EXPECT_TRUE(ValidateKubeletConfiguration(*c).ok());
 }
 
+// /configz prints the running configuration as upstream does (v1beta1 names, Go durations, authn/authz defaults
+// filled in), and what it prints reads back to the same configuration.
+TEST(KubeletConfig, ConfigzEncodingReadsBackToTheSameConfiguration) {
+  auto c = ParseKubeletConfiguration(
+      "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\n"
+      "syncFrequency: 90s\nmaxPods: 42\nnodeLabels: {a: b}\nauthentication:\n  x509:\n    clientCAFile: /etc/kubernetes/pki/ca.crt\n"
+      "featureGates: {KubeletFineGrainedAuthz: true}\n",
+      "");
+  ASSERT_TRUE(c.ok()) << c.status();
+  nlohmann::json j = EncodeKubeletConfiguration(*c);
+  EXPECT_EQ(j["kind"], "KubeletConfiguration");
+  EXPECT_EQ(j["apiVersion"], "kubelet.config.k8s.io/v1beta1");
+  EXPECT_EQ(j["staticPodPath"], "/etc/kubernetes/manifests");
+  EXPECT_EQ(j["syncFrequency"], "1m30s");
+  EXPECT_EQ(j["streamingConnectionIdleTimeout"], "4h0m0s");
+  EXPECT_EQ(j["maxPods"], 42);
+  EXPECT_EQ(j["authentication"]["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
+  EXPECT_EQ(j["authentication"]["webhook"]["enabled"], true);
+  EXPECT_EQ(j["authentication"]["webhook"]["cacheTTL"], "2m0s");
+  EXPECT_EQ(j["authentication"]["anonymous"]["enabled"], false);
+  EXPECT_EQ(j["authorization"]["mode"], "Webhook");
+  EXPECT_EQ(j["authorization"]["webhook"]["cacheAuthorizedTTL"], "5m0s");
+  EXPECT_EQ(j["authorization"]["webhook"]["cacheUnauthorizedTTL"], "30s");
+  auto back = ParseKubeletConfiguration(j.dump(), "");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << j.dump(2);
+  EXPECT_EQ(EncodeKubeletConfiguration(*back), j);
+}
+
 TEST(KubeletConfig, ParsesYamlAndJson) {
   const char* yaml = R"(apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

@@ -178,6 +178,12 @@ struct Options {
 absl::StatusOr<KubeletConfiguration> ParseKubeletConfiguration(const std::string& text, const std::string& base_dir);
 /** Upstream's ValidateKubeletConfiguration: ranges, enums, eviction signals. */
 absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c);
+/**
+ * The running configuration as /configz prints it (inside {"kubeletconfig": ...}): every v1beta1 field by its
+ * name, durations in Go's form ("1m0s"), the authentication and authorization defaults filled in, kind and
+ * apiVersion last. ParseKubeletConfiguration reads it back to the same configuration.
+ */
+nlohmann::json EncodeKubeletConfiguration(const KubeletConfiguration& c);
 /** argv to Options: reads --config, then applies flags set on the command line over it, then validates. */
 absl::StatusOr<Options> ParseCommandLine(const std::vector<std::string>& args);
 /** The --help text. */
