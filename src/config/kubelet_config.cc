@@ -282,6 +282,14 @@ void CheckKeys(const json& obj, const std::string& path, const std::set<std::str
     if (!allowed.count(it.key())) throw DecodeError{"unknown field \"" + path + "." + it.key() + "\""};
 }
 
+// A duration setting nested in an object: a string Go's ParseDuration reads.
+void CheckDurationField(const json& obj, const char* key, const std::string& path) {
+  if (!obj.contains(key)) return;
+  if (!obj[key].is_string()) Bad(path, "duration string such as \"20s\"", obj[key]);
+  auto d = ParseGoDuration(obj[key].get<std::string>());
+  if (!d.ok()) throw DecodeError{path + ": " + std::string(d.status().message())};
+}
+
 void CheckAuth(const KC& c) {
   const json& a = c.authentication;
   CheckKeys(a, "authentication", {"x509", "webhook", "anonymous"});
@@ -300,6 +308,9 @@ void CheckAuth(const KC& c) {
   if (a.contains("webhook")) {
     if (!a["webhook"].is_object()) Bad("authentication.webhook", "object", a["webhook"]);
     CheckKeys(a["webhook"], "authentication.webhook", {"enabled", "cacheTTL"});
+    if (a["webhook"].contains("enabled") && !a["webhook"]["enabled"].is_boolean())
+      Bad("authentication.webhook.enabled", "boolean", a["webhook"]["enabled"]);
+    CheckDurationField(a["webhook"], "cacheTTL", "authentication.webhook.cacheTTL");
   }
   const json& z = c.authorization;
   CheckKeys(z, "authorization", {"mode", "webhook"});
@@ -308,6 +319,12 @@ void CheckAuth(const KC& c) {
     std::string mode = z["mode"].get<std::string>();
     if (mode != "AlwaysAllow" && mode != "Webhook")
       throw DecodeError{"authorization.mode: Unsupported value: \"" + mode + "\": supported values: \"AlwaysAllow\", \"Webhook\""};
+  }
+  if (z.contains("webhook")) {
+    if (!z["webhook"].is_object()) Bad("authorization.webhook", "object", z["webhook"]);
+    CheckKeys(z["webhook"], "authorization.webhook", {"cacheAuthorizedTTL", "cacheUnauthorizedTTL"});
+    CheckDurationField(z["webhook"], "cacheAuthorizedTTL", "authorization.webhook.cacheAuthorizedTTL");
+    CheckDurationField(z["webhook"], "cacheUnauthorizedTTL", "authorization.webhook.cacheUnauthorizedTTL");
   }
 }
 

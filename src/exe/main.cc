@@ -30,6 +30,7 @@
 #include "kubelet/stats/provider.h"
 #include "kubelet/eviction/eviction_manager.h"
 #include "kubelet/images/image_gc_manager.h"
+#include "kubelet/util/json.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
@@ -40,11 +41,6 @@ namespace {
 int WaitForSignal(sigset_t* set, std::chrono::milliseconds timeout) {
   timespec ts{static_cast<time_t>(timeout.count() / 1000), static_cast<long>((timeout.count() % 1000) * 1000000)};
   return sigtimedwait(set, nullptr, &ts);
-}
-
-const nlohmann::json& Field(const nlohmann::json& obj, const char* key) {
-  static const nlohmann::json kEmpty = nlohmann::json::object();
-  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
 }
 
 }  // namespace
@@ -376,7 +372,7 @@ int main(int argc, char** argv) {
     ao.max_retries = 1;
     ao.initial_backoff = std::chrono::milliseconds(500);
     auth_api = client::NewApiClient(*client::LoadKubeconfig(flags.kubeconfig), ao);
-  } else if (Field(cfg.authentication, "webhook").value("enabled", true) ||
+  } else if (ObjectField(cfg.authentication, "webhook").value("enabled", true) ||
              cfg.authorization.value("mode", "Webhook") == "Webhook") {
     logger->warn("No API server to authenticate and authorize requests with: bearer tokens get 401 and Webhook "
                  "authorization denies every request (set authentication.webhook.enabled: false and "

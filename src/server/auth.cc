@@ -13,6 +13,7 @@
 
 #include "kubelet/client/api_client.h"
 #include "kubelet/server/http_server.h"
+#include "kubelet/util/json.h"
 #include "kubelet/util/logging.h"
 
 namespace kubelet::server {
@@ -23,10 +24,6 @@ using json = nlohmann::json;
 constexpr const char* kAuthenticatedGroup = "system:authenticated";
 
 // Reads of the API's review answers that never throw on a field of the wrong type (it then counts as unset).
-const json& ObjectField(const json& obj, const char* key) {
-  static const json kEmpty = json::object();
-  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
-}
 bool BoolField(const json& obj, const char* key) {
   return obj.is_object() && obj.contains(key) && obj[key].is_boolean() && obj[key].get<bool>();
 }

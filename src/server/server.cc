@@ -36,11 +36,6 @@ Duration AuthDuration(const nlohmann::json& obj, const char* key, Duration fallb
   return d.ok() ? *d : fallback;
 }
 
-const nlohmann::json& Field(const nlohmann::json& obj, const char* key) {
-  static const nlohmann::json kEmpty = nlohmann::json::object();
-  return obj.is_object() && obj.contains(key) && obj[key].is_object() ? obj[key] : kEmpty;
-}
-
 }  // namespace
 
 KubeletServer::KubeletServer(Kubelet* kubelet, kuberuntime::RuntimeManager* runtime, metrics::KubeletMetrics* metrics,
@@ -52,16 +47,16 @@ KubeletServer::KubeletServer(Kubelet* kubelet, kuberuntime::RuntimeManager* runt
   const auto& authz = o_.config.authorization;
   KubeletAuthOptions ao;
   ao.node_name = o_.node_name;
-  ao.anonymous = Field(authn, "anonymous").value("enabled", false);
-  ao.x509 = !Field(authn, "x509").value("clientCAFile", "").empty();
+  ao.anonymous = ObjectField(authn, "anonymous").value("enabled", false);
+  ao.x509 = !ObjectField(authn, "x509").value("clientCAFile", "").empty();
   ao.always_allow = authz.is_object() && authz.value("mode", "Webhook") == "AlwaysAllow";
   std::unique_ptr<TokenAuthenticator> tokens;
-  const auto& webhook = Field(authn, "webhook");
+  const auto& webhook = ObjectField(authn, "webhook");
   if (webhook.value("enabled", true) && o_.auth_api)
     tokens = NewWebhookTokenAuthenticator(o_.auth_api, AuthDuration(webhook, "cacheTTL", std::chrono::minutes(2)), o_.clock);
   std::unique_ptr<Authorizer> authorizer;
   if (!ao.always_allow && o_.auth_api) {
-    const auto& zw = Field(authz, "webhook");
+    const auto& zw = ObjectField(authz, "webhook");
     authorizer = NewWebhookAuthorizer(o_.auth_api, AuthDuration(zw, "cacheAuthorizedTTL", std::chrono::minutes(5)),
                                       AuthDuration(zw, "cacheUnauthorizedTTL", std::chrono::seconds(30)), o_.clock);
   }
@@ -184,24 +179,23 @@ Response KubeletServer::Stream(const std::string& kind, const Request& req) cons
     if (id.empty()) return text(500, "container not found (\"" + container + "\")");
     bool tty = flag("tty"), in = flag("stdin"), out = flag("stdout"), err = flag("stderr") && !tty;
     if (!in && !out && !err) return text(400, "you must specify at least 1 of stdin, stdout, stderr");
+    auto streams = [&](auto& r) {  // what ExecRequest and AttachRequest share
+      r.set_container_id(id);
+      r.set_tty(tty);
+      r.set_stdin(in);
+      r.set_stdout(out);
+      r.set_stderr(err);
+    };
     if (kind == "exec") {
       cri::rt::ExecRequest r;
-      r.set_container_id(id);
+      streams(r);
       auto cmd = req.query_values.find("command");
       if (cmd == req.query_values.end() || cmd->second.empty()) return text(400, "you must specify a command");
       for (const auto& c : cmd->second) r.add_cmd(c);
-      r.set_tty(tty);
-      r.set_stdin(in);
-      r.set_stdout(out);
-      r.set_stderr(err);
       url = o_.cri->Exec(r);
     } else {
       cri::rt::AttachRequest r;
-      r.set_container_id(id);
-      r.set_tty(tty);
-      r.set_stdin(in);
-      r.set_stdout(out);
-      r.set_stderr(err);
+      streams(r);
       url = o_.cri->Attach(r);
     }
   } else {

@@ -129,6 +129,17 @@ TEST_F(NodeAuthorizerTest, ANodeCreatesOnlyMirrorPodsAndTouchesOnlyItsOwnPods) {
   EXPECT_TRUE(client_->Delete("/api/v1/namespaces/default/pods/mirror", json::object()).ok());
 }
 
+// Streams into pods are the API server's business, not a node's: exec, attach and portforward are refused to it
+// even for its own pods.
+TEST_F(NodeAuthorizerTest, ANodeOpensNoStreamsIntoPods) {
+  for (const char* sub : {"exec", "attach", "portforward"}) {
+    auto r = client_->Create(std::string("/api/v1/namespaces/default/pods/here/") + sub + "?command=true&stdout=true",
+                             json::object());
+    EXPECT_EQ(Code(r), absl::StatusCode::kPermissionDenied) << sub;
+    EXPECT_NE(r.status().message().find("pods/" + std::string(sub)), std::string::npos) << r.status();
+  }
+}
+
 // The Watch strategy's manager: one watch per referenced object (metadata.name field selector, which the Node
 // authorizer allows), shared by the pods that use it, stopped with the last one; reads come from the watch, and an
 // update reaches the pods that reference the object.

@@ -4,12 +4,29 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
 
 namespace kubelet::testing {
+
+/** Query escaping as Go's url.QueryEscape for the characters tests send (unreserved kept, the rest %XX). */
+inline std::string QueryEscape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      static const char* kHex = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
 
 /** Polls pred until it holds or the limit passes; a bounded wait, not a timing assertion. */
 template <typename F>

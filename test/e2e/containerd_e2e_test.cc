@@ -303,6 +303,10 @@ class ContainerdE2E : public ::testing::Test {
     }
     // The kubelet's mounts (its rshared root directory, volumes of pods it did not tear down) go; logs stay.
     UnmountUnder(work_);
+    // A suite's knobs end with it.
+    work_name_.clear();
+    extra_config_.clear();
+    extra_args_.clear();
   }
 
   static void StartKubelet() {
@@ -746,11 +750,6 @@ class ExitAndRotationE2E : public ContainerdE2E {
     extra_config_ = "containerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\ncontainerLogMonitorInterval: 3s\n";
     ContainerdE2E::SetUpTestSuite();
   }
-  static void TearDownTestSuite() {
-    ContainerdE2E::TearDownTestSuite();
-    work_name_.clear();
-    extra_config_.clear();
-  }
   static json Terminated(const json& p, const std::string& name) {
     if (p.is_null()) return nullptr;
     for (const auto& c : p["status"]["containerStatuses"])
@@ -1009,9 +1008,6 @@ class ImageGCE2E : public ContainerdE2E {
   static void TearDownTestSuite() {
     ContainerdE2E::TearDownTestSuite();
     lab_containerd_ = "containerd";
-    work_name_.clear();
-    extra_config_.clear();
-    extra_args_.clear();
   }
   static std::vector<std::string> ImageTags() {
     std::vector<std::string> out;
@@ -1074,11 +1070,6 @@ class CPUManagerE2E : public ContainerdE2E {
     work_name_ = "kubelet-cpumanager";
     extra_config_ = "cpuManagerPolicy: static\nreservedSystemCPUs: \"0\"\ncpuManagerReconcilePeriod: 2s\n";
     ContainerdE2E::SetUpTestSuite();
-  }
-  static void TearDownTestSuite() {
-    ContainerdE2E::TearDownTestSuite();
-    work_name_.clear();
-    extra_config_.clear();
   }
   static std::string CpusAllowed(const std::string& uid) {
     auto running = Containers(uid);
@@ -1153,8 +1144,6 @@ class KubeletNetworkE2E : public ContainerdE2E {
   static void TearDownTestSuite() {
     ContainerdE2E::TearDownTestSuite();
     lab_containerd_ = "containerd";
-    work_name_.clear();
-    extra_args_.clear();
   }
   // The host-local IPAM store: one file per reserved IP.
   static std::vector<std::string> ReservedIPs() {
@@ -1287,6 +1276,8 @@ class ClusterE2E : public ContainerdE2E {
     ContainerdE2E::TearDownTestSuite();
     api_->Stop();
     kubeconfig_.clear();
+    api_kubelet_cert_.clear();
+    api_kubelet_key_.clear();
   }
   static std::string NodeCondition(const std::string& type) {
     auto node = api_->Get("nodes", "", "e2e-node");
@@ -1331,14 +1322,6 @@ class KubeletAuthE2E : public ClusterE2E {
                     "  x509:\n    clientCAFile: " + client_cert_ + "\n"
                     "authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 5m\n    cacheUnauthorizedTTL: 30s\n";
     ClusterE2E::SetUpTestSuite();
-  }
-  static void TearDownTestSuite() {
-    ClusterE2E::TearDownTestSuite();
-    work_name_.clear();
-    extra_config_.clear();
-    extra_args_.clear();
-    api_kubelet_cert_.clear();
-    api_kubelet_key_.clear();
   }
   static std::pair<long, std::string> Get(const std::string& path, const std::string& token = "", const std::string& cert = "",
                                           const std::string& key = "") {
@@ -1385,20 +1368,6 @@ TEST_F(KubeletAuthE2E, TokensAndCertificatesAreCheckedByTheAPIServerAsKubeadmSet
   EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
 }
 
-std::string QueryEscape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char b[4];
-      std::snprintf(b, sizeof(b), "%%%02X", c);
-      out += b;
-    }
-  }
-  return out;
-}
-
 // Streams through the kubelet to containerd's streaming server with a WebSocket client (v4.channel.k8s.io): an
 // exec with stdin, stdout, stderr and the remote exit code; a port-forward to an HTTP server in the pod; and the
 // refusals (RBAC without nodes/proxy, a container that is not there, a request that is not an upgrade).
@@ -1415,7 +1384,7 @@ TEST_F(KubeletAuthE2E, ExecAndPortForwardStreamThroughTheKubeletToContainerd) {
   })) << ApiPod("default", "shell").dump(2);
 
   const std::string cmd = "head -c 5; echo; echo oops >&2; exit 3";
-  const std::string exec = "/exec/default/shell/c?command=sh&command=-c&command=" + QueryEscape(cmd) +
+  const std::string exec = "/exec/default/shell/c?command=sh&command=-c&command=" + kubelet::testing::QueryEscape(cmd) +
                            "&stdin=1&stdout=1&stderr=1";
   {
     StreamClient ws;
@@ -1548,14 +1517,6 @@ class EvictionE2E : public ClusterE2E {
     // value against capacity minus that same value) would be crossed from the start with the large threshold below.
     extra_config_ = "evictionHard: {memory.available: 100Mi}\nevictionPressureTransitionPeriod: 20s\nenforceNodeAllocatable: []\n";
     ClusterE2E::SetUpTestSuite();
-  }
-  static void TearDownTestSuite() {
-    ClusterE2E::TearDownTestSuite();
-    work_name_.clear();
-    extra_config_.clear();
-    extra_args_.clear();
-    api_kubelet_cert_.clear();
-    api_kubelet_key_.clear();
   }
   // The kubelet's memory.available: MemTotal - (root cgroup usage - inactive file), as cAdvisor computes it.
   static int64_t NodeMemoryAvailable() {

@@ -11,6 +11,7 @@
 #include "kubelet/util/base64.h"
 #include "kubelet/util/clock.h"
 #include "kubelet/server/streaming.h"
+#include "common/test_util.h"
 
 namespace kubelet::testing {
 namespace {
@@ -444,21 +445,8 @@ Response FakeApiServer::StreamToNode(const Request& req, const std::string& ns, 
   if (host.empty() || port <= 0) return StatusError(400, "BadRequest", "node " + node_name + " has no InternalIP or kubelet port");
   if (sub != "portforward" && container.empty())
     return StatusError(400, "BadRequest", "a container name must be specified for pod " + name);
-  auto escape = [](const std::string& v) {
-    std::string out;
-    for (unsigned char c : v) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-        out.push_back(static_cast<char>(c));
-      } else {
-        char b[4];
-        std::snprintf(b, sizeof(b), "%%%02X", c);
-        out += b;
-      }
-    }
-    return out;
-  };
   std::string query;
-  auto add = [&](const std::string& k, const std::string& v) { query += (query.empty() ? "?" : "&") + k + "=" + escape(v); };
+  auto add = [&](const std::string& k, const std::string& v) { query += (query.empty() ? "?" : "&") + k + "=" + QueryEscape(v); };
   if (auto cmd = req.query_values.find("command"); cmd != req.query_values.end())
     for (const auto& c : cmd->second) add("command", c);
   for (const char* opt : {"stdin", "stdout", "stderr", "tty"})
@@ -570,6 +558,8 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
     if (ns != "kube-node-lease" || (!name.empty() && name != node)) return "node '" + node + "' cannot modify this lease";
     return "";
   }
+  if (resource == "pods" && (sub == "exec" || sub == "attach" || sub == "portforward"))
+    return "a node may not open " + sub + " streams into pods";
   if (resource == "pods" && (req.method == "PUT" || req.method == "PATCH") && sub != "status") {
     return "a node may only update the status of its pods";
   }

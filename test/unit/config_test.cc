@@ -119,6 +119,10 @@ TEST(KubeletConfig, WrongTypesNameTheField) {
       {"serializeImagePulls: \"yes\"", "serializeImagePulls"},
       {"evictionHard: [1]", "evictionHard"},
       {"maxPods: 99999999999", "maxPods"},
+      {"authentication: {webhook: {enabled: \"yes\"}}", "authentication.webhook.enabled"},
+      {"authentication: {webhook: {cacheTTL: soon}}", "authentication.webhook.cacheTTL"},
+      {"authorization: {webhook: {cacheAuthorizedTTL: 5}}", "authorization.webhook.cacheAuthorizedTTL"},
+      {"authorization: {webhook: {cacheDeniedTTL: 5s}}", "authorization.webhook.cacheDeniedTTL"},
   };
   for (const auto& tc : cases) {
     std::string doc = std::string("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n") + tc.line + "\n";

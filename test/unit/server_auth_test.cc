@@ -291,3 +291,32 @@ TEST(WebhookReviews, AnswersOfTheWrongShapeAreNeitherAUserNorAnAllow) {
 
 }  // namespace
 }  // namespace kubelet::server
+
+#include "kubelet/server/streaming.h"
+
+namespace kubelet::server {
+namespace {
+
+// The runtime's streaming URL is outside input: a bad one is an error naming it, never a throw.
+TEST(StreamURL, ParsesTheRuntimesURLAndRefusesBadOnes) {
+  auto u = ParseStreamURL("http://127.0.0.1:40123/exec/AbC");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_FALSE(u->tls);
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 40123);
+  EXPECT_EQ(u->target, "/exec/AbC");
+  auto v6 = ParseStreamURL("https://[::1]:10250/portForward/ns/p?port=80");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_TRUE(v6->tls);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->target, "/portForward/ns/p?port=80");
+  for (const char* bad : {"", "ftp://x/", "http://", "http://:80/x", "http://h:0/x", "http://h:99999/x", "http://[::1/x",
+                          "http://h:port/x"}) {
+    auto r = ParseStreamURL(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status();
+  }
+}
+
+}  // namespace
+}  // namespace kubelet::server
