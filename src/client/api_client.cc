@@ -117,6 +117,9 @@ struct WatchState {
   const std::atomic<bool>* stop = nullptr;
   bool ended_by_caller = false;
   std::string parse_error;
+  // The client certificate the watch was opened with: once another is in use, the watch ends (and is reopened).
+  const TLSCertificateProvider* provider = nullptr;
+  std::shared_ptr<const TLSCertificate> cert;
 };
 
 size_t WatchWrite(char* data, size_t size, size_t n, void* p) {
@@ -156,7 +159,12 @@ size_t WatchWrite(char* data, size_t size, size_t n, void* p) {
 
 int WatchProgress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   auto* w = static_cast<WatchState*>(p);
-  return w->stop && w->stop->load() ? 1 : 0;
+  if (w->stop && w->stop->load()) return 1;
+  if (w->provider && (*w->provider)() != w->cert) {
+    w->ended_by_caller = true;
+    return 1;
+  }
+  return 0;
 }
 
 class ApiClientImpl : public ApiClient {
@@ -196,6 +204,10 @@ class ApiClientImpl : public ApiClient {
     WatchState w;
     w.on_event = &on_event;
     w.stop = stop;
+    if (c_.cert_provider) {
+      w.provider = &c_.cert_provider;
+      w.cert = c_.cert_provider();
+    }
     curl_slist* headers = Setup(h, "GET", path, "", "");
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
     // A silent, dead connection is noticed within watch_idle_timeout (the caller re-opens the watch from its
@@ -225,6 +237,7 @@ class ApiClientImpl : public ApiClient {
   int64_t RequestCount() const override { return requests_.load(); }
 
  private:
+  static inline const std::string kNone;
   curl_slist* Setup(CURL* h, const std::string& method, const std::string& path, const std::string& body,
                     const std::string& content_type) {
     std::string url = c_.server + path;
@@ -248,9 +261,13 @@ class ApiClientImpl : public ApiClient {
       curl_blob ca{const_cast<char*>(c_.ca_pem.data()), c_.ca_pem.size(), CURL_BLOB_COPY};
       curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
     }
-    if (!c_.client_cert_pem.empty()) {
-      curl_blob cert{const_cast<char*>(c_.client_cert_pem.data()), c_.client_cert_pem.size(), CURL_BLOB_COPY};
-      curl_blob key{const_cast<char*>(c_.client_key_pem.data()), c_.client_key_pem.size(), CURL_BLOB_COPY};
+    // A rotating certificate is read now; curl keys connection reuse on it, so a new one gets new connections.
+    std::shared_ptr<const TLSCertificate> rotating = c_.cert_provider ? c_.cert_provider() : nullptr;
+    const std::string& cert_pem = c_.cert_provider ? (rotating ? rotating->cert_pem : kNone) : c_.client_cert_pem;
+    const std::string& key_pem = c_.cert_provider ? (rotating ? rotating->key_pem : kNone) : c_.client_key_pem;
+    if (!cert_pem.empty()) {
+      curl_blob cert{const_cast<char*>(cert_pem.data()), cert_pem.size(), CURL_BLOB_COPY};
+      curl_blob key{const_cast<char*>(key_pem.data()), key_pem.size(), CURL_BLOB_COPY};
       curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
       curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
       curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);

@@ -76,6 +76,8 @@ absl::StatusOr<RestConfig> ParseKubeconfig(const std::string& text, const std::s
     c.insecure_skip_tls_verify = (*cluster)["insecure-skip-tls-verify"].get<bool>();
   if (auto st = Pem(*cluster, "certificate-authority-data", "certificate-authority", base_dir, &c.ca_pem); !st.ok())
     return absl::Status(st.code(), "kubeconfig: cluster \"" + cluster_name + "\": " + std::string(st.message()));
+  if (api::StringField(*cluster, "certificate-authority-data").empty() && !api::StringField(*cluster, "certificate-authority").empty())
+    c.ca_file = Resolve(api::StringField(*cluster, "certificate-authority"), base_dir);
   if (!user_name.empty()) {
     const json* user = Named(*doc, "users", user_name);
     if (!user) return absl::InvalidArgumentError("kubeconfig: user \"" + user_name + "\" not found");

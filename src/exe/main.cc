@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kubelet/api/quantity.h"
+#include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/cm/container_manager.h"
@@ -30,6 +31,7 @@
 #include "kubelet/stats/provider.h"
 #include "kubelet/eviction/eviction_manager.h"
 #include "kubelet/images/image_gc_manager.h"
+#include "kubelet/util/guard.h"
 #include "kubelet/util/json.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
@@ -89,18 +91,114 @@ int main(int argc, char** argv) {
                kKubeletVersion, node_name, node_ip, flags.root_dir);
   if (cfg.static_pod_path.empty() && cfg.static_pod_url.empty() && flags.kubeconfig.empty())
     logger->warn("No pod source configured: set staticPodPath (--pod-manifest-path), staticPodURL or --kubeconfig");
+  // Credentials (upstream's buildKubeletClientConfig). With rotateCertificates the client certificate comes from the
+  // client certificate manager: from the kubeconfig's at first, or, when the kubeconfig is missing or expired and a
+  // bootstrap kubeconfig is given, requested in the background with the bootstrap credentials while static pods
+  // already run. Without rotation, a bootstrap happens first, retried with back-off until it succeeds.
+  std::optional<client::RestConfig> rest;
   std::unique_ptr<client::ApiClient> api;
+  std::unique_ptr<client::ApiClient> bootstrap_api;
+  std::unique_ptr<certificate::Manager> client_certs;
+  RealClock clock;
+  if (!flags.bootstrap_kubeconfig.empty() && flags.kubeconfig.empty()) {
+    logger->error("Failed to run Kubelet err=\"--bootstrap-kubeconfig requires --kubeconfig, the file to write\"");
+    return 1;
+  }
+  if (!flags.bootstrap_kubeconfig.empty() && !cfg.rotate_certificates &&
+      !certificate::ClientConfigStillValid(flags.kubeconfig)) {
+    std::atomic<bool> stop_boot{false}, done{false};
+    std::thread boot([&] {
+      GuardedRun("tls-bootstrap", [&] {
+        auto backoff = std::chrono::seconds(2);
+        while (!stop_boot) {
+          auto st = certificate::LoadClientCert(flags.kubeconfig, flags.bootstrap_kubeconfig, flags.cert_dir, node_name,
+                                                std::chrono::hours(1), &stop_boot);
+          if (st.ok() || stop_boot) break;
+          logger->error("Failed to bootstrap the client certificate err=\"{}\" retryIn=\"{}s\"", st.message(), backoff.count());
+          for (int i = 0; i < backoff.count() * 10 && !stop_boot; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          backoff = std::min(backoff * 2, std::chrono::seconds(300));
+        }
+      });
+      done = true;
+    });
+    while (!done) {
+      if (WaitForSignal(&sigs, std::chrono::milliseconds(200)) > 0) {
+        stop_boot = true;
+        boot.join();
+        return 0;
+      }
+    }
+    boot.join();
+  }
   if (!flags.kubeconfig.empty()) {
+    std::optional<absl::StatusOr<client::RestConfig>> boot_rc;
+    if (cfg.rotate_certificates && !flags.bootstrap_kubeconfig.empty() && !certificate::ClientConfigStillValid(flags.kubeconfig)) {
+      logger->info("Client rotation is on, will bootstrap in background");
+      boot_rc = client::LoadKubeconfig(flags.bootstrap_kubeconfig);
+      if (!boot_rc->ok()) {
+        logger->error("Failed to run Kubelet err=\"unable to load bootstrap kubeconfig: {}\"", boot_rc->status().message());
+        return 1;
+      }
+      const auto& boot = *boot_rc;
+      client::ClientOptions bo;
+      bo.qps = 5;
+      bo.burst = 10;
+      bo.max_retries = 3;
+      bootstrap_api = client::NewApiClient(*boot, bo);
+      if (auto st = certificate::WriteBootstrappedKubeconfig(*boot, flags.kubeconfig,
+                                                             certificate::FileStore("kubelet-client", flags.cert_dir).CurrentPath());
+          !st.ok()) {
+        logger->error("Failed to run Kubelet err=\"{}\"", st.message());
+        return 1;
+      }
+    }
     auto rc = client::LoadKubeconfig(flags.kubeconfig);
-    if (!rc.ok()) {
+    if (!rc.ok() && !bootstrap_api) {
       logger->error("Failed to load kubeconfig err=\"{}\"", rc.status().message());
       return 1;
     }
+    if (!rc.ok()) {
+      // The kubeconfig names the store's current pair, which the bootstrap has yet to write: the cluster is the same.
+      rc = **boot_rc;
+      rc->client_cert_pem.clear();
+      rc->client_key_pem.clear();
+      rc->bearer_token.clear();
+      rc->token_file.clear();
+    }
+    if (cfg.rotate_certificates && (bootstrap_api || !rc->client_cert_pem.empty())) {
+      certificate::ManagerOptions mo;
+      mo.name = "client";
+      mo.signer_name = certificate::kKubeAPIServerClientKubeletSigner;
+      mo.subject = [node_name] { return certificate::Subject{"system:node:" + node_name, {"system:nodes"}, {}, {}}; };
+      mo.usages = {"digital signature", "client auth"};
+      mo.store = std::make_unique<certificate::FileStore>("kubelet-client", flags.cert_dir);
+      if (!rc->client_cert_pem.empty()) {
+        auto initial = certificate::ParseKeyPair(rc->client_cert_pem, rc->client_key_pem);
+        if (initial.ok()) {
+          mo.initial = std::move(*initial);
+        } else {
+          logger->error("Unable to read the kubeconfig's client certificate path=\"{}\" err=\"{}\"", flags.kubeconfig,
+                        initial.status().message());
+        }
+      }
+      mo.clock = &clock;
+      // Renewal goes through the node's own client while its certificate is valid, else the bootstrap credentials.
+      mo.client = [&api, &bootstrap_api](const certificate::KeyPair* current) -> client::ApiClient* {
+        return current || !bootstrap_api ? api.get() : bootstrap_api.get();
+      };
+      client_certs = std::make_unique<certificate::Manager>(std::move(mo));
+      rc->cert_provider = [m = client_certs.get()]() -> std::shared_ptr<const TLSCertificate> { return m->Current(); };
+    }
+    rest = *rc;
     client::ClientOptions co;
     co.qps = cfg.kube_api_qps;
     co.burst = cfg.kube_api_burst;
-    api = client::NewApiClient(*rc, co);
-    logger->info("Connecting to the API server server=\"{}\"", rc->server);
+    api = client::NewApiClient(*rest, co);
+    logger->info("Connecting to the API server server=\"{}\"", rest->server);
+    if (client_certs) {
+      KLOG_V(logger, 2)("Starting client certificate rotation");
+      client_certs->Start();
+    }
   } else {
     logger->info("No --kubeconfig: standalone mode, no API server");
   }
@@ -121,7 +219,6 @@ int main(int argc, char** argv) {
   }
 
   metrics::KubeletMetrics metrics;
-  RealClock clock;
   cri::RemoteOptions ro;
   ro.runtime_endpoint = cfg.container_runtime_endpoint;
   ro.image_endpoint = cfg.image_service_endpoint;
@@ -136,7 +233,7 @@ int main(int argc, char** argv) {
     client::ClientOptions eo;
     eo.qps = 0;  // the recorder applies eventRecordQPS/eventBurst itself
     eo.max_retries = 2;
-    event_api = client::NewApiClient(*client::LoadKubeconfig(flags.kubeconfig), eo);
+    event_api = client::NewApiClient(*rest, eo);
     auto r = std::make_unique<events::APIRecorder>(event_api.get(), node_name, cfg.event_record_qps, cfg.event_burst);
     api_recorder = r.get();
     recorder_owner = std::move(r);
@@ -371,7 +468,7 @@ int main(int argc, char** argv) {
     ao.timeout = std::chrono::seconds(5);
     ao.max_retries = 1;
     ao.initial_backoff = std::chrono::milliseconds(500);
-    auth_api = client::NewApiClient(*client::LoadKubeconfig(flags.kubeconfig), ao);
+    auth_api = client::NewApiClient(*rest, ao);
   } else if (ObjectField(cfg.authentication, "webhook").value("enabled", true) ||
              cfg.authorization.value("mode", "Webhook") == "Webhook") {
     logger->warn("No API server to authenticate and authorize requests with: bearer tokens get 401 and Webhook "
@@ -379,6 +476,27 @@ int main(int argc, char** argv) {
                  "authorization.mode: AlwaysAllow to serve without one)");
   }
   server::KubeletServerOptions so{cfg, flags.cert_dir, node_name, &stats_provider};
+  // serverTLSBootstrap: the serving certificate from a kubernetes.io/kubelet-serving CSR, rotated as the client's.
+  std::unique_ptr<certificate::Manager> server_certs;
+  if (cfg.server_tls_bootstrap && api) {
+    certificate::ManagerOptions mo;
+    mo.name = "server";
+    mo.signer_name = certificate::kKubeletServingSigner;
+    mo.subject = [node_name, node_ip] {
+      certificate::Subject s{"system:node:" + node_name, {"system:nodes"}, {node_name}, {}};
+      if (!node_ip.empty()) s.ip_addresses.push_back(node_ip);
+      return s;
+    };
+    mo.usages = {"digital signature", "server auth"};
+    mo.store = std::make_unique<certificate::FileStore>("kubelet-server", flags.cert_dir, cfg.tls_cert_file, cfg.tls_private_key_file);
+    mo.clock = &clock;
+    mo.client = [&api](const certificate::KeyPair*) { return api.get(); };
+    server_certs = std::make_unique<certificate::Manager>(std::move(mo));
+    so.serving_certificate = [m = server_certs.get()]() -> std::shared_ptr<const TLSCertificate> { return m->Current(); };
+    server_certs->Start();
+  } else if (cfg.server_tls_bootstrap) {
+    logger->warn("serverTLSBootstrap needs an API server (--kubeconfig): serving a self-signed certificate");
+  }
   so.auth_api = auth_api.get();
   so.cri = remote.get();
   so.clock = &clock;
@@ -528,5 +646,7 @@ int main(int argc, char** argv) {
   volumes->Stop();
   if (syncer) syncer->Stop();
   if (node_status) node_status->Stop();
+  if (server_certs) server_certs->Stop();
+  if (client_certs) client_certs->Stop();
   return 0;
 }

@@ -346,8 +346,9 @@ absl::Status HttpServer::Start() {
       SSL_CTX_free(ctx);
       return absl::InvalidArgumentError("tlsCipherSuites: " + err);
     }
-    if (SSL_CTX_use_certificate_chain_file(ctx, o_.tls_options.cert_file.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, o_.tls_options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    if (!o_.tls_options.certificate &&
+        (SSL_CTX_use_certificate_chain_file(ctx, o_.tls_options.cert_file.c_str()) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, o_.tls_options.key_file.c_str(), SSL_FILETYPE_PEM) != 1)) {
       std::string err = OpenSSLError();
       SSL_CTX_free(ctx);
       return absl::InvalidArgumentError("failed to load serving certificate " + o_.tls_options.cert_file + " / " +
@@ -473,6 +474,38 @@ void HttpServer::SetReadingHeader(int fd, bool reading) {
   }
 }
 
+struct HttpServer::LoadedCert {
+  std::shared_ptr<const TLSCertificate> source;
+  X509* leaf = nullptr;
+  std::vector<X509*> chain;
+  EVP_PKEY* key = nullptr;
+  ~LoadedCert() {
+    X509_free(leaf);
+    for (X509* c : chain) X509_free(c);
+    EVP_PKEY_free(key);
+  }
+};
+
+std::shared_ptr<HttpServer::LoadedCert> HttpServer::ServingCertificate() {
+  auto src = o_.tls_options.certificate();
+  if (!src) return nullptr;
+  std::lock_guard<std::mutex> l(cert_mu_);
+  if (loaded_ && loaded_->source == src) return loaded_;
+  auto lc = std::make_shared<LoadedCert>();
+  lc->source = src;
+  BIO* cb = BIO_new_mem_buf(src->cert_pem.data(), static_cast<int>(src->cert_pem.size()));
+  lc->leaf = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr);
+  while (X509* c = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr)) lc->chain.push_back(c);
+  BIO_free(cb);
+  ERR_clear_error();  // the end of the chain reads as an error
+  BIO* kb = BIO_new_mem_buf(src->key_pem.data(), static_cast<int>(src->key_pem.size()));
+  lc->key = PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr);
+  BIO_free(kb);
+  if (!lc->leaf || !lc->key) return nullptr;
+  loaded_ = lc;
+  return lc;
+}
+
 void HttpServer::Serve(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -484,6 +517,16 @@ void HttpServer::Serve(int fd) {
   bool client_cert_invalid = false;
   if (ssl_ctx_) {
     ssl = SSL_new(static_cast<SSL_CTX*>(ssl_ctx_));
+    if (o_.tls_options.certificate) {
+      auto cert = ServingCertificate();
+      if (!cert || SSL_use_certificate(ssl, cert->leaf) != 1 || SSL_use_PrivateKey(ssl, cert->key) != 1) {
+        static auto log = log::Get("server");
+        KLOG_V(log, 2)("TLS handshake refused err=\"no serving certificate available for the kubelet\"");
+        SSL_free(ssl);
+        return;
+      }
+      for (X509* c : cert->chain) SSL_add1_chain_cert(ssl, c);
+    }
     SSL_set_fd(ssl, fd);
     // Handshake with a deadline: a silent client must not hold a thread.
     timeval tv{io_ms / 1000, (io_ms % 1000) * 1000};

@@ -344,7 +344,9 @@ absl::Status KubeletServer::Start() {
     so.address = c.address;
     so.port = c.port;
     so.tls = true;
-    if (!c.tls_cert_file.empty() && !c.tls_private_key_file.empty()) {
+    if (o_.serving_certificate) {
+      so.tls_options.certificate = o_.serving_certificate;
+    } else if (!c.tls_cert_file.empty() && !c.tls_private_key_file.empty()) {
       so.tls_options.cert_file = c.tls_cert_file;
       so.tls_options.key_file = c.tls_private_key_file;
     } else {

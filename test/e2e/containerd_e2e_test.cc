@@ -29,6 +29,7 @@
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "fake/fake_runtime.h"
+#include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/server/http_server.h"
 #include "kubelet/util/mount.h"
 #include "runtime/v1/api.grpc.pb.h"
@@ -1260,16 +1261,26 @@ class ClusterE2E : public ContainerdE2E {
     o.token_user = "system:node:e2e-node";
     o.kubelet_client_cert = api_kubelet_cert_;
     o.kubelet_client_key = api_kubelet_key_;
+    o.csr_signing = tls_bootstrap_;
+    o.signed_cert_lifetime = signed_cert_lifetime_;
     api_ = std::make_unique<kubelet::testing::FakeApiServer>(o);
     ASSERT_TRUE(api_->Start());
     std::string ca = api_->ca_pem();
     std::string b64 = kubelet::testing::Base64Encode(ca);
     kubeconfig_ = (testing_api_dir_ / "kubelet.conf").string();
-    std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
-                               << "clusters:\n- name: c\n  cluster:\n    server: " << api_->url()
-                               << "\n    certificate-authority-data: " << b64 << "\n"
-                               << "users:\n- name: u\n  user:\n    token: test-token\n"
-                               << "contexts:\n- name: k\n  context: {cluster: c, user: u}\n";
+    fs::remove(kubeconfig_);
+    // TLS bootstrap (kubeadm join): a bootstrap token in --bootstrap-kubeconfig, the kubeconfig written by the kubelet.
+    std::string user = tls_bootstrap_ ? std::string("token: ") + kBootstrapToken : "token: test-token";
+    std::ofstream(tls_bootstrap_ ? testing_api_dir_ / "bootstrap-kubelet.conf" : fs::path(kubeconfig_))
+        << "apiVersion: v1\nkind: Config\ncurrent-context: k\n"
+        << "clusters:\n- name: c\n  cluster:\n    server: " << api_->url()
+        << "\n    certificate-authority-data: " << b64 << "\n"
+        << "users:\n- name: u\n  user:\n    " << user << "\n"
+        << "contexts:\n- name: k\n  context: {cluster: c, user: u}\n";
+    if (tls_bootstrap_) {
+      api_->AddUserToken(kBootstrapToken, "system:bootstrap:abcdef", {"system:bootstrappers"});
+      extra_args_.push_back("--bootstrap-kubeconfig=" + (testing_api_dir_ / "bootstrap-kubelet.conf").string());
+    }
     ContainerdE2E::SetUpTestSuite();
   }
   static void TearDownTestSuite() {
@@ -1278,6 +1289,8 @@ class ClusterE2E : public ContainerdE2E {
     kubeconfig_.clear();
     api_kubelet_cert_.clear();
     api_kubelet_key_.clear();
+    tls_bootstrap_ = false;
+    signed_cert_lifetime_ = std::chrono::hours(1);
   }
   static std::string NodeCondition(const std::string& type) {
     auto node = api_->Get("nodes", "", "e2e-node");
@@ -1290,6 +1303,9 @@ class ClusterE2E : public ContainerdE2E {
     auto p = api_->Get("pods", ns, name);
     return p ? *p : json(nullptr);
   }
+  static constexpr char kBootstrapToken[] = "abcdef.0123456789abcdef";
+  static inline bool tls_bootstrap_ = false;  // the fake signs CSRs; the kubelet starts from a bootstrap token
+  static inline std::chrono::seconds signed_cert_lifetime_{3600};
   static inline fs::path testing_api_dir_;
   static inline std::unique_ptr<kubelet::testing::FakeApiServer> api_;
   static inline std::string api_kubelet_cert_, api_kubelet_key_;  // the API server's kubelet client certificate
@@ -1509,6 +1525,103 @@ TEST_F(KubeletAuthE2E, KubectlExecAndPortForwardThroughTheAPIServersNodeProxy) {
 // evicted first (Failed / Evicted with upstream's message), the Burstable and
 // Guaranteed pods within their requests stay; MemoryPressure and its taint
 // come and go; a BestEffort pod arriving under pressure is refused.
+// TLS bootstrap and certificate rotation as kubeadm join sets a node up (rotateCertificates, serverTLSBootstrap):
+// the fake API server's approver and signer stand in for kube-controller-manager's, with 40 s certificates.
+class KubeletBootstrapE2E : public ClusterE2E {
+ protected:
+  static void SetUpTestSuite() {
+    tls_bootstrap_ = true;
+    signed_cert_lifetime_ = std::chrono::seconds(40);
+    work_name_ = "kubelet-bootstrap";
+    extra_args_ = {"--node-ip=127.0.0.1"};
+    extra_config_ = "rotateCertificates: true\nserverTLSBootstrap: true\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+  static std::vector<json> CSRs(const std::string& signer, const std::string& user = "") {
+    std::vector<json> out;
+    for (const auto& c : api_->List("certificatesigningrequests"))
+      if (c["spec"]["signerName"] == signer && (user.empty() || c["spec"]["username"] == user)) out.push_back(c);
+    return out;
+  }
+  static bool Approved(const json& csr) {
+    for (const auto& c : csr["status"].value("conditions", json::array()))
+      if (c["type"] == "Approved") return true;
+    return false;
+  }
+  // The serving certificate's serial as a client that verifies it against the cluster CA for 127.0.0.1 sees it;
+  // empty when the handshake or the verification fails.
+  static std::string ServingSerial() {
+    return RunCommand("echo | timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(port_) + " -CAfile " +
+                      api_->signing_ca_file() + " -verify_ip 127.0.0.1 -verify_return_error 2>/dev/null | "
+                      "openssl x509 -noout -serial 2>/dev/null");
+  }
+  static kubelet::TimePoint LeaseRenewTime() {
+    auto lease = api_->Get("leases", "kube-node-lease", "e2e-node");
+    kubelet::TimePoint t{};
+    if (lease) kubelet::ParseRFC3339((*lease)["spec"].value("renewTime", ""), &t);
+    return t;
+  }
+};
+
+TEST_F(KubeletBootstrapE2E, ABootstrapTokenBecomesRotatingClientAndServingCertificates) {
+  // The node registers with a certificate bought with the bootstrap token.
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }, std::chrono::seconds(60)));
+  auto client_csrs = CSRs("kubernetes.io/kube-apiserver-client-kubelet", "system:bootstrap:abcdef");
+  ASSERT_EQ(client_csrs.size(), 1u);
+  EXPECT_EQ(client_csrs[0]["spec"]["usages"], json({"digital signature", "client auth"}));
+  std::string kubeconfig;
+  {
+    std::ifstream in(kubeconfig_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    kubeconfig = ss.str();
+  }
+  const std::string current = (work_ / "pki" / "kubelet-client-current.pem").string();
+  EXPECT_NE(kubeconfig.find("client-certificate: \"" + current + "\""), std::string::npos) << kubeconfig;
+  EXPECT_TRUE(fs::is_symlink(current));
+  auto users = api_->Users();
+  EXPECT_NE(std::find(users.begin(), users.end(), "system:node:e2e-node"), users.end());
+  auto first_client = kubelet::certificate::ParseCombinedPEM(RunCommand("cat " + current));
+  ASSERT_TRUE(first_client.ok()) << first_client.status();
+
+  // The serving certificate waits for an approver, as on a real cluster; until then no handshake succeeds.
+  ASSERT_TRUE(WaitUntil([] { return !CSRs("kubernetes.io/kubelet-serving").empty(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(ServingSerial(), "");
+  json serving = CSRs("kubernetes.io/kubelet-serving")[0];
+  EXPECT_EQ(serving["spec"]["username"], "system:node:e2e-node");
+  EXPECT_EQ(serving["spec"]["usages"], json({"digital signature", "server auth"}));
+  ASSERT_TRUE(api_->ApproveCSR(serving["metadata"]["name"]));
+  std::string serial1;
+  ASSERT_TRUE(WaitUntil([&] { return !(serial1 = ServingSerial()).empty(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(serial1.rfind("serial=", 0), 0u) << serial1;
+
+  // Rotation between 70% and 90% of 40 s: the node renews its client certificate itself, and the serving one
+  // (approved again), with no restart: the lease goes on being renewed after the first client certificate expired.
+  ASSERT_TRUE(WaitUntil([] { return CSRs("kubernetes.io/kubelet-serving").size() >= 2; }, std::chrono::seconds(60)));
+  for (const auto& c : CSRs("kubernetes.io/kubelet-serving"))
+    if (!Approved(c)) api_->ApproveCSR(c["metadata"]["name"]);
+  ASSERT_TRUE(WaitUntil([] { return !CSRs("kubernetes.io/kube-apiserver-client-kubelet", "system:node:e2e-node").empty(); },
+                        std::chrono::seconds(60)));
+  std::string serial2;
+  ASSERT_TRUE(WaitUntil([&] { serial2 = ServingSerial(); return !serial2.empty() && serial2 != serial1; }, std::chrono::seconds(30)))
+      << serial1 << " " << serial2;
+  ASSERT_TRUE(WaitUntil([&] { return LeaseRenewTime() > first_client->not_after + std::chrono::seconds(1); },
+                        std::chrono::seconds(60)))
+      << "the lease was not renewed after the first client certificate expired";
+  EXPECT_EQ(NodeCondition("Ready"), "True");
+  EXPECT_EQ(CSRs("kubernetes.io/kube-apiserver-client-kubelet", "system:bootstrap:abcdef").size(), 1u);
+
+  // A restart with valid certificates asks for nothing new and serves at once.
+  StopKubelet(SIGTERM);
+  size_t before = api_->List("certificatesigningrequests").size();
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([] { return !ServingSerial().empty(); }, std::chrono::seconds(20)));
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  EXPECT_EQ(CSRs("kubernetes.io/kube-apiserver-client-kubelet", "system:bootstrap:abcdef").size(), 1u);
+  EXPECT_LE(api_->List("certificatesigningrequests").size(), before + 2);  // at most a rotation that fell due
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden().front();
+}
+
 class EvictionE2E : public ClusterE2E {
  protected:
   static void SetUpTestSuite() {

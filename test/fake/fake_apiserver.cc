@@ -1,4 +1,5 @@
 #include "fake_apiserver.h"
+#include "test_ca.h"
 
 #include <openssl/rand.h>
 
@@ -27,12 +28,14 @@ const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
       {"leases", {"Lease", "coordination.k8s.io/v1"}}, {"serviceaccounts", {"ServiceAccount", "v1"}},
       {"persistentvolumeclaims", {"PersistentVolumeClaim", "v1"}}, {"persistentvolumes", {"PersistentVolume", "v1"}},
       {"tokenreviews", {"TokenReview", "authentication.k8s.io/v1"}},
-      {"subjectaccessreviews", {"SubjectAccessReview", "authorization.k8s.io/v1"}}};
+      {"subjectaccessreviews", {"SubjectAccessReview", "authorization.k8s.io/v1"}},
+      {"certificatesigningrequests", {"CertificateSigningRequest", "certificates.k8s.io/v1"}}};
   return k;
 }
 
 bool ClusterScoped(const std::string& r) {
-  return r == "nodes" || r == "persistentvolumes" || r == "tokenreviews" || r == "subjectaccessreviews";
+  return r == "nodes" || r == "persistentvolumes" || r == "tokenreviews" || r == "subjectaccessreviews" ||
+         r == "certificatesigningrequests";
 }
 
 Response StatusError(int code, const std::string& reason, const std::string& message) {
@@ -191,6 +194,12 @@ FakeApiServer::~FakeApiServer() { Stop(); }
 
 bool FakeApiServer::Start() {
   if (cert_file_.empty() && !server::EnsureSelfSignedCert(o_.cert_dir, "localhost", &cert_file_, &key_file_).ok()) return false;
+  if (o_.csr_signing && !signer_) {
+    auto ca = TestCA::Create(o_.cert_dir + "/csr-ca");
+    if (!ca.ok()) return false;
+    signer_ = std::move(*ca);
+    if (o_.client_ca_file.empty()) o_.client_ca_file = signer_->cert_file();
+  }
   server::ServerOptions so;
   so.address = "127.0.0.1";
   so.port = port_.load() ? port_.load() : o_.port;
@@ -555,11 +564,19 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
     return "";
   }
   if (resource == "leases" && !read) {
-    if (ns != "kube-node-lease" || (!name.empty() && name != node)) return "node '" + node + "' cannot modify this lease";
+    std::string target = name;
+    if (target.empty() && req.method == "POST") {
+      json body = json::parse(req.body, nullptr, false);
+      if (body.is_object()) target = api::MetaField(body, "name");
+    }
+    if (ns != "kube-node-lease" || target != node) return "node '" + node + "' cannot modify this lease";
     return "";
   }
   if (resource == "pods" && (sub == "exec" || sub == "attach" || sub == "portforward"))
     return "a node may not open " + sub + " streams into pods";
+  // RBAC's system:node role: create, get, list and watch CSRs; approving or signing them is not a node's.
+  if (resource == "certificatesigningrequests" && !read && !(req.method == "POST" && name.empty()))
+    return "a node may only create and read certificatesigningrequests";
   if (resource == "pods" && (req.method == "PUT" || req.method == "PATCH") && sub != "status") {
     return "a node may only update the status of its pods";
   }
@@ -674,6 +691,14 @@ Response FakeApiServer::Handle(const Request& req) {
     std::lock_guard<std::mutex> l(mu_);
     if (auto it = user_tokens_.find(auth->second.substr(7)); it != user_tokens_.end()) token_user = it->second.first;
   }
+  std::vector<std::string> groups;
+  if (!token_ok && !token_user.empty()) {
+    std::lock_guard<std::mutex> l(mu_);
+    groups = user_tokens_[auth->second.substr(7)].second;
+  }
+  // A client certificate the client CA does not verify (or one that has expired) is refused, never anonymous.
+  if (req.client_cert_invalid) return StatusError(401, "Unauthorized", "Unauthorized");
+  if (!req.client_cn.empty()) groups = req.client_groups;
   bool authed = !req.client_cn.empty() || token_ok || !token_user.empty();
   if (!authed) return StatusError(401, "Unauthorized", "Unauthorized");
   const std::string user = !req.client_cn.empty() ? req.client_cn
@@ -713,6 +738,16 @@ Response FakeApiServer::Handle(const Request& req) {
   std::vector<FieldTerm> terms;
   if (req.query.count("fieldSelector"))
     if (auto err = ParseFieldSelector(resource, req.query.at("fieldSelector"), &terms)) return StatusError(400, "BadRequest", *err);
+  // A bootstrap token (RBAC's system:node-bootstrapper): certificate signing requests only.
+  if (user.rfind("system:bootstrap:", 0) == 0 &&
+      !(resource == "certificatesigningrequests" && (req.method == "GET" || (req.method == "POST" && name.empty())))) {
+    std::lock_guard<std::mutex> l(mu_);
+    forbidden_.push_back(req.method + " " + req.path + ": bootstrap token");
+    if (forbidden_.size() > 1000) forbidden_.pop_front();
+    return StatusError(403, "Forbidden", resource + " \"" + name + "\" is forbidden: User \"" + user + "\" cannot " +
+                                             (req.method == "GET" ? "get" : req.method == "POST" ? "create" : "update") +
+                                             " resource \"" + resource + "\"");
+  }
   if (!node.empty()) {
     std::lock_guard<std::mutex> l(mu_);
     std::string why = AuthorizeNode(node, req, resource, ns, name, sub, terms);
@@ -763,6 +798,9 @@ Response FakeApiServer::Handle(const Request& req) {
   // Counted (and open to injected errors) as any other request.
   if (resource == "serviceaccounts" && sub == "token" && req.method == "POST") return TokenRequest(user, ns, name, req);
   if (resource == "pods" && (sub == "exec" || sub == "attach" || sub == "portforward")) return StreamToNode(req, ns, name, sub);
+  if (resource == "certificatesigningrequests" && req.method == "POST" && name.empty()) return CreateCSR(user, groups, req);
+  if (resource == "certificatesigningrequests" && !sub.empty() && req.method != "GET" && !node.empty())
+    return StatusError(403, "Forbidden", "a node may not approve or sign certificatesigningrequests");
   if (resource == "tokenreviews" || resource == "subjectaccessreviews") {
     if (req.method != "POST" || !name.empty())
       return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
@@ -923,6 +961,128 @@ Response FakeApiServer::Watch(const std::string& resource, const std::string& ns
     }
   };
   return r;
+}
+
+namespace {
+
+bool HasPrefix(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// The usages a node certificate may ask, as upstream's ValidateKubeletClientCSR / ValidateKubeletServingCSR: exactly
+// these, with "key encipherment" too for RSA keys.
+std::string CheckUsages(const std::vector<std::string>& usages, const std::string& auth, bool rsa) {
+  std::set<std::string> got(usages.begin(), usages.end());
+  std::set<std::string> want = {"digital signature", auth};
+  std::set<std::string> want_rsa = {"digital signature", "key encipherment", auth};
+  if (got == want || (rsa && got == want_rsa)) return "";
+  return "usages did not match [" + auth + " digital signature" + (rsa ? " key encipherment" : "") + "]";
+}
+
+// Why the kubelet signers refuse this CSR, "" when they accept it.
+std::string ValidateNodeCSR(const std::string& signer, const CSRInfo& info, const std::vector<std::string>& usages) {
+  if (info.organizations != std::vector<std::string>{"system:nodes"}) return "subject organization is not system:nodes";
+  if (!HasPrefix(info.common_name, "system:node:")) return "subject common name does not begin with system:node:";
+  if (signer == "kubernetes.io/kube-apiserver-client-kubelet") {
+    if (!info.dns_names.empty() || !info.ip_addresses.empty() || info.other_sans) return "subjectAltNames are not allowed";
+    return CheckUsages(usages, "client auth", info.rsa_key);
+  }
+  if (info.other_sans) return "email and URI subjectAltNames are not allowed";
+  if (info.dns_names.empty() && info.ip_addresses.empty()) return "DNS or IP subjectAltName is required";
+  return CheckUsages(usages, "server auth", info.rsa_key);
+}
+
+std::vector<std::string> StringList(const json& v) {
+  std::vector<std::string> out;
+  if (v.is_array())
+    for (const auto& e : v)
+      if (e.is_string()) out.push_back(e.get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+std::string FakeApiServer::signing_ca_file() const { return signer_ ? signer_->cert_file() : ""; }
+
+Response FakeApiServer::CreateCSR(const std::string& user, const std::vector<std::string>& groups, const Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_object() || !body.contains("spec") || !body["spec"].is_object())
+    return StatusError(400, "BadRequest", "the body is not a CertificateSigningRequest");
+  std::string name = body.contains("metadata") && body["metadata"].is_object() ? body["metadata"].value("name", "") : "";
+  const std::string what = "CertificateSigningRequest.certificates.k8s.io \"" + name + "\" is invalid: ";
+  if (name.empty()) return StatusError(422, "Invalid", what + "metadata.name: Required value: name or generateName is required");
+  json& spec = body["spec"];
+  auto pem = kubelet::Base64Decode(spec.value("request", ""));
+  if (!pem.ok() || pem->empty()) return StatusError(422, "Invalid", what + "spec.request: Required value");
+  auto info = ParseCSR(*pem);
+  if (!info.ok()) return StatusError(422, "Invalid", what + "spec.request: Invalid value: " + std::string(info.status().message()));
+  if (spec.value("signerName", "").empty()) return StatusError(422, "Invalid", what + "spec.signerName: Required value");
+  if (StringList(spec.value("usages", json::array())).empty()) return StatusError(422, "Invalid", what + "spec.usages: Required value");
+  if (spec.contains("expirationSeconds") && (!spec["expirationSeconds"].is_number_integer() || spec["expirationSeconds"].get<int64_t>() < 600))
+    return StatusError(422, "Invalid", what + "spec.expirationSeconds: Invalid value: may not specify a duration less than 600 seconds (10 minutes)");
+  // Who asked is the server's to say, not the client's.
+  spec["username"] = user;
+  json g = json::array();
+  for (const auto& x : groups) g.push_back(x);
+  g.push_back("system:authenticated");
+  spec["groups"] = g;
+  body["status"] = json::object();
+  std::lock_guard<std::mutex> l(mu_);
+  auto& objs = store_["certificatesigningrequests"];
+  if (objs.count(Key("", name))) return StatusError(409, "AlreadyExists", "certificatesigningrequests.certificates.k8s.io \"" + name + "\" already exists");
+  json o = Stamp("certificatesigningrequests", body, true);
+  objs[Key("", name)] = o;
+  Emit("ADDED", "certificatesigningrequests", o);
+  // kube-controller-manager's csrapproving: node client certificates for a bootstrapper (nodeclient) or for the
+  // node renewing its own (selfnodeclient).
+  const std::string signer = spec.value("signerName", "");
+  bool bootstrapper = std::find(groups.begin(), groups.end(), "system:bootstrappers") != groups.end();
+  if (o_.csr_signing && o_.auto_approve_node_client_csrs && signer == "kubernetes.io/kube-apiserver-client-kubelet" &&
+      ValidateNodeCSR(signer, *info, StringList(spec["usages"])).empty() && (bootstrapper || info->common_name == user)) {
+    json next = o;
+    DecideCSR(next, true, "AutoApproved", "Auto approving kubelet client certificate after SubjectAccessReview.");
+  }
+  return Ok(o, 201);
+}
+
+void FakeApiServer::DecideCSR(json& csr, bool approve, const std::string& reason, const std::string& message) {
+  std::string now = FormatRFC3339(std::chrono::system_clock::now());
+  json& status = csr["status"];
+  if (!status.is_object()) status = json::object();
+  if (!status.contains("conditions") || !status["conditions"].is_array()) status["conditions"] = json::array();
+  status["conditions"].push_back({{"type", approve ? "Approved" : "Denied"}, {"status", "True"}, {"reason", reason},
+                                  {"message", message}, {"lastUpdateTime", now}, {"lastTransitionTime", now}});
+  const json& spec = csr["spec"];
+  const std::string signer = spec.value("signerName", "");
+  if (approve && signer_ && (signer == "kubernetes.io/kube-apiserver-client-kubelet" || signer == "kubernetes.io/kubelet-serving")) {
+    auto pem = kubelet::Base64Decode(spec.value("request", ""));
+    auto info = ParseCSR(pem.ok() ? *pem : "");
+    std::vector<std::string> usages = StringList(spec.value("usages", json::array()));
+    std::string why = info.ok() ? ValidateNodeCSR(signer, *info, usages) : std::string(info.status().message());
+    if (!why.empty()) {
+      status["conditions"].push_back({{"type", "Failed"}, {"status", "True"}, {"reason", "SignerValidationFailure"},
+                                      {"message", why}, {"lastUpdateTime", now}, {"lastTransitionTime", now}});
+    } else {
+      auto lifetime = o_.signed_cert_lifetime;
+      if (spec.contains("expirationSeconds") && spec["expirationSeconds"].is_number_integer())
+        lifetime = std::min(lifetime, std::chrono::seconds(spec["expirationSeconds"].get<int64_t>()));
+      auto cert = signer_->Sign(*pem, usages, lifetime);
+      if (cert.ok()) status["certificate"] = kubelet::Base64Encode(*cert);
+    }
+  }
+  json o = Stamp("certificatesigningrequests", csr, false);
+  store_["certificatesigningrequests"][Key("", o["metadata"].value("name", ""))] = o;
+  Emit("MODIFIED", "certificatesigningrequests", o);
+  csr = o;
+}
+
+bool FakeApiServer::ApproveCSR(const std::string& name, bool approve) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto& objs = store_["certificatesigningrequests"];
+  auto it = objs.find(Key("", name));
+  if (it == objs.end()) return false;
+  json csr = it->second;
+  DecideCSR(csr, approve, approve ? "KubectlApprove" : "KubectlDeny",
+            approve ? "This CSR was approved by kubectl certificate approve." : "This CSR was denied by kubectl certificate deny.");
+  return true;
 }
 
 }  // namespace kubelet::testing

@@ -10,6 +10,7 @@
 // error objects, and injected errors with Retry-After. Resources: nodes,
 // pods, leases, events, configmaps, secrets, services.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -26,6 +27,8 @@
 #include "kubelet/server/http_server.h"
 
 namespace kubelet::testing {
+
+class TestCA;
 
 /** One term of a fieldSelector: field=value or field!=value. */
 struct FieldTerm {
@@ -55,6 +58,17 @@ class FakeApiServer {
      */
     std::string kubelet_client_cert;
     std::string kubelet_client_key;
+    /**
+     * The CertificateSigningRequest API (certificates.k8s.io/v1) with kube-controller-manager's approver and signer:
+     * a CA made in cert_dir/csr-ca (signing_ca_file(); the client CA too when client_ca_file is unset); node client
+     * CSRs from a bootstrap token (group system:bootstrappers) or from the node itself approved as csrapproving does;
+     * approved kube-apiserver-client-kubelet and kubelet-serving CSRs checked as the signer checks them (Failed,
+     * SignerValidationFailure otherwise) and signed for signed_cert_lifetime (or spec.expirationSeconds, if shorter).
+     * Serving CSRs wait for ApproveCSR, as a real cluster's wait for an administrator.
+     */
+    bool csr_signing = false;
+    std::chrono::seconds signed_cert_lifetime{3600};
+    bool auto_approve_node_client_csrs = true;
   };
   explicit FakeApiServer(Options o);
   ~FakeApiServer();
@@ -98,6 +112,10 @@ class FakeApiServer {
    * authorizer; anything else is denied.
    */
   void AllowNodeAccess(const std::string& subject, const std::string& verb, const std::string& subresource);
+  /** The CA that signs CSRs (csr_signing). */
+  std::string signing_ca_file() const;
+  /** As `kubectl certificate approve|deny`; an approved CSR is then signed. False when there is no such CSR. */
+  bool ApproveCSR(const std::string& name, bool approve = true);
 
  private:
   struct Event {
@@ -127,6 +145,9 @@ class FakeApiServer {
   server::Response StreamToNode(const server::Request& req, const std::string& ns, const std::string& name,
                                 const std::string& sub);
   server::Response SubjectAccessReview(const server::Request& req);
+  server::Response CreateCSR(const std::string& user, const std::vector<std::string>& groups, const server::Request& req);
+  // Appends the Approved/Denied condition and, when approved, signs (or fails) as the signer would. With mu_ held.
+  void DecideCSR(nlohmann::json& csr, bool approve, const std::string& reason, const std::string& message);
 
   Options o_;
   std::atomic<int> port_{0};  // read by request handlers while Start() sets it
@@ -146,6 +167,7 @@ class FakeApiServer {
   std::map<std::string, std::pair<std::string, std::vector<std::string>>> user_tokens_;  // token -> user, groups
   std::set<std::tuple<std::string, std::string, std::string>> node_access_;            // subject, verb, subresource
   std::atomic<bool> stopping_{false};
+  std::shared_ptr<TestCA> signer_;
 };
 
 }  // namespace kubelet::testing

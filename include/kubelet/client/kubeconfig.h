@@ -6,6 +6,8 @@
 
 #include <absl/status/statusor.h>
 
+#include "kubelet/util/tls_certificate.h"
+
 namespace kubelet::client {
 
 struct RestConfig {
@@ -18,6 +20,12 @@ struct RestConfig {
   std::string bearer_token;     // token, or the contents of tokenFile
   std::string token_file;       // re-read on each request when set
   std::string namespace_;
+  /**
+   * When set, the client certificate in use now (a rotating one), read at each request instead of
+   * client_cert_pem/client_key_pem; watches opened with an older certificate end so they reopen with the new one.
+   */
+  TLSCertificateProvider cert_provider;
+  std::string ca_file;  // certificate-authority, when the CA came from a file (resolved)
 };
 
 /** Loads the current context of the kubeconfig at path. */

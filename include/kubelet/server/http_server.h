@@ -19,6 +19,7 @@
 
 #include <absl/status/status.h>
 
+#include "kubelet/util/tls_certificate.h"
 #include "kubelet/util/clock.h"
 
 namespace kubelet::server {
@@ -91,6 +92,12 @@ struct TLSOptions {
   std::string client_ca_file;  // empty: no client certificates
   std::string min_version;     // tlsMinVersion (VersionTLS10..VersionTLS13); empty: TLS 1.2
   std::vector<std::string> cipher_suites;  // tlsCipherSuites, Go's IANA names; empty: OpenSSL's defaults
+  /**
+   * When set, the serving certificate is read from it at each handshake instead of cert_file/key_file (a rotating
+   * one, as upstream's GetCertificate): connections already open keep theirs; with none available the handshake is
+   * refused.
+   */
+  TLSCertificateProvider certificate;
 };
 
 /**
@@ -137,6 +144,10 @@ class HttpServer {
   int listen_fd_ = -1;
   int port_ = 0;
   void* ssl_ctx_ = nullptr;
+  struct LoadedCert;  // the provider's certificate, parsed once per change
+  std::mutex cert_mu_;
+  std::shared_ptr<LoadedCert> loaded_;
+  std::shared_ptr<LoadedCert> ServingCertificate();
   std::thread accept_thread_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
