@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -146,8 +147,9 @@ std::string PemBlocks(const std::string& pem, const std::string& type) {
   return out;
 }
 
-// Upstream's WaitForCertificate verdict on one CSR object: a certificate, an error, or nothing yet.
-std::optional<absl::StatusOr<std::string>> Verdict(const json& csr, const std::string& uid) {
+}  // namespace
+
+std::optional<absl::StatusOr<std::string>> IssuedCertificate(const json& csr, const std::string& uid) {
   if (!csr.is_object()) return std::nullopt;
   std::string got_uid = csr.contains("metadata") && csr["metadata"].is_object() ? csr["metadata"].value("uid", "") : "";
   std::string name = csr.contains("metadata") && csr["metadata"].is_object() ? csr["metadata"].value("name", "") : "";
@@ -173,8 +175,6 @@ std::optional<absl::StatusOr<std::string>> Verdict(const json& csr, const std::s
     return absl::StatusOr<std::string>(absl::DataLossError("csr \"" + name + "\": status.certificate is not base64"));
   return absl::StatusOr<std::string>(*pem);
 }
-
-}  // namespace
 
 absl::StatusOr<KeyPair> ParseKeyPair(const std::string& cert_pem, const std::string& key_pem) {
   auto bio = MemBio(cert_pem);
@@ -360,7 +360,7 @@ absl::StatusOr<std::string> RequestCertificate(client::ApiClient* api, const std
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto stopped = [stop] { return stop && stop->load(); };
   while (!stopped()) {
-    if (auto v = Verdict(csr, uid)) return *v;
+    if (auto v = IssuedCertificate(csr, uid)) return *v;
     auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) break;
     std::string rv = csr.contains("metadata") ? csr["metadata"].value("resourceVersion", "") : "";
@@ -373,7 +373,7 @@ absl::StatusOr<std::string> RequestCertificate(client::ApiClient* api, const std
           std::string type = ev.value("type", "");
           if (type == "ADDED" || type == "MODIFIED") {
             csr = ev.contains("object") ? ev["object"] : json(nullptr);
-            result = Verdict(csr, uid);
+            result = IssuedCertificate(csr, uid);
           } else if (type == "DELETED") {
             result = absl::StatusOr<std::string>(absl::AbortedError("csr \"" + name + "\" was deleted"));
           }
@@ -453,6 +453,9 @@ void Manager::Run() {
       log->info("Certificate rotation deadline determined certificate=\"{}\" expiration=\"{}\" deadline=\"{}\"", o_.name,
                 FormatRFC3339(current_->not_after), FormatRFC3339(deadline_));
     }
+    if (o_.on_ttl)
+      o_.on_ttl(current_ ? std::chrono::duration<double>(current_->not_after - now).count()
+                         : std::numeric_limits<double>::infinity());
     TimePoint due = current_ ? deadline_ : now;
     if (now < due) {
       // Woken at least once a minute: a wall clock that jumps is noticed.
@@ -494,15 +497,17 @@ absl::Status Manager::Rotate() {
   absl::StatusOr<KeyPair> kp = o_.store ? o_.store->Update(*cert, *key) : ParseKeyPair(*cert, *key);
   if (!kp.ok()) return absl::Status(kp.status().code(), "the issued certificate was not stored: " + std::string(kp.status().message()));
   auto next = std::make_shared<const KeyPair>(std::move(*kp));
+  std::shared_ptr<const KeyPair> previous;
   {
     std::lock_guard<std::mutex> l(mu_);
+    previous = current_;
     current_ = next;
     deadline_ = TimePoint{};
   }
   ++rotations_;
   log::Get("certificate")->info("Certificate rotated certificate=\"{}\" csr=\"{}\" expiration=\"{}\"", o_.name, *name,
                                 FormatRFC3339(next->not_after));
-  if (o_.on_rotate) o_.on_rotate(*next);
+  if (o_.on_rotate) o_.on_rotate(previous.get(), *next);
   return absl::OkStatus();
 }
 

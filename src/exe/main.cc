@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<client::ApiClient> bootstrap_api;
   std::unique_ptr<certificate::Manager> client_certs;
   RealClock clock;
+  metrics::KubeletMetrics metrics;
   if (!flags.bootstrap_kubeconfig.empty() && flags.kubeconfig.empty()) {
     logger->error("Failed to run Kubelet err=\"--bootstrap-kubeconfig requires --kubeconfig, the file to write\"");
     return 1;
@@ -182,6 +183,8 @@ int main(int argc, char** argv) {
         }
       }
       mo.clock = &clock;
+      mo.on_ttl = [&metrics](double ttl) { metrics.client_cert_ttl.Set(ttl); };
+      mo.on_error = [&metrics] { metrics.client_cert_renew_errors.Increment(); };
       // Renewal goes through the node's own client while its certificate is valid, else the bootstrap credentials.
       mo.client = [&api, &bootstrap_api](const certificate::KeyPair* current) -> client::ApiClient* {
         return current || !bootstrap_api ? api.get() : bootstrap_api.get();
@@ -218,7 +221,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  metrics::KubeletMetrics metrics;
   cri::RemoteOptions ro;
   ro.runtime_endpoint = cfg.container_runtime_endpoint;
   ro.image_endpoint = cfg.image_service_endpoint;
@@ -491,6 +493,11 @@ int main(int argc, char** argv) {
     mo.store = std::make_unique<certificate::FileStore>("kubelet-server", flags.cert_dir, cfg.tls_cert_file, cfg.tls_private_key_file);
     mo.clock = &clock;
     mo.client = [&api](const certificate::KeyPair*) { return api.get(); };
+    mo.on_ttl = [&metrics](double ttl) { metrics.server_cert_ttl.Set(ttl); };
+    mo.on_error = [&metrics] { metrics.server_cert_renew_errors.Increment(); };
+    mo.on_rotate = [&metrics, &clock](const certificate::KeyPair* previous, const certificate::KeyPair&) {
+      if (previous) metrics.server_cert_rotation.Observe(std::chrono::duration<double>(clock.Now() - previous->not_before).count());
+    };
     server_certs = std::make_unique<certificate::Manager>(std::move(mo));
     so.serving_certificate = [m = server_certs.get()]() -> std::shared_ptr<const TLSCertificate> { return m->Current(); };
     server_certs->Start();

@@ -1,5 +1,7 @@
 #include "kubelet/metrics/metrics.h"
 
+#include <limits>
+
 #include <mutex>
 
 #include <prometheus/text_serializer.h>
@@ -100,7 +102,37 @@ KubeletMetrics::KubeletMetrics()
                               .Register(*registry_)),
       http_requests(BuildCounter().Name(kHTTPRequests)
                         .Help("[ALPHA] Number of the http requests received since the server started")
-                        .Register(*registry_)) {}
+                        .Register(*registry_)),
+      client_cert_ttl(BuildGauge().Name(kClientCertTTL)
+                          .Help("[ALPHA] Gauge of the TTL (time-to-live) of the Kubelet's client certificate. The value is "
+                                "in seconds until certificate expiry (negative if already expired). If client certificate "
+                                "is invalid or unused, the value will be +INF.")
+                          .Register(*registry_)
+                          .Add({})),
+      client_cert_renew_errors(BuildCounter().Name(kClientCertRenewErrors)
+                                   .Help("[ALPHA] Counter of certificate renewal errors.")
+                                   .Register(*registry_)
+                                   .Add({})),
+      server_cert_ttl(BuildGauge().Name(kServerCertTTL)
+                          .Help("[ALPHA] Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. "
+                                "The value is in seconds until certificate expiry (negative if already expired). If "
+                                "serving certificate is invalid or unused, the value will be +INF.")
+                          .Register(*registry_)
+                          .Add({})),
+      server_cert_rotation(BuildHistogram().Name(kServerCertRotation)
+                               .Help("[ALPHA] Histogram of the number of seconds the previous certificate lived before "
+                                     "being rotated.")
+                               .Register(*registry_)
+                               .Add({}, prometheus::Histogram::BucketBoundaries{600, 1800, 3600, 14400, 86400, 604800,
+                                                                               2592000, 7776000, 15552000, 31104000,
+                                                                               124416000})),
+      server_cert_renew_errors(BuildCounter().Name(kServerCertRenewErrors)
+                                   .Help("[ALPHA] Counter of certificate renewal errors.")
+                                   .Register(*registry_)
+                                   .Add({})) {
+  client_cert_ttl.Set(std::numeric_limits<double>::infinity());
+  server_cert_ttl.Set(std::numeric_limits<double>::infinity());
+}
 
 const prometheus::Histogram::BucketBoundaries KubeletMetrics::kPodWorkerBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 

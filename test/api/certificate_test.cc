@@ -61,6 +61,26 @@ TEST(Certificates, KeysAndRequestsCarryWhatUpstreamAsks) {
   EXPECT_FALSE(certificate::MakeCSR("not a key", s).ok());
 }
 
+TEST(Certificates, TheVerdictOnACSRObjectNeverThrowsOnWhatTheAPIReturns) {
+  using certificate::IssuedCertificate;
+  EXPECT_FALSE(IssuedCertificate(json::array(), ""));
+  EXPECT_FALSE(IssuedCertificate({{"metadata", json::array()}, {"status", "x"}}, "u"));
+  EXPECT_FALSE(IssuedCertificate({{"status", {{"conditions", "Approved"}}}}, "u"));
+  EXPECT_FALSE(IssuedCertificate({{"status", {{"conditions", {{{"type", "Approved"}}}}, {"certificate", 7}}}}, "u"));
+  auto bad = IssuedCertificate({{"status", {{"conditions", {{{"type", "Approved"}}}}, {"certificate", "!!"}}}}, "u");
+  ASSERT_TRUE(bad);
+  EXPECT_FALSE(bad->ok());
+  auto moved = IssuedCertificate({{"metadata", {{"name", "n"}, {"uid", "other"}}}}, "u");
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->status().message(), "csr \"n\" changed UIDs");
+  auto failed = IssuedCertificate({{"status", {{"conditions", {{{"type", "Failed"}, {"reason", "SignerValidationFailure"}, {"message", "m"}}}}}}}, "");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status().message(), "certificate signing request failed, reason: SignerValidationFailure, message: m");
+  auto issued = IssuedCertificate({{"status", {{"conditions", {{{"type", "Approved"}}}}, {"certificate", testing::Base64Encode("PEM")}}}}, "");
+  ASSERT_TRUE(issued && issued->ok());
+  EXPECT_EQ(**issued, "PEM");
+}
+
 TEST(Certificates, RotationDeadlineFallsBetween70And90PercentOfTheLifetime) {
   certificate::KeyPair kp;
   kp.not_before = TimePoint(std::chrono::seconds(1'000'000));

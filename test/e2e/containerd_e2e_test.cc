@@ -1594,6 +1594,17 @@ TEST_F(KubeletBootstrapE2E, ABootstrapTokenBecomesRotatingClientAndServingCertif
   std::string serial1;
   ASSERT_TRUE(WaitUntil([&] { return !(serial1 = ServingSerial()).empty(); }, std::chrono::seconds(30)));
   EXPECT_EQ(serial1.rfind("serial=", 0), 0u) << serial1;
+  // The managers' TTL gauges, as upstream names them: seconds left on certificates of 40 s.
+  auto ttl = [](const std::string& name) {
+    auto [code, body] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics");
+    size_t at = body.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + name.size() + 2));
+  };
+  ASSERT_TRUE(WaitUntil([&] { double t = ttl("kubelet_certificate_manager_server_ttl_seconds"); return t > 0 && t <= 40; },
+                        std::chrono::seconds(70)));
+  double client_ttl = ttl("kubelet_certificate_manager_client_ttl_seconds");
+  EXPECT_GT(client_ttl, 0);
+  EXPECT_LE(client_ttl, 40);
 
   // Rotation between 70% and 90% of 40 s: the node renews its client certificate itself, and the serving one
   // (approved again), with no restart: the lease goes on being renewed after the first client certificate expired.

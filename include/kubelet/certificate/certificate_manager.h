@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <absl/status/statusor.h>
+#include <nlohmann/json.hpp>
 
 #include "kubelet/client/api_client.h"
 #include "kubelet/util/clock.h"
@@ -77,6 +78,13 @@ class FileStore {
 };
 
 /**
+ * Upstream's WaitForCertificate verdict on one CSR object as the API returned it: the issued certificate (PEM) once
+ * Approved with status.certificate, an error for Denied, Failed, a changed UID or an undecodable certificate, and
+ * nothing while it is pending. Never throws on a malformed object.
+ */
+std::optional<absl::StatusOr<std::string>> IssuedCertificate(const nlohmann::json& csr, const std::string& uid);
+
+/**
  * Creates the CSR (or finds the one a restarted kubelet made under the same name) and waits, through a watch on
  * that name, until it is approved and issued; Denied and Failed conditions end the wait with their reason and
  * message. Returns the issued certificate, PEM.
@@ -99,8 +107,10 @@ struct ManagerOptions {
   Duration request_timeout = std::chrono::minutes(15);  // upstream's wait for a CSR to be issued
   Duration initial_backoff = std::chrono::seconds(2);
   Duration max_backoff = std::chrono::minutes(5);
-  std::function<void(const KeyPair&)> on_rotate;  // after a new certificate is in use
+  std::function<void(const KeyPair* previous, const KeyPair& next)> on_rotate;  // a new certificate is in use
   std::function<void()> on_error;                 // a failed rotation (for the renew-errors counter)
+  /** Seconds until the certificate in use expires (+Inf with none), set at least once a minute. */
+  std::function<void(double)> on_ttl;
 };
 
 /** One certificate kept fresh: a thread that sleeps until the rotation deadline and asks for a new one. */

@@ -13,6 +13,11 @@ namespace kubelet::metrics {
 
 // Upstream metric names (pkg/kubelet/metrics).
 inline constexpr char kRunningPods[] = "kubelet_running_pods";
+inline constexpr char kClientCertTTL[] = "kubelet_certificate_manager_client_ttl_seconds";
+inline constexpr char kClientCertRenewErrors[] = "kubelet_certificate_manager_client_expiration_renew_errors";
+inline constexpr char kServerCertTTL[] = "kubelet_certificate_manager_server_ttl_seconds";
+inline constexpr char kServerCertRotation[] = "kubelet_certificate_manager_server_rotation_seconds";
+inline constexpr char kServerCertRenewErrors[] = "kubelet_server_expiration_renew_errors";
 inline constexpr char kRunningContainers[] = "kubelet_running_containers";
 inline constexpr char kPodStartDuration[] = "kubelet_pod_start_duration_seconds";
 inline constexpr char kPodStartSLIDuration[] = "kubelet_pod_start_sli_duration_seconds";
@@ -75,6 +80,12 @@ class KubeletMetrics {
   prometheus::Family<prometheus::Gauge>& node_name;
   prometheus::Family<prometheus::Histogram>& image_pull_duration;
   prometheus::Family<prometheus::Counter>& http_requests;
+  // The certificate managers (rotateCertificates, serverTLSBootstrap); the TTLs are +Inf while no certificate is used.
+  prometheus::Gauge& client_cert_ttl;
+  prometheus::Counter& client_cert_renew_errors;
+  prometheus::Gauge& server_cert_ttl;
+  prometheus::Histogram& server_cert_rotation;
+  prometheus::Counter& server_cert_renew_errors;
 };
 
 }  // namespace kubelet::metrics
