@@ -1,4 +1,5 @@
 #include "kubelet/server/server.h"
+#include "kubelet/server/node_logs.h"
 
 #include <set>
 #include "kubelet/util/json.h"
@@ -303,6 +304,19 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
       });
     }
     s->Handle("/containerLogs/", wrap("containerLogs", [this](const Request& req) { return ContainerLogs(req); }));
+    if (o_.config.enable_system_log_handler) {
+      // The node's log files (upstream: http.FileServer over /var/log), authorized as nodes/log.
+      Handler logs = wrap("logs", [this](const Request& req) {
+        if (req.path == "/logs") {
+          Response r{301, "text/html; charset=utf-8", "<a href=\"/logs/\">Moved Permanently</a>.\n\n", {}};
+          r.headers["Location"] = "/logs/";
+          return r;
+        }
+        return ServeNodeLogs(o_.log_dir, req.path.substr(5));
+      });
+      s->Handle("/logs", logs);
+      s->Handle("/logs/", logs);
+    }
     s->Handle("/configz", wrap("configz", [this](const Request&) {
       return Json({{"kubeletconfig", config::EncodeKubeletConfiguration(o_.config)}});
     }));

@@ -1387,6 +1387,34 @@ TEST_F(KubeletAuthE2E, TokensAndCertificatesAreCheckedByTheAPIServerAsKubeadmSet
 // Streams through the kubelet to containerd's streaming server with a WebSocket client (v4.channel.k8s.io): an
 // exec with stdin, stdout, stderr and the remote exit code; a port-forward to an HTTP server in the pod; and the
 // refusals (RBAC without nodes/proxy, a container that is not there, a request that is not an upgrade).
+TEST_F(KubeletAuthE2E, NodeLogFilesAreServedToWhoMayGetNodesLog) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->AddUserToken("log-token", "log-reader");
+  api_->AllowNodeAccess("log-reader", "get", "log");
+  api_->AddUserToken("nolog-token", "not-a-log-reader");
+  auto [code, listing] = Get("/logs/", "log-token");
+  ASSERT_EQ(code, 200) << listing;
+  EXPECT_EQ(listing.rfind("<!doctype html>\n", 0), 0u) << listing;
+  // A regular file the listing of /var/log names reads back with the file's bytes.
+  std::string file;
+  for (const auto& e : fs::directory_iterator("/var/log"))
+    if (e.is_regular_file() && e.file_size() < (1 << 20) && ::access(e.path().c_str(), R_OK) == 0) file = e.path().filename();
+  if (!file.empty()) {
+    EXPECT_NE(listing.find(">" + file + "</a>"), std::string::npos) << file;
+    auto [fcode, body] = Get("/logs/" + file, "log-token");
+    EXPECT_EQ(fcode, 200);
+    std::ifstream in("/var/log/" + file, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    EXPECT_EQ(body.size(), ss.str().size());
+  }
+  auto [dcode, dbody] = Get("/logs", "log-token");
+  EXPECT_EQ(dcode, 301);
+  auto [fcode, fbody] = Get("/logs/", "nolog-token");
+  EXPECT_EQ(fcode, 403);
+  EXPECT_EQ(fbody, "Forbidden (user=not-a-log-reader, verb=get, resource=nodes, subresource(s)=[log])");
+}
+
 TEST_F(KubeletAuthE2E, ExecAndPortForwardStreamThroughTheKubeletToContainerd) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
   api_->AddUserToken("reader-token", "reader", {"monitoring"});

@@ -41,6 +41,8 @@ struct KubeletServerOptions {
   const Clock* clock = nullptr;  // the decision caches' TTLs; the real clock when null
   /** exec, attach and portForward (the CRI's streaming calls); null: those paths answer 501. */
   cri::RuntimeService* cri = nullptr;
+  /** /logs/ serves this folder (enableSystemLogHandler). */
+  std::string log_dir = "/var/log";
   /** serverTLSBootstrap: the serving certificate from the server certificate manager (tlsCertFile is then unused). */
   TLSCertificateProvider serving_certificate;
 };
