@@ -1,5 +1,8 @@
 #include "kubelet/server/server.h"
 #include "kubelet/server/node_logs.h"
+#include "kubelet/util/node_info.h"
+
+#include <unistd.h>
 
 #include <set>
 #include "kubelet/util/json.h"
@@ -280,6 +283,13 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
         j = slim;
       }
       return Json(j);
+    }));
+    s->Handle("/metrics/cadvisor", wrap("metrics/cadvisor", [this](const Request&) {
+      auto summary = o_.stats->Get();
+      static const int cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+      std::string body = stats::EncodeCadvisorMetrics(summary.ok() ? summary->get() : nullptr, !summary.ok(), cores,
+                                                      MachineMemoryBytes());
+      return Response{200, "text/plain; version=0.0.4; charset=utf-8", body, {}};
     }));
     s->Handle("/metrics/resource", wrap("metrics/resource", [this](const Request&) {
       auto summary = o_.stats->Get();

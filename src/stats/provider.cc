@@ -239,6 +239,106 @@ std::string EncodeResourceMetrics(const Summary* s, bool scrape_error) {
   return out.str();
 }
 
+std::string EncodeCadvisorMetrics(const Summary* s, bool scrape_error, int cpu_cores, int64_t memory_bytes) {
+  std::ostringstream out;
+  auto ms = [](TimePoint t) { return ToUnixNanos(t) / 1000000; };
+  auto esc = [](const std::string& v) {
+    std::string o;
+    for (char c : v) {
+      if (c == '\\' || c == '"') o += '\\';
+      if (c == '\n') {
+        o += "\\n";
+        continue;
+      }
+      o += c;
+    }
+    return o;
+  };
+  auto header = [&](const char* name, const char* help, const char* type) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  };
+  struct Row {
+    std::string container, id, image, name, ns, pod;
+  };
+  std::vector<std::pair<Row, const PodStats*>> pod_rows;
+  std::vector<std::pair<Row, const ContainerStats*>> rows;
+  if (s) {
+    for (const auto& p : s->pods) {
+      pod_rows.push_back({{"", p.cgroup_path, "", "", p.namespace_, p.name}, &p});
+      for (const auto& c : p.containers) rows.push_back({{c.name, c.cgroup_path, c.image, c.id, p.namespace_, p.name}, &c});
+    }
+  }
+  auto labels = [&](const Row& r, const std::string& extra = "") {
+    return "{container=\"" + esc(r.container) + "\"" + extra + ",id=\"" + esc(r.id) + "\",image=\"" + esc(r.image) +
+           "\",name=\"" + esc(r.name) + "\",namespace=\"" + esc(r.ns) + "\",pod=\"" + esc(r.pod) + "\"}";
+  };
+  const Row node_row{"", "/", "", "", "", ""};
+  if (s) {
+    header("container_cpu_usage_seconds_total", "Cumulative cpu time consumed in seconds.", "counter");
+    auto cpu = [&](const Row& r, const CpuStats& c) {
+      out << "container_cpu_usage_seconds_total" << labels(r, ",cpu=\"total\"") << " "
+          << static_cast<double>(c.usage_core_nano_seconds) / 1e9 << " " << ms(c.time) << "\n";
+    };
+    cpu(node_row, s->node.cpu);
+    for (const auto& [r, p] : pod_rows) cpu(r, p->cpu);
+    for (const auto& [r, c] : rows) cpu(r, c->cpu);
+    struct Mem {
+      const char* name;
+      const char* help;
+      uint64_t MemoryStats::*field;
+    };
+    for (const Mem& m : {Mem{"container_memory_usage_bytes",
+                             "Current memory usage in bytes, including all memory regardless of when it was accessed",
+                             &MemoryStats::usage_bytes},
+                         Mem{"container_memory_working_set_bytes", "Current working set in bytes.", &MemoryStats::working_set_bytes},
+                         Mem{"container_memory_rss", "Size of RSS in bytes.", &MemoryStats::rss_bytes}}) {
+      header(m.name, m.help, "gauge");
+      out << m.name << labels(node_row) << " " << s->node.memory.*m.field << " " << ms(s->node.memory.time) << "\n";
+      for (const auto& [r, p] : pod_rows) out << m.name << labels(r) << " " << p->memory.*m.field << " " << ms(p->memory.time) << "\n";
+      for (const auto& [r, c] : rows) out << m.name << labels(r) << " " << c->memory.*m.field << " " << ms(c->memory.time) << "\n";
+    }
+    header("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", "gauge");
+    for (const auto& [r, p] : pod_rows)
+      out << "container_start_time_seconds" << labels(r) << " " << ToUnixNanos(p->start_time) / 1000000000 << " "
+          << ms(p->cpu.time) << "\n";
+    for (const auto& [r, c] : rows)
+      out << "container_start_time_seconds" << labels(r) << " " << ToUnixNanos(c->start_time) / 1000000000 << " "
+          << ms(c->cpu.time) << "\n";
+    header("container_last_seen", "Last time a container was seen by the exporter", "gauge");
+    for (const auto& [r, p] : pod_rows)
+      out << "container_last_seen" << labels(r) << " " << ToUnixNanos(p->cpu.time) / 1000000000 << " " << ms(p->cpu.time) << "\n";
+    for (const auto& [r, c] : rows)
+      out << "container_last_seen" << labels(r) << " " << ToUnixNanos(c->cpu.time) / 1000000000 << " " << ms(c->cpu.time) << "\n";
+    struct Net {
+      const char* name;
+      const char* help;
+      uint64_t InterfaceStats::*field;
+    };
+    for (const Net& n : {Net{"container_network_receive_bytes_total", "Cumulative count of bytes received", &InterfaceStats::rx_bytes},
+                         Net{"container_network_receive_errors_total", "Cumulative count of errors encountered while receiving",
+                             &InterfaceStats::rx_errors},
+                         Net{"container_network_transmit_bytes_total", "Cumulative count of bytes transmitted", &InterfaceStats::tx_bytes},
+                         Net{"container_network_transmit_errors_total", "Cumulative count of errors encountered while transmitting",
+                             &InterfaceStats::tx_errors}}) {
+      header(n.name, n.help, "counter");
+      for (const auto& [r, p] : pod_rows) {
+        if (!p->network) continue;
+        for (const auto& i : p->network->interfaces)
+          out << n.name << "{container=\"\",id=\"" << esc(r.id) << "\",image=\"\",interface=\"" << esc(i.name)
+              << "\",name=\"\",namespace=\"" << esc(r.ns) << "\",pod=\"" << esc(r.pod) << "\"} " << i.*n.field << " "
+              << ms(p->network->time) << "\n";
+      }
+    }
+  }
+  header("machine_cpu_cores", "Number of logical CPU cores.", "gauge");
+  out << "machine_cpu_cores " << cpu_cores << "\n";
+  header("machine_memory_bytes", "Amount of memory installed on the machine.", "gauge");
+  out << "machine_memory_bytes " << memory_bytes << "\n";
+  header("container_scrape_error", "1 if there was an error while getting container metrics, 0 otherwise", "gauge");
+  out << "container_scrape_error " << (scrape_error ? 1 : 0) << "\n";
+  return out.str();
+}
+
 StatsProvider::StatsProvider(cri::RuntimeService* runtime, cri::ImageService* images, cm::ContainerManager* cm,
                              const Clock* clock, ProviderOptions o)
     : runtime_(runtime), images_(images), cm_(cm), clock_(clock), o_(std::move(o)) {
@@ -345,6 +445,11 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
   std::map<std::string, rt::ContainerStats> by_id;
   if (auto cs = runtime_->ListContainerStats(); cs.ok())
     for (auto& c : *cs) by_id[c.attributes().id()] = std::move(c);
+  // Image IDs to the names pods use (containerd lists a container's image by ID): cAdvisor's image label.
+  std::map<std::string, std::string> image_names;
+  if (auto imgs = images_->ListImages(); imgs.ok())
+    for (const auto& img : *imgs)
+      if (img.repo_tags_size() > 0) image_names[img.id()] = img.repo_tags(0);
   std::map<std::string, int> pids;
   for (const auto& sb : *sandboxes) {
     PodStats p;
@@ -358,6 +463,11 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
       ContainerStats cs;
       cs.name = c.metadata().name();
       cs.id = c.id();
+      // What the pod asked for (containerd lists the image by its ID, which dashboards cannot read).
+      cs.image = !c.image().user_specified_image().empty() ? c.image().user_specified_image() : c.image().image();
+      if (auto named = image_names.find(cs.image); named != image_names.end()) cs.image = named->second;
+      else if (auto by_ref = image_names.find(c.image_ref()); by_ref != image_names.end() && cs.image.rfind("sha256:", 0) == 0)
+        cs.image = by_ref->second;
       cs.start_time = FromUnixNanos(c.created_at());
       cs.cpu.time = cs.memory.time = now;
       if (auto it = by_id.find(c.id()); it != by_id.end()) {
@@ -381,6 +491,13 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
     }
     // Pod cpu and memory from its cgroup (everything in the pod, the sandbox included), else the containers' sum.
     std::optional<cm::CgroupName> pod_cg = cm_ ? cm_->FindPodCgroup(p.uid) : std::nullopt;
+    if (pod_cg && cg) {
+      // cAdvisor's ids: the cgroup paths, a container's named as containerd names it under the pod's.
+      bool systemd = cg->driver() == "systemd";
+      p.cgroup_path = systemd ? cm::ToSystemd(*pod_cg) : cm::ToCgroupfs(*pod_cg);
+      for (auto& c : p.containers)
+        c.cgroup_path = p.cgroup_path + "/" + (systemd ? "cri-containerd-" + c.id + ".scope" : c.id);
+    }
     auto pod_cpu = pod_cg ? cg->CpuStats(*pod_cg) : absl::NotFoundError("");
     auto pod_mem = pod_cg ? cg->MemoryStats(*pod_cg) : absl::NotFoundError("");
     if (pod_cpu.ok() && pod_mem.ok()) {

@@ -989,6 +989,31 @@ spec:
   std::ifstream lint(file + ".lint");
   std::string out((std::istreambuf_iterator<char>(lint)), {});
   EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
+
+  // /metrics/cadvisor: cAdvisor's names and labels for the same samples, the pod's and the node's cgroups included.
+  auto [ccode, cbody] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/cadvisor");
+  ASSERT_EQ(ccode, 200);
+  auto line_of = [&](const std::string& prefix) {
+    size_t at = cbody.find("\n" + prefix);
+    return at == std::string::npos ? std::string() : cbody.substr(at + 1, cbody.find('\n', at + 1) - at - 1);
+  };
+  std::string hog_cpu = line_of("container_cpu_usage_seconds_total{container=\"hog\",cpu=\"total\",id=\"/");
+  EXPECT_NE(hog_cpu.find(uid), std::string::npos) << hog_cpu << "\n" << cbody;  // the id is under the pod's cgroup
+  EXPECT_NE(hog_cpu.find("image=\"kubelet-cpp.local/busybox:1.35\""), std::string::npos) << hog_cpu;
+  EXPECT_NE(hog_cpu.find("namespace=\"default\",pod=\"stats-e2e-node\"}"), std::string::npos) << hog_cpu;
+  std::string hog_ws = line_of("container_memory_working_set_bytes{container=\"hog\"");
+  ASSERT_FALSE(hog_ws.empty()) << cbody;
+  EXPECT_GE(std::stod(hog_ws.substr(hog_ws.find("} ") + 2)), double(24ull << 20)) << hog_ws;
+  for (const std::string want : {"container_cpu_usage_seconds_total{container=\"\",cpu=\"total\",id=\"/\",",
+                                 "container_network_receive_bytes_total{container=\"\",id=\"", "interface=\"eth0\"",
+                                 "container_start_time_seconds{container=\"hog\"", "machine_cpu_cores ",
+                                 "machine_memory_bytes ", "container_scrape_error 0"})
+    EXPECT_NE(cbody.find(want), std::string::npos) << want << "\n" << cbody;
+  std::ofstream(file) << cbody;
+  rc = std::system(("promtool check metrics < " + file + " > " + file + ".lint 2>&1").c_str());
+  std::ifstream clint(file + ".lint");
+  std::string cout_lint((std::istreambuf_iterator<char>(clint)), {});
+  EXPECT_EQ(rc, 0) << "promtool check metrics (cadvisor):\n" << cout_lint;
   fs::remove(work_ / "manifests" / "stats.yaml");
   ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
 }

@@ -63,6 +63,8 @@ struct NetworkStats {
 struct ContainerStats {
   std::string name;
   std::string id;
+  std::string image;        // the image the container runs, as the runtime reports it
+  std::string cgroup_path;  // cAdvisor's id: the container's cgroup (empty when the pod's is unknown)
   TimePoint start_time{};
   CpuStats cpu;
   MemoryStats memory;
@@ -72,6 +74,7 @@ struct ContainerStats {
 
 struct PodStats {
   std::string name, namespace_, uid;
+  std::string cgroup_path;  // the pod's cgroup as cAdvisor names it (the driver's path form); empty when unknown
   TimePoint start_time{};
   std::vector<ContainerStats> containers;
   CpuStats cpu;
@@ -104,6 +107,13 @@ struct Summary {
 nlohmann::json EncodeSummary(const Summary& s);
 /** /metrics/resource in the Prometheus text format, with the sample times as upstream. */
 std::string EncodeResourceMetrics(const Summary* s, bool scrape_error);
+/**
+ * /metrics/cadvisor from the same collection: the container_* series dashboards and kubectl-top pipelines read (cpu,
+ * memory, start time, last seen, per-interface network of the pod) with cAdvisor's labels (container, id, image, name,
+ * namespace, pod; container="" for the pod's and the node's cgroups), machine_cpu_cores, machine_memory_bytes and
+ * container_scrape_error.
+ */
+std::string EncodeCadvisorMetrics(const Summary* s, bool scrape_error, int cpu_cores, int64_t memory_bytes);
 
 struct ProviderOptions {
   std::string node_name;
