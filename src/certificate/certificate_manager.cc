@@ -21,6 +21,7 @@
 
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/util/base64.h"
+#include "kubelet/util/file.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/json.h"
 #include "kubelet/util/logging.h"
@@ -104,14 +105,6 @@ absl::StatusOr<std::string> PublicKeyDER(EVP_PKEY* key) {
   std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(n));
   OPENSSL_free(der);
   return out;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Writes through a temporary file and a rename, so a reader sees the old contents or the new.
@@ -271,7 +264,7 @@ std::string FileStore::CurrentPath() const { return dir_ + "/" + prefix_ + "-cur
 absl::StatusOr<KeyPair> FileStore::Current() const {
   std::error_code ec;
   if (fs::exists(CurrentPath(), ec)) {
-    auto pem = ReadFile(CurrentPath());
+    auto pem = ReadFileToString(CurrentPath());
     if (!pem.ok()) return pem.status();
     auto kp = ParseCombinedPEM(*pem);
     if (!kp.ok()) return absl::InvalidArgumentError("could not convert data from \"" + CurrentPath() + "\" into cert/key pair: " +
@@ -284,8 +277,8 @@ absl::StatusOr<KeyPair> FileStore::Current() const {
     key = dir_ + "/" + prefix_ + ".key";
   }
   if (fs::exists(cert, ec) && fs::exists(key, ec)) {
-    auto c = ReadFile(cert);
-    auto k = ReadFile(key);
+    auto c = ReadFileToString(cert);
+    auto k = ReadFileToString(key);
     if (!c.ok()) return c.status();
     if (!k.ok()) return k.status();
     auto kp = ParseKeyPair(*c, *k);
@@ -585,7 +578,7 @@ absl::Status LoadClientCert(const std::string& kubeconfig_path, const std::strin
   // the same CSR name.
   const std::string tmp_key = cert_dir + "/kubelet-client.key.tmp";
   if (key.empty()) {
-    if (auto k = ReadFile(tmp_key); k.ok() && ReadKey(*k).ok()) {
+    if (auto k = ReadFileToString(tmp_key); k.ok() && ReadKey(*k).ok()) {
       key = *k;
     } else {
       log->info("No valid private key and/or certificate found, reusing existing private key or creating a new one");

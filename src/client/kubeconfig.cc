@@ -5,19 +5,12 @@
 
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
+#include "kubelet/util/file.h"
 
 namespace kubelet::client {
 namespace {
 
 using json = nlohmann::json;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 const json* Named(const json& doc, const char* list, const std::string& name) {
   if (!doc.contains(list) || !doc[list].is_array()) return nullptr;
@@ -45,7 +38,7 @@ absl::Status Pem(const json& obj, const char* data_key, const char* file_key, co
   }
   std::string file = api::StringField(obj, file_key);
   if (!file.empty()) {
-    auto d = ReadFile(Resolve(file, base));
+    auto d = ReadFileToString(Resolve(file, base));
     if (!d.ok()) return absl::Status(d.status().code(), std::string(file_key) + ": " + std::string(d.status().message()));
     *out = *d;
   }
@@ -96,7 +89,7 @@ absl::StatusOr<RestConfig> ParseKubeconfig(const std::string& text, const std::s
 }
 
 absl::StatusOr<RestConfig> LoadKubeconfig(const std::string& path) {
-  auto text = ReadFile(path);
+  auto text = ReadFileToString(path);
   if (!text.ok()) return absl::Status(text.status().code(), "kubeconfig: " + std::string(text.status().message()));
   std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.find_last_of('/'));
   auto c = ParseKubeconfig(*text, base.empty() ? "/" : base);

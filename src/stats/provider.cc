@@ -182,21 +182,26 @@ json EncodeSummary(const Summary& s) {
   return {{"node", node}, {"pods", pods}};
 }
 
+namespace {
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string EscapeLabel(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') o += '\\';
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += c;
+  }
+  return o;
+}
+}  // namespace
+
 std::string EncodeResourceMetrics(const Summary* s, bool scrape_error) {
   std::ostringstream out;
   auto ms = [](TimePoint t) { return ToUnixNanos(t) / 1000000; };
-  auto esc = [](const std::string& v) {
-    std::string o;
-    for (char c : v) {
-      if (c == '\\' || c == '"') o += '\\';
-      if (c == '\n') {
-        o += "\\n";
-        continue;
-      }
-      o += c;
-    }
-    return o;
-  };
+  const auto& esc = EscapeLabel;
   auto header = [&](const char* name, const char* help) {
     std::string n = name;
     bool counter = n.size() > 6 && n.compare(n.size() - 6, 6, "_total") == 0;  // the cpu usages, counters upstream
@@ -242,18 +247,7 @@ std::string EncodeResourceMetrics(const Summary* s, bool scrape_error) {
 std::string EncodeCadvisorMetrics(const Summary* s, bool scrape_error, int cpu_cores, int64_t memory_bytes) {
   std::ostringstream out;
   auto ms = [](TimePoint t) { return ToUnixNanos(t) / 1000000; };
-  auto esc = [](const std::string& v) {
-    std::string o;
-    for (char c : v) {
-      if (c == '\\' || c == '"') o += '\\';
-      if (c == '\n') {
-        o += "\\n";
-        continue;
-      }
-      o += c;
-    }
-    return o;
-  };
+  const auto& esc = EscapeLabel;
   auto header = [&](const char* name, const char* help, const char* type) {
     out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
   };
