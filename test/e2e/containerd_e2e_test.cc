@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/ssl.h>
 
+#include "common/stream_client.h"
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "fake/fake_runtime.h"
@@ -47,6 +48,7 @@ bool WaitUntil(F&& pred, std::chrono::seconds limit = std::chrono::seconds(60)) 
 }
 
 using kubelet::testing::FreePort;
+using kubelet::testing::StreamClient;
 
 size_t Append(char* d, size_t s, size_t n, void* out) {
   static_cast<std::string*>(out)->append(d, s * n);
@@ -106,131 +108,6 @@ void RemoveTree(const fs::path& dir) {
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
-
-// A WebSocket client of the kubelet's streams over TLS (the project's own, written from RFC 6455 and the
-// channel.k8s.io framing: each binary message starts with its channel byte).
-class StreamClient {
- public:
-  ~StreamClient() { Close(); }
-  // Connects, upgrades with `protocol`; the HTTP status of the answer (101 when the stream is open).
-  int Open(int port, const std::string& target, const std::string& protocol, const std::string& cert = "",
-           const std::string& key = "") {
-    ctx_ = SSL_CTX_new(TLS_client_method());
-    if (!cert.empty()) {
-      SSL_CTX_use_certificate_file(ctx_, cert.c_str(), SSL_FILETYPE_PEM);
-      SSL_CTX_use_PrivateKey_file(ctx_, key.c_str(), SSL_FILETYPE_PEM);
-    }
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{20, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return -1;
-    ssl_ = SSL_new(ctx_);
-    SSL_set_fd(ssl_, fd_);
-    if (SSL_connect(ssl_) != 1) return -1;
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Protocol: " + protocol + "\r\n\r\n";
-    if (SSL_write(ssl_, req.data(), static_cast<int>(req.size())) <= 0) return -1;
-    size_t end;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
-      if (!Fill()) return -1;
-    head_ = buf_.substr(0, end);
-    buf_.erase(0, end + 4);
-    if (head_.size() < 12) return -1;
-    int code = std::atoi(head_.c_str() + 9);
-    if (code != 101) {  // the body of a refusal (Content-Length long), for the test to read
-      size_t len = 0;
-      std::string lower = head_;
-      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-      if (size_t at = lower.find("content-length:"); at != std::string::npos) len = std::strtoul(lower.c_str() + at + 15, nullptr, 10);
-      Need(len);
-      body_ = buf_.substr(0, len);
-    }
-    return code;
-  }
-  const std::string& head() const { return head_; }
-  const std::string& body() const { return body_; }
-  // One message from the server: its channel and data; false when the stream ended.
-  bool Next(int* channel, std::string* data) {
-    while (true) {
-      std::string payload;
-      int opcode;
-      if (!Frame(&opcode, &payload)) return false;
-      if (opcode == 8) return false;  // close
-      if (opcode == 9 || opcode == 10) continue;
-      if (payload.empty()) continue;
-      *channel = static_cast<unsigned char>(payload[0]);
-      *data = payload.substr(1);
-      return true;
-    }
-  }
-  bool Send(int channel, const std::string& data) {
-    std::string payload(1, static_cast<char>(channel));
-    payload += data;
-    std::string f(1, static_cast<char>(0x82));  // FIN, binary
-    const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
-    if (payload.size() < 126) {
-      f.push_back(static_cast<char>(0x80 | payload.size()));
-    } else {
-      f.push_back(static_cast<char>(0x80 | 126));
-      f.push_back(static_cast<char>((payload.size() >> 8) & 0xff));
-      f.push_back(static_cast<char>(payload.size() & 0xff));
-    }
-    f.append(reinterpret_cast<const char*>(mask), 4);
-    for (size_t i = 0; i < payload.size(); ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
-    return SSL_write(ssl_, f.data(), static_cast<int>(f.size())) > 0;
-  }
-  void Close() {
-    if (ssl_) SSL_free(ssl_);
-    if (fd_ >= 0) ::close(fd_);
-    if (ctx_) SSL_CTX_free(ctx_);
-    ssl_ = nullptr;
-    ctx_ = nullptr;
-    fd_ = -1;
-  }
-
- private:
-  bool Fill() {
-    char b[16384];
-    int n = SSL_read(ssl_, b, sizeof(b));
-    if (n <= 0) return false;
-    buf_.append(b, static_cast<size_t>(n));
-    return true;
-  }
-  bool Need(size_t n) {
-    while (buf_.size() < n)
-      if (!Fill()) return false;
-    return true;
-  }
-  bool Frame(int* opcode, std::string* payload) {
-    if (!Need(2)) return false;
-    *opcode = buf_[0] & 0x0f;
-    uint64_t len = buf_[1] & 0x7f;
-    size_t off = 2;
-    if (len == 126) {
-      if (!Need(4)) return false;
-      len = (static_cast<unsigned char>(buf_[2]) << 8) | static_cast<unsigned char>(buf_[3]);
-      off = 4;
-    } else if (len == 127) {
-      if (!Need(10)) return false;
-      len = 0;
-      for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(buf_[2 + i]);
-      off = 10;
-    }
-    if (!Need(off + len)) return false;
-    *payload = buf_.substr(off, len);
-    buf_.erase(0, off + len);
-    return true;
-  }
-  SSL_CTX* ctx_ = nullptr;
-  SSL* ssl_ = nullptr;
-  int fd_ = -1;
-  std::string buf_, head_, body_;
-};
 
 std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
   std::map<std::string, std::string> out;
@@ -1366,7 +1243,8 @@ class KubeletAuthE2E : public ClusterE2E {
     work_name_ = "kubelet-auth";
     extra_config_ = "authentication:\n  anonymous:\n    enabled: false\n  webhook:\n    enabled: true\n    cacheTTL: 2m\n"
                     "  x509:\n    clientCAFile: " + client_cert_ + "\n"
-                    "authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 5m\n    cacheUnauthorizedTTL: 30s\n";
+                    "authorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 5m\n    cacheUnauthorizedTTL: 30s\n"
+                    "streamingConnectionIdleTimeout: 10s\n";
     ClusterE2E::SetUpTestSuite();
   }
   static std::pair<long, std::string> Get(const std::string& path, const std::string& token = "", const std::string& cert = "",
@@ -1523,6 +1401,81 @@ TEST_F(KubeletAuthE2E, ExecAndPortForwardStreamThroughTheKubeletToContainerd) {
   EXPECT_EQ(plain.first, 400);
   EXPECT_EQ(plain.second, "Upgrade request required");
   // The daemon keeps serving after all of it.
+  EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
+}
+
+// What a terminal needs (tty, resize), and what a node must survive: idle streams end after
+// streamingConnectionIdleTimeout, and clients that vanish mid-stream leave no descriptor or thread behind.
+TEST_F(KubeletAuthE2E, TtyResizeIdleTimeoutAndDroppedStreamsLeakNothing) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"tty","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["sleep","3600"]}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "tty");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "tty").dump(2);
+
+  // A terminal: the resize message (channel 4) reaches the container's tty before the command reads its size.
+  {
+    StreamClient ws;
+    const std::string cmd = "sleep 1; stty size";
+    ASSERT_EQ(ws.Open(port_, "/exec/default/tty/c?command=sh&command=-c&command=" + kubelet::testing::QueryEscape(cmd) +
+                                 "&stdin=1&stdout=1&tty=1",
+                      "v4.channel.k8s.io", client_cert_, client_key_),
+              101)
+        << ws.head() << "\n" << ws.body();
+    ASSERT_TRUE(ws.Send(4, R"({"Width":123,"Height":45})"));
+    std::map<int, std::string> got;
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data)) got[ch] += data;
+    EXPECT_EQ(got[1], "45 123\r\n");
+    EXPECT_EQ(json::parse(got[3], nullptr, false).value("status", ""), "Success") << got[3];
+  }
+
+  auto count = [](const std::string& what) {
+    if (what == "fd") {
+      size_t n = 0;
+      for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid_) + "/fd"); it != fs::directory_iterator(); ++it) ++n;
+      return n;
+    }
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("Threads:", 0) == 0) return static_cast<size_t>(std::stoul(line.substr(8)));
+    return size_t{0};
+  };
+  // Idle: nothing either way for streamingConnectionIdleTimeout (10s here) and the kubelet closes the stream.
+  {
+    StreamClient ws;
+    ASSERT_EQ(ws.Open(port_, "/exec/default/tty/c?command=sleep&command=300&stdin=1&stdout=1", "v4.channel.k8s.io", client_cert_,
+                      client_key_, true, /*recv_timeout_s=*/60),
+              101);
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data)) {
+    }
+    EXPECT_TRUE(ws.closed_by_peer()) << "the stream was not closed by the kubelet within 60s";
+  }
+  // Clients that drop their streams: the kubelet's descriptors and threads come back to where they were.
+  size_t fds = count("fd"), threads = count("threads");
+  {
+    std::vector<std::unique_ptr<StreamClient>> streams;
+    for (int i = 0; i < 8; ++i) {
+      auto ws = std::make_unique<StreamClient>();
+      ASSERT_EQ(ws->Open(port_, "/exec/default/tty/c?command=sleep&command=300&stdin=1&stdout=1", "v4.channel.k8s.io",
+                         client_cert_, client_key_),
+                101);
+      streams.push_back(std::move(ws));
+    }
+    auto pf = std::make_unique<StreamClient>();
+    ASSERT_EQ(pf->Open(port_, "/portForward/default/tty?port=8080", "v4.channel.k8s.io", client_cert_, client_key_), 101);
+    streams.push_back(std::move(pf));
+    EXPECT_GT(count("fd"), fds);
+  }  // closed without a goodbye
+  EXPECT_TRUE(WaitUntil([&] { return count("fd") <= fds && count("threads") <= threads; }, std::chrono::seconds(30)))
+      << "fds " << fds << " -> " << count("fd") << ", threads " << threads << " -> " << count("threads");
   EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
 }
 
