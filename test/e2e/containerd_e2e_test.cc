@@ -1482,7 +1482,7 @@ TEST_F(KubeletAuthE2E, TtyResizeIdleTimeoutAndDroppedStreamsLeakNothing) {
 // Debian's kubectl against the project's fake API server, which proxies pods/exec and pods/portforward to the
 // kubelet at the node's InternalIP with the API server's kubelet client certificate, as a real API server does:
 // kubectl's SPDY streams then run through the kubelet to containerd.
-TEST_F(KubeletAuthE2E, KubectlExecAndPortForwardThroughTheAPIServersNodeProxy) {
+TEST_F(KubeletAuthE2E, KubectlExecPortForwardCpAndAttachThroughTheAPIServersNodeProxy) {
   const char* kubectl = std::getenv("KUBECTL");
   ASSERT_TRUE(kubectl && *kubectl) << "KUBECTL must name Debian's kubectl (ctest sets it)";
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
@@ -1529,13 +1529,30 @@ TEST_F(KubeletAuthE2E, KubectlExecAndPortForwardThroughTheAPIServersNodeProxy) {
   ::kill(pf, SIGTERM);
   ::waitpid(pf, nullptr, 0);
   RunCommand("pkill -f 'port-forward pod/web " + std::to_string(local) + "'");
+
+  // kubectl cp: tar over exec, both ways.
+  fs::path src = work_ / "cp-src.txt", back = work_ / "cp-back.txt";
+  std::ofstream(src) << "copied through the kubelet\n" << std::string(100000, 'x') << "\n";
+  fs::remove(back);
+  std::string cp_in = RunCommand("cd " + work_.string() + " && " + k + "cp cp-src.txt web:/tmp/cp.txt 2>&1; echo rc=$?");
+  EXPECT_NE(cp_in.find("rc=0"), std::string::npos) << cp_in;
+  EXPECT_EQ(RunCommand(k + "exec web -- head -n 1 /tmp/cp.txt"), "copied through the kubelet\n");
+  std::string cp_out = RunCommand("cd " + work_.string() + " && " + k + "cp web:/tmp/cp.txt cp-back.txt 2>&1; echo rc=$?");
+  EXPECT_NE(cp_out.find("rc=0"), std::string::npos) << cp_out;
+  EXPECT_EQ(RunCommand("cmp " + src.string() + " " + back.string() + " && echo same"), "same\n");
+
+  // kubectl attach: the output of a running container's main process.
+  api_->Create("pods", json::parse(R"({"metadata":{"name":"ticker","namespace":"default"},"spec":{"nodeName":"e2e-node",
+    "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["sh","-c","while true; do echo tick; sleep 1; done"]}]}})"));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "ticker");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  }));
+  std::string attached = RunCommand("timeout 5 " + k + "attach ticker 2>/dev/null");
+  EXPECT_NE(attached.find("tick\n"), std::string::npos) << attached;
 }
 
-// Memory pressure on real cgroups: a memory.available threshold a little
-// below what the node has now; a BestEffort pod that then takes 900 MB is
-// evicted first (Failed / Evicted with upstream's message), the Burstable and
-// Guaranteed pods within their requests stay; MemoryPressure and its taint
-// come and go; a BestEffort pod arriving under pressure is refused.
 // TLS bootstrap and certificate rotation as kubeadm join sets a node up (rotateCertificates, serverTLSBootstrap):
 // the fake API server's approver and signer stand in for kube-controller-manager's, with 40 s certificates.
 class KubeletBootstrapE2E : public ClusterE2E {
@@ -1644,6 +1661,11 @@ TEST_F(KubeletBootstrapE2E, ABootstrapTokenBecomesRotatingClientAndServingCertif
   EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden().front();
 }
 
+// Memory pressure on real cgroups: a memory.available threshold a little
+// below what the node has now; a BestEffort pod that then takes 900 MB is
+// evicted first (Failed / Evicted with upstream's message), the Burstable and
+// Guaranteed pods within their requests stay; MemoryPressure and its taint
+// come and go; a BestEffort pod arriving under pressure is refused.
 class EvictionE2E : public ClusterE2E {
  protected:
   static void SetUpTestSuite() {
