@@ -1476,6 +1476,20 @@ TEST_F(KubeletAuthE2E, TtyResizeIdleTimeoutAndDroppedStreamsLeakNothing) {
   }  // closed without a goodbye
   EXPECT_TRUE(WaitUntil([&] { return count("fd") <= fds && count("threads") <= threads; }, std::chrono::seconds(30)))
       << "fds " << fds << " -> " << count("fd") << ", threads " << threads << " -> " << count("threads");
+  // A port-forward to a port nothing listens on: the runtime's error on the error channel, then the end.
+  {
+    StreamClient ws;
+    ASSERT_EQ(ws.Open(port_, "/portForward/default/tty?port=8080", "v4.channel.k8s.io", client_cert_, client_key_), 101);
+    ASSERT_TRUE(ws.Send(0, "GET / HTTP/1.0\r\n\r\n"));
+    std::map<int, std::string> got;
+    std::map<int, int> messages;
+    int ch;
+    std::string data;
+    while (ws.Next(&ch, &data))
+      if (messages[ch]++ > 0) got[ch] += data;
+    EXPECT_NE(got[1].find("8080"), std::string::npos) << got[1];
+    EXPECT_EQ(got[0], "");
+  }
   EXPECT_EQ(Get("/pods", "", client_cert_, client_key_).first, 200);
 }
 
