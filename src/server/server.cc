@@ -147,6 +147,25 @@ Response KubeletServer::ContainerLogs(const Request& req) const {
 }
 
 // /exec/<ns>/<pod>[/<uid>]/<container>, /attach/ (the same), /portForward/<ns>/<pod>[/<uid>].
+// Upstream's /run: the command (the `cmd` query split at spaces) through ExecSync, stdout then stderr as the body
+// (written as upstream writes it, under application/json); a non-zero exit is a 500 naming the command and code.
+Response KubeletServer::Run(const std::string& container_id, const Request& req) const {
+  std::vector<std::string> cmd;
+  auto q = req.query.find("cmd");
+  std::stringstream ss(q == req.query.end() ? "" : q->second);
+  for (std::string part; std::getline(ss, part, ' ');) cmd.push_back(part);
+  if (cmd.empty()) cmd.push_back("");
+  auto res = runtime_->ExecSync(container_id, cmd, o_.config.runtime_request_timeout);
+  if (!res.ok()) return Response{500, "text/plain; charset=utf-8", std::string(res.status().message()), {}};
+  if (res->exit_code() != 0) {
+    std::string joined;
+    for (const auto& c : cmd) joined += (joined.empty() ? "" : " ") + c;
+    return Response{500, "text/plain; charset=utf-8",
+                    "command '" + joined + "' exited with " + std::to_string(res->exit_code()) + ": " + res->stderr(), {}};
+  }
+  return Response{200, "application/json", res->stdout() + res->stderr(), {}};
+}
+
 Response KubeletServer::Stream(const std::string& kind, const Request& req) const {
   auto text = [](int code, const std::string& msg) { return Response{code, "text/plain; charset=utf-8", msg, {}}; };
   if (!o_.cri) return text(501, kind + " is not supported by this kubelet's runtime");
@@ -181,6 +200,7 @@ Response KubeletServer::Stream(const std::string& kind, const Request& req) cons
       for (const auto& c : rp->containers)
         if (c.name == container && c.state == kuberuntime::ContainerState::kRunning) id = c.id;
     if (id.empty()) return text(500, "container not found (\"" + container + "\")");
+    if (kind == "run") return Run(id, req);
     bool tty = flag("tty"), in = flag("stdin"), out = flag("stdout"), err = flag("stderr") && !tty;
     if (!in && !out && !err) return text(400, "you must specify at least 1 of stdin, stdout, stderr");
     auto streams = [&](auto& r) {  // what ExecRequest and AttachRequest share
@@ -313,6 +333,27 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
         return Stream(kind, req);
       });
     }
+    s->Handle("/run/", [this](const Request& req) {
+      if (metrics_)
+        metrics_->http_requests.Add({{"long_running", "false"}, {"method", MethodLabel(req.method)}, {"path", "run"}, {"server_type", "readwrite"}})
+            .Increment();
+      if (auto denied = auth_->Check(req)) return *denied;
+      if (req.method != "POST") return Response{405, "text/plain; charset=utf-8", "405: Method Not Allowed\n", {}};
+      return Stream("run", req);
+    });
+    // Log verbosity at run time, as upstream's PUT /debug/flags/v (a number in the body).
+    s->Handle("/debug/flags/v", [this](const Request& req) {
+      if (auto denied = auth_->Check(req)) return *denied;
+      if (req.method != "PUT") return Response{405, "text/plain; charset=utf-8", "method not allowed", {}};
+      std::string v = req.body;
+      while (!v.empty() && isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+      char* end = nullptr;
+      long level = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || level < 0 || level > 10)
+        return Response{400, "text/plain; charset=utf-8", "failed to set klog.logging.verbosity: invalid value \"" + v + "\"", {}};
+      log::SetVerbosity(static_cast<int>(level));
+      return Response{200, "text/plain; charset=utf-8", "successfully set klog.logging.verbosity to " + v, {}};
+    });
     s->Handle("/containerLogs/", wrap("containerLogs", [this](const Request& req) { return ContainerLogs(req); }));
     if (o_.config.enable_system_log_handler) {
       // The node's log files (upstream: http.FileServer over /var/log), authorized as nodes/log.

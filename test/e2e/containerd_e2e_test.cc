@@ -83,6 +83,31 @@ std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5,
   return {code, body};
 }
 
+// Any method with a body, with a client certificate: (status, body).
+std::pair<long, std::string> HttpDo(const std::string& method, const std::string& url, const std::string& data,
+                                    const std::string& cert, const std::string& key) {
+  std::string body;
+  long code = 0;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method != "GET") {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, data.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(data.size()));
+  }
+  curl_easy_setopt(c, CURLOPT_SSLCERT, cert.c_str());
+  curl_easy_setopt(c, CURLOPT_SSLKEY, key.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return {code, body};
+}
+
 // A command's stdout (for reading host state such as iptables rules; nothing is changed through it).
 std::string RunCommand(const std::string& cmd) {
   std::string out;
@@ -1476,6 +1501,20 @@ TEST_F(KubeletAuthE2E, TtyResizeIdleTimeoutAndDroppedStreamsLeakNothing) {
   }  // closed without a goodbye
   EXPECT_TRUE(WaitUntil([&] { return count("fd") <= fds && count("threads") <= threads; }, std::chrono::seconds(30)))
       << "fds " << fds << " -> " << count("fd") << ", threads " << threads << " -> " << count("threads");
+  // /run (upstream's legacy ExecSync endpoint, POST) and PUT /debug/flags/v.
+  const std::string base = "https://127.0.0.1:" + std::to_string(port_);
+  auto run = HttpDo("POST", base + "/run/default/tty/c?cmd=echo%20run%20output", "", client_cert_, client_key_);
+  EXPECT_EQ(run.first, 200);
+  EXPECT_EQ(run.second, "run output\n");
+  auto run_fail = HttpDo("POST", base + "/run/default/tty/c?cmd=false", "", client_cert_, client_key_);
+  EXPECT_EQ(run_fail.first, 500);
+  EXPECT_EQ(run_fail.second, "command 'false' exited with 1: ");
+  EXPECT_EQ(HttpDo("GET", base + "/run/default/tty/c?cmd=true", "", client_cert_, client_key_).first, 405);
+  auto verbosity = HttpDo("PUT", base + "/debug/flags/v", "3", client_cert_, client_key_);
+  EXPECT_EQ(verbosity.first, 200);
+  EXPECT_EQ(verbosity.second, "successfully set klog.logging.verbosity to 3");
+  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "loud", client_cert_, client_key_).first, 400);
+  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "2", client_cert_, client_key_).first, 200);
   // A port-forward to a port nothing listens on: the runtime's error on the error channel, then the end.
   {
     StreamClient ws;

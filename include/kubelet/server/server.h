@@ -61,6 +61,7 @@ class KubeletServer {
  private:
   Response ContainerLogs(const Request& req) const;
   /** /exec, /attach, /portForward: the CRI's streaming URL, then the client's upgraded connection proxied to it. */
+  Response Run(const std::string& container_id, const Request& req) const;
   Response Stream(const std::string& kind, const Request& req) const;
   void Install(HttpServer* s, bool authenticated);
 
