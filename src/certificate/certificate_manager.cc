@@ -464,11 +464,16 @@ void Manager::Run() {
       continue;
     }
     if (stop_) break;
-    log->error("Failed while requesting a signed certificate from the control plane certificate=\"{}\" err=\"{}\" retryIn=\"{}s\"",
-               o_.name, st.message(), std::chrono::duration_cast<std::chrono::seconds>(backoff).count());
-    if (o_.on_error) o_.on_error();
-    cv_.wait_for(l, backoff, [this] { return stop_; });
-    backoff = std::min<Duration>(backoff * 2, o_.max_backoff);
+    if (IsRetryLater(st)) {
+      KLOG_V(log, 2)("Certificate request waits certificate=\"{}\" reason=\"{}\"", o_.name, st.message());
+    } else {
+      log->error("Failed while requesting a signed certificate from the control plane certificate=\"{}\" err=\"{}\" retryIn=\"{}s\"",
+                 o_.name, st.message(), std::chrono::duration_cast<std::chrono::seconds>(backoff).count());
+      if (o_.on_error) o_.on_error();
+    }
+    // Waiting on something of our own (the client certificate) is polled at the initial interval, not backed off.
+    cv_.wait_for(l, IsRetryLater(st) ? o_.initial_backoff : backoff, [this] { return stop_; });
+    if (!IsRetryLater(st)) backoff = std::min<Duration>(backoff * 2, o_.max_backoff);
   }
 }
 
@@ -484,7 +489,7 @@ absl::Status Manager::Rotate() {
   auto name = DigestedName(*key, subject, o_.usages);
   if (!name.ok()) return name.status();
   client::ApiClient* api = o_.client ? o_.client(cur.get()) : nullptr;
-  if (!api) return absl::UnavailableError("no API client to request a certificate with");
+  if (!api) return RetryLater(absl::UnavailableError("no credentials to request a certificate with yet"));
   auto cert = RequestCertificate(api, *csr, *name, o_.signer_name, o_.usages, o_.request_timeout, &stop_flag_);
   if (!cert.ok()) return cert.status();
   absl::StatusOr<KeyPair> kp = o_.store ? o_.store->Update(*cert, *key) : ParseKeyPair(*cert, *key);

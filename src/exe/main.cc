@@ -492,7 +492,10 @@ int main(int argc, char** argv) {
     mo.usages = {"digital signature", "server auth"};
     mo.store = std::make_unique<certificate::FileStore>("kubelet-server", flags.cert_dir, cfg.tls_cert_file, cfg.tls_private_key_file);
     mo.clock = &clock;
-    mo.client = [&api](const certificate::KeyPair*) { return api.get(); };
+    // The serving certificate is asked for as the node: not before the node has its client certificate.
+    mo.client = [&api, &client_certs](const certificate::KeyPair*) -> client::ApiClient* {
+      return client_certs && !client_certs->Current() ? nullptr : api.get();
+    };
     mo.on_ttl = [&metrics](double ttl) { metrics.server_cert_ttl.Set(ttl); };
     mo.on_error = [&metrics] { metrics.server_cert_renew_errors.Increment(); };
     mo.on_rotate = [&metrics, &clock](const certificate::KeyPair* previous, const certificate::KeyPair&) {
