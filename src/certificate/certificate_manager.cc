@@ -140,12 +140,19 @@ std::string PemBlocks(const std::string& pem, const std::string& type) {
   return out;
 }
 
+// obj[key] when obj is an object and the value a string, else "": API answers are read without throwing.
+std::string Str(const json& obj, const char* key) {
+  if (!obj.is_object()) return "";
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace
 
 std::optional<absl::StatusOr<std::string>> IssuedCertificate(const json& csr, const std::string& uid) {
   if (!csr.is_object()) return std::nullopt;
-  std::string got_uid = csr.contains("metadata") && csr["metadata"].is_object() ? csr["metadata"].value("uid", "") : "";
-  std::string name = csr.contains("metadata") && csr["metadata"].is_object() ? csr["metadata"].value("name", "") : "";
+  std::string got_uid = Str(ObjectField(csr, "metadata"), "uid");
+  std::string name = Str(ObjectField(csr, "metadata"), "name");
   if (!uid.empty() && !got_uid.empty() && got_uid != uid)
     return absl::StatusOr<std::string>(absl::AbortedError("csr \"" + name + "\" changed UIDs"));
   const json* status = &ObjectField(csr, "status");
@@ -153,8 +160,8 @@ std::optional<absl::StatusOr<std::string>> IssuedCertificate(const json& csr, co
   if (status->contains("conditions") && (*status)["conditions"].is_array()) {
     for (const auto& c : (*status)["conditions"]) {
       if (!c.is_object()) continue;
-      std::string type = c.value("type", "");
-      std::string why = "reason: " + c.value("reason", "") + ", message: " + c.value("message", "");
+      std::string type = Str(c, "type");
+      std::string why = "reason: " + Str(c, "reason") + ", message: " + Str(c, "message");
       if (type == "Denied")
         return absl::StatusOr<std::string>(absl::PermissionDeniedError("certificate signing request is denied, " + why));
       if (type == "Failed")
@@ -330,9 +337,9 @@ absl::StatusOr<std::string> RequestCertificate(client::ApiClient* api, const std
     auto got = api->Get(std::string(kCSRPath) + "/" + name);
     if (!got.ok()) return absl::Status(got.status().code(), "cannot retrieve certificate signing request: " + std::string(got.status().message()));
     const json* spec = &ObjectField(*got, "spec");
-    if (spec->value("signerName", "") != signer)
+    if (Str(*spec, "signerName") != signer)
       return absl::FailedPreconditionError("retrieved csr is not compatible: signer name mismatch");
-    auto decoded = Base64Decode(spec->value("request", ""));
+    auto decoded = Base64Decode(Str(*spec, "request"));
     const std::string old_req = decoded.ok() ? *decoded : std::string();
     auto bio = MemBio(old_req);
     Req parsed(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
@@ -348,7 +355,7 @@ absl::StatusOr<std::string> RequestCertificate(client::ApiClient* api, const std
   } else {
     return absl::Status(created.status().code(), "cannot create certificate signing request: " + std::string(created.status().message()));
   }
-  std::string uid = csr["metadata"].value("uid", "");
+  std::string uid = Str(ObjectField(csr, "metadata"), "uid");
   log->info("Waiting for the certificate to be issued csr=\"{}\" signerName=\"{}\"", name, signer);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto stopped = [stop] { return stop && stop->load(); };
@@ -356,16 +363,16 @@ absl::StatusOr<std::string> RequestCertificate(client::ApiClient* api, const std
     if (auto v = IssuedCertificate(csr, uid)) return *v;
     auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0) break;
-    std::string rv = csr.contains("metadata") ? csr["metadata"].value("resourceVersion", "") : "";
+    std::string rv = Str(ObjectField(csr, "metadata"), "resourceVersion");
     std::optional<absl::StatusOr<std::string>> result;
     std::string path = std::string(kCSRPath) + "?fieldSelector=metadata.name%3D" + name + "&watch=true&timeoutSeconds=" +
                        std::to_string(std::min<int64_t>(left, 300)) + (rv.empty() ? "" : "&resourceVersion=" + rv);
     auto st = api->Watch(
         path,
         [&](const json& ev) {
-          std::string type = ev.value("type", "");
+          std::string type = Str(ev, "type");
           if (type == "ADDED" || type == "MODIFIED") {
-            csr = ev.contains("object") ? ev["object"] : json(nullptr);
+            csr = ev.is_object() && ev.contains("object") ? ev["object"] : json(nullptr);
             result = IssuedCertificate(csr, uid);
           } else if (type == "DELETED") {
             result = absl::StatusOr<std::string>(absl::AbortedError("csr \"" + name + "\" was deleted"));

@@ -67,6 +67,9 @@ TEST(Certificates, TheVerdictOnACSRObjectNeverThrowsOnWhatTheAPIReturns) {
   EXPECT_FALSE(IssuedCertificate({{"metadata", json::array()}, {"status", "x"}}, "u"));
   EXPECT_FALSE(IssuedCertificate({{"status", {{"conditions", "Approved"}}}}, "u"));
   EXPECT_FALSE(IssuedCertificate({{"status", {{"conditions", {{{"type", "Approved"}}}}, {"certificate", 7}}}}, "u"));
+  // Found by fuzz_certificates: fields of the wrong type (value() would throw on them).
+  EXPECT_FALSE(IssuedCertificate({{"status", {{"conditions", {{{"type", json::array()}, {"reason", 1}}}}}}}, "u"));
+  EXPECT_FALSE(IssuedCertificate({{"metadata", {{"uid", json::array()}, {"name", 3}}}}, "u"));
   auto bad = IssuedCertificate({{"status", {{"conditions", {{{"type", "Approved"}}}}, {"certificate", "!!"}}}}, "u");
   ASSERT_TRUE(bad);
   EXPECT_FALSE(bad->ok());
