@@ -20,6 +20,7 @@
 #include <algorithm>
 
 #include "bench_util.h"
+#include "common/test_util.h"
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -69,15 +70,6 @@ Usage ReadUsage(pid_t pid) {
   // utime and stime are fields 14 and 15 of /proc/pid/stat (11 and 12 after the comm).
   if (f.size() > 12) u.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
   return u;
-}
-
-std::map<std::string, std::string> ReadEnv(const std::string& path) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (auto eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  return out;
 }
 
 double CpuSeconds() {
@@ -163,7 +155,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "set KUBELET_E2E_LAB and KUBELET_BINARY (bench/run-containerd.sh does)\n");
     return 2;
   }
-  auto env = ReadEnv(std::string(lab) + (mode == "kubelet" ? "/knet/env" : "/containerd/env"));
+  auto env = kubelet::testing::ReadEnvFile(std::string(lab) + (mode == "kubelet" ? "/knet/env" : "/containerd/env"));
   fs::path work = fs::path(lab) / ("bench-" + mode);
   // The kubelet of an earlier run left its root directory mounted rshared (as upstream's does): unmount, then remove.
   for (const auto& m : kubelet::mount::MountsUnder(fs::weakly_canonical(work).string())) ::umount2(m.c_str(), MNT_DETACH);

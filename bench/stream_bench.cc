@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
+#include "common/test_util.h"
 #include "common/stream_client.h"
 #include "kubelet/util/mount.h"
 #include "runtime/v1/api.grpc.pb.h"
@@ -35,15 +36,6 @@ namespace {
 
 constexpr int kPort = 21350;
 constexpr size_t kBig = 64u << 20;
-
-std::map<std::string, std::string> ReadEnv(const std::string& path) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (auto eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  return out;
-}
 
 size_t Append(char* p, size_t s, size_t n, void* out) {
   static_cast<std::string*>(out)->append(p, s * n);
@@ -111,7 +103,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "set KUBELET_E2E_LAB and KUBELET_BINARY (bench/run-containerd.sh streams does)\n");
     return 2;
   }
-  auto env = ReadEnv(std::string(lab) + "/containerd/env");
+  auto env = kubelet::testing::ReadEnvFile(std::string(lab) + "/containerd/env");
   fs::path work = fs::path(lab) / "bench-streams";
   for (const auto& m : kubelet::mount::MountsUnder(fs::weakly_canonical(work).string())) ::umount2(m.c_str(), MNT_DETACH);
   fs::remove_all(work);

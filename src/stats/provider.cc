@@ -371,6 +371,26 @@ std::optional<uint64_t> StatsProvider::Rate(const std::string& key, TimePoint t,
   return static_cast<uint64_t>(static_cast<double>(ns - it->second.ns) / secs);
 }
 
+// What the pod asked for: containerd lists a container's image by its ID, which dashboards cannot read.
+std::string StatsProvider::ImageName(const rt::Container& c, TimePoint now) {
+  std::string image = !c.image().user_specified_image().empty() ? c.image().user_specified_image() : c.image().image();
+  if (image.rfind("sha256:", 0) != 0) return image;
+  auto lookup = [&]() -> const std::string* {
+    for (const std::string& key : {image, c.image_ref()})
+      if (auto it = image_names_.find(key); it != image_names_.end()) return &it->second;
+    return nullptr;
+  };
+  if (const std::string* name = lookup()) return *name;
+  if (now - image_names_at_ < std::chrono::minutes(1)) return image;
+  image_names_at_ = now;
+  image_names_.clear();  // rebuilt whole: removed images leave with it
+  if (auto imgs = images_->ListImages(); imgs.ok())
+    for (const auto& img : *imgs)
+      if (img.repo_tags_size() > 0) image_names_[img.id()] = img.repo_tags(0);
+  const std::string* name = lookup();
+  return name ? *name : image;
+}
+
 absl::StatusOr<Summary> StatsProvider::Collect() {
   TimePoint now = clock_->Now();
   next_samples_.clear();
@@ -439,11 +459,6 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
   std::map<std::string, rt::ContainerStats> by_id;
   if (auto cs = runtime_->ListContainerStats(); cs.ok())
     for (auto& c : *cs) by_id[c.attributes().id()] = std::move(c);
-  // Image IDs to the names pods use (containerd lists a container's image by ID): cAdvisor's image label.
-  std::map<std::string, std::string> image_names;
-  if (auto imgs = images_->ListImages(); imgs.ok())
-    for (const auto& img : *imgs)
-      if (img.repo_tags_size() > 0) image_names[img.id()] = img.repo_tags(0);
   std::map<std::string, int> pids;
   for (const auto& sb : *sandboxes) {
     PodStats p;
@@ -457,11 +472,7 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
       ContainerStats cs;
       cs.name = c.metadata().name();
       cs.id = c.id();
-      // What the pod asked for (containerd lists the image by its ID, which dashboards cannot read).
-      cs.image = !c.image().user_specified_image().empty() ? c.image().user_specified_image() : c.image().image();
-      if (auto named = image_names.find(cs.image); named != image_names.end()) cs.image = named->second;
-      else if (auto by_ref = image_names.find(c.image_ref()); by_ref != image_names.end() && cs.image.rfind("sha256:", 0) == 0)
-        cs.image = by_ref->second;
+      cs.image = ImageName(c, now);
       cs.start_time = FromUnixNanos(c.created_at());
       cs.cpu.time = cs.memory.time = now;
       if (auto it = by_id.find(c.id()); it != by_id.end()) {

@@ -245,6 +245,11 @@ TEST_F(CertificateAPITest, ABootstrapTokenMayOnlyAskForCertificates) {
                            {"spec", {{"request", testing::Base64Encode("junk")}, {"signerName", "x/y"}, {"usages", {"client auth"}}}}});
   EXPECT_TRUE(absl::IsInvalidArgument(bad.status()) || bad.status().code() == absl::StatusCode::kFailedPrecondition) << bad.status();
   EXPECT_NE(bad.status().message().find("spec.request"), std::string::npos) << bad.status();
+  auto unsigned_name = boot->Create("/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                                    {{"metadata", {{"name", "nosigner"}}},
+                                     {"spec", {{"request", testing::Base64Encode(*csr)}, {"signerName", "kubelet"}, {"usages", {"client auth"}}}}});
+  EXPECT_NE(unsigned_name.status().message().find("must be a fully qualified domain and path"), std::string::npos)
+      << unsigned_name.status();
 }
 
 TEST_F(CertificateAPITest, ADeniedRequestEndsTheWaitWithItsReasonAndARestartReusesTheKey) {

@@ -7,6 +7,8 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -52,6 +54,16 @@ inline int FreePort() {
   int port = ntohs(a.sin_port);
   ::close(fd);
   return port;
+}
+
+/** KEY=VALUE lines (the e2e lab's env files) as a map. */
+inline std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (auto eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  return out;
 }
 
 /** Standard base64 with padding (for kubeconfig -data fields). */

@@ -48,6 +48,7 @@ bool WaitUntil(F&& pred, std::chrono::seconds limit = std::chrono::seconds(60)) 
 }
 
 using kubelet::testing::FreePort;
+using kubelet::testing::ReadEnvFile;
 using kubelet::testing::StreamClient;
 
 size_t Append(char* d, size_t s, size_t n, void* out) {
@@ -55,13 +56,20 @@ size_t Append(char* d, size_t s, size_t n, void* out) {
   return s * n;
 }
 
-// A GET with a bearer token and/or a client certificate (the kubelet's serving certificate is self-signed here).
-std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5, const std::string& token = "",
-                                     const std::string& cert = "", const std::string& key = "") {
+// A request with a bearer token and/or a client certificate (the kubelet's serving certificate is self-signed
+// here): (status, body), status 0 when the request itself failed.
+std::pair<long, std::string> HttpDo(const std::string& method, const std::string& url, const std::string& data,
+                                    long timeout_s = 20, const std::string& token = "", const std::string& cert = "",
+                                    const std::string& key = "") {
   std::string body;
   long code = 0;
   CURL* c = curl_easy_init();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  if (method != "GET") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, data.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(data.size()));
+  }
   curl_slist* headers = nullptr;
   if (!token.empty()) {
     headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
@@ -83,29 +91,9 @@ std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5,
   return {code, body};
 }
 
-// Any method with a body, with a client certificate: (status, body).
-std::pair<long, std::string> HttpDo(const std::string& method, const std::string& url, const std::string& data,
-                                    const std::string& cert, const std::string& key) {
-  std::string body;
-  long code = 0;
-  CURL* c = curl_easy_init();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method != "GET") {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, data.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(data.size()));
-  }
-  curl_easy_setopt(c, CURLOPT_SSLCERT, cert.c_str());
-  curl_easy_setopt(c, CURLOPT_SSLKEY, key.c_str());
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_easy_cleanup(c);
-  return {code, body};
+std::pair<long, std::string> HttpGet(const std::string& url, long timeout_s = 5, const std::string& token = "",
+                                     const std::string& cert = "", const std::string& key = "") {
+  return HttpDo("GET", url, "", timeout_s, token, cert, key);
 }
 
 // A command's stdout (for reading host state such as iptables rules; nothing is changed through it).
@@ -132,17 +120,6 @@ void RemoveTree(const fs::path& dir) {
   UnmountUnder(dir);
   std::error_code ec;
   fs::remove_all(dir, ec);
-}
-
-std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return out;
 }
 
 class ContainerdE2E : public ::testing::Test {
@@ -236,6 +213,19 @@ class ContainerdE2E : public ::testing::Test {
     ASSERT_TRUE(WaitUntil([] { return HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").first == 200; },
                           std::chrono::seconds(30)))
         << "kubelet did not become healthy; log: " << log;
+    // The healthz port listens before the main one: wait until the main port accepts connections too (a TCP
+    // connect, not a request: with serverTLSBootstrap no handshake succeeds before the serving CSR is approved).
+    ASSERT_TRUE(WaitUntil([] {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+      ::close(fd);
+      return ok;
+    }, std::chrono::seconds(30)))
+        << "the kubelet's port " << port_ << " never listened; log: " << log;
   }
 
   static void StopKubelet(int sig) {
@@ -1332,7 +1322,8 @@ TEST_F(KubeletAuthE2E, NodeLogFilesAreServedToWhoMayGetNodesLog) {
   std::string file;
   for (const auto& e : fs::directory_iterator("/var/log"))
     if (e.is_regular_file() && e.file_size() < (1 << 20) && ::access(e.path().c_str(), R_OK) == 0) file = e.path().filename();
-  if (!file.empty()) {
+  ASSERT_FALSE(file.empty()) << "no readable regular file under /var/log to read back";
+  {
     EXPECT_NE(listing.find(">" + file + "</a>"), std::string::npos) << file;
     auto [fcode, body] = Get("/logs/" + file, "log-token");
     EXPECT_EQ(fcode, 200);
@@ -1503,18 +1494,18 @@ TEST_F(KubeletAuthE2E, TtyResizeIdleTimeoutAndDroppedStreamsLeakNothing) {
       << "fds " << fds << " -> " << count("fd") << ", threads " << threads << " -> " << count("threads");
   // /run (upstream's legacy ExecSync endpoint, POST) and PUT /debug/flags/v.
   const std::string base = "https://127.0.0.1:" + std::to_string(port_);
-  auto run = HttpDo("POST", base + "/run/default/tty/c?cmd=echo%20run%20output", "", client_cert_, client_key_);
+  auto run = HttpDo("POST", base + "/run/default/tty/c?cmd=echo%20run%20output", "", 20, "", client_cert_, client_key_);
   EXPECT_EQ(run.first, 200);
   EXPECT_EQ(run.second, "run output\n");
-  auto run_fail = HttpDo("POST", base + "/run/default/tty/c?cmd=false", "", client_cert_, client_key_);
+  auto run_fail = HttpDo("POST", base + "/run/default/tty/c?cmd=false", "", 20, "", client_cert_, client_key_);
   EXPECT_EQ(run_fail.first, 500);
   EXPECT_EQ(run_fail.second, "command 'false' exited with 1: ");
-  EXPECT_EQ(HttpDo("GET", base + "/run/default/tty/c?cmd=true", "", client_cert_, client_key_).first, 405);
-  auto verbosity = HttpDo("PUT", base + "/debug/flags/v", "3", client_cert_, client_key_);
+  EXPECT_EQ(HttpDo("GET", base + "/run/default/tty/c?cmd=true", "", 20, "", client_cert_, client_key_).first, 405);
+  auto verbosity = HttpDo("PUT", base + "/debug/flags/v", "3", 20, "", client_cert_, client_key_);
   EXPECT_EQ(verbosity.first, 200);
   EXPECT_EQ(verbosity.second, "successfully set klog.logging.verbosity to 3");
-  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "loud", client_cert_, client_key_).first, 400);
-  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "2", client_cert_, client_key_).first, 200);
+  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "loud", 20, "", client_cert_, client_key_).first, 400);
+  EXPECT_EQ(HttpDo("PUT", base + "/debug/flags/v", "2", 20, "", client_cert_, client_key_).first, 200);
   // A port-forward to a port nothing listens on: the runtime's error on the error channel, then the end.
   {
     StreamClient ws;

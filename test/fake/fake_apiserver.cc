@@ -1010,11 +1010,22 @@ Response FakeApiServer::CreateCSR(const std::string& user, const std::vector<std
   const std::string what = "CertificateSigningRequest.certificates.k8s.io \"" + name + "\" is invalid: ";
   if (name.empty()) return StatusError(422, "Invalid", what + "metadata.name: Required value: name or generateName is required");
   json& spec = body["spec"];
+  if (spec.contains("request") && !spec["request"].is_string())
+    return StatusError(400, "BadRequest", "spec.request: expected a base64 string");
   auto pem = kubelet::Base64Decode(spec.value("request", ""));
   if (!pem.ok() || pem->empty()) return StatusError(422, "Invalid", what + "spec.request: Required value");
   auto info = ParseCSR(*pem);
   if (!info.ok()) return StatusError(422, "Invalid", what + "spec.request: Invalid value: " + std::string(info.status().message()));
-  if (spec.value("signerName", "").empty()) return StatusError(422, "Invalid", what + "spec.signerName: Required value");
+  if (!spec["signerName"].is_string() || spec["signerName"].get<std::string>().empty())
+    return StatusError(422, "Invalid", what + "spec.signerName: Required value");
+  {
+    // The API's signer name check: <domain>/<path>, both parts present.
+    const std::string signer = spec["signerName"].get<std::string>();
+    size_t slash = signer.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == signer.size())
+      return StatusError(422, "Invalid", what + "spec.signerName: Invalid value: \"" + signer +
+                                             "\": must be a fully qualified domain and path of the form 'example.com/signer-name'");
+  }
   if (StringList(spec.value("usages", json::array())).empty()) return StatusError(422, "Invalid", what + "spec.usages: Required value");
   if (spec.contains("expirationSeconds") && (!spec["expirationSeconds"].is_number_integer() || spec["expirationSeconds"].get<int64_t>() < 600))
     return StatusError(422, "Invalid", what + "spec.expirationSeconds: Invalid value: may not specify a duration less than 600 seconds (10 minutes)");

@@ -144,6 +144,11 @@ class StatsProvider {
   ProviderOptions o_;
   std::mutex collect_mu_;  // one collection at a time
   std::mutex mu_;
+  // Image IDs to the names pods use (cAdvisor's image label); read again only when a container's image is not in it,
+  // at most once a minute. Under collect_mu_.
+  std::map<std::string, std::string> image_names_;
+  TimePoint image_names_at_{};
+  std::string ImageName(const cri::rt::Container& c, TimePoint now);
   std::shared_ptr<const Summary> latest_;
   TimePoint latest_at_{};
   struct Sample {
