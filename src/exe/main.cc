@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "kubelet/api/codec.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/client/api_client.h"
@@ -36,6 +37,8 @@
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
+#include "kubelet/pluginmanager/plugin_manager.h"
+#include "kubelet/volumemanager/csi.h"
 #include "kubelet/volumemanager/volume_manager.h"
 
 namespace {
@@ -290,6 +293,48 @@ int main(int argc, char** argv) {
   }
   vdeps.record_event = [&recorder](const api::Pod& pod, const std::string& type, const std::string& reason,
                                    const std::string& message) { recorder.PodEvent(pod, type, reason, message); };
+  // CSI: drivers register through the plugin manager; their volumes are set up by the volume manager.
+  volumemanager::CSIDriverStore csi_drivers;
+  std::unique_ptr<volumemanager::NodeInfoManager> node_info;
+  if (api) node_info = std::make_unique<volumemanager::NodeInfoManager>(api.get(), node_name);
+  volumemanager::CSIPluginHandler csi_handler(&csi_drivers, node_info.get());
+  volumemanager::CSIDeps csid;
+  csid.drivers = &csi_drivers;
+  csid.root_dir = std::filesystem::weakly_canonical(flags.root_dir).string();
+  csid.node_name = node_name;
+  if (api) {
+    auto* client = api.get();
+    auto* src = env_source.get();
+    csid.get_object = [client, src](const std::string& resource, const std::string& ns,
+                                    const std::string& name) -> absl::StatusOr<nlohmann::json> {
+      if (resource == "secrets" && src) return src->Get(resource, ns, name);
+      if (resource == "csidrivers" || resource == "volumeattachments")
+        return client->Get("/apis/storage.k8s.io/v1/" + resource + "/" + name);
+      return client->Get(ns.empty() ? "/api/v1/" + resource + "/" + name : "/api/v1/namespaces/" + ns + "/" + resource + "/" + name);
+    };
+    csid.token = [client](const api::Pod& pod, const std::string& audience,
+                          int64_t expiration) -> absl::StatusOr<std::pair<std::string, std::string>> {
+      nlohmann::json req = {{"apiVersion", "authentication.k8s.io/v1"},
+                            {"kind", "TokenRequest"},
+                            {"spec",
+                             {{"audiences", audience.empty() ? nlohmann::json(nullptr) : nlohmann::json::array({audience})},
+                              {"expirationSeconds", expiration},
+                              {"boundObjectRef", {{"apiVersion", "v1"}, {"kind", "Pod"}, {"name", pod.metadata.name}, {"uid", pod.metadata.uid}}}}}};
+      std::string sa = pod.spec.service_account_name.empty() ? "default" : pod.spec.service_account_name;
+      auto r = client->Create("/api/v1/namespaces/" + pod.metadata.namespace_ + "/serviceaccounts/" + sa + "/token", req);
+      if (!r.ok()) return r.status();
+      const nlohmann::json st = r->is_object() ? r->value("status", nlohmann::json::object()) : nlohmann::json::object();
+      if (!st.is_object() || !st.contains("token") || !st["token"].is_string())
+        return absl::UnavailableError("the TokenRequest answer carries no token");
+      return std::make_pair(st["token"].get<std::string>(), api::StringField(st, "expirationTimestamp"));
+    };
+  }
+  volumemanager::CSIVolumes csi_volumes(std::move(csid));
+  vdeps.csi = &csi_volumes;
+  pluginmanager::PluginManagerOptions pmo;
+  pmo.dir = flags.root_dir + "/plugins_registry";
+  auto plugin_manager = pluginmanager::NewPluginManager(pmo);
+  plugin_manager->AddHandler(pluginmanager::kCSIPlugin, &csi_handler);
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
   // A watched object changed: the volumes of the pods that read it are brought up to date at once.
   if (env_source)
@@ -622,6 +667,7 @@ int main(int argc, char** argv) {
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();
+  plugin_manager->Start();
   eviction_manager.Start();
   image_gc.Start();
   cpu_manager->Start();
@@ -652,6 +698,7 @@ int main(int argc, char** argv) {
   image_gc.Stop();
   eviction_manager.Stop();
   kl.Stop();
+  plugin_manager->Stop();
   env_source.reset();  // its watches end before the volume manager they notify
   volumes->Stop();
   if (syncer) syncer->Stop();

@@ -22,10 +22,12 @@
 #include "kubelet/api/quantity.h"
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
+#include "kubelet/util/file.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/volumemanager/atomic_writer.h"
+#include "kubelet/volumemanager/csi.h"
 
 namespace kubelet::volumemanager {
 namespace {
@@ -326,10 +328,12 @@ class VolumeManagerImpl : public VolumeManager {
         not_processed.push_back(name);
         pod_errors += (pod_errors.empty() ? "" : "; ") + why;
       }
+      std::vector<std::string> unattached;
+      for (const auto& name : unmounted)
+        if (a.unattached.count(name)) unattached.push_back(name);
       auto fail = [&](const std::string& why) {
-        // Nothing here attaches (no attachable kind yet): the unattached list is empty.
-        return absl::DeadlineExceededError("unmounted volumes=" + GoList(unmounted) + ", unattached volumes=[], failed to process volumes=" +
-                                           GoList(not_processed) + ": " + why);
+        return absl::DeadlineExceededError("unmounted volumes=" + GoList(unmounted) + ", unattached volumes=" + GoList(unattached) +
+                                           ", failed to process volumes=" + GoList(not_processed) + ": " + why);
       };
       // The populator's errors for this pod end the wait at once, as upstream's PopPodErrors.
       if (!pod_errors.empty() && a.processed_generation >= generation) return fail(pod_errors);
@@ -363,6 +367,10 @@ class VolumeManagerImpl : public VolumeManager {
     }
     tokens_.DeleteServiceAccountTokens(uid);
     std::string pod_dir = pods_dir_ + "/" + uid;
+    // CSI volumes first, through their drivers (NodeUnpublishVolume, NodeUnstageVolume): a driver that is not
+    // there makes the tear-down wait, and nothing below unmounts or removes what it published.
+    if (deps_.csi)
+      if (auto st = deps_.csi->TearDownPod(uid); !st.ok()) return absl::UnavailableError(st.message());
     // Never delete through a mount point: unmount what is mounted under the pod's folder, check, then remove.
     for (const auto& m : MountsUnder(pod_dir))
       if (::umount2(m.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
@@ -376,6 +384,17 @@ class VolumeManagerImpl : public VolumeManager {
   }
 
   bool ReconcilerStatesHasBeenSynced() const override { return synced_.load(); }
+
+  std::vector<std::string> GetVolumesInUse() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::set<std::string> names;
+    for (const auto& [uid, a] : actual_) {
+      for (const auto& [name, mv] : a.mounted)
+        if (!mv.unique_name.empty()) names.insert(mv.unique_name);
+      names.insert(a.in_use.begin(), a.in_use.end());
+    }
+    return {names.begin(), names.end()};
+  }
 
   std::vector<std::string> PodsWithVolumes() const override {
     std::lock_guard<std::mutex> l(mu_);
@@ -394,6 +413,8 @@ class VolumeManagerImpl : public VolumeManager {
     PodVolumes mounted;
     std::map<std::string, std::string> failed_to_process;  // volume -> why (claims not resolved, unknown kinds)
     std::map<std::string, std::string> errors;             // volume -> its last set-up error
+    std::set<std::string> unattached;                      // volumes waiting for their VolumeAttachment
+    std::set<std::string> in_use;                          // attachable volumes being set up (unique names)
     uint64_t synced_generation = 0;                        // the last generation every volume was set up for
     uint64_t processed_generation = 0;                     // the last generation an operation finished for
     bool busy = false;
@@ -426,8 +447,23 @@ class VolumeManagerImpl : public VolumeManager {
                               fs::is_symlink(vols->path() / "..data", ec3) &&
                               (!tmpfs_kind || !deps_.tmpfs_for_secrets || mounts.count(dir));
           if (plugin == "kubernetes.io~local-volume") ok = mounts.count(dir) > 0;
+          std::string volume_name = vols->path().filename().string();
+          MountedVolume mv{dir, false, ""};
+          if (plugin == "kubernetes.io~csi") {
+            // Published by a driver: vol_data.json names the pod's volume, the driver and the handle.
+            auto text = ReadFileToString(dir + "/vol_data.json");
+            json data = text.ok() ? json::parse(*text, nullptr, false) : json();
+            ok = data.is_object() && mounts.count(dir + "/mount") > 0 && !api::StringField(data, "podVolumeName").empty();
+            if (ok) {
+              volume_name = api::StringField(data, "podVolumeName");
+              mv.path = dir + "/mount";
+              mv.read_only = data.value("readOnly", false);
+              if (!api::StringField(data, "attachmentID").empty())
+                mv.unique_name = CSIUniqueVolumeName(api::StringField(data, "driverName"), api::StringField(data, "volumeHandle"));
+            }
+          }
           if (!ok) continue;
-          actual_[uid].mounted[vols->path().filename().string()] = {dir, false};
+          actual_[uid].mounted[volume_name] = mv;
           ++found;
         }
       }
@@ -477,25 +513,31 @@ class VolumeManagerImpl : public VolumeManager {
   void Operate(const api::Pod& pod, uint64_t generation, const std::set<std::string>& mounted) {
     PodVolumes done;
     std::map<std::string, std::string> failed, errors;
+    std::set<std::string> unattached, in_use;
     for (const auto& v : pod.spec.volumes) {
       // Set up once: only the API-backed kinds follow their sources (upstream's RequiresRemount).
       bool remount = v.config_map || v.secret || v.downward_api || v.projected;
       if (!remount && mounted.count(v.name)) continue;
       bool processing = false;
+      SetUpInfo info;
       absl::StatusOr<MountedVolume> mv = absl::InternalError("not set up");
       // Nothing thrown below a volume's set-up leaves this thread: it is that volume's error.
       if (auto st = Guarded("volume set-up", [&] {
-            mv = SetUpVolume(pod, v, mounted.count(v.name) > 0, &processing);
+            mv = SetUpVolume(pod, v, mounted.count(v.name) > 0, &processing, &info);
             return absl::OkStatus();
           });
           !st.ok())
         mv = st;
+      if (!info.unique_name.empty()) in_use.insert(info.unique_name);
+      if (info.unattached) unattached.insert(v.name);
       if (mv.ok()) {
         done[v.name] = *mv;
         continue;
       }
-      std::string msg = processing ? std::string(mv.status().message())
-                                   : "MountVolume.SetUp failed for volume \"" + v.name + "\" : " + std::string(mv.status().message());
+      // Messages of the CSI plugin name their operation already (MountVolume.MountDevice, .WaitForAttach, ...).
+      std::string text(mv.status().message());
+      std::string msg = processing || text.rfind("MountVolume.", 0) == 0 ? text
+                                   : "MountVolume.SetUp failed for volume \"" + v.name + "\" : " + text;
       (processing ? failed : errors)[v.name] = msg;
       if (!processing) {
         if (deps_.record_event) deps_.record_event(pod, "Warning", "FailedMount", msg);
@@ -506,6 +548,8 @@ class VolumeManagerImpl : public VolumeManager {
     for (auto& [name, mv] : done) a.mounted[name] = std::move(mv);
     a.failed_to_process = failed;
     a.errors = errors;
+    a.unattached = unattached;
+    a.in_use = in_use;
     a.busy = false;
     a.processed_generation = std::max(a.processed_generation, generation);
     if (failed.empty() && errors.empty()) {
@@ -531,7 +575,33 @@ class VolumeManagerImpl : public VolumeManager {
   // resolve, kinds it has no plugin for): those end a pod's wait at once.
   // `set_up_before`: the actual state holds the volume already (its tmpfs is mounted), so only its content is
   // brought up to date and the mount table is not read again.
-  absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool set_up_before, bool* processing) {
+  struct SetUpInfo {
+    bool unattached = false;
+    std::string unique_name;
+  };
+  absl::StatusOr<MountedVolume> SetUpCSI(const api::Pod& pod, const api::Volume& v, const CSIVolumeSpec& spec, bool* processing,
+                                         SetUpInfo* info) {
+    if (!deps_.csi) {
+      *processing = true;
+      return absl::UnimplementedError("volume \"" + v.name + "\": CSI volumes need the CSI volume plugin, which this kubelet was started without");
+    }
+    bool attachable = false;
+    auto path = deps_.csi->SetUp(pod, spec, v.name, &info->unattached, &attachable);
+    if (attachable) info->unique_name = CSIUniqueVolumeName(spec.driver, spec.volume_handle);
+    if (!path.ok()) return path.status();
+    return MountedVolume{*path, spec.read_only, info->unique_name};
+  }
+
+  absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool set_up_before, bool* processing,
+                                            SetUpInfo* info) {
+    if (v.raw.is_object() && v.raw.contains("csi")) {
+      auto spec = CSIVolumeFromInline(pod, v);
+      if (!spec.ok()) {
+        *processing = true;
+        return spec.status();
+      }
+      return SetUpCSI(pod, v, *spec, processing, info);
+    }
     if (v.host_path) {
       if (auto st = CheckHostPath(*v.host_path); !st.ok()) return st;
       return MountedVolume{v.host_path->path, false};
@@ -610,6 +680,14 @@ class VolumeManagerImpl : public VolumeManager {
         if (!ro)
           if (auto fst = ApplyFSGroup(pod, dir); !fst.ok()) return fst;
         return MountedVolume{dir, ro};
+      }
+      if (spec.contains("csi") && spec["csi"].is_object()) {
+        auto cs = CSIVolumeFromPV(*pv, ro);
+        if (!cs.ok()) {
+          *processing = true;
+          return cs.status();
+        }
+        return SetUpCSI(pod, v, *cs, processing, info);
       }
       std::string kind;
       for (auto it = spec.begin(); it != spec.end(); ++it)

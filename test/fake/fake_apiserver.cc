@@ -29,13 +29,15 @@ const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
       {"persistentvolumeclaims", {"PersistentVolumeClaim", "v1"}}, {"persistentvolumes", {"PersistentVolume", "v1"}},
       {"tokenreviews", {"TokenReview", "authentication.k8s.io/v1"}},
       {"subjectaccessreviews", {"SubjectAccessReview", "authorization.k8s.io/v1"}},
-      {"certificatesigningrequests", {"CertificateSigningRequest", "certificates.k8s.io/v1"}}};
+      {"certificatesigningrequests", {"CertificateSigningRequest", "certificates.k8s.io/v1"}},
+      {"csinodes", {"CSINode", "storage.k8s.io/v1"}}, {"csidrivers", {"CSIDriver", "storage.k8s.io/v1"}},
+      {"volumeattachments", {"VolumeAttachment", "storage.k8s.io/v1"}}};
   return k;
 }
 
 bool ClusterScoped(const std::string& r) {
   return r == "nodes" || r == "persistentvolumes" || r == "tokenreviews" || r == "subjectaccessreviews" ||
-         r == "certificatesigningrequests";
+         r == "certificatesigningrequests" || r == "csinodes" || r == "csidrivers" || r == "volumeattachments";
 }
 
 Response StatusError(int code, const std::string& reason, const std::string& message) {
@@ -166,7 +168,10 @@ std::optional<json> Discovery(const std::vector<std::string>& seg, int port) {
                 {"groups",
                  {{{"name", "coordination.k8s.io"},
                    {"versions", {{{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}},
-                   {"preferredVersion", {{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}}}}};
+                   {"preferredVersion", {{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}},
+                  {{"name", "storage.k8s.io"},
+                   {"versions", {{{"groupVersion", "storage.k8s.io/v1"}, {"version", "v1"}}}},
+                   {"preferredVersion", {{"groupVersion", "storage.k8s.io/v1"}, {"version", "v1"}}}}}}};
   if (seg.size() == 2 && seg[0] == "api" && seg[1] == "v1")
     return json{{"kind", "APIResourceList"},
                 {"groupVersion", "v1"},
@@ -184,6 +189,13 @@ std::optional<json> Discovery(const std::vector<std::string>& seg, int port) {
                 {"apiVersion", "v1"},
                 {"groupVersion", "coordination.k8s.io/v1"},
                 {"resources", {resource("leases", "lease", true, "Lease", all)}}};
+  if (seg.size() == 3 && seg[0] == "apis" && seg[1] == "storage.k8s.io" && seg[2] == "v1")
+    return json{{"kind", "APIResourceList"},
+                {"apiVersion", "v1"},
+                {"groupVersion", "storage.k8s.io/v1"},
+                {"resources",
+                 {resource("csinodes", "csinode", false, "CSINode", all), resource("csidrivers", "csidriver", false, "CSIDriver", all),
+                  resource("volumeattachments", "volumeattachment", false, "VolumeAttachment", all)}}};
   return std::nullopt;
 }
 
@@ -497,6 +509,8 @@ bool FakeApiServer::PodOnNodeReferences(const std::string& node, const std::stri
           if (resource == "configmaps" && (k == "configMap" || k == "configMapRef" || k == "configMapKeyRef") && v.is_object() &&
               v.value("name", "") == name)
             return true;
+          if (resource == "secrets" && k == "nodePublishSecretRef" && v.is_object() && v.value("name", "") == name) return true;
+          if (resource == "secrets" && k == "persistentVolumeClaim" && v.is_object()) claims.insert(pns + "/" + v.value("claimName", ""));
           if (resource == "secrets" && (k == "secret" || k == "secretRef" || k == "secretKeyRef") && v.is_object() &&
               (v.value("name", "") == name || v.value("secretName", "") == name))
             return true;
@@ -517,6 +531,23 @@ bool FakeApiServer::PodOnNodeReferences(const std::string& node, const std::stri
       return false;
     };
     if (refs(spec, refs)) return true;
+  }
+  if (resource == "secrets") {
+    // The graph's PV -> secret edges: a CSI PV's node stage/publish secrets, of the claims of the node's pods.
+    auto pvcs = store_.find("persistentvolumeclaims");
+    auto pvs = store_.find("persistentvolumes");
+    if (pvcs != store_.end() && pvs != store_.end())
+      for (const auto& c : claims) {
+        auto claim = pvcs->second.find(c);
+        if (claim == pvcs->second.end() || !claim->second.contains("spec")) continue;
+        auto pv = pvs->second.find(Key("", claim->second["spec"].value("volumeName", "")));
+        if (pv == pvs->second.end() || !pv->second.contains("spec") || !pv->second["spec"].contains("csi")) continue;
+        const json& csi = pv->second["spec"]["csi"];
+        for (const char* ref : {"nodeStageSecretRef", "nodePublishSecretRef", "nodeExpandSecretRef"})
+          if (csi.contains(ref) && csi[ref].is_object() && csi[ref].value("name", "") == name && csi[ref].value("namespace", "") == ns)
+            return true;
+      }
+    return false;
   }
   if (resource == "persistentvolumes") {
     auto pvcs = store_.find("persistentvolumeclaims");
@@ -546,6 +577,28 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
     }
     if (!PodOnNodeReferences(node, resource, ns, target)) return no_relationship;
     return "";
+  }
+  // CSINode: a node reads and writes its own (the authorizer, then NodeRestriction); never lists or watches.
+  if (resource == "csinodes") {
+    if (name.empty() && req.method == "GET") return "can only get, create, update, patch, or delete a CSINode";
+    std::string target = name;
+    if (target.empty() && req.method == "POST") {
+      json body = json::parse(req.body, nullptr, false);
+      if (body.is_object()) target = api::MetaField(body, "name");
+    }
+    if (target != node) return "node '" + node + "' cannot modify CSINode '" + target + "'";
+    return "";
+  }
+  // RBAC's system:node: CSIDrivers are read (get, list, watch), never written.
+  if (resource == "csidrivers") return read ? "" : "a node may only read csidrivers";
+  // VolumeAttachments: get only, of an attachment to this node.
+  if (resource == "volumeattachments") {
+    if (!read || name.empty()) return "can only get individual resources of this type";
+    auto vas = store_.find("volumeattachments");
+    if (vas == store_.end()) return no_relationship;
+    auto it = vas->second.find(Key("", name));
+    if (it == vas->second.end()) return no_relationship;  // the graph holds no such attachment: 403, not 404
+    return it->second.contains("spec") && it->second["spec"].value("nodeName", "") == node ? "" : no_relationship;
   }
   if (resource == "serviceaccounts") {
     if (sub != "token" || req.method != "POST") return read && !name.empty() ? "" : "a node may only request tokens";

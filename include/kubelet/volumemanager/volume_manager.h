@@ -23,10 +23,13 @@
 
 namespace kubelet::volumemanager {
 
+class CSIVolumes;
+
 /** A volume as the pod's containers mount it. */
 struct MountedVolume {
   std::string path;
   bool read_only = false;  // a read-only claim: every mount of it is read-only
+  std::string unique_name; // attachable volumes (CSI with attach): kubernetes.io/csi/<driver>^<handle>
 };
 using PodVolumes = std::map<std::string, MountedVolume>;
 
@@ -59,8 +62,8 @@ class VolumeManager {
   /** Takes the pod out of the desired state, unmounts and removes everything under its folder. */
   virtual absl::Status UnmountVolumesForPod(const std::string& uid) = 0;
   /**
-   * Attachable volumes in use (desired or mounted), unique names sorted, for the node's status.volumesInUse; none
-   * of the kinds here is attachable (CSI volumes will be).
+   * Attachable volumes in use (desired or mounted), unique names sorted, for the node's status.volumesInUse: the
+   * CSI volumes whose driver needs an attachment.
    */
   virtual std::vector<std::string> GetVolumesInUse() const { return {}; }
   /** True once reconstruction and the reconciler's first round are done: volumesInUse is reported from then on. */
@@ -84,6 +87,8 @@ struct VolumeDeps {
   /** Events on the pod (FailedMount), as the reconciler reports them; unset: logged only. */
   std::function<void(const api::Pod& pod, const std::string& type, const std::string& reason, const std::string& message)>
       record_event;
+  /** CSI volumes (PVs with spec.csi, inline csi volumes); unset: those fail with a clear error. Not owned. */
+  CSIVolumes* csi = nullptr;
   /** Mount tmpfs for secret and projected volumes (off where the process may not mount, e.g. unprivileged tests). */
   bool tmpfs_for_secrets = true;
 };
