@@ -23,6 +23,7 @@
 #include "kubelet/status/status_syncer.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/events/recorder.h"
+#include "kubelet/stats/fs_resource_analyzer.h"
 #include "kubelet/kubelet/kubelet.h"
 #include "kubelet/kuberuntime/log_manager.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
@@ -496,10 +497,54 @@ int main(int argc, char** argv) {
   Dependencies kd{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,
                   container_manager.get()};
   if (ns_ptr) kd.node_labels = [ns_ptr] { return ns_ptr->NodeLabels(); };
+  if (ns_ptr) kd.refresh_node_labels = [ns_ptr] { return ns_ptr->RefreshNodeLabels(); };
   kd.objects = env_source.get();
   Kubelet kl(ko, kd);
 
+  // Volume usage measured every volumeStatsAggPeriod, each pod on its own thread; served from the cache.
+  stats::FsResourceAnalyzerOptions fso;
+  fso.period = cfg.volume_stats_agg_period;
+  fso.clock = &clock;
+  fso.volumes = [vm = volumes.get()] {
+    std::vector<stats::VolumeRef> out;
+    for (auto& t : vm->StatsTargets())
+      out.push_back({t.pod_uid, t.pod_namespace, t.pod_name, t.name, t.pvc_name, t.csi_spec_name});
+    return out;
+  };
+  // Upstream reads a volume's health condition only behind the CSIVolumeHealth gate (alpha, off by default): then
+  // it is in /stats/summary and kubelet_volume_stats_health_status_abnormal, and abnormal is a pod event.
+  auto health_gate = cfg.feature_gates.find("CSIVolumeHealth");
+  const bool volume_health = health_gate != cfg.feature_gates.end() && health_gate->second;
+  fso.measure = [&csi_volumes, &clock, volume_health](const stats::VolumeRef& ref) -> absl::StatusOr<stats::VolumeStats> {
+    auto u = csi_volumes.VolumeStats(ref.pod_uid, ref.key);
+    if (!u.ok()) return u.status();
+    auto n = [](int64_t v) { return v < 0 ? uint64_t{0} : static_cast<uint64_t>(v); };
+    stats::VolumeStats v;
+    v.fs.time = clock.Now();
+    v.fs.available_bytes = n(u->available_bytes);
+    v.fs.capacity_bytes = n(u->capacity_bytes);
+    v.fs.used_bytes = n(u->used_bytes);
+    v.fs.inodes = n(u->inodes);
+    v.fs.inodes_free = n(u->inodes_free);
+    v.fs.inodes_used = n(u->inodes_used);
+    if (volume_health && u->has_condition) {
+      v.abnormal = u->abnormal;
+      v.message = u->condition_message;
+    }
+    return v;
+  };
+  if (volume_health)
+    fso.abnormal = [&recorder](const stats::VolumeRef& ref, const std::string& message) {
+      api::Pod pod;
+      pod.metadata.uid = ref.pod_uid;
+      pod.metadata.namespace_ = ref.pod_namespace;
+      pod.metadata.name = ref.pod_name;
+      recorder.PodEvent(pod, "Warning", "VolumeConditionAbnormal", "Volume " + ref.name + ": " + message);
+    };
+  stats::FsResourceAnalyzer fs_analyzer(std::move(fso));
+
   stats::ProviderOptions spo;
+  spo.pod_volume_stats = [&fs_analyzer](const std::string& uid) { return fs_analyzer.PodVolumeStats(uid); };
   spo.node_name = node_name;
   spo.root_dir = flags.root_dir;
   spo.pod_logs_dir = cfg.pod_logs_dir;
@@ -668,6 +713,7 @@ int main(int argc, char** argv) {
   if (syncer) syncer->Start();
   kl.Start();
   plugin_manager->Start();
+  fs_analyzer.Start();
   eviction_manager.Start();
   image_gc.Start();
   cpu_manager->Start();
@@ -697,6 +743,7 @@ int main(int argc, char** argv) {
   cpu_manager->Stop();
   image_gc.Stop();
   eviction_manager.Stop();
+  fs_analyzer.Stop();
   kl.Stop();
   plugin_manager->Stop();
   env_source.reset();  // its watches end before the volume manager they notify

@@ -307,20 +307,22 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         // A pod the runtime already runs (a restarted kubelet) is re-admitted, never rejected for a label it
         // matched when it was admitted: node labels may have changed, or not be known yet.
         bool already_running = runs_in_runtime(uid);
-        AdmitResult admit;
-        {
+        // Admitted pods that are still active count: terminal ones free their share, as upstream.
+        auto admit_with = [&](const std::optional<api::StringMap>& labels) {
           std::lock_guard<std::mutex> l(mu_);
-          if (d_.node_labels)
-            if (auto labels = d_.node_labels(); labels && !labels->empty()) admit_node_.labels = *labels;
-          // Admitted pods that are still active: terminal ones free their share, as upstream.
+          if (labels && !labels->empty()) admit_node_.labels = *labels;
           std::vector<const api::Pod*> active_pods;
           for (const auto& [puid, p] : pods_) {
             auto st = status_.GetPodStatus(puid);
             if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
             active_pods.push_back(&p);
           }
-          admit = AdmitPod(ch.pod, active_pods, admit_node_);
-        }
+          return AdmitPod(ch.pod, active_pods, admit_node_);
+        };
+        AdmitResult admit = admit_with(d_.node_labels ? d_.node_labels() : std::nullopt);
+        // The watched Node may lag behind the label the scheduler matched: read it once and try again.
+        if (!admit.admit && !already_running && admit.reason == "NodeAffinity" && d_.refresh_node_labels)
+          if (auto labels = d_.refresh_node_labels(); labels && !labels->empty()) admit = admit_with(labels);
         if (!admit.admit && already_running && admit.reason == "NodeAffinity") {
           log_->warn("Pod already running on this node no longer matches the node's labels, keeping it pod=\"{}\"",
                      PodDesc(ch.pod));

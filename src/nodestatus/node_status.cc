@@ -220,6 +220,19 @@ std::optional<std::map<std::string, std::string>> NodeStatusManager::NodeLabels(
   return labels_;
 }
 
+std::optional<std::map<std::string, std::string>> NodeStatusManager::RefreshNodeLabels() {
+  auto got = api_->Get("/api/v1/nodes/" + o_.node_name);
+  if (!got.ok()) {
+    log_->warn("Failed to read the node from the API server node=\"{}\" err=\"{}\"", o_.node_name, got.status().message());
+    return std::nullopt;
+  }
+  auto decoded = api::DecodeNode(*got);
+  if (!decoded.ok() || decoded->metadata.name != o_.node_name) return std::nullopt;
+  std::lock_guard<std::mutex> l(mu_);
+  labels_ = decoded->metadata.labels;
+  return labels_;
+}
+
 std::string NodeStatusManager::NodeUID() const {
   std::lock_guard<std::mutex> l(mu_);
   return node_uid_;

@@ -318,7 +318,11 @@ void KubeletServer::Install(HttpServer* s, bool authenticated) {
     }));
   }
   s->Handle("/metrics", wrap("metrics", [this](const Request&) {
-    return Response{200, "text/plain; version=0.0.4; charset=utf-8", metrics_ ? metrics_->Serialize() : "", {}};
+    std::string body = metrics_ ? metrics_->Serialize() : "";
+    // The volume series come from the stats provider's latest collection, as upstream's volumeStatsCollector.
+    if (o_.stats)
+      if (auto summary = o_.stats->Get(); summary.ok()) body += stats::EncodeVolumeStatsMetrics(**summary);
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", body, {}};
   }));
   if (authenticated && o_.config.enable_debugging_handlers) {
     // Streams take GET (WebSocket) and POST (SPDY, as kubectl sends it); counted as long-running requests.

@@ -177,6 +177,17 @@ json EncodeSummary(const Summary& s) {
                {"process_stats", {{"process_count", p.process_count}}},
                {"ephemeral-storage", {{"time", Time(p.cpu.time)}, {"usedBytes", p.ephemeral_used_bytes}}}};
     if (p.network) pj["network"] = Network(*p.network);
+    if (!p.volumes.empty()) {
+      json vols = json::array();
+      for (const auto& v : p.volumes) {
+        json vj = Fs(v.fs);
+        vj["name"] = v.name;
+        if (!v.pvc_name.empty()) vj["pvcRef"] = {{"name", v.pvc_name}, {"namespace", v.pvc_namespace}};
+        if (v.abnormal) vj["volumeHealthStats"] = {{"abnormal", *v.abnormal}};
+        vols.push_back(vj);
+      }
+      pj["volume"] = vols;
+    }
     pods.push_back(pj);
   }
   return {{"node", node}, {"pods", pods}};
@@ -197,6 +208,49 @@ std::string EscapeLabel(const std::string& v) {
   return o;
 }
 }  // namespace
+
+std::string EncodeVolumeStatsMetrics(const Summary& s) {
+  struct Family {
+    const char* name;
+    const char* help;
+  };
+  static const Family kFamilies[] = {
+      {"kubelet_volume_stats_available_bytes", "Number of available bytes in the volume"},
+      {"kubelet_volume_stats_capacity_bytes", "Capacity in bytes of the volume"},
+      {"kubelet_volume_stats_health_status_abnormal",
+       "Abnormal volume health status. The count is either 1 or 0. 1 indicates the volume is unhealthy, 0 indicates "
+       "volume is healthy"},
+      {"kubelet_volume_stats_inodes", "Maximum number of inodes in the volume"},
+      {"kubelet_volume_stats_inodes_free", "Number of free inodes in the volume"},
+      {"kubelet_volume_stats_inodes_used", "Number of used inodes in the volume"},
+      {"kubelet_volume_stats_used_bytes", "Number of used bytes in the volume"},
+  };
+  // One sample per claim, the first pod's (as upstream, which skips a claim it has seen).
+  std::map<std::pair<std::string, std::string>, const VolumeStats*> claims;
+  for (const auto& p : s.pods)
+    for (const auto& v : p.volumes)
+      if (!v.pvc_name.empty()) claims.emplace(std::make_pair(v.pvc_namespace, v.pvc_name), &v);
+  std::string out;
+  for (const auto& f : kFamilies) {
+    std::string samples;
+    for (const auto& [key, v] : claims) {
+      std::string name(f.name);
+      double value;
+      if (name == "kubelet_volume_stats_available_bytes") value = static_cast<double>(v->fs.available_bytes);
+      else if (name == "kubelet_volume_stats_capacity_bytes") value = static_cast<double>(v->fs.capacity_bytes);
+      else if (name == "kubelet_volume_stats_used_bytes") value = static_cast<double>(v->fs.used_bytes);
+      else if (name == "kubelet_volume_stats_inodes") value = static_cast<double>(v->fs.inodes);
+      else if (name == "kubelet_volume_stats_inodes_free") value = static_cast<double>(v->fs.inodes_free);
+      else if (name == "kubelet_volume_stats_inodes_used") value = static_cast<double>(v->fs.inodes_used);
+      else if (v->abnormal) value = *v->abnormal ? 1 : 0;
+      else continue;
+      samples += name + "{namespace=\"" + EscapeLabel(key.first) + "\",persistentvolumeclaim=\"" +
+                 EscapeLabel(key.second) + "\"} " + std::to_string(static_cast<uint64_t>(value)) + "\n";
+    }
+    out += std::string("# HELP ") + f.name + " [ALPHA] " + f.help + "\n# TYPE " + f.name + " gauge\n" + samples;
+  }
+  return out;
+}
 
 std::string EncodeResourceMetrics(const Summary* s, bool scrape_error) {
   std::ostringstream out;
@@ -546,7 +600,16 @@ absl::StatusOr<Summary> StatsProvider::Collect() {
       uint64_t used = DirBytes(v.path().string());
       p.volume_used_bytes[v.path().filename().string()] = used;
       p.ephemeral_used_bytes += used;
+      // As upstream's du-based metrics: the bytes under the folder, the filesystem's capacity and free space.
+      VolumeStats vs;
+      vs.name = v.path().filename().string();
+      if (auto f = StatFs(v.path().string(), now)) vs.fs = *f;
+      vs.fs.time = now;
+      vs.fs.used_bytes = used;
+      p.volumes.push_back(std::move(vs));
     }
+    if (o_.pod_volume_stats)
+      for (auto& vs : o_.pod_volume_stats(p.uid)) p.volumes.push_back(std::move(vs));
     s.pods.push_back(std::move(p));
   }
   sandbox_pids_ = std::move(pids);

@@ -194,6 +194,7 @@ class GrpcCSIClient : public CSIClient {
       }
     }
     if (r.has_volume_condition()) {
+      u.has_condition = true;
       u.abnormal = r.volume_condition().abnormal();
       u.condition_message = r.volume_condition().message();
     }
@@ -887,8 +888,10 @@ absl::StatusOr<CSIVolumeUsage> CSIVolumes::VolumeStats(const std::string& pod_ui
   auto caps = (*client)->NodeGetCapabilities(std::chrono::seconds(10));
   if (!caps.ok()) return caps.status();
   if (!caps->get_volume_stats) return absl::NotFoundError("the driver does not offer GET_VOLUME_STATS");
-  return (*client)->NodeGetVolumeStats(api::StringField(*data, "volumeHandle"), dir + "/mount", api::StringField(*data, "stagingPath"),
-                                       std::chrono::seconds(10));
+  auto usage = (*client)->NodeGetVolumeStats(api::StringField(*data, "volumeHandle"), dir + "/mount",
+                                             api::StringField(*data, "stagingPath"), std::chrono::seconds(10));
+  if (usage.ok() && !caps->volume_condition) usage->has_condition = false;
+  return usage;
 }
 
 }  // namespace kubelet::volumemanager

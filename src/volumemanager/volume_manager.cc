@@ -396,6 +396,32 @@ class VolumeManagerImpl : public VolumeManager {
     return {names.begin(), names.end()};
   }
 
+  std::vector<VolumeStatsTarget> StatsTargets() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<VolumeStatsTarget> out;
+    const std::string csi_dir = "/volumes/kubernetes.io~csi/";
+    for (const auto& [uid, d] : desired_) {
+      auto a = actual_.find(uid);
+      if (a == actual_.end()) continue;
+      for (const auto& v : d.pod.spec.volumes) {
+        auto m = a->second.mounted.find(v.name);
+        if (m == a->second.mounted.end()) continue;
+        auto at = m->second.path.find(csi_dir);
+        if (at == std::string::npos) continue;
+        std::string rest = m->second.path.substr(at + csi_dir.size());
+        VolumeStatsTarget t;
+        t.pod_uid = uid;
+        t.pod_namespace = d.pod.metadata.namespace_;
+        t.pod_name = d.pod.metadata.name;
+        t.name = v.name;
+        if (v.persistent_volume_claim) t.pvc_name = v.persistent_volume_claim->claim_name;
+        t.csi_spec_name = rest.substr(0, rest.find('/'));
+        out.push_back(std::move(t));
+      }
+    }
+    return out;
+  }
+
   std::vector<std::string> PodsWithVolumes() const override {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<std::string> out;

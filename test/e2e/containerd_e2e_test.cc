@@ -1909,6 +1909,246 @@ TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutag
   ASSERT_TRUE(WaitUntil([] { return ApiPod("kube-system", "static-e2e-node").is_null(); }));
 }
 
+// Issue 13 on the real runtime: the project's CSI node plugin (a separate process speaking csi.v1 and plugin
+// registration, doing real tmpfs and bind mounts) registers through <root>/plugins_registry; pods on containerd
+// use its volumes through a claim, inline, and attached through a VolumeAttachment. A kubelet restart keeps the
+// mounts and the containers; a driver that crashes mid-publish, a missing driver and a missing attachment are
+// reported as FailedMount and retried until they are right.
+TEST_F(ClusterE2E, CSIVolumesThroughTheRegisteredDriver) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->CreateNamespaceDefaults("default");
+  const std::string driver = "csi.test.kubelet-cpp.io";
+  const fs::path state = work_ / "csi-state";
+  RemoveTree(state);
+  fs::create_directories(state);
+  struct Driver {
+    pid_t pid = -1;
+    void Start(const fs::path& state, const fs::path& reg) {
+      std::vector<std::string> args{TEST_CSI_DRIVER, "--endpoint=" + (state / "csi.sock").string(),
+                                    "--state-dir=" + state.string(), "--registration-dir=" + reg.string(),
+                                    "--node-id=e2e-node-id", "--max-volumes=9",
+                                    "--topology=topology.csi.test.kubelet-cpp.io/zone=z1"};
+      pid = fork();
+      if (pid == 0) {
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+      }
+    }
+    void Stop() {
+      if (pid <= 0) return;
+      kill(pid, SIGTERM);
+      int st;
+      waitpid(pid, &st, 0);
+      pid = -1;
+    }
+    // The driver exited by itself (a crash switch): reaped.
+    bool Exited() {
+      int st;
+      if (pid > 0 && waitpid(pid, &st, WNOHANG) == pid) pid = -1;
+      return pid <= 0;
+    }
+    ~Driver() { Stop(); }
+  } drv;
+  auto calls = [&](const std::string& method) {
+    std::vector<json> out;
+    std::ifstream f(state / "calls.log");
+    std::string line;
+    while (std::getline(f, line)) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("method", "") == method) out.push_back(j);
+    }
+    return out;
+  };
+  auto csinode_drivers = [] {
+    auto n = api_->Get("csinodes", "", "e2e-node");
+    return n ? (*n)["spec"].value("drivers", json::array()) : json::array();
+  };
+  auto running = [](const std::string& name) {
+    return WaitUntil([&] {
+      json p = ApiPod("default", name);
+      return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+    });
+  };
+  auto event = [](const std::string& pod, const std::string& reason, const std::string& text) {
+    return WaitUntil([&] {
+      for (const auto& e : api_->List("events"))
+        if (e["involvedObject"].value("name", "") == pod && e.value("reason", "") == reason &&
+            e.value("message", "").find(text) != std::string::npos)
+          return true;
+      return false;
+    });
+  };
+  auto del = [&](const std::string& name) {
+    std::string cmd = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() +
+                      "/api/v1/namespaces/default/pods/" + name + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  };
+  auto pod_with = [](const std::string& name, const json& volume, const std::string& cmd) {
+    json p = json::parse(R"({"metadata":{"namespace":"default"},"spec":{"nodeName":"e2e-node",
+      "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "volumeMounts":[{"name":"data","mountPath":"/data"}]}]}})");
+    p["metadata"]["name"] = name;
+    json v = volume;
+    v["name"] = "data";
+    p["spec"]["volumes"] = json::array({v});
+    p["spec"]["containers"][0]["command"] = {"sh", "-c", cmd};
+    return p;
+  };
+  auto claim = [&](const std::string& name, const std::string& handle) {
+    json made = api_->Create("persistentvolumeclaims",
+                             {{"metadata", {{"name", name}, {"namespace", "default"}}},
+                              {"spec", {{"volumeName", "pv-" + name}, {"accessModes", {"ReadWriteOnce"}}}},
+                              {"status", {{"phase", "Bound"}}}});
+    api_->Create("persistentvolumes",
+                 {{"metadata", {{"name", "pv-" + name}}},
+                  {"spec",
+                   {{"accessModes", {"ReadWriteOnce"}},
+                    {"capacity", {{"storage", "16Mi"}}},
+                    {"csi", {{"driver", driver}, {"volumeHandle", handle}, {"volumeAttributes", {{"size", "16m"}}}}},
+                    {"claimRef", {{"name", name}, {"namespace", "default"}, {"uid", made["metadata"]["uid"]}}}}},
+                  {"status", {{"phase", "Bound"}}}});
+  };
+
+  // Before any driver registered: the pod waits with the upstream message, and runs once the driver comes.
+  api_->Create("csidrivers", {{"metadata", {{"name", driver}}},
+                              {"spec", {{"attachRequired", false}, {"podInfoOnMount", true},
+                                        {"volumeLifecycleModes", {"Persistent", "Ephemeral"}}}}});
+  claim("store", "vol-store");
+  api_->Create("pods", pod_with("early", {{"persistentVolumeClaim", {{"claimName", "store"}}}},
+                                "echo kept > /data/file; sleep 3600"));
+  EXPECT_TRUE(event("early", "FailedMount", "driver name " + driver + " not found in the list of registered CSI drivers"));
+
+  drv.Start(state, work_ / "root/plugins_registry");
+  ASSERT_TRUE(WaitUntil([&] { return csinode_drivers().size() == 1; })) << api_->Get("csinodes", "", "e2e-node")->dump();
+  json d = csinode_drivers()[0];
+  EXPECT_EQ(d["name"], driver);
+  EXPECT_EQ(d["nodeID"], "e2e-node-id");
+  EXPECT_EQ(d["allocatable"]["count"], 9);
+  json node = *api_->Get("nodes", "", "e2e-node");
+  EXPECT_EQ(json::parse(node["metadata"]["annotations"].value("csi.volume.kubernetes.io/nodeid", "{}")).value(driver, ""),
+            "e2e-node-id");
+  EXPECT_EQ(node["metadata"]["labels"].value("topology.csi.test.kubelet-cpp.io/zone", ""), "z1");
+
+  ASSERT_TRUE(running("early")) << ApiPod("default", "early").dump(2);
+  std::string uid = ApiPod("default", "early")["metadata"]["uid"];
+  ASSERT_EQ(Containers(uid).size(), 1u);
+  std::string id = Containers(uid)[0].id();
+  ASSERT_TRUE(WaitUntil([&] { return Exec(id, {"cat", "/data/file"}).second == "kept\n"; }));
+  {
+    std::ifstream backing(state / "volumes/vol-store/file");
+    std::string got;
+    backing >> got;
+    EXPECT_EQ(got, "kept") << "the container wrote into the driver's volume";
+  }
+  ASSERT_EQ(calls("NodeStageVolume").size(), 1u);
+  ASSERT_EQ(calls("NodePublishVolume").size(), 1u);
+  json publish = calls("NodePublishVolume")[0];
+  EXPECT_EQ(publish["volume_context"].value("csi.storage.k8s.io/pod.name", ""), "early");
+  EXPECT_EQ(publish["volume_context"].value("csi.storage.k8s.io/pod.uid", ""), uid);
+  fs::path target = work_ / "root/pods" / uid / "volumes/kubernetes.io~csi/pv-store/mount";
+  EXPECT_EQ(publish.value("target_path", ""), target.string());
+  EXPECT_NE(RunCommand("findmnt -n -o TARGET " + target.string()), "");
+
+  // A second pod on the same claim reuses the staging; a restart keeps mounts and containers.
+  api_->Create("pods", pod_with("later", {{"persistentVolumeClaim", {{"claimName", "store"}}}}, "sleep 3600"));
+  ASSERT_TRUE(running("later")) << ApiPod("default", "later").dump(2);
+  std::string uid2 = ApiPod("default", "later")["metadata"]["uid"];
+  ASSERT_EQ(Containers(uid2).size(), 1u);
+  EXPECT_EQ(Exec(Containers(uid2)[0].id(), {"cat", "/data/file"}).second, "kept\n");
+  EXPECT_EQ(calls("NodeStageVolume").size(), 1u);
+  EXPECT_EQ(calls("NodePublishVolume").size(), 2u);
+  std::string mounts_before = RunCommand("grep -e " + uid + " -e " + uid2 + " -e vol-store /proc/mounts | sort");
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // several syncs and reconciler rounds
+  ASSERT_EQ(Containers(uid).size(), 1u);
+  EXPECT_EQ(Containers(uid)[0].id(), id) << "the restart restarted the container";
+  EXPECT_EQ(RunCommand("grep -e " + uid + " -e " + uid2 + " -e vol-store /proc/mounts | sort"), mounts_before)
+      << "the restart changed the CSI mounts";
+  EXPECT_EQ(calls("NodeUnpublishVolume").size(), 0u);
+  EXPECT_EQ(calls("NodeUnstageVolume").size(), 0u);
+
+  // Deleting the pods: each unpublished, the volume unstaged after the last.
+  del("early");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid); }));
+  EXPECT_EQ(calls("NodeUnpublishVolume").size(), 1u);
+  EXPECT_EQ(calls("NodeUnstageVolume").size(), 0u) << "unstaged while another pod uses the volume";
+  del("later");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid2); }));
+  EXPECT_EQ(calls("NodeUnpublishVolume").size(), 2u);
+  ASSERT_TRUE(WaitUntil([&] { return calls("NodeUnstageVolume").size() == 1u; }));
+  EXPECT_EQ(RunCommand("grep -c -e " + uid + " -e " + uid2 + " /proc/mounts"), "0\n");
+
+  // An inline ephemeral volume: published with the pod's information, no staging, gone with the pod.
+  api_->Create("pods", pod_with("inline", {{"csi", {{"driver", driver}, {"volumeAttributes", {{"size", "8m"}}}}}},
+                                "echo mine > /data/f; sleep 3600"));
+  ASSERT_TRUE(running("inline")) << ApiPod("default", "inline").dump(2);
+  std::string uid3 = ApiPod("default", "inline")["metadata"]["uid"];
+  ASSERT_EQ(calls("NodePublishVolume").size(), 3u);
+  json eph = calls("NodePublishVolume")[2];
+  EXPECT_EQ(eph["volume_context"].value("csi.storage.k8s.io/ephemeral", ""), "true");
+  EXPECT_EQ(eph["volume_context"].value("csi.storage.k8s.io/pod.name", ""), "inline");
+  EXPECT_EQ(calls("NodeStageVolume").size(), 1u);
+  del("inline");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid3); }));
+  EXPECT_EQ(calls("NodeUnpublishVolume").size(), 3u);
+
+  // A driver that crashes in the middle of a publish: FailedMount, retried against the restarted driver.
+  claim("crashy", "vol-crashy");
+  std::ofstream(state / "crash-NodePublishVolume") << "";
+  api_->Create("pods", pod_with("crashy", {{"persistentVolumeClaim", {{"claimName", "crashy"}}}}, "sleep 3600"));
+  ASSERT_TRUE(WaitUntil([&] { return drv.Exited(); })) << "the crash switch did not crash the driver";
+  EXPECT_TRUE(event("crashy", "FailedMount", "MountVolume.SetUp failed for volume \"pv-crashy\""));
+  drv.Start(state, work_ / "root/plugins_registry");
+  ASSERT_TRUE(running("crashy")) << ApiPod("default", "crashy").dump(2);
+  std::string uid4 = ApiPod("default", "crashy")["metadata"]["uid"];
+  del("crashy");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid4); }));
+
+  // Attach required: the pod waits for the VolumeAttachment the attach/detach controller would make, and gets its
+  // attachment metadata as the publish context.
+  json csidriver = *api_->Get("csidrivers", "", driver);
+  csidriver["spec"]["attachRequired"] = true;
+  api_->Update("csidrivers", csidriver);
+  claim("attached", "vol-attached");
+  api_->Create("pods", pod_with("attached", {{"persistentVolumeClaim", {{"claimName", "attached"}}}}, "sleep 3600"));
+  std::string sha = RunCommand("printf '%s' 'vol-attached" + driver + "e2e-node' | sha256sum | cut -d' ' -f1");
+  std::string va_name = "csi-" + sha.substr(0, sha.find('\n'));
+  EXPECT_TRUE(event("attached", "FailedMount", "attacher.WaitForAttach failed for volume [vol-attached]"));
+  EXPECT_EQ(ApiPod("default", "attached")["status"].value("phase", ""), "Pending");
+  api_->Create("volumeattachments",
+               {{"metadata", {{"name", va_name}}},
+                {"spec", {{"attacher", driver}, {"nodeName", "e2e-node"}, {"source", {{"persistentVolumeName", "pv-attached"}}}}},
+                {"status", {{"attached", true}, {"attachmentMetadata", {{"device", "/dev/test-attached"}}}}}});
+  ASSERT_TRUE(running("attached")) << ApiPod("default", "attached").dump(2);
+  std::string uid5 = ApiPod("default", "attached")["metadata"]["uid"];
+  bool got_context = false;
+  for (const auto& c : calls("NodeStageVolume"))
+    if (c.value("volume_id", "") == "vol-attached") got_context = c["publish_context"].value("device", "") == "/dev/test-attached";
+  EXPECT_TRUE(got_context) << "the attachment metadata is the publish context";
+  EXPECT_TRUE(WaitUntil([&] {
+    bool in_use = false;
+    for (const auto& v : (*api_->Get("nodes", "", "e2e-node"))["status"].value("volumesInUse", json::array()))
+      in_use |= v == "kubernetes.io/csi/" + driver + "^vol-attached";
+    return in_use;
+  })) << "the attached volume is in the node's volumesInUse";
+  del("attached");
+  ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid5); }));
+
+  // The driver goes: deregistered, its CSINode entry and node annotation removed.
+  drv.Stop();
+  ASSERT_TRUE(WaitUntil([&] { return csinode_drivers().empty(); }));
+  node = *api_->Get("nodes", "", "e2e-node");
+  EXPECT_EQ(node["metadata"]["annotations"].count("csi.volume.kubernetes.io/nodeid"), 0u);
+  // Only the VolumeAttachment the kubelet read before it existed was refused (as the Node authorizer does).
+  for (const auto& f : api_->Forbidden()) EXPECT_NE(f.find("/volumeattachments/" + va_name), std::string::npos) << f;
+  RemoveTree(state);
+}
+
 // Issue 10 on the real runtime: a restarted kubelet kills nothing because it restarted, misread an object or met a
 // field it does not know, and does what was asked while it was away. Four pods run on containerd: one selects a
 // node label added after the kubelet started, one is updated with a field the kubelet cannot decode. While the

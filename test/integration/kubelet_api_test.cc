@@ -82,6 +82,11 @@ class KubeletAPITest : public ::testing::Test {
       std::lock_guard<std::mutex> l(labels_mu_);
       return node_labels_;
     };
+    d.refresh_node_labels = [this]() -> std::optional<api::StringMap> {
+      std::lock_guard<std::mutex> l(labels_mu_);
+      ++refreshes_;
+      return api_labels_ ? api_labels_ : node_labels_;
+    };
     kubelet_ = std::make_unique<Kubelet>(o, d);
     kubelet_->pod_config().AddSource(api::kSourceFile);
     kubelet_->Start();
@@ -124,6 +129,8 @@ class KubeletAPITest : public ::testing::Test {
 
   std::mutex labels_mu_;
   std::optional<api::StringMap> node_labels_;  // what the Node object says; unset: not read yet
+  std::optional<api::StringMap> api_labels_;   // set: the API server has newer labels than the watch delivered
+  int refreshes_ = 0;
   std::filesystem::path dir_;
   FakeClock clock_{std::chrono::system_clock::now()};
   metrics::KubeletMetrics metrics_;
@@ -189,6 +196,33 @@ TEST_F(KubeletAPITest, PodsTheNodeCannotRunAreRejectedWithTheUpstreamReason) {
   for (const auto& e : apiserver_->List("events"))
     event |= e["involvedObject"]["name"] == "picky" && e["reason"] == "NodeAffinity" && e["type"] == "Warning";
   EXPECT_TRUE(event);
+}
+
+// A label the scheduler matched but the node watch has not delivered yet (upstream kubernetes#134445): the Node is
+// read once more before the pod is rejected; a pod that matches the watched labels costs no read.
+TEST_F(KubeletAPITest, ANodeAffinityMissIsCheckedAgainstTheNodeReadNow) {
+  SetNodeLabels(api::StringMap{{"kubernetes.io/hostname", "node1"}});
+  {
+    std::lock_guard<std::mutex> l(labels_mu_);
+    api_labels_ = api::StringMap{{"kubernetes.io/hostname", "node1"}, {"disktype", "ssd"}};
+  }
+  apiserver_->Create("pods", BoundPod("fine"));
+  ASSERT_TRUE(WaitUntil([&] { return Phase("fine") == "Running"; }));
+  {
+    std::lock_guard<std::mutex> l(labels_mu_);
+    EXPECT_EQ(refreshes_, 0);
+  }
+  json picky = BoundPod("picky");
+  picky["spec"]["nodeSelector"] = {{"disktype", "ssd"}};
+  apiserver_->Create("pods", picky);
+  json never = BoundPod("never");
+  never["spec"]["nodeSelector"] = {{"disktype", "hdd"}};
+  apiserver_->Create("pods", never);
+  ASSERT_TRUE(WaitUntil([&] { return Phase("picky") == "Running" && Phase("never") == "Failed"; }))
+      << Phase("picky") << " " << Phase("never");
+  EXPECT_EQ((*apiserver_->Get("pods", "default", "never"))["status"]["reason"], "NodeAffinity");
+  std::lock_guard<std::mutex> l(labels_mu_);
+  EXPECT_EQ(refreshes_, 2);
 }
 
 TEST_F(KubeletAPITest, PodsFinishedInTheAPINeverStartAgain) {

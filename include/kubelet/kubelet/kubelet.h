@@ -50,6 +50,8 @@ struct Dependencies {
   // The Node object's labels as the API server has them (kubectl label node); unset before the node was read,
   // and in standalone mode. Admission uses them instead of the labels known at start.
   std::function<std::optional<api::StringMap>()> node_labels;
+  // The Node's labels read from the API server now; asked once when a pod fails NodeAffinity on the watched ones.
+  std::function<std::optional<api::StringMap>()> refresh_node_labels;
   // ConfigMaps and Secrets of the pods (the Watch strategy watches those of each pod the kubelet runs).
   kuberuntime::EnvSource* objects = nullptr;
 };

@@ -100,6 +100,10 @@ class NodeStatusManager {
   std::string NodeUID() const;
   /** The Node object's labels as last seen (registration, then a watch of the Node); unset before the first. */
   std::optional<std::map<std::string, std::string>> NodeLabels() const;
+  // Reads the Node from the API server now (not the watch) and keeps its labels: admission asks for it when a pod
+  // fails NodeAffinity, since the watch may not have delivered a label the scheduler already saw (upstream
+  // kubernetes#134445). Unset when the Node cannot be read.
+  std::optional<std::map<std::string, std::string>> RefreshNodeLabels();
 
  private:
   void StatusLoop();

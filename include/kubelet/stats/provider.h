@@ -60,6 +60,15 @@ struct NetworkStats {
   std::vector<InterfaceStats> interfaces;  // the first is the default one
 };
 
+/** A volume of a pod (stats/v1alpha1 VolumeStats): its usage, the claim it is, its health where the plugin says. */
+struct VolumeStats {
+  std::string name;
+  std::string pvc_name, pvc_namespace;  // set for claims (pvcRef)
+  FsStats fs;
+  std::optional<bool> abnormal;  // volumeHealthStats, from a CSI driver with VOLUME_CONDITION
+  std::string message;           // the driver's condition message
+};
+
 struct ContainerStats {
   std::string name;
   std::string id;
@@ -83,6 +92,7 @@ struct PodStats {
   uint64_t process_count = 0;
   uint64_t ephemeral_used_bytes = 0;  // writable layers + logs + local (emptyDir on disk) volumes
   std::map<std::string, uint64_t> volume_used_bytes;  // emptyDir volumes by name
+  std::vector<VolumeStats> volumes;                   // emptyDir (used bytes, the filesystem's capacity) and CSI
 };
 
 struct NodeStats {
@@ -123,7 +133,16 @@ struct ProviderOptions {
   std::string proc_dir = "/proc";
   Duration max_age = std::chrono::seconds(10);
   int64_t machine_memory = 0;
+  /** The pod's measured volumes (the FsResourceAnalyzer's cache); unset: emptyDir volumes only. */
+  std::function<std::vector<VolumeStats>(const std::string& pod_uid)> pod_volume_stats;
 };
+
+/**
+ * The kubelet_volume_stats_* series of /metrics (upstream's volumeStatsCollector): capacity, available and used
+ * bytes, inodes, free and used inodes, and health_status_abnormal where known, for each claim of the summary's
+ * pods, labelled namespace and persistentvolumeclaim; a claim used by several pods is reported once.
+ */
+std::string EncodeVolumeStatsMetrics(const Summary& s);
 
 class StatsProvider {
  public:

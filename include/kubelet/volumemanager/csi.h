@@ -54,6 +54,7 @@ struct CSINodeInfo {
 struct CSIVolumeUsage {
   int64_t available_bytes = -1, capacity_bytes = -1, used_bytes = -1;
   int64_t inodes_free = -1, inodes = -1, inodes_used = -1;
+  bool has_condition = false;  // the driver offers VOLUME_CONDITION and answered one
   bool abnormal = false;
   std::string condition_message;
 };

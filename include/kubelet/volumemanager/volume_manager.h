@@ -33,6 +33,14 @@ struct MountedVolume {
 };
 using PodVolumes = std::map<std::string, MountedVolume>;
 
+/** A mounted volume whose usage the driver can report (CSI), for the stats of /stats/summary and /metrics. */
+struct VolumeStatsTarget {
+  std::string pod_uid, pod_namespace, pod_name;
+  std::string name;          // the pod's volume name
+  std::string pvc_name;      // set when the volume is a claim
+  std::string csi_spec_name; // the kubernetes.io~csi folder: the PV name, or the pod's volume name when inline
+};
+
 /** Upstream's podAttachAndMountTimeout. */
 inline constexpr std::chrono::milliseconds kPodAttachAndMountTimeout{2 * 60 * 1000 + 3000};
 
@@ -70,6 +78,8 @@ class VolumeManager {
   virtual bool ReconcilerStatesHasBeenSynced() const { return true; }
   /** UIDs of the pods in the actual state (set up, or reconstructed from disk). */
   virtual std::vector<std::string> PodsWithVolumes() const { return {}; }
+  /** The mounted CSI volumes of the desired pods, for their usage statistics. */
+  virtual std::vector<VolumeStatsTarget> StatsTargets() const { return {}; }
 };
 
 /** What the API-backed kinds read. Unset functions: those kinds fail with a clear error. */
