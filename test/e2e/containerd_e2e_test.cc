@@ -1914,7 +1914,17 @@ TEST_F(ClusterE2E, NodeRegistersRunsBoundPodsMirrorsStaticPodsAndSurvivesAnOutag
 // use its volumes through a claim, inline, and attached through a VolumeAttachment. A kubelet restart keeps the
 // mounts and the containers; a driver that crashes mid-publish, a missing driver and a missing attachment are
 // reported as FailedMount and retried until they are right.
-TEST_F(ClusterE2E, CSIVolumesThroughTheRegisteredDriver) {
+class CSIE2E : public ClusterE2E {
+ protected:
+  static void SetUpTestSuite() {
+    work_name_ = "kubelet-csi";
+    // Volumes measured every 2 s (upstream's default is a minute), and their health read (upstream's alpha gate).
+    extra_config_ = "volumeStatsAggPeriod: 2s\nfeatureGates:\n  CSIVolumeHealth: true\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+};
+
+TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
   api_->CreateNamespaceDefaults("default");
   const std::string driver = "csi.test.kubelet-cpp.io";
@@ -2051,6 +2061,57 @@ TEST_F(ClusterE2E, CSIVolumesThroughTheRegisteredDriver) {
   fs::path target = work_ / "root/pods" / uid / "volumes/kubernetes.io~csi/pv-store/mount";
   EXPECT_EQ(publish.value("target_path", ""), target.string());
   EXPECT_NE(RunCommand("findmnt -n -o TARGET " + target.string()), "");
+
+  // Usage from NodeGetVolumeStats: the summary's volume entry of the claim, and the kubelet_volume_stats_* series.
+  const std::string base = "https://127.0.0.1:" + std::to_string(port_);
+  json vol;
+  ASSERT_TRUE(WaitUntil([&] {
+    auto [code, body] = HttpGet(base + "/stats/summary");
+    json sum = json::parse(body, nullptr, false);
+    if (code != 200 || !sum.is_object()) return false;
+    for (const auto& p : sum.value("pods", json::array()))
+      if (p["podRef"].value("uid", "") == uid)
+        for (const auto& v : p.value("volume", json::array()))
+          if (v.value("name", "") == "data") vol = v;
+    return !vol.is_null();
+  })) << "no volume entry for the CSI claim in /stats/summary";
+  EXPECT_EQ(vol["pvcRef"], json({{"name", "store"}, {"namespace", "default"}}));
+  EXPECT_EQ(vol.value("capacityBytes", 0), 16u << 20) << vol.dump();
+  EXPECT_GT(vol.value("usedBytes", 0), 0u) << vol.dump();
+  EXPECT_EQ(vol.value("availableBytes", 0) + vol.value("usedBytes", 0), 16u << 20) << vol.dump();
+  EXPECT_GT(vol.value("inodes", 0), 0u);
+  EXPECT_EQ(vol["volumeHealthStats"], json({{"abnormal", false}}));
+  std::string metrics = HttpGet(base + "/metrics").second;
+  EXPECT_NE(metrics.find("kubelet_volume_stats_capacity_bytes{namespace=\"default\",persistentvolumeclaim=\"store\"} " +
+                         std::to_string(16u << 20)),
+            std::string::npos)
+      << metrics.substr(metrics.find("kubelet_volume_stats"), 2000);
+  for (const char* m : {"kubelet_volume_stats_available_bytes", "kubelet_volume_stats_used_bytes", "kubelet_volume_stats_inodes",
+                        "kubelet_volume_stats_inodes_free", "kubelet_volume_stats_inodes_used"})
+    EXPECT_NE(metrics.find(std::string(m) + "{namespace=\"default\",persistentvolumeclaim=\"store\"} "), std::string::npos) << m;
+  EXPECT_NE(metrics.find("kubelet_volume_stats_health_status_abnormal{namespace=\"default\",persistentvolumeclaim=\"store\"} 0"),
+            std::string::npos);
+  // The driver says the volume is abnormal: the series turns 1 and the pod gets upstream's warning.
+  std::ofstream(state / "abnormal") << "";
+  EXPECT_TRUE(event("early", "VolumeConditionAbnormal", "Volume data: the test marked the volume abnormal"));
+  EXPECT_TRUE(WaitUntil([&] {
+    return HttpGet(base + "/metrics").second.find(
+               "kubelet_volume_stats_health_status_abnormal{namespace=\"default\",persistentvolumeclaim=\"store\"} 1") !=
+           std::string::npos;
+  }));
+  fs::remove(state / "abnormal");
+  {
+    std::string file = (work_ / "csi-metrics.txt").string();
+    std::ofstream(file) << HttpGet(base + "/metrics").second;
+    std::system(("promtool check metrics < " + file + " > " + file + ".lint 2>&1").c_str());
+    std::ifstream lint(file + ".lint");
+    std::string out, line;
+    while (std::getline(lint, line))
+      if (line.rfind("kubelet_certificate_manager_client_expiration_renew_errors ", 0) != 0 &&
+          line.rfind("kubelet_server_expiration_renew_errors ", 0) != 0)
+        out += line + "\n";
+    EXPECT_EQ(out, "") << "promtool check metrics:\n" << out;
+  }
 
   // A second pod on the same claim reuses the staging; a restart keeps mounts and containers.
   api_->Create("pods", pod_with("later", {{"persistentVolumeClaim", {{"claimName", "store"}}}}, "sleep 3600"));
