@@ -292,6 +292,12 @@ int main(int argc, char** argv) {
     auto allocatable = nodestatus::AllocatableCpuMemory(alloc);
     vdeps.node_allocatable = [allocatable] { return allocatable; };
   }
+  vdeps.node_name = node_name;
+  if (api)
+    vdeps.patch_pvc_status = [client = api.get()](const std::string& ns, const std::string& name, const nlohmann::json& patch) {
+      return client->Patch("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + name + "/status", patch,
+                           client::PatchType::kMerge).status();
+    };
   vdeps.record_event = [&recorder](const api::Pod& pod, const std::string& type, const std::string& reason,
                                    const std::string& message) { recorder.PodEvent(pod, type, reason, message); };
   // CSI: drivers register through the plugin manager; their volumes are set up by the volume manager.

@@ -632,7 +632,11 @@ absl::StatusOr<std::string> CSIVolumes::SetUp(const api::Pod& pod, const CSIVolu
       return mount_failed("SetUp", "mounter.SetUpAt failed to get CSIDriver " + spec.driver + ": " + std::string(drv.status().message()));
     }
   }
-  (void)requires_republish;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (republish_.size() > 1024) republish_.clear();  // bounded by the drivers there are; refilled at each set-up
+    republish_[spec.driver] = requires_republish;
+  }
   const std::string mode = spec.ephemeral ? "Ephemeral" : "Persistent";
   if (std::find(modes.begin(), modes.end(), mode) == modes.end())
     return mount_failed("SetUp", "mounter.SetUpAt failed to check volume lifecycle mode: volume mode \"" + mode +
@@ -721,7 +725,8 @@ absl::StatusOr<std::string> CSIVolumes::SetUp(const api::Pod& pod, const CSIVolu
   // Publish into the pod's folder, with vol_data.json beside the mount.
   const std::string dir = PodCSIDir(uid) + "/" + spec.spec_name;
   const std::string target = dir + "/mount";
-  if (mount::IsMountPoint(target) && ReadVolData(dir + "/vol_data.json").ok()) return target;
+  const bool published = mount::IsMountPoint(target) && ReadVolData(dir + "/vol_data.json").ok();
+  if (published && !requires_republish) return target;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return mount_failed("SetUp", "mounter.SetUpAt failed to create dir " + dir + ": " + ec.message());
@@ -766,6 +771,10 @@ absl::StatusOr<std::string> CSIVolumes::SetUp(const api::Pod& pod, const CSIVolu
   }
   auto st = (*client)->NodePublishVolume(spec.volume_handle, publish_context, staging, target, cap, spec.read_only, *secrets, context,
                                          d_.timeout);
+  if (!st.ok() && published) {
+    // Republishing (fresh tokens, requiresRepublish) failed: the volume stays as it was published before.
+    return mount_failed("SetUp", "mounter.SetUpAt failed: " + std::string(st.message()));
+  }
   if (!st.ok()) {
     RemoveMountDir(target, true);
     return mount_failed("SetUp", "mounter.SetUpAt failed: " + std::string(st.message()));
@@ -876,6 +885,39 @@ absl::Status CSIVolumes::TearDownPod(const std::string& pod_uid) {
     if (fs::is_directory(PodCSIDir(pod_uid), ec2) && fs::is_empty(PodCSIDir(pod_uid), ec2)) fs::remove(PodCSIDir(pod_uid), ec2);
   }
   return first;
+}
+
+bool CSIVolumes::RequiresRepublish(const std::string& driver) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = republish_.find(driver);
+  return it != republish_.end() && it->second;
+}
+
+absl::StatusOr<bool> CSIVolumes::Expand(const api::Pod& pod, const CSIVolumeSpec& spec, int64_t required_bytes) {
+  const std::string fail = "MountVolume.NodeExpandVolume failed for volume \"" + spec.spec_name + "\" : ";
+  std::string dir = PodCSIDir(pod.metadata.uid) + "/" + spec.spec_name;
+  auto data = ReadVolData(dir + "/vol_data.json");
+  if (!data.ok()) return absl::FailedPreconditionError(fail + std::string(data.status().message()));
+  if (!d_.drivers) return absl::FailedPreconditionError(fail + "no CSI driver store");
+  auto client = d_.drivers->Client(spec.driver);
+  if (!client.ok()) return absl::UnavailableError(fail + "Expander.NodeExpand failed to get CSI client: " + std::string(client.status().message()));
+  auto caps = (*client)->NodeGetCapabilities(d_.timeout);
+  if (!caps.ok()) return absl::UnavailableError(fail + "Expander.NodeExpand failed to check if node supports expansion: " + std::string(caps.status().message()));
+  if (!caps->expand) return false;
+  CSIClient::Capability cap;
+  cap.block = spec.block;
+  cap.fs_type = spec.fs_type;
+  cap.mount_flags = spec.mount_options;
+  cap.access_mode = AccessModeOf(spec.access_mode, caps->single_node_multi_writer);
+  auto key = spec.driver + "^" + spec.volume_handle;
+  auto lock = VolumeLock(key);
+  std::lock_guard<std::mutex> vl(*lock);
+  auto got = (*client)->NodeExpandVolume(spec.volume_handle, dir + "/mount", api::StringField(*data, "stagingPath"), required_bytes, cap,
+                                         d_.timeout);
+  if (!got.ok()) return absl::Status(got.status().code(), fail + "Expander.NodeExpand failed to expand the volume: " + std::string(got.status().message()));
+  Log()->info("NodeExpandVolume succeeded volume=\"{}\" pod=\"{}/{}\" required={} capacity={}", spec.spec_name, pod.metadata.namespace_,
+              pod.metadata.name, required_bytes, *got);
+  return true;
 }
 
 absl::StatusOr<CSIVolumeUsage> CSIVolumes::VolumeStats(const std::string& pod_uid, const std::string& spec_name) {

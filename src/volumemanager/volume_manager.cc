@@ -484,6 +484,7 @@ class VolumeManagerImpl : public VolumeManager {
               volume_name = api::StringField(data, "podVolumeName");
               mv.path = dir + "/mount";
               mv.read_only = data.value("readOnly", false);
+              mv.csi_driver = api::StringField(data, "driverName");
               if (!api::StringField(data, "attachmentID").empty())
                 mv.unique_name = CSIUniqueVolumeName(api::StringField(data, "driverName"), api::StringField(data, "volumeHandle"));
             }
@@ -524,9 +525,7 @@ class VolumeManagerImpl : public VolumeManager {
           continue;
         }
         a.busy = true;
-        std::set<std::string> mounted;
-        for (const auto& [name, mv] : a.mounted) mounted.insert(name);
-        ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation, mounted = std::move(mounted)] { Operate(pod, gen, mounted); });
+        ops_[uid] = std::thread([this, pod = d.pod, gen = d.generation, mounted = a.mounted] { Operate(pod, gen, mounted); });
       }
       synced_ = true;  // reconstruction and a first round are done
       cv_.wait_for(l, kReconcilerPeriod, [this] { return stop_ || kicked_ || !finished_.empty(); });
@@ -536,20 +535,33 @@ class VolumeManagerImpl : public VolumeManager {
 
   // One pod's set-up, on its own thread: each volume is set up (or its content brought up to date); a failure is
   // reported by name and leaves what was set up before in place.
-  void Operate(const api::Pod& pod, uint64_t generation, const std::set<std::string>& mounted) {
+  void Operate(const api::Pod& pod, uint64_t generation, const PodVolumes& mounted) {
     PodVolumes done;
     std::map<std::string, std::string> failed, errors;
     std::set<std::string> unattached, in_use;
     for (const auto& v : pod.spec.volumes) {
-      // Set up once: only the API-backed kinds follow their sources (upstream's RequiresRemount).
-      bool remount = v.config_map || v.secret || v.downward_api || v.projected;
-      if (!remount && mounted.count(v.name)) continue;
+      // Set up once: only the API-backed kinds follow their sources, and CSI volumes whose driver asks to be
+      // published again (upstream's RequiresRemount).
+      auto m = mounted.find(v.name);
+      bool remount = v.config_map || v.secret || v.downward_api || v.projected ||
+                     (m != mounted.end() && !m->second.csi_driver.empty() && deps_.csi &&
+                      deps_.csi->RequiresRepublish(m->second.csi_driver));
+      if (!remount && m != mounted.end()) {
+        // A mounted claim whose PV the controller grew: the filesystem follows (upstream's in-use expansion).
+        if (v.persistent_volume_claim && !m->second.csi_driver.empty()) {
+          if (auto st = Guarded("volume expansion", [&] { return ExpandIfGrown(pod, v); }); !st.ok())
+            log_->error("Volume expansion failed pod=\"{}/{}\" volume=\"{}\" err=\"{}\"", pod.metadata.namespace_,
+                        pod.metadata.name, v.name, st.message());
+        }
+        if (m->second.unique_name.size()) in_use.insert(m->second.unique_name);
+        continue;
+      }
       bool processing = false;
       SetUpInfo info;
       absl::StatusOr<MountedVolume> mv = absl::InternalError("not set up");
       // Nothing thrown below a volume's set-up leaves this thread: it is that volume's error.
       if (auto st = Guarded("volume set-up", [&] {
-            mv = SetUpVolume(pod, v, mounted.count(v.name) > 0, &processing, &info);
+            mv = SetUpVolume(pod, v, m != mounted.end(), &processing, &info);
             return absl::OkStatus();
           });
           !st.ok())
@@ -615,7 +627,60 @@ class VolumeManagerImpl : public VolumeManager {
     auto path = deps_.csi->SetUp(pod, spec, v.name, &info->unattached, &attachable);
     if (attachable) info->unique_name = CSIUniqueVolumeName(spec.driver, spec.volume_handle);
     if (!path.ok()) return path.status();
-    return MountedVolume{*path, spec.read_only, info->unique_name};
+    return MountedVolume{*path, spec.read_only, info->unique_name, spec.driver};
+  }
+
+  // The claim's PV is larger than the claim's status says (the controller expanded the volume): NodeExpandVolume,
+  // then the claim's status.capacity, as upstream's MarkFSResizeFinished. Reported as FileSystemResizeSuccessful or
+  // FileSystemResizeFailed on the pod; a failure is tried again at the pod's next sync.
+  absl::Status ExpandIfGrown(const api::Pod& pod, const api::Volume& v) {
+    if (!deps_.csi || !deps_.get_object) return absl::OkStatus();
+    const std::string& ns = pod.metadata.namespace_;
+    auto pvc = deps_.get_object("persistentvolumeclaims", ns, v.persistent_volume_claim->claim_name);
+    if (!pvc.ok()) return pvc.status();
+    auto pv = ClaimedVolume(deps_, ns, *v.persistent_volume_claim);
+    if (!pv.ok()) return pv.status();
+    auto storage = [](const json& obj, const char* part, const char* field) -> std::optional<api::Quantity> {
+      const json p = obj.is_object() ? obj.value(part, json::object()) : json::object();
+      const json f = p.is_object() ? p.value(field, json::object()) : json::object();
+      if (!f.is_object() || !f.contains("storage") || !f["storage"].is_string()) return std::nullopt;
+      auto q = api::ParseQuantity(f["storage"].get<std::string>());
+      return q.ok() ? std::optional<api::Quantity>(*q) : std::nullopt;
+    };
+    auto pv_size = storage(*pv, "spec", "capacity");
+    auto claim_size = storage(*pvc, "status", "capacity");
+    if (!pv_size || !claim_size || pv_size->Value() <= claim_size->Value()) return absl::OkStatus();
+    auto spec = CSIVolumeFromPV(*pv, v.persistent_volume_claim->read_only);
+    if (!spec.ok()) return spec.status();
+    const std::string pv_name = api::MetaField(*pv, "name");
+    auto done = deps_.csi->Expand(pod, *spec, pv_size->Value());
+    if (!done.ok()) {
+      if (deps_.record_event) deps_.record_event(pod, "Warning", "FileSystemResizeFailed", std::string(done.status().message()));
+      return done.status();
+    }
+    if (!*done) return absl::OkStatus();  // the driver does not expand on the node
+    json status = {{"capacity", {{"storage", (*pv)["spec"]["capacity"]["storage"]}}}};
+    const json old_status = pvc->value("status", json::object());
+    if (old_status.is_object() && old_status.contains("conditions") && old_status["conditions"].is_array()) {
+      json kept = json::array();
+      for (const auto& c : old_status["conditions"])
+        if (!c.is_object() || (api::StringField(c, "type") != "FileSystemResizePending" && api::StringField(c, "type") != "Resizing"))
+          kept.push_back(c);
+      status["conditions"] = kept;
+    }
+    if (old_status.is_object() && old_status.contains("allocatedResourceStatuses") && old_status["allocatedResourceStatuses"].is_object() &&
+        old_status["allocatedResourceStatuses"].contains("storage"))
+      status["allocatedResourceStatuses"] = {{"storage", nullptr}};
+    if (deps_.patch_pvc_status)
+      if (auto st = deps_.patch_pvc_status(ns, v.persistent_volume_claim->claim_name, {{"status", status}}); !st.ok())
+        return absl::Status(st.code(), "MountVolume.NodeExpandVolume failed to mark the resize of claim " + ns + "/" +
+                                           v.persistent_volume_claim->claim_name + " finished: " + std::string(st.message()));
+    if (deps_.record_event)
+      deps_.record_event(pod, "Normal", "FileSystemResizeSuccessful",
+                         "MountVolume.NodeExpandVolume succeeded for volume \"" + pv_name + "\" " + deps_.node_name);
+    log_->info("MountVolume.NodeExpandVolume succeeded for volume \"{}\" pod=\"{}/{}\" size={}", pv_name, ns, pod.metadata.name,
+               pv_size->Value());
+    return absl::OkStatus();
   }
 
   absl::StatusOr<MountedVolume> SetUpVolume(const api::Pod& pod, const api::Volume& v, bool set_up_before, bool* processing,

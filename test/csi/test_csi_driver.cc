@@ -284,7 +284,6 @@ class Node final : public csi::v1::Node::Service {
     LogCall("NodeExpandVolume", {{"volume_id", q->volume_id()}, {"required_bytes", q->capacity_range().required_bytes()}});
     if (auto st = Faults("NodeExpandVolume"); !st.ok()) return st;
     std::string backing = o.state + "/volumes/" + SafeName(q->volume_id());
-    std::string opts = "remount,size=" + std::to_string(q->capacity_range().required_bytes());
     if (::mount(nullptr, backing.c_str(), nullptr, MS_REMOUNT, ("size=" + std::to_string(q->capacity_range().required_bytes())).c_str()) != 0)
       return Status(StatusCode::INTERNAL, "resize " + backing + ": " + std::strerror(errno));
     r->set_capacity_bytes(q->capacity_range().required_bytes());

@@ -1919,7 +1919,8 @@ class CSIE2E : public ClusterE2E {
   static void SetUpTestSuite() {
     work_name_ = "kubelet-csi";
     // Volumes measured every 2 s (upstream's default is a minute), and their health read (upstream's alpha gate).
-    extra_config_ = "volumeStatsAggPeriod: 2s\nfeatureGates:\n  CSIVolumeHealth: true\n";
+    // Pods synced every 3 s (upstream's default is a minute): a claim's growth is seen at the pod's next sync.
+    extra_config_ = "volumeStatsAggPeriod: 2s\nsyncFrequency: 3s\nfeatureGates:\n  CSIVolumeHealth: true\n";
     ClusterE2E::SetUpTestSuite();
   }
 };
@@ -2011,7 +2012,7 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
     json made = api_->Create("persistentvolumeclaims",
                              {{"metadata", {{"name", name}, {"namespace", "default"}}},
                               {"spec", {{"volumeName", "pv-" + name}, {"accessModes", {"ReadWriteOnce"}}}},
-                              {"status", {{"phase", "Bound"}}}});
+                              {"status", {{"phase", "Bound"}, {"capacity", {{"storage", "16Mi"}}}}}});
     api_->Create("persistentvolumes",
                  {{"metadata", {{"name", "pv-" + name}}},
                   {"spec",
@@ -2112,6 +2113,29 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
         out += line + "\n";
     EXPECT_EQ(out, "") << "promtool check metrics:\n" << out;
   }
+
+  // The controller grew the volume (the PV says 32Mi, the claim still 16Mi, resize pending on the node): the kubelet
+  // calls NodeExpandVolume, the container sees the larger filesystem, and the claim's status says so.
+  {
+    json pvc = *api_->Get("persistentvolumeclaims", "default", "store");
+    pvc["spec"]["resources"] = {{"requests", {{"storage", "32Mi"}}}};
+    pvc["status"]["conditions"] = {{{"type", "FileSystemResizePending"}, {"status", "True"}}};
+    api_->Update("persistentvolumeclaims", pvc);
+    json pv = *api_->Get("persistentvolumes", "", "pv-store");
+    pv["spec"]["capacity"]["storage"] = "32Mi";
+    api_->Update("persistentvolumes", pv);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return calls("NodeExpandVolume").size() == 1; })) << "no NodeExpandVolume";
+  EXPECT_EQ(calls("NodeExpandVolume")[0].value("required_bytes", 0), 32 << 20);
+  ASSERT_TRUE(WaitUntil([&] {
+    json pvc = *api_->Get("persistentvolumeclaims", "default", "store");
+    return pvc["status"]["capacity"].value("storage", "") == "32Mi";
+  })) << api_->Get("persistentvolumeclaims", "default", "store")->dump();
+  EXPECT_EQ((*api_->Get("persistentvolumeclaims", "default", "store"))["status"]["conditions"], json::array());
+  EXPECT_TRUE(event("early", "FileSystemResizeSuccessful", "MountVolume.NodeExpandVolume succeeded for volume \"pv-store\""));
+  EXPECT_EQ(Exec(id, {"sh", "-c", "df -k /data | tail -1 | awk '{print $2}'"}).second, std::to_string(32 * 1024) + "\n");
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // another sync: nothing left to expand
+  EXPECT_EQ(calls("NodeExpandVolume").size(), 1u);
 
   // A second pod on the same claim reuses the staging; a restart keeps mounts and containers.
   api_->Create("pods", pod_with("later", {{"persistentVolumeClaim", {{"claimName", "store"}}}}, "sleep 3600"));

@@ -567,6 +567,11 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
   bool read = req.method == "GET";
   if (resource == "configmaps" || resource == "secrets" || resource == "persistentvolumeclaims" ||
       resource == "persistentvolumes") {
+    // A claim's status is the node's to update once its pods use the claim (volume expansion on the node).
+    if (resource == "persistentvolumeclaims" && sub == "status") {
+      if (req.method != "PUT" && req.method != "PATCH") return "can only get/update/patch this type";
+      return PodOnNodeReferences(node, resource, ns, name) ? "" : no_relationship;
+    }
     if (!read) return "a node may only read " + resource;
     std::string target = name;
     if (target.empty()) {
@@ -927,6 +932,20 @@ Response FakeApiServer::Handle(const Request& req) {
       json keep = it->second;
       keep["status"] = next.contains("status") ? next["status"] : json::object();
       next = keep;
+      // NodeRestriction: of a claim's status a node changes only capacity, conditions and the allocated fields.
+      if (resource == "persistentvolumeclaims" && !node.empty()) {
+        auto strip = [](json o) {
+          if (o.contains("status") && o["status"].is_object())
+            for (const char* f : {"capacity", "conditions", "allocatedResourceStatuses", "allocatedResources"}) o["status"].erase(f);
+          if (o.contains("metadata") && o["metadata"].is_object()) o["metadata"].erase("resourceVersion");
+          return o;
+        };
+        if (strip(next) != strip(it->second)) {
+          forbidden_.push_back(req.method + " " + req.path + ": fields other than status.capacity and status.conditions");
+          return StatusError(403, "Forbidden", "persistentvolumeclaims \"" + name + "\" is forbidden: node \"" + node +
+                                                   "\" is not allowed to update fields other than status.capacity and status.conditions");
+        }
+      }
     } else if (resource == "pods" || resource == "nodes") {
       next["status"] = it->second.contains("status") ? it->second["status"] : json::object();
     }

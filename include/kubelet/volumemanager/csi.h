@@ -225,6 +225,14 @@ class CSIVolumes {
   absl::Status TearDownPod(const std::string& pod_uid);
   /** True when <pods>/<uid>/volumes/kubernetes.io~csi/<name> holds a published volume (reconstruction). */
   bool IsPublished(const std::string& pod_uid, const std::string& spec_name) const;
+  /**
+   * NodeExpandVolume of a published volume to `required_bytes` (online expansion, after the controller grew the
+   * PV): false when the driver does not offer EXPAND_VOLUME. Errors read as upstream's ("MountVolume.NodeExpandVolume
+   * failed for volume ...").
+   */
+  absl::StatusOr<bool> Expand(const api::Pod& pod, const CSIVolumeSpec& spec, int64_t required_bytes);
+  /** The CSIDriver asks for NodePublishVolume at every sync (requiresRepublish): known once the volume was set up. */
+  bool RequiresRepublish(const std::string& driver) const;
   /** NodeGetVolumeStats of a published volume, when the driver offers it (NotFound otherwise). */
   absl::StatusOr<CSIVolumeUsage> VolumeStats(const std::string& pod_uid, const std::string& spec_name);
   /** Volumes whose staging this process did (or found) and still holds: for the tests' bounded-maps checks. */
@@ -242,6 +250,7 @@ class CSIVolumes {
   mutable std::mutex mu_;
   std::map<std::string, std::weak_ptr<std::mutex>> locks_;  // per volume; pruned when unused
   std::set<std::string> staged_;                            // driver^handle staged by this process
+  std::map<std::string, bool> republish_;                   // driver -> requiresRepublish, as its CSIDriver last said
 };
 
 }  // namespace kubelet::volumemanager

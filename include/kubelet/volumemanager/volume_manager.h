@@ -27,9 +27,13 @@ class CSIVolumes;
 
 /** A volume as the pod's containers mount it. */
 struct MountedVolume {
+  MountedVolume() = default;
+  MountedVolume(std::string p, bool ro, std::string unique = "", std::string driver = "")
+      : path(std::move(p)), read_only(ro), unique_name(std::move(unique)), csi_driver(std::move(driver)) {}
   std::string path;
   bool read_only = false;  // a read-only claim: every mount of it is read-only
   std::string unique_name; // attachable volumes (CSI with attach): kubernetes.io/csi/<driver>^<handle>
+  std::string csi_driver;  // CSI volumes: the driver that published it
 };
 using PodVolumes = std::map<std::string, MountedVolume>;
 
@@ -94,6 +98,9 @@ struct VolumeDeps {
   /** Node allocatable (milli-CPU, bytes) for resourceFieldRef of containers without limits. */
   std::function<std::pair<int64_t, int64_t>()> node_allocatable;
   const Clock* clock = nullptr;  // token expiry; the real clock when unset
+  std::string node_name;         // in upstream's event messages (FileSystemResizeSuccessful)
+  /** PATCH (merge) of a claim's status: capacity and conditions after a volume expansion on the node. */
+  std::function<absl::Status(const std::string& ns, const std::string& name, const nlohmann::json& patch)> patch_pvc_status;
   /** Events on the pod (FailedMount), as the reconciler reports them; unset: logged only. */
   std::function<void(const api::Pod& pod, const std::string& type, const std::string& reason, const std::string& message)>
       record_event;
