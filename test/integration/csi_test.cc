@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -415,6 +416,80 @@ TEST_F(CSITest, NodeAuthorizerLimitsStorageObjects) {
   EXPECT_TRUE(client_->Get("/apis/storage.k8s.io/v1/csidrivers").ok());
   EXPECT_EQ(client_->Create("/apis/storage.k8s.io/v1/csidrivers", {{"metadata", {{"name", "x"}}}}).status().code(),
             absl::StatusCode::kPermissionDenied);
+}
+
+// A node updates the status of the claims its pods use (volume expansion), and only their capacity and conditions.
+TEST_F(CSITest, NodeAuthorizerAndNodeRestrictionOnClaimStatus) {
+  api::Pod pod = MakePVAndPod("user");
+  api_->Create("persistentvolumeclaims", {{"metadata", {{"name", "unused"}, {"namespace", "default"}}}, {"status", {{"phase", "Bound"}}}});
+  auto patch = [&](const std::string& claim, const json& body) {
+    return client_->Patch("/api/v1/namespaces/default/persistentvolumeclaims/" + claim + "/status", body, client::PatchType::kMerge).status();
+  };
+  EXPECT_TRUE(patch("data", {{"status", {{"capacity", {{"storage", "2Gi"}}}, {"conditions", json::array()}}}}).ok());
+  EXPECT_EQ((*api_->Get("persistentvolumeclaims", "default", "data"))["status"]["capacity"]["storage"], "2Gi");
+  EXPECT_EQ(patch("unused", {{"status", {{"capacity", {{"storage", "2Gi"}}}}}}).code(), absl::StatusCode::kPermissionDenied);
+  auto phase = patch("data", {{"status", {{"phase", "Lost"}}}});
+  EXPECT_EQ(phase.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(phase.message().find("is not allowed to update fields other than status.capacity and status.conditions"), std::string::npos) << phase;
+  EXPECT_EQ((*api_->Get("persistentvolumeclaims", "default", "data"))["status"]["phase"], "Bound");
+  // The claim itself (not its status) stays read-only to a node.
+  EXPECT_EQ(client_->Patch("/api/v1/namespaces/default/persistentvolumeclaims/data", {{"metadata", {{"labels", {{"a", "b"}}}}}},
+                           client::PatchType::kMerge).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+// NodeExpandVolume of a published volume to the PV's new size; a driver without EXPAND_VOLUME is not asked.
+TEST_F(CSITest, ExpandGrowsThePublishedVolume) {
+  StartDriver();
+  ASSERT_TRUE(WaitFor([&] { return Registered(); }));
+  api_->Create("csidrivers", {{"metadata", {{"name", kDriver}}}, {"spec", {{"attachRequired", false}}}});
+  api::Pod pod = MakePVAndPod("grow");
+  auto target = SetUpPV(pod);
+  ASSERT_TRUE(target.ok()) << target.status();
+  auto spec = volumemanager::CSIVolumeFromPV(*PV(), false);
+  ASSERT_TRUE(spec.ok());
+  auto grown = csi_->Expand(pod, *spec, 32 << 20);
+  ASSERT_TRUE(grown.ok()) << grown.status();
+  EXPECT_TRUE(*grown);
+  auto calls = Calls(state_, "NodeExpandVolume");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["required_bytes"], 32 << 20);
+  struct statvfs v {};
+  ASSERT_EQ(::statvfs(target->c_str(), &v), 0);
+  EXPECT_EQ(static_cast<uint64_t>(v.f_blocks) * v.f_frsize, 32u << 20) << "the pod's mount sees the grown filesystem";
+  // A failing expansion reads as upstream's message.
+  std::ofstream(state_ + "/fail-NodeExpandVolume") << "out of space";
+  auto failed = csi_->Expand(pod, *spec, 64 << 20);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().message().rfind("MountVolume.NodeExpandVolume failed for volume \"pv-data\" : ", 0), 0u) << failed.status();
+  EXPECT_NE(failed.status().message().find("out of space"), std::string::npos) << failed.status();
+  fs::remove(state_ + "/fail-NodeExpandVolume");
+  ASSERT_TRUE(csi_->TearDownPod(pod.metadata.uid).ok());
+}
+
+// requiresRepublish: each set-up of a published volume calls NodePublishVolume again; without it, only the first.
+TEST_F(CSITest, RequiresRepublishPublishesAgain) {
+  StartDriver();
+  ASSERT_TRUE(WaitFor([&] { return Registered(); }));
+  api_->Create("csidrivers", {{"metadata", {{"name", kDriver}}}, {"spec", {{"attachRequired", false}}}});
+  api::Pod pod = MakePVAndPod("again");
+  ASSERT_TRUE(SetUpPV(pod).ok());
+  ASSERT_TRUE(SetUpPV(pod).ok());
+  EXPECT_EQ(Calls(state_, "NodePublishVolume").size(), 1u);
+  EXPECT_FALSE(csi_->RequiresRepublish(kDriver));
+  json d = *api_->Get("csidrivers", "", kDriver);
+  d["spec"]["requiresRepublish"] = true;
+  api_->Update("csidrivers", d);
+  ASSERT_TRUE(SetUpPV(pod).ok());
+  EXPECT_TRUE(csi_->RequiresRepublish(kDriver));
+  EXPECT_EQ(Calls(state_, "NodePublishVolume").size(), 2u);
+  // A republish that fails leaves the published volume as it was.
+  std::ofstream(state_ + "/fail-NodePublishVolume") << "busy";
+  auto again = SetUpPV(pod);
+  EXPECT_FALSE(again.ok());
+  EXPECT_TRUE(mount::IsMountPoint(root_ + "/pods/" + pod.metadata.uid + "/volumes/kubernetes.io~csi/pv-data/mount"));
+  fs::remove(state_ + "/fail-NodePublishVolume");
+  ASSERT_TRUE(csi_->TearDownPod(pod.metadata.uid).ok());
 }
 
 TEST(OperationExecutor, OneOperationPerKeyAndBackOffAfterFailure) {
