@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -472,6 +473,9 @@ absl::Status CSIPluginHandler::ValidatePlugin(const std::string& name, const std
     for (const auto& v : versions) all += (all.empty() ? "" : ", ") + v;
     return all;
   }());
+  if (!IsValidCSIDriverName(name))
+    return absl::InvalidArgumentError("validation failed for CSI Driver " + name + " at endpoint " + endpoint +
+                                      ": the name is not a valid CSI driver name");
   if (auto v = HighestSupportedCSIVersion(versions); !v.ok())
     return absl::InvalidArgumentError("validation failed for CSI Driver " + name + " at endpoint " + endpoint + ": " +
                                       std::string(v.status().message()));
@@ -513,6 +517,22 @@ void CSIPluginHandler::DeRegisterPlugin(const std::string& name, const std::stri
 
 // ---- volume specs ----
 
+bool IsValidCSIDriverName(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  for (char c : name)
+    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+namespace {
+// A name that becomes one folder under the pod's kubernetes.io~csi folder.
+bool SafeFolderName(const std::string& n) {
+  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos && n.find('\0') == std::string::npos;
+}
+}  // namespace
+
 absl::StatusOr<CSIVolumeSpec> CSIVolumeFromPV(const json& pv, bool claim_read_only) {
   const json spec = pv.is_object() && pv.contains("spec") && pv["spec"].is_object() ? pv["spec"] : json::object();
   if (!spec.contains("csi") || !spec["csi"].is_object()) return absl::InvalidArgumentError("persistent volume has no spec.csi");
@@ -523,6 +543,9 @@ absl::StatusOr<CSIVolumeSpec> CSIVolumeFromPV(const json& pv, bool claim_read_on
   s.volume_handle = api::StringField(c, "volumeHandle");
   if (s.driver.empty()) return absl::InvalidArgumentError("persistent volume " + s.spec_name + ": spec.csi.driver is empty");
   if (s.volume_handle.empty()) return absl::InvalidArgumentError("persistent volume " + s.spec_name + ": spec.csi.volumeHandle is empty");
+  if (!SafeFolderName(s.spec_name)) return absl::InvalidArgumentError("persistent volume \"" + s.spec_name + "\": not a valid name");
+  if (!IsValidCSIDriverName(s.driver))
+    return absl::InvalidArgumentError("persistent volume " + s.spec_name + ": spec.csi.driver \"" + s.driver + "\" is not a valid CSI driver name");
   s.read_only = claim_read_only || (c.contains("readOnly") && c["readOnly"].is_boolean() && c["readOnly"].get<bool>());
   s.fs_type = api::StringField(c, "fsType");
   s.volume_attributes = StringMap(c.value("volumeAttributes", json::object()));
@@ -545,6 +568,9 @@ absl::StatusOr<CSIVolumeSpec> CSIVolumeFromInline(const api::Pod& pod, const api
   s.spec_name = v.name;
   s.driver = api::StringField(c, "driver");
   if (s.driver.empty()) return absl::InvalidArgumentError("volume \"" + v.name + "\": csi.driver is empty");
+  if (!SafeFolderName(v.name)) return absl::InvalidArgumentError("volume \"" + v.name + "\": not a valid volume name");
+  if (!IsValidCSIDriverName(s.driver))
+    return absl::InvalidArgumentError("volume \"" + v.name + "\": csi.driver \"" + s.driver + "\" is not a valid CSI driver name");
   s.volume_handle = CSIEphemeralVolumeHandle(pod.metadata.uid, v.name);
   s.read_only = c.contains("readOnly") && c["readOnly"].is_boolean() && c["readOnly"].get<bool>();
   s.fs_type = api::StringField(c, "fsType");
@@ -887,6 +913,15 @@ absl::Status CSIVolumes::TearDownPod(const std::string& pod_uid) {
   return first;
 }
 
+// The staging path a vol_data.json names, when it is the one this kubelet makes for its driver and handle (the file
+// is read back from disk: a path it names elsewhere is never handed to a driver).
+std::string CSIVolumes::TrustedStagingPath(const json& data) const {
+  std::string staging = api::StringField(data, "stagingPath");
+  if (staging.empty() || staging != CSIStagingPath(d_.root_dir, api::StringField(data, "driverName"), api::StringField(data, "volumeHandle")))
+    return "";
+  return staging;
+}
+
 bool CSIVolumes::RequiresRepublish(const std::string& driver) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = republish_.find(driver);
@@ -912,7 +947,7 @@ absl::StatusOr<bool> CSIVolumes::Expand(const api::Pod& pod, const CSIVolumeSpec
   auto key = spec.driver + "^" + spec.volume_handle;
   auto lock = VolumeLock(key);
   std::lock_guard<std::mutex> vl(*lock);
-  auto got = (*client)->NodeExpandVolume(spec.volume_handle, dir + "/mount", api::StringField(*data, "stagingPath"), required_bytes, cap,
+  auto got = (*client)->NodeExpandVolume(spec.volume_handle, dir + "/mount", TrustedStagingPath(*data), required_bytes, cap,
                                          d_.timeout);
   if (!got.ok()) return absl::Status(got.status().code(), fail + "Expander.NodeExpand failed to expand the volume: " + std::string(got.status().message()));
   Log()->info("NodeExpandVolume succeeded volume=\"{}\" pod=\"{}/{}\" required={} capacity={}", spec.spec_name, pod.metadata.namespace_,
@@ -931,7 +966,7 @@ absl::StatusOr<CSIVolumeUsage> CSIVolumes::VolumeStats(const std::string& pod_ui
   if (!caps.ok()) return caps.status();
   if (!caps->get_volume_stats) return absl::NotFoundError("the driver does not offer GET_VOLUME_STATS");
   auto usage = (*client)->NodeGetVolumeStats(api::StringField(*data, "volumeHandle"), dir + "/mount",
-                                             api::StringField(*data, "stagingPath"), std::chrono::seconds(10));
+                                             TrustedStagingPath(*data), std::chrono::seconds(10));
   if (usage.ok() && !caps->volume_condition) usage->has_condition = false;
   return usage;
 }

@@ -159,6 +159,11 @@ class CSIPluginHandler : public pluginmanager::PluginHandler {
 absl::StatusOr<std::string> HighestSupportedCSIVersion(const std::vector<std::string>& versions);
 
 /** Upstream's names: the VolumeAttachment of a volume on a node, and the unique volume name (volumesInUse). */
+/**
+ * A CSI driver name as the API validates it (CSIDriver, PV spec.csi.driver): 63 characters at most, alphanumerics
+ * with '-', '_' and '.' between, starting and ending with an alphanumeric. Driver names become folder names.
+ */
+bool IsValidCSIDriverName(const std::string& name);
 std::string CSIAttachmentID(const std::string& volume_handle, const std::string& driver, const std::string& node);
 std::string CSIUniqueVolumeName(const std::string& driver, const std::string& volume_handle);
 /** The staging folder of a volume under <root-dir>. */
@@ -241,6 +246,7 @@ class CSIVolumes {
  private:
   std::string PodCSIDir(const std::string& uid) const { return d_.root_dir + "/pods/" + uid + "/volumes/kubernetes.io~csi"; }
   std::shared_ptr<std::mutex> VolumeLock(const std::string& key);
+  std::string TrustedStagingPath(const nlohmann::json& vol_data) const;
   absl::Status TearDownOne(const std::string& pod_uid, const std::string& dir);
   bool OtherPodUses(const std::string& pod_uid, const std::string& driver, const std::string& handle) const;
   absl::StatusOr<std::map<std::string, std::string>> ReadSecret(const std::optional<std::pair<std::string, std::string>>& ref,
