@@ -293,6 +293,13 @@ int main(int argc, char** argv) {
     vdeps.node_allocatable = [allocatable] { return allocatable; };
   }
   vdeps.node_name = node_name;
+  // The node status manager comes later (it reports the volume manager's volumesInUse): its labels through a
+  // pointer set once it exists, before any pod is synced.
+  std::atomic<nodestatus::NodeStatusManager*> node_labels_from{nullptr};
+  vdeps.node_labels = [&node_labels_from]() -> std::optional<std::map<std::string, std::string>> {
+    auto* ns = node_labels_from.load();
+    return ns ? ns->NodeLabels() : std::nullopt;
+  };
   if (api)
     vdeps.patch_pvc_status = [client = api.get()](const std::string& ns, const std::string& name, const nlohmann::json& patch) {
       return client->Patch("/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + name + "/status", patch,
@@ -498,6 +505,7 @@ int main(int argc, char** argv) {
   ko.root_dir = flags.root_dir;
   ko.allow_privileged = flags.allow_privileged;
   auto* ns_ptr = node_status.get();
+  node_labels_from = ns_ptr;
   std::function<std::string()> node_uid;
   if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };
   Dependencies kd{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,

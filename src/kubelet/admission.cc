@@ -5,52 +5,12 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "kubelet/api/node_selector.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/kuberuntime/security_context.h"
 
 namespace kubelet {
 namespace {
-
-bool Contains(const std::vector<std::string>& v, const std::string& s) {
-  for (const auto& x : v)
-    if (x == s) return true;
-  return false;
-}
-
-// One node selector requirement against a value (absent: nullptr), as upstream's labels.Selector.
-bool RequirementMatches(const api::NodeSelectorRequirement& req, const std::string* value) {
-  const std::string& op = req.op;
-  const auto& values = req.values;
-  if (op == "In") return value && Contains(values, *value);
-  if (op == "NotIn") return !value || !Contains(values, *value);
-  if (op == "Exists") return value != nullptr;
-  if (op == "DoesNotExist") return value == nullptr;
-  if (op == "Gt" || op == "Lt") {
-    if (!value || values.size() != 1) return false;
-    char* end = nullptr;
-    errno = 0;
-    long long have = std::strtoll(value->c_str(), &end, 10);
-    if (end == value->c_str() || *end || errno) return false;
-    long long want = std::strtoll(values[0].c_str(), &end, 10);
-    if (end == values[0].c_str() || *end || errno) return false;
-    return op == "Gt" ? have > want : have < want;
-  }
-  return false;  // an unknown operator matches nothing
-}
-
-// A node selector term: its expressions and fields all match; an empty term matches nothing.
-bool TermMatches(const api::NodeSelectorTerm& term, const AdmitNode& node) {
-  if (term.match_expressions.empty() && term.match_fields.empty()) return false;
-  for (const auto& e : term.match_expressions) {
-    auto it = node.labels.find(e.key);
-    if (!RequirementMatches(e, it == node.labels.end() ? nullptr : &it->second)) return false;
-  }
-  for (const auto& f : term.match_fields) {
-    // Only metadata.name is a supported field, as upstream.
-    if (f.key != "metadata.name" || !RequirementMatches(f, &node.name)) return false;
-  }
-  return true;
-}
 
 bool NodeAffinityMatches(const api::Pod& pod, const AdmitNode& node) {
   for (const auto& [key, want] : pod.spec.node_selector) {
@@ -58,9 +18,7 @@ bool NodeAffinityMatches(const api::Pod& pod, const AdmitNode& node) {
     if (l == node.labels.end() || l->second != want) return false;
   }
   if (!pod.spec.required_node_affinity) return true;
-  for (const auto& t : *pod.spec.required_node_affinity)
-    if (TermMatches(t, node)) return true;
-  return false;
+  return api::NodeSelectorTermsMatch(*pod.spec.required_node_affinity, node.labels, node.name);
 }
 
 struct HostPort {

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "kubelet/api/fieldpath.h"
+#include "kubelet/api/node_selector.h"
 #include "kubelet/api/quantity.h"
 #include "kubelet/api/codec.h"
 #include "kubelet/util/base64.h"
@@ -441,6 +442,7 @@ class VolumeManagerImpl : public VolumeManager {
     std::map<std::string, std::string> errors;             // volume -> its last set-up error
     std::set<std::string> unattached;                      // volumes waiting for their VolumeAttachment
     std::set<std::string> in_use;                          // attachable volumes being set up (unique names)
+    std::map<std::string, int64_t> expanded;               // volume -> the size NodeExpandVolume grew it to
     uint64_t synced_generation = 0;                        // the last generation every volume was set up for
     uint64_t processed_generation = 0;                     // the last generation an operation finished for
     bool busy = false;
@@ -630,6 +632,24 @@ class VolumeManagerImpl : public VolumeManager {
     return MountedVolume{*path, spec.read_only, info->unique_name, spec.driver};
   }
 
+  // A PV whose nodeAffinity this node does not match (another node's local disk, another zone's volume): upstream's
+  // "MountVolume.NodeAffinity check failed", retried as any set-up (the node's labels may change).
+  absl::Status CheckNodeAffinity(const json& pv) {
+    const json spec = pv.value("spec", json::object());
+    const json na = spec.is_object() ? spec.value("nodeAffinity", json(nullptr)) : json(nullptr);
+    if (!na.is_object() || !na.contains("required") || na["required"].is_null() || !deps_.node_labels) return absl::OkStatus();
+    const std::string name = api::MetaField(pv, "name");
+    auto fail = [&](const std::string& why) {
+      return absl::FailedPreconditionError("MountVolume.NodeAffinity check failed for volume \"" + name + "\" : " + why);
+    };
+    auto terms = api::DecodeNodeSelector(na["required"], "spec.nodeAffinity.required");
+    if (!terms.ok()) return fail(std::string(terms.status().message()));
+    auto labels = deps_.node_labels();
+    if (!labels) return fail("the node's labels are not known yet");
+    if (!api::NodeSelectorTermsMatch(*terms, *labels, deps_.node_name)) return fail("no matching NodeSelectorTerms");
+    return absl::OkStatus();
+  }
+
   // The claim's PV is larger than the claim's status says (the controller expanded the volume): NodeExpandVolume,
   // then the claim's status.capacity, as upstream's MarkFSResizeFinished. Reported as FileSystemResizeSuccessful or
   // FileSystemResizeFailed on the pod; a failure is tried again at the pod's next sync.
@@ -650,6 +670,14 @@ class VolumeManagerImpl : public VolumeManager {
     auto pv_size = storage(*pv, "spec", "capacity");
     auto claim_size = storage(*pvc, "status", "capacity");
     if (!pv_size || !claim_size || pv_size->Value() <= claim_size->Value()) return absl::OkStatus();
+    {
+      // Grown already; the claim read may be older than our own status update (reads are cached for seconds).
+      std::lock_guard<std::mutex> l(mu_);
+      auto a = actual_.find(pod.metadata.uid);
+      if (a != actual_.end())
+        if (auto e = a->second.expanded.find(v.name); e != a->second.expanded.end() && e->second >= pv_size->Value())
+          return absl::OkStatus();
+    }
     auto spec = CSIVolumeFromPV(*pv, v.persistent_volume_claim->read_only);
     if (!spec.ok()) return spec.status();
     const std::string pv_name = api::MetaField(*pv, "name");
@@ -675,6 +703,10 @@ class VolumeManagerImpl : public VolumeManager {
       if (auto st = deps_.patch_pvc_status(ns, v.persistent_volume_claim->claim_name, {{"status", status}}); !st.ok())
         return absl::Status(st.code(), "MountVolume.NodeExpandVolume failed to mark the resize of claim " + ns + "/" +
                                            v.persistent_volume_claim->claim_name + " finished: " + std::string(st.message()));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (auto a = actual_.find(pod.metadata.uid); a != actual_.end()) a->second.expanded[v.name] = pv_size->Value();
+    }
     if (deps_.record_event)
       deps_.record_event(pod, "Normal", "FileSystemResizeSuccessful",
                          "MountVolume.NodeExpandVolume succeeded for volume \"" + pv_name + "\" " + deps_.node_name);
@@ -744,6 +776,7 @@ class VolumeManagerImpl : public VolumeManager {
       bool ro = v.persistent_volume_claim->read_only;
       const json& spec = (*pv)["spec"];
       std::string pv_name = api::MetaField(*pv, "name");
+      if (auto st = CheckNodeAffinity(*pv); !st.ok()) return st;
       if (spec.contains("hostPath") && spec["hostPath"].is_object()) {
         api::HostPathVolumeSource hp;
         hp.path = api::StringField(spec["hostPath"], "path");

@@ -2182,6 +2182,35 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   ASSERT_TRUE(WaitUntil([&] { return !fs::exists(work_ / "root/pods" / uid3); }));
   EXPECT_EQ(calls("NodeUnpublishVolume").size(), 3u);
 
+  // A claim not bound and a PV of another zone: each pod waits with an event naming why; the others run on.
+  api_->Create("persistentvolumeclaims", {{"metadata", {{"name", "unbound"}, {"namespace", "default"}}},
+                                          {"spec", {{"accessModes", {"ReadWriteOnce"}}}}, {"status", {{"phase", "Pending"}}}});
+  api_->Create("pods", pod_with("waits", {{"persistentVolumeClaim", {{"claimName", "unbound"}}}}, "sleep 3600"));
+  claim("far", "vol-far");
+  {
+    json pv = *api_->Get("persistentvolumes", "", "pv-far");
+    pv["spec"]["nodeAffinity"] = json::parse(R"({"required":{"nodeSelectorTerms":[{"matchExpressions":[
+      {"key":"topology.kubernetes.io/zone","operator":"In","values":["far-away"]}]}]}})");
+    api_->Update("persistentvolumes", pv);
+  }
+  api_->Create("pods", pod_with("far", {{"persistentVolumeClaim", {{"claimName", "far"}}}}, "sleep 3600"));
+  api_->Create("pods", pod_with("bystander", {{"emptyDir", json::object()}}, "sleep 3600"));
+  EXPECT_TRUE(event("waits", "FailedMount", "error processing PVC default/unbound: PVC is not bound"));
+  EXPECT_TRUE(event("far", "FailedMount", "MountVolume.NodeAffinity check failed for volume \"pv-far\" : no matching NodeSelectorTerms"));
+  EXPECT_TRUE(running("bystander"));
+  EXPECT_EQ(ApiPod("default", "waits")["status"].value("phase", ""), "Pending");
+  EXPECT_EQ(ApiPod("default", "far")["status"].value("phase", ""), "Pending");
+  for (const auto& c : calls("NodeStageVolume")) EXPECT_NE(c.value("volume_id", ""), "vol-far") << "staged on the wrong node";
+  // The zone the PV wants: the node is labelled into it, and the pod runs at its next try.
+  {
+    json n = *api_->Get("nodes", "", "e2e-node");
+    n["metadata"]["labels"]["topology.kubernetes.io/zone"] = "far-away";
+    api_->Update("nodes", n);
+  }
+  EXPECT_TRUE(running("far")) << ApiPod("default", "far").dump(2);
+  for (const char* p : {"waits", "far", "bystander"}) del(p);
+  ASSERT_TRUE(WaitUntil([&] { return ApiPod("default", "far").is_null() && ApiPod("default", "bystander").is_null(); }));
+
   // A driver that crashes in the middle of a publish: FailedMount, retried against the restarted driver.
   claim("crashy", "vol-crashy");
   std::ofstream(state / "crash-NodePublishVolume") << "";

@@ -98,7 +98,9 @@ struct VolumeDeps {
   /** Node allocatable (milli-CPU, bytes) for resourceFieldRef of containers without limits. */
   std::function<std::pair<int64_t, int64_t>()> node_allocatable;
   const Clock* clock = nullptr;  // token expiry; the real clock when unset
-  std::string node_name;         // in upstream's event messages (FileSystemResizeSuccessful)
+  std::string node_name;         // in upstream's event messages (FileSystemResizeSuccessful), PV nodeAffinity fields
+  /** The Node's labels as the API has them, for a PV's nodeAffinity; unset or nullopt: not checked (standalone). */
+  std::function<std::optional<std::map<std::string, std::string>>()> node_labels;
   /** PATCH (merge) of a claim's status: capacity and conditions after a volume expansion on the node. */
   std::function<absl::Status(const std::string& ns, const std::string& name, const nlohmann::json& patch)> patch_pvc_status;
   /** Events on the pod (FailedMount), as the reconciler reports them; unset: logged only. */
