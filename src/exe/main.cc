@@ -295,9 +295,9 @@ int main(int argc, char** argv) {
   vdeps.node_name = node_name;
   // The node status manager comes later (it reports the volume manager's volumesInUse): its labels through a
   // pointer set once it exists, before any pod is synced.
-  std::atomic<nodestatus::NodeStatusManager*> node_labels_from{nullptr};
-  vdeps.node_labels = [&node_labels_from]() -> std::optional<std::map<std::string, std::string>> {
-    auto* ns = node_labels_from.load();
+  std::atomic<nodestatus::NodeStatusManager*> late_node_status{nullptr};
+  vdeps.node_labels = [&late_node_status]() -> std::optional<std::map<std::string, std::string>> {
+    auto* ns = late_node_status.load();
     return ns ? ns->NodeLabels() : std::nullopt;
   };
   if (api)
@@ -343,6 +343,10 @@ int main(int argc, char** argv) {
       return std::make_pair(st["token"].get<std::string>(), api::StringField(st, "expirationTimestamp"));
     };
   }
+  csid.volumes_attached = [&late_node_status]() -> std::optional<std::vector<std::string>> {
+    auto* ns = late_node_status.load();
+    return ns ? ns->VolumesAttached() : std::nullopt;
+  };
   volumemanager::CSIVolumes csi_volumes(std::move(csid));
   vdeps.csi = &csi_volumes;
   pluginmanager::PluginManagerOptions pmo;
@@ -505,7 +509,7 @@ int main(int argc, char** argv) {
   ko.root_dir = flags.root_dir;
   ko.allow_privileged = flags.allow_privileged;
   auto* ns_ptr = node_status.get();
-  node_labels_from = ns_ptr;
+  late_node_status = ns_ptr;
   std::function<std::string()> node_uid;
   if (ns_ptr) node_uid = [ns_ptr] { return ns_ptr->NodeUID(); };
   Dependencies kd{&clock, runtime.get(), volumes.get(), &recorder, &metrics, api.get(), syncer.get(), node_uid,

@@ -195,8 +195,14 @@ void NodeStatusManager::Start() {
             continue;
           }
           if (decoded->metadata.name != o_.node_name) continue;
+          std::vector<std::string> attached;
+          const json st = obj.value("status", json::object());
+          if (st.is_object() && st.contains("volumesAttached") && st["volumesAttached"].is_array())
+            for (const auto& v : st["volumesAttached"])
+              if (v.is_object() && v.contains("name") && v["name"].is_string()) attached.push_back(v["name"].get<std::string>());
           std::lock_guard<std::mutex> l(mu_);
           labels_ = decoded->metadata.labels;
+          volumes_attached_ = std::move(attached);
         }
       });
   node_reflector_->Start();
@@ -231,6 +237,11 @@ std::optional<std::map<std::string, std::string>> NodeStatusManager::RefreshNode
   std::lock_guard<std::mutex> l(mu_);
   labels_ = decoded->metadata.labels;
   return labels_;
+}
+
+std::optional<std::vector<std::string>> NodeStatusManager::VolumesAttached() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return volumes_attached_;
 }
 
 std::string NodeStatusManager::NodeUID() const {

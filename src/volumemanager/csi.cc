@@ -675,6 +675,16 @@ absl::StatusOr<std::string> CSIVolumes::SetUp(const api::Pod& pod, const CSIVolu
   // Attached: the VolumeAttachment of this volume and node, which the attach/detach controller makes.
   std::map<std::string, std::string> publish_context;
   std::string attachment_id;
+  if (attach_required && d_.volumes_attached) {
+    // Upstream's VerifyControllerAttachedVolume: the attach/detach controller lists the volume on the Node first.
+    auto attached = d_.volumes_attached();
+    const std::string unique = CSIUniqueVolumeName(spec.driver, spec.volume_handle);
+    if (!attached || std::find(attached->begin(), attached->end(), unique) == attached->end()) {
+      *unattached = true;
+      return absl::FailedPreconditionError("VerifyControllerAttachedVolume failed for volume " + vol +
+                                           " : Volume not attached according to node status");
+    }
+  }
   if (attach_required) {
     attachment_id = CSIAttachmentID(spec.volume_handle, spec.driver, d_.node_name);
     auto va = d_.get_object ? d_.get_object("volumeattachments", "", attachment_id)

@@ -576,10 +576,13 @@ class VolumeManagerImpl : public VolumeManager {
       }
       // Messages of the CSI plugin name their operation already (MountVolume.MountDevice, .WaitForAttach, ...).
       std::string text(mv.status().message());
-      std::string msg = processing || text.rfind("MountVolume.", 0) == 0 ? text
-                                   : "MountVolume.SetUp failed for volume \"" + v.name + "\" : " + text;
+      // Waiting for the attach/detach controller to list the volume on the Node is logged, not an event (upstream).
+      const bool verify = text.rfind("VerifyControllerAttachedVolume", 0) == 0;
+      std::string msg = processing || verify || text.rfind("MountVolume.", 0) == 0
+                            ? text
+                            : "MountVolume.SetUp failed for volume \"" + v.name + "\" : " + text;
       (processing ? failed : errors)[v.name] = msg;
-      if (!processing) {
+      if (!processing && !verify) {
         if (deps_.record_event) deps_.record_event(pod, "Warning", "FailedMount", msg);
       }
     }

@@ -2232,6 +2232,16 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   api_->Create("pods", pod_with("attached", {{"persistentVolumeClaim", {{"claimName", "attached"}}}}, "sleep 3600"));
   std::string sha = RunCommand("printf '%s' 'vol-attached" + driver + "e2e-node' | sha256sum | cut -d' ' -f1");
   std::string va_name = "csi-" + sha.substr(0, sha.find('\n'));
+  // Until the attach/detach controller lists the volume in the Node's status.volumesAttached the kubelet waits
+  // (upstream's VerifyControllerAttachedVolume); then for the VolumeAttachment to say attached.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(ApiPod("default", "attached")["status"].value("phase", ""), "Pending") << "set up before volumesAttached";
+  for (const auto& c : calls("NodeStageVolume")) EXPECT_NE(c.value("volume_id", ""), "vol-attached") << "staged before attached";
+  {
+    json n = *api_->Get("nodes", "", "e2e-node");
+    n["status"]["volumesAttached"] = {{{"name", "kubernetes.io/csi/" + driver + "^vol-attached"}, {"devicePath", ""}}};
+    api_->Update("nodes", n);
+  }
   EXPECT_TRUE(event("attached", "FailedMount", "attacher.WaitForAttach failed for volume [vol-attached]"));
   EXPECT_EQ(ApiPod("default", "attached")["status"].value("phase", ""), "Pending");
   api_->Create("volumeattachments",

@@ -223,8 +223,11 @@ TEST_F(CSITest, DriverRegistersCSINodeAnnotationAndLabelsThenDeregisters) {
   StopDriver();
   ASSERT_TRUE(WaitFor([&] { return !drivers_.Has(kDriver); }));
   ASSERT_TRUE(WaitFor([&] { return CSINodeDrivers().is_array() && CSINodeDrivers().empty(); })) << CSINodeDrivers().dump();
-  node = api_->Get("nodes", "", kNode);
-  EXPECT_FALSE((*node)["metadata"].value("annotations", json::object()).contains(volumemanager::kCSINodeIDAnnotation));
+  // The CSINode is written first, then the Node: the annotation goes right after.
+  EXPECT_TRUE(WaitFor([&] {
+    auto n = api_->Get("nodes", "", kNode);
+    return !(*n)["metadata"].value("annotations", json::object()).contains(volumemanager::kCSINodeIDAnnotation);
+  }));
   EXPECT_TRUE(plugins_->Registered().empty());
 
   // A restarted driver registers again.

@@ -104,6 +104,12 @@ class NodeStatusManager {
   // fails NodeAffinity, since the watch may not have delivered a label the scheduler already saw (upstream
   // kubernetes#134445). Unset when the Node cannot be read.
   std::optional<std::map<std::string, std::string>> RefreshNodeLabels();
+  /**
+   * The unique names in the watched Node's status.volumesAttached (the attach/detach controller writes them):
+   * upstream's VerifyControllerAttachedVolume reads them before it waits for an attachment. Unset before the Node
+   * was read.
+   */
+  std::optional<std::vector<std::string>> VolumesAttached() const;
 
  private:
   void StatusLoop();
@@ -122,6 +128,7 @@ class NodeStatusManager {
   std::optional<std::set<std::string>> pressure_taints_;  // what the node carries, once synced
   std::string node_uid_;
   std::optional<std::map<std::string, std::string>> labels_;
+  std::optional<std::vector<std::string>> volumes_attached_;
   std::optional<TimePoint> last_report_;
   std::thread status_thread_;
   std::thread lease_thread_;

@@ -184,6 +184,8 @@ struct CSIDeps {
                                                                     int64_t expiration_seconds)>
       token;
   std::chrono::milliseconds timeout = kCSITimeout;
+  /** The Node's status.volumesAttached (unique names); unset or nullopt: not checked (standalone, tests). */
+  std::function<std::optional<std::vector<std::string>>()> volumes_attached;
 };
 
 /** A CSI volume as its pod uses it: from the PV (persistent) or the pod spec (inline, ephemeral). */
