@@ -2266,8 +2266,9 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   // The driver goes: deregistered, its CSINode entry and node annotation removed.
   drv.Stop();
   ASSERT_TRUE(WaitUntil([&] { return csinode_drivers().empty(); }));
-  node = *api_->Get("nodes", "", "e2e-node");
-  EXPECT_EQ(node["metadata"]["annotations"].count("csi.volume.kubernetes.io/nodeid"), 0u);
+  EXPECT_TRUE(WaitUntil([&] {
+    return (*api_->Get("nodes", "", "e2e-node"))["metadata"]["annotations"].count("csi.volume.kubernetes.io/nodeid") == 0;
+  })) << "the nodeid annotation stayed";
   // Only the VolumeAttachment the kubelet read before it existed was refused (as the Node authorizer does).
   for (const auto& f : api_->Forbidden()) EXPECT_NE(f.find("/volumeattachments/" + va_name), std::string::npos) << f;
   RemoveTree(state);
