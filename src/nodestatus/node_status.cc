@@ -320,45 +320,8 @@ absl::Status NodeStatusManager::SyncStatusOnce(bool force) {
     last_status_ = status;
     last_report_ = now;
   }
-  if (p_.pressure)
-    if (auto st = SyncPressureTaints(p_.pressure()); !st.ok())
-      log_->error("Failed to update the node's pressure taints node=\"{}\" err=\"{}\"", o_.node_name, st.message());
-  return absl::OkStatus();
-}
-
-absl::Status NodeStatusManager::SyncPressureTaints(const std::vector<std::string>& pressure) {
-  static const std::map<std::string, std::string> kTaints = {{"MemoryPressure", "node.kubernetes.io/memory-pressure"},
-                                                             {"DiskPressure", "node.kubernetes.io/disk-pressure"},
-                                                             {"PIDPressure", "node.kubernetes.io/pid-pressure"}};
-  std::set<std::string> want;
-  for (const auto& c : pressure)
-    if (auto it = kTaints.find(c); it != kTaints.end()) want.insert(it->second);
-  if (pressure_taints_ && *pressure_taints_ == want) return absl::OkStatus();
-  auto got = api_->Get("/api/v1/nodes/" + o_.node_name);
-  if (!got.ok()) return got.status();
-  json taints = got->contains("spec") && (*got)["spec"].contains("taints") && (*got)["spec"]["taints"].is_array()
-                    ? (*got)["spec"]["taints"]
-                    : json::array();
-  json out = json::array();
-  std::set<std::string> have;
-  for (const auto& t : taints) {
-    std::string key = t.is_object() ? t.value("key", "") : "";
-    bool ours = false;
-    for (const auto& [_, k] : kTaints) ours |= k == key;
-    if (ours && !want.count(key)) continue;
-    if (ours) have.insert(key);
-    out.push_back(t);
-  }
-  for (const auto& k : want)
-    if (!have.count(k)) out.push_back({{"key", k}, {"effect", "NoSchedule"}});
-  if (out != taints) {
-    // The whole list, guarded by the resourceVersion read (a conflict is retried next round).
-    json patch = {{"metadata", {{"resourceVersion", (*got)["metadata"].value("resourceVersion", "")}}}, {"spec", {{"taints", out}}}};
-    auto r = api_->Patch("/api/v1/nodes/" + o_.node_name, patch, client::PatchType::kMerge);
-    if (!r.ok()) return r.status();
-    log_->info("Updated node pressure taints node=\"{}\" taints={}", o_.node_name, DumpJSON(out));
-  }
-  pressure_taints_ = want;
+  // The pressure taints (node.kubernetes.io/*-pressure) are the node lifecycle controller's, from these
+  // conditions (TaintNodesByCondition): NodeRestriction forbids a node to modify its own taints.
   return absl::OkStatus();
 }
 

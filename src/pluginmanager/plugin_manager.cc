@@ -179,11 +179,13 @@ class PluginManagerImpl : public PluginManager {
       for (const auto& [socket, d] : desired)
         if (!actual_.count(socket)) to_register.push_back(socket);
     }
-    for (auto& [socket, a] : gone) {
+    for (auto& entry : gone) {
+      const std::string& socket = entry.first;
+      auto& a = entry.second;  // a plain reference: clang does not capture structured bindings (C++17)
       std::string why = desired.count(socket) ? (a.failures >= o_.health_failures ? "it stopped answering" : "its socket was re-created")
                                               : "its socket was removed";
       log_->info("Deregistering plugin plugin=\"{}\" type=\"{}\" socket=\"{}\" reason=\"{}\"", a.info.name, a.info.type, socket, why);
-      Guarded("DeRegisterPlugin", [&] {
+      (void)Guarded("DeRegisterPlugin", [&] {
         a.handler->DeRegisterPlugin(a.info.name, a.info.endpoint);
         return absl::OkStatus();
       });

@@ -90,6 +90,37 @@ TEST_F(NodeAuthorizerTest, TokensOnlyForItsOwnPodsAndWritesOnlyToItsOwnNode) {
             absl::StatusCode::kPermissionDenied);
 }
 
+// NodeRestriction on the node's own Node: no taints of its own making, only the kubelet's kubernetes.io labels;
+// the pressure taints come from the node lifecycle controller (TaintNodesByCondition), which the fake plays.
+TEST_F(NodeAuthorizerTest, ANodeKeepsOffItsTaintsAndRestrictedLabels) {
+  api_->Create("nodes", json::parse(R"({"metadata":{"name":"node1","labels":{"kubernetes.io/hostname":"node1"}},"status":{}})"));
+  auto patch = [&](const json& body) { return client_->Patch("/api/v1/nodes/node1", body, client::PatchType::kMerge); };
+  auto taint = patch({{"spec", {{"taints", {{{"key", "k"}, {"effect", "NoSchedule"}}}}}}});
+  EXPECT_EQ(Code(taint), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(taint.status().message().find("node \"node1\" is not allowed to modify taints"), std::string::npos) << taint.status();
+  auto role = patch({{"metadata", {{"labels", {{"node-role.kubernetes.io/control-plane", ""}}}}}});
+  EXPECT_EQ(Code(role), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(role.status().message().find("is not allowed to modify labels: node-role.kubernetes.io/control-plane"), std::string::npos)
+      << role.status();
+  EXPECT_EQ(Code(patch({{"metadata", {{"labels", {{"node-restriction.kubernetes.io/pool", "a"}}}}}})), absl::StatusCode::kPermissionDenied);
+  for (const char* ok : {"topology.kubernetes.io/zone", "kubernetes.io/arch", "node.kubernetes.io/instance-type",
+                         "topology.csi.example.com/zone", "example.com/anything"})
+    EXPECT_TRUE(patch({{"metadata", {{"labels", {{ok, "x"}}}}}}).ok()) << ok;
+  // The controller's part: a True pressure condition carries its NoSchedule taint, and it goes with it.
+  auto cond = [&](const char* status) {
+    return client_->Patch("/api/v1/nodes/node1/status",
+                          {{"status", {{"conditions", {{{"type", "MemoryPressure"}, {"status", status}}}}}}},
+                          client::PatchType::kMerge);
+  };
+  ASSERT_TRUE(cond("True").ok());
+  auto n = api_->Get("nodes", "", "node1");
+  ASSERT_TRUE((*n)["spec"].contains("taints"));
+  EXPECT_EQ((*n)["spec"]["taints"][0]["key"], "node.kubernetes.io/memory-pressure");
+  EXPECT_EQ((*n)["spec"]["taints"][0]["effect"], "NoSchedule");
+  ASSERT_TRUE(cond("False").ok());
+  EXPECT_FALSE((*api_->Get("nodes", "", "node1"))["spec"].contains("taints"));
+}
+
 TEST_F(NodeAuthorizerTest, ANodeCreatesOnlyMirrorPodsAndTouchesOnlyItsOwnPods) {
   // Reads: one pod bound to the node, or a list selecting the node's pods.
   EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/pods/here").ok());

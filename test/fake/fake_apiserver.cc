@@ -301,6 +301,60 @@ std::vector<json> FakeApiServer::List(const std::string& resource) const {
   return out;
 }
 
+// The node lifecycle controller's TaintNodesByCondition, for the pressure conditions: a NoSchedule taint
+// node.kubernetes.io/{memory,disk,pid}-pressure while the condition is True.
+void FakeApiServer::TaintNodeByConditions(json& node) {
+  static const std::map<std::string, std::string> kTaints = {{"MemoryPressure", "node.kubernetes.io/memory-pressure"},
+                                                             {"DiskPressure", "node.kubernetes.io/disk-pressure"},
+                                                             {"PIDPressure", "node.kubernetes.io/pid-pressure"}};
+  std::set<std::string> want;
+  const json st = node.contains("status") && node["status"].is_object() ? node["status"] : json::object();
+  if (st.contains("conditions") && st["conditions"].is_array())
+    for (const auto& c : st["conditions"])
+      if (c.is_object() && c.value("status", "") == "True")
+        if (auto t = kTaints.find(c.value("type", "")); t != kTaints.end()) want.insert(t->second);
+  if (!node.contains("spec") || !node["spec"].is_object()) node["spec"] = json::object();
+  json taints = node["spec"].contains("taints") && node["spec"]["taints"].is_array() ? node["spec"]["taints"] : json::array();
+  json out = json::array();
+  std::set<std::string> have;
+  for (const auto& t : taints) {
+    std::string key = t.is_object() ? t.value("key", "") : "";
+    bool pressure = false;
+    for (const auto& [_, k] : kTaints) pressure |= k == key;
+    if (pressure && !want.count(key)) continue;
+    if (pressure) have.insert(key);
+    out.push_back(t);
+  }
+  for (const auto& k : want)
+    if (!have.count(k)) out.push_back({{"key", k}, {"effect", "NoSchedule"}, {"timeAdded", FormatRFC3339(std::chrono::system_clock::now())}});
+  if (out.empty())
+    node["spec"].erase("taints");
+  else
+    node["spec"]["taints"] = out;
+}
+
+// NodeRestriction's label rule: node-restriction.kubernetes.io labels never; other kubernetes.io and k8s.io
+// labels only the kubelet's own (hostname, os, arch, instance type, zone and region, and the kubelet.kubernetes.io
+// and node.kubernetes.io namespaces).
+bool FakeApiServer::NodeRestrictionForbidsLabel(const std::string& key) {
+  auto slash = key.find('/');
+  if (slash == std::string::npos) return false;
+  std::string domain = key.substr(0, slash);
+  auto is_or_under = [&](const std::string& d) {
+    return domain == d || (domain.size() > d.size() && domain.compare(domain.size() - d.size() - 1, d.size() + 1, "." + d) == 0);
+  };
+  if (is_or_under("node-restriction.kubernetes.io")) return true;
+  if (!is_or_under("kubernetes.io") && !is_or_under("k8s.io")) return false;
+  static const std::set<std::string> kKubelet = {
+      "kubernetes.io/hostname", "kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+      "beta.kubernetes.io/instance-type", "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+      "topology.kubernetes.io/zone", "topology.kubernetes.io/region", "kubernetes.io/os", "kubernetes.io/arch",
+      "beta.kubernetes.io/os", "beta.kubernetes.io/arch"};
+  if (kKubelet.count(key)) return false;
+  if (is_or_under("kubelet.kubernetes.io") || is_or_under("node.kubernetes.io")) return false;
+  return true;
+}
+
 void FakeApiServer::Update(const std::string& resource, const json& obj) {
   std::lock_guard<std::mutex> l(mu_);
   json o = Stamp(resource, obj, false);
@@ -949,8 +1003,40 @@ Response FakeApiServer::Handle(const Request& req) {
     } else if (resource == "pods" || resource == "nodes") {
       next["status"] = it->second.contains("status") ? it->second["status"] : json::object();
     }
+    // NodeRestriction on a node's own Node: its taints are the control plane's, and of the kubernetes.io and
+    // k8s.io labels it may change only the kubelet's own.
+    if (resource == "nodes" && !node.empty() && sub.empty()) {
+      const json no = json::object();
+      auto part = [&](const json& o, const char* a, const char* b) {
+        const json& x = o.contains(a) && o[a].is_object() ? o[a] : no;
+        return x.contains(b) ? x[b] : json(nullptr);
+      };
+      json old_taints = part(it->second, "spec", "taints"), new_taints = part(next, "spec", "taints");
+      if (old_taints.is_null()) old_taints = json::array();
+      if (new_taints.is_null()) new_taints = json::array();
+      if (old_taints != new_taints) {
+        forbidden_.push_back(req.method + " " + req.path + ": taints");
+        return StatusError(403, "Forbidden", "nodes \"" + name + "\" is forbidden: node \"" + node + "\" is not allowed to modify taints");
+      }
+      json old_labels = part(it->second, "metadata", "labels"), new_labels = part(next, "metadata", "labels");
+      if (!old_labels.is_object()) old_labels = json::object();
+      if (!new_labels.is_object()) new_labels = json::object();
+      std::set<std::string> modified;
+      for (auto l = new_labels.begin(); l != new_labels.end(); ++l)
+        if (!old_labels.contains(l.key()) || old_labels[l.key()] != l.value()) modified.insert(l.key());
+      for (auto l = old_labels.begin(); l != old_labels.end(); ++l)
+        if (!new_labels.contains(l.key())) modified.insert(l.key());
+      std::string refused;
+      for (const auto& k : modified)
+        if (NodeRestrictionForbidsLabel(k)) refused += (refused.empty() ? "" : ", ") + k;
+      if (!refused.empty()) {
+        forbidden_.push_back(req.method + " " + req.path + ": labels " + refused);
+        return StatusError(403, "Forbidden", "nodes \"" + name + "\" is forbidden: is not allowed to modify labels: " + refused);
+      }
+    }
     next["metadata"]["uid"] = it->second["metadata"]["uid"];
     next["metadata"]["creationTimestamp"] = it->second["metadata"]["creationTimestamp"];
+    if (resource == "nodes") TaintNodeByConditions(next);
     json o = Stamp(resource, next, false);
     it->second = o;
     Emit("MODIFIED", resource, o);

@@ -131,6 +131,8 @@ class FakeApiServer {
   void Emit(const std::string& type, const std::string& resource, const nlohmann::json& obj);
   static std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
   /** The Node authorizer's verdict for a node identity: empty when allowed, else the reason. With mu_ held. */
+  static void TaintNodeByConditions(nlohmann::json& node);
+  static bool NodeRestrictionForbidsLabel(const std::string& key);
   std::string AuthorizeNode(const std::string& node, const server::Request& req, const std::string& resource,
                             const std::string& ns, const std::string& name, const std::string& sub,
                             const std::vector<FieldTerm>& terms) const;

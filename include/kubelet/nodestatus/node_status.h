@@ -94,8 +94,6 @@ class NodeStatusManager {
   absl::Status RegisterOnce();
   absl::Status SyncStatusOnce(bool force);
   absl::Status RenewLeaseOnce();
-  /** The node.kubernetes.io/{memory,disk,pid}-pressure NoSchedule taints follow the pressure conditions. */
-  absl::Status SyncPressureTaints(const std::vector<std::string>& pressure);
   /** The node's UID once registered (owner of mirror pods). */
   std::string NodeUID() const;
   /** The Node object's labels as last seen (registration, then a watch of the Node); unset before the first. */
@@ -125,7 +123,6 @@ class NodeStatusManager {
   std::condition_variable cv_;
   bool stop_ = false;
   api::NodeStatus last_status_;
-  std::optional<std::set<std::string>> pressure_taints_;  // what the node carries, once synced
   std::string node_uid_;
   std::optional<std::map<std::string, std::string>> labels_;
   std::optional<std::vector<std::string>> volumes_attached_;
