@@ -22,6 +22,7 @@
 #include "kubelet/nodestatus/node_status.h"
 #include "kubelet/status/status_syncer.h"
 #include "kubelet/cri/runtime_service.h"
+#include "kubelet/cm/devicemanager.h"
 #include "kubelet/events/recorder.h"
 #include "kubelet/stats/fs_resource_analyzer.h"
 #include "kubelet/kubelet/kubelet.h"
@@ -353,6 +354,11 @@ int main(int argc, char** argv) {
   pmo.dir = flags.root_dir + "/plugins_registry";
   auto plugin_manager = pluginmanager::NewPluginManager(pmo);
   plugin_manager->AddHandler(pluginmanager::kCSIPlugin, &csi_handler);
+  // Device plugins: kubelet.sock in <root-dir>/device-plugins, and plugins_registry sockets of type DevicePlugin.
+  cm::DeviceManagerOptions dmo;
+  dmo.socket_dir = flags.root_dir + "/device-plugins";
+  auto device_manager = cm::NewDeviceManager(dmo);
+  plugin_manager->AddHandler(pluginmanager::kDevicePlugin, device_manager.get());
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
   // A watched object changed: the volumes of the pods that read it are brought up to date at once.
   if (env_source)
@@ -487,6 +493,10 @@ int main(int argc, char** argv) {
     np.volumes_in_use = [volumes_ptr]() -> std::optional<std::vector<std::string>> {
       if (!volumes_ptr->ReconcilerStatesHasBeenSynced()) return std::nullopt;
       return volumes_ptr->GetVolumesInUse();
+    };
+    np.extended_resources = [dm = device_manager.get()] {
+      auto c = dm->GetCapacity();
+      return nodestatus::NodeProviders::ExtendedResources{std::move(c.capacity), std::move(c.allocatable), std::move(c.removed)};
     };
     node_status = std::make_unique<nodestatus::NodeStatusManager>(api.get(), &clock, no, np);
   }
@@ -730,6 +740,8 @@ int main(int argc, char** argv) {
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
   kl.Start();
+  if (auto st = device_manager->Start(); !st.ok())
+    logger->error("Device manager not started; device plugins cannot register err=\"{}\"", st.message());
   plugin_manager->Start();
   fs_analyzer.Start();
   eviction_manager.Start();
@@ -764,6 +776,7 @@ int main(int argc, char** argv) {
   fs_analyzer.Stop();
   kl.Stop();
   plugin_manager->Stop();
+  device_manager->Stop();
   env_source.reset();  // its watches end before the volume manager they notify
   volumes->Stop();
   if (syncer) syncer->Stop();

@@ -141,6 +141,13 @@ api::NodeStatus ComputeNodeStatus(const NodeOptions& o, const NodeProviders& p, 
   s.allocatable["cpu"] = cpu_alloc % 1000 == 0 ? std::to_string(cpu_alloc / 1000) : std::to_string(cpu_alloc) + "m";
   s.allocatable["memory"] = Ki(mem_alloc);
   s.allocatable["ephemeral-storage"] = std::to_string(std::max<int64_t>(0, disk_alloc));
+  // Device plugins' resources, as upstream's MachineInfo setter: a plugin gone past its grace period says 0.
+  if (p.extended_resources) {
+    auto ext = p.extended_resources();
+    for (const auto& [name, n] : ext.capacity) s.capacity[name] = std::to_string(n);
+    for (const auto& [name, n] : ext.allocatable) s.allocatable[name] = std::to_string(n);
+    for (const auto& name : ext.removed) s.capacity[name] = s.allocatable[name] = "0";
+  }
 
   Readiness r = p.readiness ? p.readiness() : Readiness{};
   bool ready = r.runtime_ready && r.network_ready;

@@ -2274,6 +2274,41 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   RemoveTree(state);
 }
 
+// Issue 14, first part: a device plugin (the project's, a separate process) registers through the kubelet's
+// <root-dir>/device-plugins/kubelet.sock; its devices become the Node's extended resource, allocatable follows
+// their health, and a plugin that goes leaves nothing allocatable.
+TEST_F(ClusterE2E, DevicePluginResourcesReachTheNodeStatus) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  const fs::path state = work_ / "device-plugin-state";
+  fs::remove_all(state);
+  fs::create_directories(state);
+  std::vector<std::string> args{TEST_DEVICE_PLUGIN, "--socket-dir=" + (work_ / "root/device-plugins").string(),
+                                "--state-dir=" + state.string(), "--resource=example.com/dev", "--devices=2"};
+  pid_t plugin = fork();
+  if (plugin == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto status = [](const char* part) {
+    auto n = api_->Get("nodes", "", "e2e-node");
+    return n && (*n)["status"].contains(part) ? (*n)["status"][part].value("example.com/dev", "") : std::string();
+  };
+  EXPECT_TRUE(WaitUntil([&] { return status("capacity") == "2" && status("allocatable") == "2"; }))
+      << status("capacity") << "/" << status("allocatable");
+  std::ofstream(state / "unhealthy-dev-0") << "";
+  EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "1"; })) << status("allocatable");
+  EXPECT_EQ(status("capacity"), "2");
+  kill(plugin, SIGTERM);
+  int st;
+  waitpid(plugin, &st, 0);
+  EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "0"; })) << status("allocatable");
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+  fs::remove_all(state);
+}
+
 // Issue 10 on the real runtime: a restarted kubelet kills nothing because it restarted, misread an object or met a
 // field it does not know, and does what was asked while it was away. Four pods run on containerd: one selects a
 // node label added after the kubelet started, one is updated with a field the kubelet cannot decode. While the

@@ -65,6 +65,12 @@ struct NodeProviders {
   std::function<std::vector<std::string>()> pressure;
   /** The volume manager's volumes in use; nullopt until its reconciler has synced (the last list is kept then). */
   std::function<std::optional<std::vector<std::string>>()> volumes_in_use;
+  /** Device plugins' extended resources: capacity (all devices), allocatable (healthy), removed (reported as 0). */
+  struct ExtendedResources {
+    std::map<std::string, int64_t> capacity, allocatable;
+    std::vector<std::string> removed;
+  };
+  std::function<ExtendedResources()> extended_resources;
 };
 
 /**
