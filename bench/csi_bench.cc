@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "bench_util.h"
+#include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "kubelet/api/codec.h"
 #include "kubelet/client/api_client.h"
@@ -162,14 +163,7 @@ int main() {
   std::string state = (dir / "driver").string();
   std::vector<std::string> args{TEST_CSI_DRIVER, "--endpoint=" + (dir / "csi.sock").string(), "--state-dir=" + state,
                                 "--registration-dir=" + root + "/plugins_registry", "--node-id=bench-id"};
-  pid_t driver = fork();
-  if (driver == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  pid_t driver = testing::Spawn(args);
   auto deadline = Steady::now() + std::chrono::seconds(30);
   while (!drivers.Has(kDriver) && Steady::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   if (!drivers.Has(kDriver)) {

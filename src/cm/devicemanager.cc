@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
+#include "kubelet/api/names.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 
@@ -23,30 +24,6 @@ using Steady = std::chrono::steady_clock;
 namespace {
 
 constexpr size_t kMaxDevicesPerPlugin = 16384;  // a plugin's list beyond this is cut (and said so)
-
-bool QualifiedNamePart(const std::string& s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-  if (!alnum(s.front()) || !alnum(s.back())) return false;
-  for (char c : s)
-    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
-
-bool DNSSubdomain(const std::string& s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t dot = s.find('.', start);
-    std::string label = s.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label)
-      if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-')) return false;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return true;
-}
 
 std::string GoQuoted(const std::vector<std::string>& v) {
   std::string out = "[";
@@ -63,7 +40,7 @@ bool IsExtendedResourceName(const std::string& name) {
   std::string domain = name.substr(0, slash), rest = name.substr(slash + 1);
   if (domain == "kubernetes.io" || (domain.size() > 14 && domain.compare(domain.size() - 14, 14, ".kubernetes.io") == 0)) return false;
   if (name.rfind("requests.", 0) == 0) return false;
-  return DNSSubdomain(domain) && QualifiedNamePart(rest);
+  return api::IsDNS1123Subdomain(domain) && api::IsQualifiedNamePart(rest);
 }
 
 namespace {

@@ -15,6 +15,7 @@
 
 #include "csi/v1/csi.grpc.pb.h"
 #include "kubelet/api/codec.h"
+#include "kubelet/api/names.h"
 #include "kubelet/client/api_client.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/file.h"
@@ -519,14 +520,7 @@ void CSIPluginHandler::DeRegisterPlugin(const std::string& name, const std::stri
 
 // ---- volume specs ----
 
-bool IsValidCSIDriverName(const std::string& name) {
-  if (name.empty() || name.size() > 63) return false;
-  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-  if (!alnum(name.front()) || !alnum(name.back())) return false;
-  for (char c : name)
-    if (!alnum(c) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
+bool IsValidCSIDriverName(const std::string& name) { return api::IsQualifiedNamePart(name); }
 
 namespace {
 // A name that becomes one folder under the pod's kubernetes.io~csi folder.

@@ -11,8 +11,22 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kubelet::testing {
+
+/** Starts args[0] with args as its argv in a child process (the test drivers and plugins); its pid, -1 on failure. */
+inline pid_t Spawn(std::vector<std::string> args) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
 
 /** Query escaping as Go's url.QueryEscape for the characters tests send (unreserved kept, the rest %XX). */
 inline std::string QueryEscape(const std::string& s) {

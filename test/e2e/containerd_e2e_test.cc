@@ -1939,14 +1939,7 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
                                     "--state-dir=" + state.string(), "--registration-dir=" + reg.string(),
                                     "--node-id=e2e-node-id", "--max-volumes=9",
                                     "--topology=topology.csi.test.kubelet-cpp.io/zone=z1"};
-      pid = fork();
-      if (pid == 0) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        execv(argv[0], argv.data());
-        _exit(127);
-      }
+      pid = kubelet::testing::Spawn(args);
     }
     void Stop() {
       if (pid <= 0) return;
@@ -2284,14 +2277,7 @@ TEST_F(ClusterE2E, DevicePluginResourcesReachTheNodeStatus) {
   fs::create_directories(state);
   std::vector<std::string> args{TEST_DEVICE_PLUGIN, "--socket-dir=" + (work_ / "root/device-plugins").string(),
                                 "--state-dir=" + state.string(), "--resource=example.com/dev", "--devices=2"};
-  pid_t plugin = fork();
-  if (plugin == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  pid_t plugin = kubelet::testing::Spawn(args);
   auto status = [](const char* part) {
     auto n = api_->Get("nodes", "", "e2e-node");
     return n && (*n)["status"].contains(part) ? (*n)["status"][part].value("example.com/dev", "") : std::string();

@@ -114,14 +114,7 @@ class CSITest : public ::testing::Test {
                                   "--registration-dir=" + root_ + "/plugins_registry", std::string("--node-id=") + kNode + "-id",
                                   "--max-volumes=7", "--topology=topology.csi.test.kubelet-cpp.io/zone=z1"};
     for (auto& e : extra) args.push_back(e);
-    driver_ = fork();
-    if (driver_ == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    driver_ = testing::Spawn(args);
   }
   // Restarts the driver and waits until the new one was told it is registered.
   void RestartDriver(int sig = SIGTERM) {

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/test_util.h"
 #include "kubelet/cm/devicemanager.h"
 
 namespace kubelet::cm {
@@ -59,14 +60,7 @@ class DeviceManagerTest : public ::testing::Test {
   pid_t StartPlugin(std::vector<std::string> extra) {
     std::vector<std::string> args{TEST_DEVICE_PLUGIN, "--socket-dir=" + sockets_, "--state-dir=" + state_};
     for (auto& e : extra) args.push_back(e);
-    pid_t p = fork();
-    if (p == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    pid_t p = testing::Spawn(args);
     plugins_.push_back(p);
     return p;
   }
