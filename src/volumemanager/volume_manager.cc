@@ -220,7 +220,9 @@ absl::Status DownwardPayload(const VolumeDeps& d, const api::Pod& pod, const api
 }
 
 // The bound PersistentVolume of a claim, checked as upstream's desired-state populator checks it.
-absl::StatusOr<json> ClaimedVolume(const VolumeDeps& d, const std::string& ns, const api::PersistentVolumeClaimVolumeSource& src) {
+// The claim's bound PV; the claim itself in *claim_out when asked for (one read of it serves both).
+absl::StatusOr<json> ClaimedVolume(const VolumeDeps& d, const std::string& ns, const api::PersistentVolumeClaimVolumeSource& src,
+                                   json* claim_out = nullptr) {
   auto wrap = [&](const std::string& why) {
     return absl::FailedPreconditionError("error processing PVC " + ns + "/" + src.claim_name + ": " + why);
   };
@@ -245,6 +247,7 @@ absl::StatusOr<json> ClaimedVolume(const VolumeDeps& d, const std::string& ns, c
   if (api::StringField(ref, "uid") != claim_uid)
     return wrap("found PV object " + pv_name + " but its pv.Spec.ClaimRef.UID " + api::StringField(ref, "uid") +
                 " does not point to claim.UID " + claim_uid);
+  if (claim_out) *claim_out = *pvc;
   return *pv;
 }
 
@@ -659,10 +662,10 @@ class VolumeManagerImpl : public VolumeManager {
   absl::Status ExpandIfGrown(const api::Pod& pod, const api::Volume& v) {
     if (!deps_.csi || !deps_.get_object) return absl::OkStatus();
     const std::string& ns = pod.metadata.namespace_;
-    auto pvc = deps_.get_object("persistentvolumeclaims", ns, v.persistent_volume_claim->claim_name);
-    if (!pvc.ok()) return pvc.status();
-    auto pv = ClaimedVolume(deps_, ns, *v.persistent_volume_claim);
+    json claim;
+    auto pv = ClaimedVolume(deps_, ns, *v.persistent_volume_claim, &claim);
     if (!pv.ok()) return pv.status();
+    const json* pvc = &claim;
     auto storage = [](const json& obj, const char* part, const char* field) -> std::optional<api::Quantity> {
       const json p = obj.is_object() ? obj.value(part, json::object()) : json::object();
       const json f = p.is_object() ? p.value(field, json::object()) : json::object();

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/ssl.h>
 
+#include "common/calls_log.h"
 #include "common/stream_client.h"
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
@@ -1956,16 +1957,7 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
     }
     ~Driver() { Stop(); }
   } drv;
-  auto calls = [&](const std::string& method) {
-    std::vector<json> out;
-    std::ifstream f(state / "calls.log");
-    std::string line;
-    while (std::getline(f, line)) {
-      json j = json::parse(line, nullptr, false);
-      if (j.is_object() && j.value("method", "") == method) out.push_back(j);
-    }
-    return out;
-  };
+  auto calls = [&](const std::string& method) { return kubelet::testing::ReadCallsLog((state / "calls.log").string(), method); };
   auto csinode_drivers = [] {
     auto n = api_->Get("csinodes", "", "e2e-node");
     return n ? (*n)["spec"].value("drivers", json::array()) : json::array();

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/calls_log.h"
 #include "common/test_util.h"
 #include "fake/fake_apiserver.h"
 #include "kubelet/api/codec.h"
@@ -45,14 +46,7 @@ bool WaitFor(const std::function<bool()>& f, std::chrono::milliseconds timeout =
 }
 
 std::vector<json> Calls(const std::string& state, const std::string& method) {
-  std::vector<json> out;
-  std::ifstream f(state + "/calls.log");
-  std::string line;
-  while (std::getline(f, line)) {
-    json j = json::parse(line, nullptr, false);
-    if (j.is_object() && j.value("method", "") == method) out.push_back(j);
-  }
-  return out;
+  return testing::ReadCallsLog(state + "/calls.log", method);
 }
 
 class CSITest : public ::testing::Test {

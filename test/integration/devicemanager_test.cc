@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/calls_log.h"
 #include "common/test_util.h"
 #include "kubelet/cm/devicemanager.h"
 
@@ -71,16 +72,7 @@ class DeviceManagerTest : public ::testing::Test {
     plugins_.erase(std::remove(plugins_.begin(), plugins_.end(), p), plugins_.end());
     return st;
   }
-  std::vector<json> Calls(const std::string& method) {
-    std::vector<json> out;
-    std::ifstream f(state_ + "/calls.log");
-    std::string line;
-    while (std::getline(f, line)) {
-      json j = json::parse(line, nullptr, false);
-      if (j.is_object() && j.value("method", "") == method) out.push_back(j);
-    }
-    return out;
-  }
+  std::vector<json> Calls(const std::string& method) { return testing::ReadCallsLog(state_ + "/calls.log", method); }
   int64_t Capacity(const std::string& r) {
     auto c = m_->GetCapacity();
     return c.capacity.count(r) ? c.capacity[r] : -1;
