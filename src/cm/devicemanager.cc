@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <fstream>
 #include <cctype>
 #include <filesystem>
 #include <mutex>
@@ -14,6 +17,9 @@
 
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
 #include "kubelet/api/names.h"
+#include "kubelet/api/quantity.h"
+#include "kubelet/cm/devicemanager_checkpoint.h"
+#include "kubelet/util/grpc_error.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 
@@ -56,15 +62,30 @@ class RegistrationService final : public v1beta1::Registration::Service {
   DeviceManagerImpl* m_;
 };
 
+std::chrono::system_clock::time_point Deadline(std::chrono::milliseconds t) { return std::chrono::system_clock::now() + t; }
+
+// The device-plugin resources a container asks for (extended resources are not overcommitted: limits suffice).
+std::vector<std::pair<std::string, int64_t>> ResourceLimits(const api::Container& c) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, value] : c.resources.limits) {
+    if (!IsExtendedResourceName(name)) continue;
+    auto q = api::ParseQuantity(value);
+    if (q.ok() && q->Value() > 0) out.emplace_back(name, q->Value());
+  }
+  return out;
+}
+
 class DeviceManagerImpl : public DeviceManager {
  public:
-  explicit DeviceManagerImpl(DeviceManagerOptions o) : o_(std::move(o)), service_(this), log_(log::Get("devicemanager")) {}
+  DeviceManagerImpl(DeviceManagerOptions o, DeviceManagerDeps d)
+      : o_(std::move(o)), d_(std::move(d)), service_(this), log_(log::Get("devicemanager")) {}
   ~DeviceManagerImpl() override { Stop(); }
 
   absl::Status Start() override {
     std::error_code ec;
     fs::create_directories(o_.socket_dir, ec);
     if (ec) return absl::InternalError("cannot create " + o_.socket_dir + ": " + ec.message());
+    ReadCheckpoint();
     // Sockets left from before are stale: plugins watching theirs notice and register again. The checkpoint and
     // anything that is not a socket stay.
     for (fs::directory_iterator it(o_.socket_dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -85,7 +106,7 @@ class DeviceManagerImpl : public DeviceManager {
 
   void Stop() override {
     if (server_) {
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      server_->Shutdown(Deadline(std::chrono::milliseconds(1000)));
       server_.reset();
     }
     std::map<std::string, std::shared_ptr<Endpoint>> all;
@@ -132,9 +153,10 @@ class DeviceManagerImpl : public DeviceManager {
     return devices_;
   }
 
-  absl::Status RegisterDevicePlugin(const std::string& version, const std::string& endpoint,
-                                    const std::string& resource) override {
+  absl::Status RegisterDevicePlugin(const std::string& version, const std::string& endpoint, const std::string& resource,
+                                    bool pre_start_required, bool get_preferred_allocation_available) override {
     log_->info("Got registration request from device plugin with resource resourceName=\"{}\"", resource);
+    if (d_.on_registration) d_.on_registration(resource);
     if (version != kDevicePluginVersion)
       return absl::InvalidArgumentError("requested API version \"" + version + "\" is not supported by kubelet. Supported versions are " +
                                         GoQuoted({kDevicePluginVersion}));
@@ -146,7 +168,10 @@ class DeviceManagerImpl : public DeviceManager {
         return absl::InvalidArgumentError("the endpoint \"" + endpoint + "\" is not a socket name in " + o_.socket_dir);
       path = o_.socket_dir + "/" + path;
     }
-    return Connect(resource, path);
+    v1beta1::DevicePluginOptions opts;
+    opts.set_pre_start_required(pre_start_required);
+    opts.set_get_preferred_allocation_available(get_preferred_allocation_available);
+    return Connect(resource, path, &opts);
   }
 
   // The plugin manager's half (a socket in plugins_registry of type DevicePlugin).
@@ -163,38 +188,502 @@ class DeviceManagerImpl : public DeviceManager {
   }
   absl::Status RegisterPlugin(const std::string& name, const std::string& endpoint, const std::vector<std::string>&,
                               std::chrono::milliseconds) override {
-    return Connect(name, endpoint);
+    if (d_.on_registration) d_.on_registration(name);
+    return Connect(name, endpoint, nullptr);
   }
   void DeRegisterPlugin(const std::string& name, const std::string&) override {
     std::lock_guard<std::mutex> l(mu_);
     if (auto e = endpoints_.find(name); e != endpoints_.end() && !e->second->stopped_at) e->second->stopped_at = Steady::now();
   }
 
+  // ---- allocation ----
+
+  absl::Status Admit(const api::Pod& pod) override {
+    const std::string& uid = pod.metadata.uid;
+    bool ready = !d_.sources_ready || d_.sources_ready();
+    std::set<std::string> active;
+    if (ready && d_.active_pods) active = d_.active_pods();
+    bool pruned = false;
+    absl::Status result;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (ready && d_.active_pods) pruned = PruneLocked(active, uid);
+      Pending p;
+      std::map<std::string, int64_t> reuse;  // devices the init containers so far leave to the containers after them
+      auto visit = [&](const api::Container& c, bool init) -> absl::Status {
+        const bool restartable = init && api::IsRestartableInitContainer(c);
+        for (const auto& [res, need] : ResourceLimits(c)) {
+          if (!IsDevicePluginResourceLocked(res)) continue;
+          Planned pl{c.name, init, restartable, res, need, false};
+          if (const Held* h = FindHeldLocked(uid, c.name, res)) {
+            int64_t have = static_cast<int64_t>(AllIDs(*h).size());
+            if (have != need)
+              return absl::InvalidArgumentError("pod \"" + uid + "\" container \"" + c.name + "\" changed request for resource \"" + res +
+                                                "\" from " + std::to_string(have) + " to " + std::to_string(need));
+            KLOG_V(log_, 3)("Found pre-allocated devices for resource on pod resourceName=\"{}\" containerName=\"{}\" podUID=\"{}\"", res,
+                            c.name, uid);
+            int64_t& r = reuse[res];
+            r = init && !restartable ? r + need : std::max<int64_t>(0, r - need);
+            p.plan.push_back(pl);
+            continue;
+          }
+          // A restarted kubelet finding the container running: it has its devices already.
+          if (!ready && d_.container_running && d_.container_running(uid, c.name)) {
+            KLOG_V(log_, 3)("Container detected running, nothing to do deviceNumber={} resourceName=\"{}\" podUID=\"{}\" containerName=\"{}\"",
+                            need, res, uid, c.name);
+            p.plan.push_back(pl);
+            continue;
+          }
+          if (!devices_.count(res)) return absl::FailedPreconditionError("cannot allocate unregistered device " + res);
+          int64_t healthy = static_cast<int64_t>(HealthyLocked(res).size());
+          if (healthy == 0) return absl::FailedPreconditionError("no healthy devices present; cannot allocate unhealthy devices " + res);
+          int64_t& r = reuse[res];
+          int64_t from_reuse = std::min(need, r);
+          int64_t n = need - from_reuse;
+          if (n > 0) {
+            int64_t available = FreeLocked(res).size() - ReservedLocked(res, uid) - p.reserved[res];
+            available = std::max<int64_t>(0, available);
+            if (available < n)
+              return absl::ResourceExhaustedError("requested number of devices unavailable for " + res + ". Requested: " + std::to_string(n) +
+                                                  ", Available: " + std::to_string(available));
+            p.reserved[res] += n;
+          }
+          r = init && !restartable ? r + n : r - from_reuse;
+          pl.allocate = true;
+          p.plan.push_back(pl);
+        }
+        return absl::OkStatus();
+      };
+      for (const auto& c : pod.spec.init_containers)
+        if (result = visit(c, true); !result.ok()) break;
+      if (result.ok())
+        for (const auto& c : pod.spec.containers)
+          if (result = visit(c, false); !result.ok()) break;
+      bool any = std::any_of(p.plan.begin(), p.plan.end(), [](const Planned& x) { return x.allocate; });
+      if (result.ok() && any) {
+        pending_[uid] = std::move(p);
+      } else {
+        pending_.erase(uid);
+      }
+    }
+    if (pruned) WriteCheckpoint();
+    return result;
+  }
+
+  absl::Status PrepareDevices(const api::Pod& pod) override {
+    const std::string& uid = pod.metadata.uid;
+    std::vector<Planned> plan;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(uid);
+      if (it == pending_.end()) return absl::OkStatus();
+      plan = it->second.plan;
+    }
+    std::map<std::string, std::set<std::string>> reuse;
+    for (const auto& pl : plan) {
+      if (!pl.allocate) {
+        std::set<std::string> ids;
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (const Held* h = FindHeldLocked(uid, pl.container, pl.resource)) ids = AllIDs(*h);
+        }
+        Reuse(pl, ids, &reuse);
+        continue;
+      }
+      if (auto st = AllocateContainer(uid, pl, &reuse); !st.ok()) {
+        log_->error("Device allocation failed, the pod's devices are released pod=\"{}/{}\" containerName=\"{}\" resourceName=\"{}\" err=\"{}\"",
+                    pod.metadata.namespace_, pod.metadata.name, pl.container, pl.resource, st.message());
+        RemovePod(uid);
+        return st;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pending_.erase(uid);
+    }
+    WriteCheckpoint();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) override {
+    const std::string& uid = pod.metadata.uid;
+    DeviceRunContainerOptions out;
+    std::set<std::string> env_keys, mount_paths, device_paths, cdi_names;
+    for (const auto& [res, need] : ResourceLimits(c)) {
+      std::shared_ptr<Endpoint> e;
+      std::optional<Held> held;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (!IsDevicePluginResourceLocked(res)) continue;
+        if (auto it = endpoints_.find(res); it != endpoints_.end()) e = it->second;
+        if (const Held* h = FindHeldLocked(uid, c.name, res)) held = *h;
+      }
+      if (e && e->pre_start) {
+        if (!held)
+          return absl::NotFoundError("no devices found allocated in local cache for pod " + uid + ", container " + c.name + ", resource " + res);
+        if (!e->stub) return absl::UnavailableError("endpoint not found in cache for a registered resource: " + res);
+        v1beta1::PreStartContainerRequest rq;
+        for (const auto& id : AllIDs(*held)) rq.add_devices_ids(id);
+        v1beta1::PreStartContainerResponse rs;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(Deadline(o_.rpc_timeout));
+        KLOG_V(log_, 4)("Issuing a PreStartContainer call for container containerName=\"{}\" podUID=\"{}\"", c.name, uid);
+        if (grpc::Status st = e->stub->PreStartContainer(&ctx, rq, &rs); !st.ok())
+          return absl::UnavailableError("device plugin PreStartContainer rpc failed with err: " + GoGrpcError(st));
+      }
+      if (!held || held->alloc_resp.empty()) continue;
+      v1beta1::ContainerAllocateResponse r;
+      if (!r.ParseFromString(held->alloc_resp)) {
+        log_->error("Stored allocation response does not parse, ignored podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\"", uid, c.name, res);
+        continue;
+      }
+      // The first resource to set a name wins, as upstream's deviceRunContainerOptions.
+      std::map<std::string, std::string> envs(r.envs().begin(), r.envs().end());
+      for (const auto& [k, v] : envs)
+        if (env_keys.insert(k).second) out.envs.emplace_back(k, v);
+      for (const auto& m : r.mounts())
+        if (mount_paths.insert(m.container_path()).second) out.mounts.push_back({m.container_path(), m.host_path(), m.read_only()});
+      for (const auto& d : r.devices())
+        if (device_paths.insert(d.container_path()).second) out.devices.push_back({d.container_path(), d.host_path(), d.permissions()});
+      for (const auto& [k, v] : r.annotations()) out.annotations.emplace(k, v);
+      for (const auto& cdi : r.cdi_devices())
+        if (cdi_names.insert(cdi.name()).second) out.cdi_devices.push_back(cdi.name());
+    }
+    return out;
+  }
+
+  void RemovePod(const std::string& uid) override {
+    bool had = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pending_.erase(uid);
+      had = pod_devices_.erase(uid) > 0;
+    }
+    if (had) WriteCheckpoint();
+  }
+
+  std::map<std::string, std::vector<ContainerDeviceSet>> PodDevices(const std::string& uid) const override {
+    std::map<std::string, std::vector<ContainerDeviceSet>> out;
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = pod_devices_.find(uid);
+    if (it == pod_devices_.end()) return out;
+    for (const auto& [container, by_res] : it->second)
+      for (const auto& [res, h] : by_res) {
+        ContainerDeviceSet s;
+        s.resource = res;
+        for (const auto& [numa, ids] : h.per_numa) {
+          if (numa != kNodeWithoutTopology) s.numa_nodes.push_back(numa);
+          for (const auto& id : ids)
+            if (std::find(s.ids.begin(), s.ids.end(), id) == s.ids.end()) s.ids.push_back(id);
+        }
+        out[container].push_back(std::move(s));
+      }
+    return out;
+  }
+
  private:
   struct Endpoint {
     std::string resource, path;
-    std::unique_ptr<v1beta1::DevicePlugin::Stub> stub;
-    grpc::ClientContext ctx;  // of the ListAndWatch stream: cancelled to stop it
+    std::unique_ptr<v1beta1::DevicePlugin::Stub> stub;  // null: known from the checkpoint, not registered again yet
+    bool pre_start = false, preferred = false;
+    std::mutex ctx_mu;
+    grpc::ClientContext* ctx = nullptr;  // the ListAndWatch call under way
+    std::condition_variable wake;        // the back-off between streams, cut short by a stop
     std::atomic<bool> cancelled{false};
     std::thread thread;
     std::optional<Steady::time_point> stopped_at;  // under the manager's mu_
   };
 
-  absl::Status Connect(const std::string& resource, const std::string& path) {
+  // Devices a container holds of one resource.
+  struct Held {
+    std::map<int64_t, std::vector<std::string>> per_numa;
+    std::string alloc_resp;  // empty until the plugin answered Allocate
+  };
+
+  struct Planned {
+    std::string container;
+    bool init = false, restartable = false;
+    std::string resource;
+    int64_t need = 0;
+    bool allocate = false;  // false: held already (or running before the restart)
+  };
+  struct Pending {
+    std::vector<Planned> plan;
+    std::map<std::string, int64_t> reserved;  // resource -> devices reserved at admission, not picked yet
+  };
+
+  static std::set<std::string> AllIDs(const Held& h) {
+    std::set<std::string> out;
+    for (const auto& [numa, ids] : h.per_numa) out.insert(ids.begin(), ids.end());
+    return out;
+  }
+
+  static void Reuse(const Planned& pl, const std::set<std::string>& ids, std::map<std::string, std::set<std::string>>* reuse) {
+    auto& r = (*reuse)[pl.resource];
+    if (pl.init && !pl.restartable) {
+      r.insert(ids.begin(), ids.end());
+    } else {
+      for (const auto& id : ids) r.erase(id);
+    }
+  }
+
+  const Held* FindHeldLocked(const std::string& uid, const std::string& container, const std::string& res) const {
+    auto p = pod_devices_.find(uid);
+    if (p == pod_devices_.end()) return nullptr;
+    auto c = p->second.find(container);
+    if (c == p->second.end()) return nullptr;
+    auto r = c->second.find(res);
+    return r == c->second.end() ? nullptr : &r->second;
+  }
+
+  bool IsDevicePluginResourceLocked(const std::string& res) const {
+    if (devices_.count(res)) return true;
+    for (const auto& [uid, containers] : pod_devices_)
+      for (const auto& [c, by_res] : containers)
+        if (by_res.count(res)) return true;
+    return false;
+  }
+
+  std::set<std::string> HealthyLocked(const std::string& res) const {
+    std::set<std::string> out;
+    auto e = endpoints_.find(res);
+    if (e == endpoints_.end() || e->second->stopped_at) return out;
+    if (auto d = devices_.find(res); d != devices_.end())
+      for (const auto& dev : d->second)
+        if (dev.healthy) out.insert(dev.id);
+    return out;
+  }
+
+  std::set<std::string> InUseLocked(const std::string& res) const {
+    std::set<std::string> out;
+    for (const auto& [uid, containers] : pod_devices_)
+      for (const auto& [c, by_res] : containers)
+        if (auto r = by_res.find(res); r != by_res.end())
+          for (const auto& [numa, ids] : r->second.per_numa) out.insert(ids.begin(), ids.end());
+    return out;
+  }
+
+  std::vector<std::string> FreeLocked(const std::string& res) const {
+    std::vector<std::string> out;
+    auto used = InUseLocked(res);
+    for (const auto& id : HealthyLocked(res))
+      if (!used.count(id)) out.push_back(id);
+    return out;
+  }
+
+  int64_t ReservedLocked(const std::string& res, const std::string& except_uid) const {
+    int64_t n = 0;
+    for (const auto& [uid, p] : pending_)
+      if (uid != except_uid)
+        if (auto it = p.reserved.find(res); it != p.reserved.end()) n += it->second;
+    return n;
+  }
+
+  // Devices of pods no longer active go back to the pool (never the pod being admitted).
+  bool PruneLocked(const std::set<std::string>& active, const std::string& admitting) {
+    bool changed = false;
+    for (auto it = pod_devices_.begin(); it != pod_devices_.end();) {
+      if (it->first != admitting && !active.count(it->first)) {
+        KLOG_V(log_, 3)("Pod's devices released, the pod is no longer active podUID=\"{}\"", it->first);
+        it = pod_devices_.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = pending_.begin(); it != pending_.end();)
+      it = it->first != admitting && !active.count(it->first) ? pending_.erase(it) : std::next(it);
+    return changed;
+  }
+
+  absl::Status AllocateContainer(const std::string& uid, const Planned& pl, std::map<std::string, std::set<std::string>>* reuse) {
+    const std::string& res = pl.resource;
+    std::vector<std::string> chosen, available;
+    std::shared_ptr<Endpoint> e;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!pending_.count(uid)) return absl::AbortedError("the pod's reservation was released");
+      if (auto it = endpoints_.find(res); it != endpoints_.end()) e = it->second;
+      for (const auto& id : (*reuse)[res])
+        if (static_cast<int64_t>(chosen.size()) < pl.need) chosen.push_back(id);
+      if (static_cast<int64_t>(chosen.size()) < pl.need) available = FreeLocked(res);
+    }
+    if (!e || !e->stub) return absl::UnavailableError("unknown Device Plugin " + res);
+    const int64_t from_reuse = static_cast<int64_t>(chosen.size());
+    std::vector<std::string> preferred;
+    if (from_reuse < pl.need && e->preferred) {
+      v1beta1::PreferredAllocationRequest rq;
+      auto* cr = rq.add_container_requests();
+      for (const auto& id : available) cr->add_available_deviceids(id);
+      for (const auto& id : chosen) {
+        cr->add_available_deviceids(id);
+        cr->add_must_include_deviceids(id);
+      }
+      cr->set_allocation_size(static_cast<int32_t>(pl.need));
+      v1beta1::PreferredAllocationResponse rs;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(o_.rpc_timeout));
+      if (grpc::Status st = e->stub->GetPreferredAllocation(&ctx, rq, &rs); !st.ok())
+        return absl::UnavailableError("device plugin GetPreferredAllocation rpc failed with err: " + GoGrpcError(st));
+      if (rs.container_responses_size() > 0)
+        for (const auto& id : rs.container_responses(0).deviceids()) preferred.push_back(id);
+    }
+    Held held;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto p = pending_.find(uid);
+      if (p == pending_.end()) return absl::AbortedError("the pod's reservation was released");
+      // Picked now, under the lock: other pods' workers pick at the same time.
+      auto free = FreeLocked(res);
+      std::set<std::string> free_set(free.begin(), free.end()), taken(chosen.begin(), chosen.end());
+      for (const auto& id : preferred)
+        if (static_cast<int64_t>(chosen.size()) < pl.need && free_set.count(id) && taken.insert(id).second) chosen.push_back(id);
+      for (const auto& id : free)
+        if (static_cast<int64_t>(chosen.size()) < pl.need && taken.insert(id).second) chosen.push_back(id);
+      if (static_cast<int64_t>(chosen.size()) < pl.need)
+        return absl::ResourceExhaustedError("requested number of devices unavailable for " + res + ". Requested: " +
+                                            std::to_string(pl.need - from_reuse) + ", Available: " + std::to_string(free.size()));
+      std::map<std::string, const PluginDevice*> by_id;
+      if (auto d = devices_.find(res); d != devices_.end())
+        for (const auto& dev : d->second) by_id[dev.id] = &dev;
+      for (const auto& id : chosen) {
+        auto it = by_id.find(id);
+        if (it == by_id.end() || it->second->numa_nodes.empty()) {
+          held.per_numa[kNodeWithoutTopology].push_back(id);
+        } else {
+          for (int64_t n : it->second->numa_nodes) held.per_numa[n].push_back(id);
+        }
+      }
+      pod_devices_[uid][pl.container][res] = held;  // counted in use from now on
+      auto& r = p->second.reserved[res];
+      r = std::max<int64_t>(0, r - (pl.need - from_reuse));
+    }
+    v1beta1::AllocateRequest rq;
+    auto* cr = rq.add_container_requests();
+    for (const auto& id : chosen) cr->add_devices_ids(id);
+    v1beta1::AllocateResponse rs;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(o_.rpc_timeout));
+    KLOG_V(log_, 4)("Making allocation request for device plugin resourceName=\"{}\" devices={}", res, GoQuoted(chosen));
+    auto start = Steady::now();
+    grpc::Status st = e->stub->Allocate(&ctx, rq, &rs);
+    if (d_.on_allocation) d_.on_allocation(res, std::chrono::duration<double>(Steady::now() - start).count());
+    if (!st.ok()) return absl::UnavailableError(GoGrpcError(st));
+    if (rs.container_responses_size() == 0)
+      return absl::InvalidArgumentError("no containers return in allocation response " + rs.ShortDebugString());
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto p = pod_devices_.find(uid);
+      if (p == pod_devices_.end()) return absl::AbortedError("the pod's devices were released");
+      p->second[pl.container][res].alloc_resp = rs.container_responses(0).SerializeAsString();
+    }
+    Reuse(pl, std::set<std::string>(chosen.begin(), chosen.end()), reuse);
+    return absl::OkStatus();
+  }
+
+  // ---- checkpoint ----
+
+  std::string CheckpointPath() const { return o_.socket_dir + "/" + kDeviceCheckpoint; }
+
+  std::string BootID() const {
+    std::ifstream in(o_.boot_id_file);
+    std::string id;
+    std::getline(in, id);
+    return id;
+  }
+
+  void ReadCheckpoint() {
+    std::ifstream in(CheckpointPath(), std::ios::binary);
+    if (!in) return;
+    std::string blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto cp = DecodeDeviceCheckpoint(blob);
+    if (!cp.ok()) {
+      std::string why = absl::IsDataLoss(cp.status()) ? "device plugin checkpoint file \"" + std::string(kDeviceCheckpoint) + "\" is corrupted"
+                                                     : "failed to read checkpoint file \"" + std::string(kDeviceCheckpoint) +
+                                                           "\": " + std::string(cp.status().message());
+      log_->error("Continue after failing to read checkpoint file. Device allocation info may NOT be up-to-date err=\"{}\"", why);
+      return;
+    }
+    std::string boot = BootID();
+    bool rebooted = !cp->boot_id.empty() && !boot.empty() && cp->boot_id != boot;
+    if (rebooted) log_->info("The node booted since the device checkpoint was written, its allocations are not restored");
+    std::lock_guard<std::mutex> l(mu_);
+    size_t n = 0;
+    if (!rebooted)
+      for (auto& e : cp->entries) {
+        if (e.pod_uid.empty() || e.container_name.empty() || e.resource_name.empty()) continue;
+        Held& h = pod_devices_[e.pod_uid][e.container_name][e.resource_name];
+        h.per_numa = std::move(e.device_ids);
+        h.alloc_resp = std::move(e.alloc_resp);
+        ++n;
+      }
+    // Until their plugins register again the resources stay, with no device healthy.
+    for (const auto& [res, ids] : cp->registered) {
+      if (devices_.count(res)) continue;
+      devices_[res] = {};
+      auto e = std::make_shared<Endpoint>();
+      e->resource = res;
+      e->stopped_at = Steady::now();
+      endpoints_[res] = e;
+    }
+    log_->info("Read device plugin checkpoint path=\"{}\" entries={} resources={}", CheckpointPath(), n, cp->registered.size());
+  }
+
+  void WriteCheckpoint() {
+    std::lock_guard<std::mutex> w(ckpt_mu_);
+    DeviceCheckpoint cp;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [uid, containers] : pod_devices_)
+        for (const auto& [c, by_res] : containers)
+          for (const auto& [res, h] : by_res) cp.entries.push_back({uid, c, res, h.per_numa, h.alloc_resp});
+      for (const auto& [res, devs] : devices_) {
+        auto& ids = cp.registered[res];
+        for (const auto& id : HealthyLocked(res)) ids.push_back(id);
+      }
+    }
+    cp.boot_id = BootID();
+    const std::string path = CheckpointPath(), tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << EncodeDeviceCheckpoint(cp);
+      if (!out) {
+        log_->error("Failed to write the device plugin checkpoint path=\"{}\"", tmp);
+        return;
+      }
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) log_->error("Failed to write the device plugin checkpoint path=\"{}\" err=\"{}\"", path, ec.message());
+  }
+
+  // ---- plugins ----
+
+  absl::Status Connect(const std::string& resource, const std::string& path, const v1beta1::DevicePluginOptions* given) {
     auto ch = grpc::CreateChannel("unix://" + path, grpc::InsecureChannelCredentials());
-    if (!ch->WaitForConnected(std::chrono::system_clock::now() + o_.dial_timeout))
+    if (!ch->WaitForConnected(Deadline(o_.dial_timeout)))
       return absl::UnavailableError("failed to dial device plugin: " + path + ": not connected within the deadline");
     auto e = std::make_shared<Endpoint>();
     e->resource = resource;
     e->path = path;
     e->stub = v1beta1::DevicePlugin::NewStub(ch);
+    v1beta1::DevicePluginOptions opts;
+    if (given) {
+      opts = *given;
+    } else {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(o_.dial_timeout));
+      if (grpc::Status st = e->stub->GetDevicePluginOptions(&ctx, v1beta1::Empty(), &opts); !st.ok())
+        return absl::UnavailableError("failed to get device plugin options: " + GoGrpcError(st));
+    }
+    e->pre_start = opts.pre_start_required();
+    e->preferred = opts.get_preferred_allocation_available();
     std::shared_ptr<Endpoint> old;
     {
       std::lock_guard<std::mutex> l(mu_);
       if (stopped_) return absl::CancelledError("the device manager is stopping");
       if (auto it = endpoints_.find(resource); it != endpoints_.end()) old = it->second;
       endpoints_[resource] = e;
-      registrations_++;
     }
     if (old) StopEndpoint(old);  // a plugin that registers again replaces its old endpoint
     e->thread = std::thread([this, e] { GuardedRun("device plugin ListAndWatch " + e->resource, [this, e] { Watch(e); }); });
@@ -202,68 +691,105 @@ class DeviceManagerImpl : public DeviceManager {
     return absl::OkStatus();
   }
 
+  // The plugin's device list, kept open; a broken stream counts the devices unhealthy and is dialed again with
+  // back-off until the plugin registers anew or the grace period ends.
   void Watch(const std::shared_ptr<Endpoint>& e) {
-    v1beta1::Empty req;
-    auto reader = e->stub->ListAndWatch(&e->ctx, req);
-    if (e->cancelled) e->ctx.TryCancel();  // stopped before the call existed
-    v1beta1::ListAndWatchResponse resp;
-    while (reader->Read(&resp)) {
-      std::vector<PluginDevice> devs;
-      std::set<std::string> seen;
-      for (const auto& d : resp.devices()) {
-        if (devs.size() >= kMaxDevicesPerPlugin) {
-          log_->error("Device plugin reported too many devices, the rest are ignored resourceName=\"{}\" limit={}", e->resource,
-                      kMaxDevicesPerPlugin);
-          break;
-        }
-        if (d.id().empty() || !seen.insert(d.id()).second) {
-          log_->warn("Device plugin reported a device without an ID or twice, ignored resourceName=\"{}\" id=\"{}\"", e->resource, d.id());
-          continue;
-        }
-        PluginDevice pd;
-        pd.id = d.id();
-        pd.healthy = d.health() == "Healthy";
-        for (const auto& n : d.topology().nodes()) pd.numa_nodes.push_back(n.id());
-        devs.push_back(std::move(pd));
+    auto backoff = std::chrono::milliseconds(500);
+    while (!e->cancelled) {
+      grpc::ClientContext ctx;
+      {
+        std::lock_guard<std::mutex> l(e->ctx_mu);
+        if (e->cancelled) return;
+        e->ctx = &ctx;
       }
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = endpoints_.find(e->resource);
-      if (it == endpoints_.end() || it->second != e) return;  // replaced meanwhile
-      devices_[e->resource] = std::move(devs);
+      auto reader = e->stub->ListAndWatch(&ctx, v1beta1::Empty());
+      v1beta1::ListAndWatchResponse resp;
+      while (reader->Read(&resp)) {
+        backoff = std::chrono::milliseconds(500);
+        std::vector<PluginDevice> devs = ParseDevices(e->resource, resp);
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = endpoints_.find(e->resource);
+        if (it == endpoints_.end() || it->second != e) break;  // replaced meanwhile
+        devices_[e->resource] = std::move(devs);
+        e->stopped_at.reset();
+      }
+      auto st = reader->Finish();
+      {
+        std::lock_guard<std::mutex> l(e->ctx_mu);
+        e->ctx = nullptr;
+      }
+      if (e->cancelled) return;
+      log_->info("ListAndWatch ended resourceName=\"{}\" err=\"{}\"", e->resource, st.error_message());
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        auto it = endpoints_.find(e->resource);
+        if (it == endpoints_.end() || it->second != e) return;
+        if (!e->stopped_at) e->stopped_at = Steady::now();
+      }
+      std::unique_lock<std::mutex> l(e->ctx_mu);
+      e->wake.wait_for(l, backoff, [&] { return e->cancelled.load(); });
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
     }
-    auto st = reader->Finish();
-    log_->info("ListAndWatch ended resourceName=\"{}\" err=\"{}\"", e->resource, st.error_message());
-    // The plugin went: its devices are unhealthy now; the resource goes after the grace period.
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = endpoints_.find(e->resource);
-    if (it != endpoints_.end() && it->second == e && !e->stopped_at) e->stopped_at = Steady::now();
+  }
+
+  std::vector<PluginDevice> ParseDevices(const std::string& res, const v1beta1::ListAndWatchResponse& resp) {
+    std::vector<PluginDevice> devs;
+    std::set<std::string> seen;
+    for (const auto& d : resp.devices()) {
+      if (devs.size() >= kMaxDevicesPerPlugin) {
+        log_->error("Device plugin reported too many devices, the rest are ignored resourceName=\"{}\" limit={}", res, kMaxDevicesPerPlugin);
+        break;
+      }
+      if (d.id().empty() || !seen.insert(d.id()).second) {
+        log_->warn("Device plugin reported a device without an ID or twice, ignored resourceName=\"{}\" id=\"{}\"", res, d.id());
+        continue;
+      }
+      PluginDevice pd;
+      pd.id = d.id();
+      pd.healthy = d.health() == "Healthy";
+      for (const auto& n : d.topology().nodes()) pd.numa_nodes.push_back(n.id());
+      devs.push_back(std::move(pd));
+    }
+    return devs;
   }
 
   void StopEndpoint(const std::shared_ptr<Endpoint>& e) {
-    e->cancelled = true;
-    e->ctx.TryCancel();
+    {
+      std::lock_guard<std::mutex> l(e->ctx_mu);
+      e->cancelled = true;
+      if (e->ctx) e->ctx->TryCancel();
+    }
+    e->wake.notify_all();
     if (e->thread.joinable() && e->thread.get_id() != std::this_thread::get_id()) e->thread.join();
   }
 
   DeviceManagerOptions o_;
+  DeviceManagerDeps d_;
   RegistrationService service_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<grpc::Server> server_;
   mutable std::mutex mu_;
+  std::mutex ckpt_mu_;  // one checkpoint write at a time, in order
   bool stopped_ = false;
-  int64_t registrations_ = 0;
   std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;
   std::map<std::string, std::vector<PluginDevice>> devices_;
+  std::map<std::string, std::map<std::string, std::map<std::string, Held>>> pod_devices_;  // uid -> container -> resource
+  std::map<std::string, Pending> pending_;                                                // admitted, not allocated yet
 };
 
 grpc::Status RegistrationService::Register(grpc::ServerContext*, const v1beta1::RegisterRequest* r, v1beta1::Empty*) {
-  absl::Status st = Guarded("device plugin Register", [&] { return m_->RegisterDevicePlugin(r->version(), r->endpoint(), r->resource_name()); });
+  absl::Status st = Guarded("device plugin Register", [&] {
+    return m_->RegisterDevicePlugin(r->version(), r->endpoint(), r->resource_name(), r->options().pre_start_required(),
+                                    r->options().get_preferred_allocation_available());
+  });
   if (!st.ok()) return grpc::Status(grpc::StatusCode::UNKNOWN, std::string(st.message()));
   return grpc::Status::OK;
 }
 
 }  // namespace
 
-std::unique_ptr<DeviceManager> NewDeviceManager(DeviceManagerOptions o) { return std::make_unique<DeviceManagerImpl>(std::move(o)); }
+std::unique_ptr<DeviceManager> NewDeviceManager(DeviceManagerOptions o, DeviceManagerDeps d) {
+  return std::make_unique<DeviceManagerImpl>(std::move(o), std::move(d));
+}
 
 }  // namespace kubelet::cm

@@ -4,6 +4,7 @@
 
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/metrics/metrics.h"
+#include "kubelet/util/grpc_error.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/logging.h"
 #include "runtime/v1/api.grpc.pb.h"
@@ -13,28 +14,7 @@ namespace {
 
 absl::StatusCode ToAbsl(grpc::StatusCode c) { return static_cast<absl::StatusCode>(static_cast<int>(c)); }
 
-const char* CodeName(grpc::StatusCode c) {
-  switch (c) {
-    case grpc::OK: return "OK";
-    case grpc::CANCELLED: return "Canceled";
-    case grpc::UNKNOWN: return "Unknown";
-    case grpc::INVALID_ARGUMENT: return "InvalidArgument";
-    case grpc::DEADLINE_EXCEEDED: return "DeadlineExceeded";
-    case grpc::NOT_FOUND: return "NotFound";
-    case grpc::ALREADY_EXISTS: return "AlreadyExists";
-    case grpc::PERMISSION_DENIED: return "PermissionDenied";
-    case grpc::RESOURCE_EXHAUSTED: return "ResourceExhausted";
-    case grpc::FAILED_PRECONDITION: return "FailedPrecondition";
-    case grpc::ABORTED: return "Aborted";
-    case grpc::OUT_OF_RANGE: return "OutOfRange";
-    case grpc::UNIMPLEMENTED: return "Unimplemented";
-    case grpc::INTERNAL: return "Internal";
-    case grpc::UNAVAILABLE: return "Unavailable";
-    case grpc::DATA_LOSS: return "DataLoss";
-    case grpc::UNAUTHENTICATED: return "Unauthenticated";
-    default: return "Unknown";
-  }
-}
+const char* CodeName(grpc::StatusCode c) { return GrpcCodeName(c); }
 
 class RemoteRuntimeImpl : public RemoteRuntime {
  public:

@@ -39,6 +39,7 @@
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
+#include "kubelet/kuberuntime/types.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
 #include "kubelet/volumemanager/csi.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -357,7 +358,28 @@ int main(int argc, char** argv) {
   // Device plugins: kubelet.sock in <root-dir>/device-plugins, and plugins_registry sockets of type DevicePlugin.
   cm::DeviceManagerOptions dmo;
   dmo.socket_dir = flags.root_dir + "/device-plugins";
-  auto device_manager = cm::NewDeviceManager(dmo);
+  // It sees the kubelet's pods once the Kubelet exists, and the runtime's running containers as they were at start.
+  std::atomic<Kubelet*> kubelet_ptr{nullptr};
+  auto running_at_start = std::make_shared<std::set<std::pair<std::string, std::string>>>();
+  cm::DeviceManagerDeps dmd;
+  dmd.active_pods = [&kubelet_ptr] {
+    std::set<std::string> uids;
+    if (auto* k = kubelet_ptr.load())
+      for (const auto& p : k->ActivePods()) uids.insert(p.metadata.uid);
+    return uids;
+  };
+  dmd.sources_ready = [&kubelet_ptr] {
+    auto* k = kubelet_ptr.load();
+    return k && k->SourcesReady();
+  };
+  dmd.container_running = [running_at_start](const std::string& uid, const std::string& container) {
+    return running_at_start->count({uid, container}) > 0;
+  };
+  dmd.on_registration = [&metrics](const std::string& res) { metrics.device_plugin_registration.Add({{"resource_name", res}}).Increment(); };
+  dmd.on_allocation = [&metrics](const std::string& res, double secs) {
+    metrics.device_plugin_alloc_duration.Add({{"resource_name", res}}, metrics::KubeletMetrics::kPodWorkerBuckets).Observe(secs);
+  };
+  auto device_manager = cm::NewDeviceManager(dmo, dmd);
   plugin_manager->AddHandler(pluginmanager::kDevicePlugin, device_manager.get());
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
   // A watched object changed: the volumes of the pods that read it are brought up to date at once.
@@ -411,7 +433,6 @@ int main(int argc, char** argv) {
                                       env_source.get(), cni.get()};
   if (auto* cmp = container_manager.get()) rmd.pod_cgroup_parent = [cmp](const api::Pod& pod) { return cmp->PodCgroupParent(pod); };
   // The CPU manager (cpuManagerPolicy); it sees the kubelet's pods once the Kubelet exists.
-  std::atomic<Kubelet*> kubelet_ptr{nullptr};
   std::unique_ptr<cm::CPUManager> cpu_manager;
   {
     cm::CPUManagerOptions cpo;
@@ -447,6 +468,9 @@ int main(int argc, char** argv) {
       return cpm->ContainerCPUSet(pod.metadata.uid, container);
     };
   }
+  rmd.container_devices = [dm = device_manager.get()](const api::Pod& pod, const api::Container& c) {
+    return dm->GetDeviceRunContainerOptions(pod, c);
+  };
   auto runtime = kuberuntime::NewRuntimeManager(rmd, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
@@ -527,6 +551,7 @@ int main(int argc, char** argv) {
   if (ns_ptr) kd.node_labels = [ns_ptr] { return ns_ptr->NodeLabels(); };
   if (ns_ptr) kd.refresh_node_labels = [ns_ptr] { return ns_ptr->RefreshNodeLabels(); };
   kd.objects = env_source.get();
+  kd.prepare_resources = [dm = device_manager.get()](const api::Pod& pod) { return dm->PrepareDevices(pod); };
   Kubelet kl(ko, kd);
 
   // Volume usage measured every volumeStatsAggPeriod, each pod on its own thread; served from the cache.
@@ -689,8 +714,13 @@ int main(int argc, char** argv) {
   eviction::EvictionManager eviction_manager(ed, eo);
   eviction_ptr = &eviction_manager;
   kubelet_ptr = &kl;
-  kl.SetAllocateAdmitHandler([&cpu_manager](const api::Pod& pod) {
-    auto st = cpu_manager->Allocate(pod);
+  // Upstream's resource allocator: devices first, then exclusive CPUs.
+  kl.SetAllocateAdmitHandler([&cpu_manager, dm = device_manager.get()](const api::Pod& pod) {
+    auto st = dm->Admit(pod);
+    if (st.ok()) {
+      st = cpu_manager->Allocate(pod);
+      if (!st.ok()) dm->RemovePod(pod.metadata.uid);
+    }
     if (st.ok()) return AdmitResult{};
     return AdmitResult{false, "UnexpectedAdmissionError", "Allocate failed due to " + std::string(st.message()) + ", which is unexpected"};
   });
@@ -739,9 +769,21 @@ int main(int argc, char** argv) {
   if (api_recorder) api_recorder->NodeEvent("Normal", "Starting", "Starting kubelet.");
   if (node_status) node_status->Start();
   if (syncer) syncer->Start();
-  kl.Start();
+  // The device manager reads its checkpoint before the first pod is admitted; the containers running now are
+  // the ones a restarted kubelet re-admits without allocating their devices again.
+  {
+    cri::rt::ContainerFilter running;
+    running.mutable_state()->set_state(cri::rt::CONTAINER_RUNNING);
+    if (auto cs = remote->ListContainers(&running); cs.ok())
+      for (const auto& c : *cs) {
+        auto uid = c.labels().find(kuberuntime::kPodUIDLabel);
+        auto name = c.labels().find(kuberuntime::kContainerNameLabel);
+        if (uid != c.labels().end() && name != c.labels().end()) running_at_start->insert({uid->second, name->second});
+      }
+  }
   if (auto st = device_manager->Start(); !st.ok())
     logger->error("Device manager not started; device plugins cannot register err=\"{}\"", st.message());
+  kl.Start();
   plugin_manager->Start();
   fs_analyzer.Start();
   eviction_manager.Start();

@@ -615,6 +615,16 @@ absl::StatusOr<bool> Kubelet::SyncPod(const api::Pod& pod, UpdateType type) {
     KLOG_V(log_, 2)("Pod is terminal, stopping it pod=\"{}\" phase={}", PodDesc(pod), st->phase);
     return true;
   }
+  // The second half of admission, here so that no plugin call of one pod holds the sync loop: a failure rejects
+  // the pod as upstream's admission would have.
+  if (d_.prepare_resources) {
+    if (auto prep = d_.prepare_resources(pod); !prep.ok()) {
+      std::string message = "Allocate failed due to " + std::string(prep.message()) + ", which is unexpected";
+      log_->warn("Pod admission failed pod=\"{}\" reason=\"UnexpectedAdmissionError\" message=\"{}\"", PodDesc(pod), message);
+      RejectPod(pod, "UnexpectedAdmissionError", message);
+      return true;
+    }
+  }
   // The pod cgroup (with the pod's limits) before anything of the pod runs; the QoS cgroups follow a new pod.
   if (d_.container_manager) {
     if (auto cg = d_.container_manager->EnsurePodCgroup(pod); !cg.ok()) {

@@ -1005,6 +1005,31 @@ class RuntimeManagerImpl : public RuntimeManager {
     ectx.node_allocatable_memory = o_.machine_memory_bytes;
     auto envs = MakeEnvironment(pod, c, d_.env_source, ectx);
     if (!envs.ok()) return envs.status();
+    // The device plugins' part comes first, as upstream's run options: the container's own envs and mounts follow.
+    cm::DeviceRunContainerOptions devices;
+    if (d_.container_devices) {
+      auto got = d_.container_devices(pod, c);
+      if (!got.ok()) return got.status();
+      devices = std::move(*got);
+    }
+    for (const auto& [k, v] : devices.envs) {
+      auto* kv = cfg.add_envs();
+      kv->set_key(k);
+      kv->set_value(v);
+    }
+    for (const auto& m : devices.mounts) {
+      auto* mount = cfg.add_mounts();
+      mount->set_container_path(m.container_path);
+      mount->set_host_path(m.host_path);
+      mount->set_readonly(m.read_only);
+    }
+    for (const auto& d : devices.devices) {
+      auto* dev = cfg.add_devices();
+      dev->set_container_path(d.container_path);
+      dev->set_host_path(d.host_path);
+      dev->set_permissions(d.permissions);
+    }
+    for (const auto& name : devices.cdi_devices) cfg.add_cdi_devices()->set_name(name);
     std::map<std::string, std::string> env;
     for (const auto& [k, v] : *envs) {
       env[k] = v;
@@ -1099,6 +1124,7 @@ class RuntimeManagerImpl : public RuntimeManager {
     labels[kPodUIDLabel] = pod.metadata.uid;
     labels[kContainerNameLabel] = c.name;
     auto& ann = *cfg.mutable_annotations();
+    for (const auto& [k, v] : devices.annotations) ann[k] = v;  // the kubelet's own below win
     ann[kContainerHashAnnotation] = HashContainer(c);
     ann[kContainerRestartCountAnnotation] = std::to_string(restart_count);
     ann[kContainerTerminationMessagePathAnnotation] = c.termination_message_path;

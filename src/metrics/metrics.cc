@@ -88,6 +88,13 @@ KubeletMetrics::KubeletMetrics()
       evictions(BuildCounter().Name(kEvictions)
                     .Help("[ALPHA] Cumulative number of pod evictions by eviction signal")
                     .Register(*registry_)),
+      device_plugin_registration(BuildCounter().Name(kDevicePluginRegistration)
+                                     .Help("[ALPHA] Cumulative number of device plugin registrations. Broken down by resource name.")
+                                     .Register(*registry_)),
+      device_plugin_alloc_duration(BuildHistogram().Name(kDevicePluginAllocDuration)
+                                       .Help("[ALPHA] Duration in seconds to serve a device plugin Allocation request. Broken down by "
+                                             "resource name.")
+                                       .Register(*registry_)),
       desired_pods(BuildGauge().Name(kDesiredPods)
                        .Help("[ALPHA] The number of pods the kubelet is being instructed to run. static is true if "
                              "the pod is not from the apiserver.")

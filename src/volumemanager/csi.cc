@@ -17,6 +17,7 @@
 #include "kubelet/api/codec.h"
 #include "kubelet/api/names.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/util/grpc_error.h"
 #include "kubelet/util/base64.h"
 #include "kubelet/util/file.h"
 #include "kubelet/util/logging.h"
@@ -48,11 +49,8 @@ std::shared_ptr<spdlog::logger> Log() {
 absl::Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
   // The message reads as a Go gRPC error, as upstream's events quote it.
-  static const char* names[] = {"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
-                                "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
-                                "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
   int code = static_cast<int>(s.error_code());
-  std::string msg = "rpc error: code = " + std::string(code >= 0 && code <= 16 ? names[code] : "Unknown") + " desc = " + s.error_message();
+  std::string msg = GoGrpcError(s);
   return absl::Status(static_cast<absl::StatusCode>(code), msg);
 }
 

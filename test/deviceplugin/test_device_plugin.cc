@@ -2,9 +2,17 @@
 // device-plugins folder and registers with the kubelet's Registration service (kubelet.sock), as a vendor's
 // plugin does. Devices "<prefix>-0" .. "<prefix>-N-1", each on NUMA node (index % numa). Switches, files in
 // --state-dir: "unhealthy-<id>" marks that device unhealthy (the list is sent again within 100 ms). Every call
-// is one JSON line in <state>/calls.log.
+// is one JSON line in <state>/calls.log. Each device is a file <state>/devices/<id> that Allocate mounts read-only at
+// /var/run/test-devices/<id>, with TEST_DEVICES=<ids> and an annotation test.kubelet-cpp.io/devices=<ids>; with
+// --device-node=<host path> also a device node /dev/test-<id>, with --cdi=<vendor/class> a CDI name <vendor/class>=<id>.
+// The plugin registers again whenever kubelet.sock is created anew (a restarted kubelet), its own socket too.
 //   test_device_plugin --socket-dir=<dir> --state-dir=<dir> --resource=<name> [--devices=N] [--numa=N]
-//                      [--endpoint=<file name>] [--version=v1beta1] [--prefix=dev]
+//                      [--endpoint=<file name>] [--version=v1beta1] [--prefix=dev] [--device-node=<path>]
+//                      [--cdi=<vendor/class>] [--pre-start] [--preferred] [--fail-allocate=<message>]
+//                      [--allocate-delay-ms=N]
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -27,7 +35,9 @@ namespace {
 
 struct Options {
   std::string socket_dir, state, resource, endpoint = "test-device-plugin.sock", version = "v1beta1", prefix = "dev";
-  int devices = 2, numa = 1;
+  std::string device_node, cdi, fail_allocate;
+  int devices = 2, numa = 1, allocate_delay_ms = 0;
+  bool pre_start = false, preferred = false;
 } o;
 
 std::atomic<bool> stop{false};
@@ -54,8 +64,8 @@ v1beta1::ListAndWatchResponse Snapshot() {
 class Plugin final : public v1beta1::DevicePlugin::Service {
   Status GetDevicePluginOptions(ServerContext*, const v1beta1::Empty*, v1beta1::DevicePluginOptions* r) override {
     LogCall("GetDevicePluginOptions", json::object());
-    r->set_pre_start_required(false);
-    r->set_get_preferred_allocation_available(false);
+    r->set_pre_start_required(o.pre_start);
+    r->set_get_preferred_allocation_available(o.preferred);
     return Status::OK;
   }
   Status ListAndWatch(ServerContext* ctx, const v1beta1::Empty*, grpc::ServerWriter<v1beta1::ListAndWatchResponse>* w) override {
@@ -72,21 +82,67 @@ class Plugin final : public v1beta1::DevicePlugin::Service {
     }
     return Status::OK;
   }
+  // The last devices offered, sorted the other way round: a choice the kubelet would not make by itself.
+  Status GetPreferredAllocation(ServerContext*, const v1beta1::PreferredAllocationRequest* q, v1beta1::PreferredAllocationResponse* r) override {
+    json reqs = json::array();
+    for (const auto& c : q->container_requests()) {
+      std::vector<std::string> avail(c.available_deviceids().begin(), c.available_deviceids().end());
+      std::vector<std::string> must(c.must_include_deviceids().begin(), c.must_include_deviceids().end());
+      std::sort(avail.rbegin(), avail.rend());
+      auto* cr = r->add_container_responses();
+      for (const auto& id : must) cr->add_deviceids(id);
+      for (const auto& id : avail)
+        if (cr->deviceids_size() < c.allocation_size() && std::find(must.begin(), must.end(), id) == must.end()) cr->add_deviceids(id);
+      reqs.push_back({{"available", avail}, {"must_include", must}, {"size", c.allocation_size()}});
+    }
+    LogCall("GetPreferredAllocation", {{"requests", reqs}});
+    return Status::OK;
+  }
   Status Allocate(ServerContext*, const v1beta1::AllocateRequest* q, v1beta1::AllocateResponse* r) override {
     json ids = json::array();
     for (const auto& c : q->container_requests()) {
       json one = json::array();
       for (const auto& id : c.devices_ids()) one.push_back(id);
       ids.push_back(one);
-      auto* cr = r->add_container_responses();
-      std::string joined;
-      for (const auto& id : c.devices_ids()) joined += (joined.empty() ? "" : ",") + id;
-      (*cr->mutable_envs())["TEST_DEVICES"] = joined;
     }
     LogCall("Allocate", {{"devices", ids}});
+    if (o.allocate_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(o.allocate_delay_ms));
+    if (!o.fail_allocate.empty()) return Status(grpc::StatusCode::UNKNOWN, o.fail_allocate);
+    for (const auto& c : q->container_requests()) {
+      auto* cr = r->add_container_responses();
+      std::string joined;
+      for (const auto& id : c.devices_ids()) {
+        joined += (joined.empty() ? "" : ",") + id;
+        auto* m = cr->add_mounts();
+        m->set_container_path("/var/run/test-devices/" + id);
+        m->set_host_path(o.state + "/devices/" + id);
+        m->set_read_only(true);
+        if (!o.device_node.empty()) {
+          auto* d = cr->add_devices();
+          d->set_container_path("/dev/test-" + id);
+          d->set_host_path(o.device_node);
+          d->set_permissions("rw");
+        }
+        if (!o.cdi.empty()) cr->add_cdi_devices()->set_name(o.cdi + "=" + id);
+      }
+      (*cr->mutable_envs())["TEST_DEVICES"] = joined;
+      (*cr->mutable_annotations())["test.kubelet-cpp.io/devices"] = joined;
+    }
+    return Status::OK;
+  }
+  Status PreStartContainer(ServerContext*, const v1beta1::PreStartContainerRequest* q, v1beta1::PreStartContainerResponse*) override {
+    json ids = json::array();
+    for (const auto& id : q->devices_ids()) ids.push_back(id);
+    LogCall("PreStartContainer", {{"devices", ids}});
     return Status::OK;
   }
 };
+
+// The inode of a socket file, 0 when there is none.
+ino_t Inode(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
 
 }  // namespace
 
@@ -105,37 +161,56 @@ int main(int argc, char** argv) {
     else if (auto v = val("--prefix")) o.prefix = v;
     else if (auto v = val("--devices")) o.devices = std::atoi(v);
     else if (auto v = val("--numa")) o.numa = std::atoi(v);
+    else if (auto v = val("--device-node")) o.device_node = v;
+    else if (auto v = val("--cdi")) o.cdi = v;
+    else if (auto v = val("--fail-allocate")) o.fail_allocate = v;
+    else if (auto v = val("--allocate-delay-ms")) o.allocate_delay_ms = std::atoi(v);
+    else if (a == "--pre-start") o.pre_start = true;
+    else if (a == "--preferred") o.preferred = true;
   }
   if (o.socket_dir.empty() || o.state.empty() || o.resource.empty()) {
     std::cerr << "usage: " << argv[0] << " --socket-dir=<dir> --state-dir=<dir> --resource=<name> [--devices=N]\n";
     return 2;
   }
   std::error_code ec;
-  fs::create_directories(o.state, ec);
-  std::string sock = o.socket_dir + "/" + o.endpoint;
-  fs::remove(sock, ec);
+  fs::create_directories(o.state + "/devices", ec);
+  for (int i = 0; i < o.devices; ++i) std::ofstream(o.state + "/devices/" + o.prefix + "-" + std::to_string(i)) << o.prefix << "-" << i << "\n";
+  const std::string sock = o.socket_dir + "/" + o.endpoint, kubelet_sock = o.socket_dir + "/kubelet.sock";
   Plugin plugin;
-  grpc::ServerBuilder b;
-  b.AddListeningPort("unix://" + sock, grpc::InsecureServerCredentials());
-  b.RegisterService(&plugin);
-  auto server = b.BuildAndStart();
-  if (!server) {
+  std::unique_ptr<grpc::Server> server;
+  auto serve = [&]() -> bool {
+    if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    fs::remove(sock, ec);
+    grpc::ServerBuilder b;
+    b.AddListeningPort("unix://" + sock, grpc::InsecureServerCredentials());
+    b.RegisterService(&plugin);
+    server = b.BuildAndStart();
+    return server != nullptr;
+  };
+  // Register with the kubelet, as a plugin does once its own server is up.
+  auto register_once = [&]() -> Status {
+    auto ch = grpc::CreateChannel("unix://" + kubelet_sock, grpc::InsecureChannelCredentials());
+    auto reg = v1beta1::Registration::NewStub(ch);
+    v1beta1::RegisterRequest rq;
+    rq.set_version(o.version);
+    rq.set_endpoint(o.endpoint);
+    rq.set_resource_name(o.resource);
+    rq.mutable_options()->set_pre_start_required(o.pre_start);
+    rq.mutable_options()->set_get_preferred_allocation_available(o.preferred);
+    v1beta1::Empty empty;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_wait_for_ready(true);
+    Status st = reg->Register(&ctx, rq, &empty);
+    LogCall("Register", {{"ok", st.ok()}, {"error", st.error_message()}});
+    return st;
+  };
+  if (!serve()) {
     std::cerr << "cannot listen on " << sock << "\n";
     return 1;
   }
-  // Register with the kubelet, as a plugin does once its own server is up.
-  auto ch = grpc::CreateChannel("unix://" + o.socket_dir + "/kubelet.sock", grpc::InsecureChannelCredentials());
-  auto reg = v1beta1::Registration::NewStub(ch);
-  v1beta1::RegisterRequest rq;
-  rq.set_version(o.version);
-  rq.set_endpoint(o.endpoint);
-  rq.set_resource_name(o.resource);
-  v1beta1::Empty empty;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  ctx.set_wait_for_ready(true);
-  Status st = reg->Register(&ctx, rq, &empty);
-  LogCall("Register", {{"ok", st.ok()}, {"error", st.error_message()}});
+  ino_t registered_with = Inode(kubelet_sock);
+  Status st = register_once();
   if (!st.ok()) {
     std::cerr << "registration refused: " << st.error_message() << "\n";
     server->Shutdown();
@@ -143,7 +218,14 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGTERM, [](int) { stop = true; });
   std::signal(SIGINT, [](int) { stop = true; });
-  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // A kubelet that started again made kubelet.sock anew and removed the plugins' sockets: serve and register again.
+    ino_t now = Inode(kubelet_sock);
+    if (now == 0 || now == registered_with) continue;
+    if (Inode(sock) == 0 && !serve()) continue;
+    if (register_once().ok()) registered_with = now;
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   fs::remove(sock, ec);
   return 0;

@@ -5,14 +5,30 @@
 // thread of its own, and the extended resources it makes: capacity (every device), allocatable (the healthy
 // ones). A plugin whose stream ends has its devices counted unhealthy at once and, after the grace period
 // (upstream's 5 minutes), its resource is reported with capacity 0 and then forgotten.
+//
+// Allocation, in two steps so that the sync loop never waits on a plugin: Admit (at admission, on the loop) checks
+// and reserves the number of devices each container needs, in upstream's order (init containers first, their
+// devices reused by the containers after them, sidecars keeping theirs); PrepareDevices (on the pod's own worker,
+// before anything of the pod is created) picks the devices (GetPreferredAllocation when the plugin offers it), calls
+// Allocate per container and resource, and checkpoints. A failed Allocate releases everything of the pod and the pod
+// is rejected with the plugin's message. GetDeviceRunContainerOptions gives what the container is created with
+// (PreStartContainer first when the plugin asks for it). Devices of pods that are no longer active go back to the
+// pool. The checkpoint (upstream's format and checksum) is read at Start: a restarted kubelet keeps its running
+// pods' devices and re-admits them without allocating again.
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <absl/status/status.h>
+#include <functional>
+#include <set>
 
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+#include "kubelet/api/types.h"
+#include "kubelet/cm/device_run_options.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
 
 namespace kubelet::cm {
@@ -25,6 +41,17 @@ struct DeviceManagerOptions {
   std::string socket_dir;  // <root-dir>/device-plugins
   std::chrono::milliseconds stop_grace{5 * 60 * 1000};  // upstream's endpointStopGracePeriod
   std::chrono::milliseconds dial_timeout{10000};
+  // Allocate, GetPreferredAllocation, PreStartContainer (upstream's KubeletPreStartContainerRPCTimeoutInSecs).
+  std::chrono::milliseconds rpc_timeout{30000};
+  std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
+};
+
+struct DeviceManagerDeps {
+  std::function<std::set<std::string>()> active_pods;  // UIDs of the pods still active
+  std::function<bool()> sources_ready;                  // every pod source has spoken (a restart is over)
+  std::function<bool(const std::string& uid, const std::string& container)> container_running;
+  std::function<void(const std::string& resource)> on_registration;                 // kubelet_device_plugin_registration_total
+  std::function<void(const std::string& resource, double seconds)> on_allocation;  // kubelet_device_plugin_alloc_duration_seconds
 };
 
 /** A plugin's devices as its last ListAndWatch said. */
@@ -32,6 +59,13 @@ struct PluginDevice {
   std::string id;
   bool healthy = false;
   std::vector<int64_t> numa_nodes;
+};
+
+/** Devices of one resource held by a container, for the pod resources API. */
+struct ContainerDeviceSet {
+  std::string resource;
+  std::vector<std::string> ids;
+  std::vector<int64_t> numa_nodes;  // the NUMA nodes the devices sit on
 };
 
 struct DeviceCapacity {
@@ -55,9 +89,21 @@ class DeviceManager : public pluginmanager::PluginHandler {
   virtual std::map<std::string, std::vector<PluginDevice>> Devices() const = 0;
   /** Registers a plugin as the Registration service does (also what Register on kubelet.sock calls). */
   virtual absl::Status RegisterDevicePlugin(const std::string& version, const std::string& endpoint,
-                                            const std::string& resource_name) = 0;
+                                            const std::string& resource_name, bool pre_start_required = false,
+                                            bool get_preferred_allocation_available = false) = 0;
+
+  /** Admission (the sync loop): checks and reserves the pod's devices; no plugin is called. */
+  virtual absl::Status Admit(const api::Pod& pod) = 0;
+  /** The pod's worker: allocates what Admit reserved (plugin calls, bounded); idempotent, fast once done. */
+  virtual absl::Status PrepareDevices(const api::Pod& pod) = 0;
+  /** What the container is created with; PreStartContainer first where the plugin asks for it. */
+  virtual absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) = 0;
+  /** Drops the pod's reservation and devices (a pod refused after Admit by a later admission check). */
+  virtual void RemovePod(const std::string& uid) = 0;
+  /** container -> the devices it holds. */
+  virtual std::map<std::string, std::vector<ContainerDeviceSet>> PodDevices(const std::string& uid) const = 0;
 };
 
-std::unique_ptr<DeviceManager> NewDeviceManager(DeviceManagerOptions o);
+std::unique_ptr<DeviceManager> NewDeviceManager(DeviceManagerOptions o, DeviceManagerDeps d = {});
 
 }  // namespace kubelet::cm

@@ -54,6 +54,9 @@ struct Dependencies {
   std::function<std::optional<api::StringMap>()> refresh_node_labels;
   // ConfigMaps and Secrets of the pods (the Watch strategy watches those of each pod the kubelet runs).
   kuberuntime::EnvSource* objects = nullptr;
+  // Resources the pod was admitted with but that need plugin calls (the device manager's Allocate): run on the
+  // pod's worker before anything of the pod is created. An error rejects the pod (UnexpectedAdmissionError).
+  std::function<absl::Status(const api::Pod&)> prepare_resources;
 };
 
 struct KubeletOptions {

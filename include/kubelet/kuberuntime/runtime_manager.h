@@ -14,6 +14,7 @@
 #include <absl/status/statusor.h>
 
 #include "kubelet/api/types.h"
+#include "kubelet/cm/device_run_options.h"
 #include "kubelet/cri/runtime_service.h"
 #include "kubelet/events/recorder.h"
 #include "kubelet/kuberuntime/env.h"
@@ -138,6 +139,8 @@ struct RuntimeManagerDeps {
   std::function<std::string(const api::Pod&)> pod_cgroup_parent;
   // The cpuset a container starts with (the CPU manager's); unset or empty: the runtime's default.
   std::function<std::string(const api::Pod&, const std::string& container)> container_cpuset;
+  // What the device plugins give the container (envs, mounts, device nodes, annotations, CDI devices); unset: nothing.
+  std::function<absl::StatusOr<cm::DeviceRunContainerOptions>(const api::Pod&, const api::Container&)> container_devices;
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);

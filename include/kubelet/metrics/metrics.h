@@ -41,6 +41,8 @@ inline constexpr char kWorkingPods[] = "kubelet_working_pods";
 inline constexpr char kNodeName[] = "kubelet_node_name";
 inline constexpr char kImagePullDuration[] = "kubelet_image_pull_duration_seconds";
 inline constexpr char kHTTPRequests[] = "kubelet_http_requests_total";
+inline constexpr char kDevicePluginRegistration[] = "kubelet_device_plugin_registration_total";
+inline constexpr char kDevicePluginAllocDuration[] = "kubelet_device_plugin_alloc_duration_seconds";
 
 /** Owns the registry and the families; handed to each manager by pointer. */
 class KubeletMetrics {
@@ -75,6 +77,8 @@ class KubeletMetrics {
   prometheus::Family<prometheus::Counter>& started_containers_errors;
   prometheus::Family<prometheus::Counter>& restarted_pods;
   prometheus::Family<prometheus::Counter>& evictions;  // {eviction_signal}
+  prometheus::Family<prometheus::Counter>& device_plugin_registration;      // {resource_name}
+  prometheus::Family<prometheus::Histogram>& device_plugin_alloc_duration;  // {resource_name}
   prometheus::Family<prometheus::Gauge>& desired_pods;
   prometheus::Family<prometheus::Gauge>& active_pods;
   prometheus::Family<prometheus::Gauge>& node_name;
