@@ -704,7 +704,9 @@ class DeviceManagerImpl : public DeviceManager {
       }
       auto reader = e->stub->ListAndWatch(&ctx, v1beta1::Empty());
       v1beta1::ListAndWatchResponse resp;
+      bool streamed = false;
       while (reader->Read(&resp)) {
+        streamed = true;
         backoff = std::chrono::milliseconds(500);
         std::vector<PluginDevice> devs = ParseDevices(e->resource, resp);
         std::lock_guard<std::mutex> l(mu_);
@@ -719,7 +721,12 @@ class DeviceManagerImpl : public DeviceManager {
         e->ctx = nullptr;
       }
       if (e->cancelled) return;
-      log_->info("ListAndWatch ended resourceName=\"{}\" err=\"{}\"", e->resource, st.error_message());
+      if (streamed) {
+        log_->info("ListAndWatch ended resourceName=\"{}\" err=\"{}\"", e->resource, st.error_message());
+      } else {
+        KLOG_V(log_, 4)("ListAndWatch not established, dialing again resourceName=\"{}\" err=\"{}\" retryIn=\"{}ms\"", e->resource,
+                        st.error_message(), backoff.count());
+      }
       {
         std::lock_guard<std::mutex> l(mu_);
         auto it = endpoints_.find(e->resource);

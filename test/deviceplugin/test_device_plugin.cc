@@ -138,10 +138,11 @@ class Plugin final : public v1beta1::DevicePlugin::Service {
   }
 };
 
-// The inode of a socket file, 0 when there is none.
-ino_t Inode(const std::string& path) {
+// Which file a path is now (inode and change time: an inode number alone comes back for a new file), "" for none.
+std::string Identity(const std::string& path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_ino) + ":" + std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec);
 }
 
 }  // namespace
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
     std::cerr << "cannot listen on " << sock << "\n";
     return 1;
   }
-  ino_t registered_with = Inode(kubelet_sock);
+  std::string registered_with = Identity(kubelet_sock);
   Status st = register_once();
   if (!st.ok()) {
     std::cerr << "registration refused: " << st.error_message() << "\n";
@@ -221,9 +222,13 @@ int main(int argc, char** argv) {
   while (!stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     // A kubelet that started again made kubelet.sock anew and removed the plugins' sockets: serve and register again.
-    ino_t now = Inode(kubelet_sock);
-    if (now == 0 || now == registered_with) continue;
-    if (Inode(sock) == 0 && !serve()) continue;
+    std::string now = Identity(kubelet_sock);
+    if (now.empty()) {
+      registered_with.clear();  // gone: whatever comes next is a new one
+      continue;
+    }
+    if (now == registered_with) continue;
+    if (Identity(sock).empty() && !serve()) continue;
     if (register_once().ok()) registered_with = now;
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

@@ -1,6 +1,8 @@
 // The device manager's registration and inventory against the project's device plugin (a separate process
 // speaking deviceplugin v1beta1 over unix sockets): kubelet.sock, Register with upstream's refusals, the
-// ListAndWatch stream, capacity and allocatable as devices turn unhealthy and the plugin goes.
+// ListAndWatch stream, capacity and allocatable as devices turn unhealthy and the plugin goes; allocation
+// (admission, Allocate, GetPreferredAllocation, PreStartContainer, init containers' reuse), the checkpoint and a
+// restart.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -12,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +23,7 @@
 #include "common/calls_log.h"
 #include "common/test_util.h"
 #include "kubelet/cm/devicemanager.h"
+#include "kubelet/cm/devicemanager_checkpoint.h"
 
 namespace kubelet::cm {
 namespace {
@@ -55,8 +60,54 @@ class DeviceManagerTest : public ::testing::Test {
     o.socket_dir = sockets_;
     o.stop_grace = grace;
     o.dial_timeout = std::chrono::seconds(3);
-    m_ = NewDeviceManager(o);
+    o.rpc_timeout = std::chrono::seconds(2);
+    o.boot_id_file = (dir_ / "boot_id").string();
+    DeviceManagerDeps d;
+    d.active_pods = [this] {
+      std::lock_guard<std::mutex> l(mu_);
+      return active_;
+    };
+    d.sources_ready = [this] { return sources_ready_.load(); };
+    d.container_running = [this](const std::string& uid, const std::string& c) {
+      std::lock_guard<std::mutex> l(mu_);
+      return running_.count(uid + "/" + c) > 0;
+    };
+    m_ = NewDeviceManager(o, d);
     ASSERT_TRUE(m_->Start().ok());
+  }
+  // A pod whose containers ask for `want` devices of example.com/dev each; init containers listed first.
+  api::Pod Pod(const std::string& uid, std::vector<int> want, std::vector<int> init = {}, std::vector<bool> sidecar = {}) {
+    api::Pod p;
+    p.metadata.uid = uid;
+    p.metadata.name = uid;
+    p.metadata.namespace_ = "default";
+    for (size_t i = 0; i < init.size(); ++i) {
+      api::Container c;
+      c.name = "init-" + std::to_string(i);
+      if (i < sidecar.size() && sidecar[i]) c.restart_policy = "Always";
+      c.resources.limits["example.com/dev"] = std::to_string(init[i]);
+      p.spec.init_containers.push_back(c);
+    }
+    for (size_t i = 0; i < want.size(); ++i) {
+      api::Container c;
+      c.name = "c-" + std::to_string(i);
+      c.resources.limits["example.com/dev"] = std::to_string(want[i]);
+      c.resources.limits["cpu"] = "1";
+      p.spec.containers.push_back(c);
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    active_.insert(uid);
+    return p;
+  }
+  std::vector<std::string> Held(const std::string& uid, const std::string& container) {
+    auto all = m_->PodDevices(uid);
+    for (const auto& s : all[container])
+      if (s.resource == "example.com/dev") return s.ids;
+    return {};
+  }
+  void Deactivate(const std::string& uid) {
+    std::lock_guard<std::mutex> l(mu_);
+    active_.erase(uid);
   }
   pid_t StartPlugin(std::vector<std::string> extra) {
     std::vector<std::string> args{TEST_DEVICE_PLUGIN, "--socket-dir=" + sockets_, "--state-dir=" + state_};
@@ -82,6 +133,9 @@ class DeviceManagerTest : public ::testing::Test {
     return c.allocatable.count(r) ? c.allocatable[r] : -1;
   }
 
+  std::mutex mu_;
+  std::set<std::string> active_, running_;
+  std::atomic<bool> sources_ready_{true};
   fs::path dir_;
   std::string sockets_, state_;
   std::unique_ptr<DeviceManager> m_;
@@ -169,6 +223,218 @@ TEST_F(DeviceManagerTest, RegistrationRefusalsReadAsUpstreams) {
   EXPECT_FALSE(m_->ValidatePlugin("example.com/dev", "/x.sock", {"v1alpha"}).ok());
   EXPECT_FALSE(m_->ValidatePlugin("dev", "/x.sock", {"v1beta1"}).ok());
   EXPECT_TRUE(m_->ValidatePlugin("example.com/dev", "/x.sock", {"v1beta1"}).ok());
+}
+
+TEST_F(DeviceManagerTest, AllocationReachesTheContainerAndTheCheckpoint) {
+  StartManager();
+  StartPlugin({"--resource=example.com/dev", "--devices=2", "--preferred", "--pre-start", "--device-node=/dev/null",
+               "--cdi=example.com/dev"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  auto a = Pod("pod-a", {1});
+  ASSERT_TRUE(m_->Admit(a).ok());
+  ASSERT_TRUE(m_->PrepareDevices(a).ok());
+  // The plugin was offered both devices and preferred the last; Allocate got that one.
+  auto pref = Calls("GetPreferredAllocation");
+  ASSERT_EQ(pref.size(), 1u);
+  EXPECT_EQ(pref[0]["requests"][0]["available"], json({"dev-1", "dev-0"}));
+  EXPECT_EQ(pref[0]["requests"][0]["size"], 1);
+  ASSERT_EQ(Calls("Allocate").size(), 1u);
+  EXPECT_EQ(Calls("Allocate")[0]["devices"], json({{"dev-1"}}));
+  EXPECT_EQ(Held("pod-a", "c-0"), std::vector<std::string>{"dev-1"});
+  EXPECT_TRUE(m_->PrepareDevices(a).ok());  // done: nothing asked again
+  EXPECT_EQ(Calls("Allocate").size(), 1u);
+
+  auto opts = m_->GetDeviceRunContainerOptions(a, a.spec.containers[0]);
+  ASSERT_TRUE(opts.ok()) << opts.status();
+  ASSERT_EQ(opts->envs.size(), 1u);
+  EXPECT_EQ(opts->envs[0], std::make_pair(std::string("TEST_DEVICES"), std::string("dev-1")));
+  ASSERT_EQ(opts->mounts.size(), 1u);
+  EXPECT_EQ(opts->mounts[0].container_path, "/var/run/test-devices/dev-1");
+  EXPECT_EQ(opts->mounts[0].host_path, state_ + "/devices/dev-1");
+  EXPECT_TRUE(opts->mounts[0].read_only);
+  ASSERT_EQ(opts->devices.size(), 1u);
+  EXPECT_EQ(opts->devices[0].container_path, "/dev/test-dev-1");
+  EXPECT_EQ(opts->devices[0].permissions, "rw");
+  EXPECT_EQ(opts->annotations.at("test.kubelet-cpp.io/devices"), "dev-1");
+  EXPECT_EQ(opts->cdi_devices, std::vector<std::string>{"example.com/dev=dev-1"});
+  ASSERT_EQ(Calls("PreStartContainer").size(), 1u);
+  EXPECT_EQ(Calls("PreStartContainer")[0]["devices"], json({"dev-1"}));
+
+  // Admission reserves: b is admitted (not allocated yet), c finds nothing free.
+  auto b = Pod("pod-b", {1});
+  ASSERT_TRUE(m_->Admit(b).ok());
+  auto c = Pod("pod-c", {1});
+  auto refused = m_->Admit(c);
+  EXPECT_EQ(refused.message(), "requested number of devices unavailable for example.com/dev. Requested: 1, Available: 0") << refused;
+  ASSERT_TRUE(m_->PrepareDevices(b).ok());
+  EXPECT_EQ(Held("pod-b", "c-0"), std::vector<std::string>{"dev-0"});
+
+  // The checkpoint holds both, with upstream's checksum (Decode verifies it).
+  std::ifstream in(sockets_ + "/" + kDeviceCheckpoint);
+  std::string blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto cp = DecodeDeviceCheckpoint(blob);
+  ASSERT_TRUE(cp.ok()) << cp.status() << blob;
+  EXPECT_EQ(cp->entries.size(), 2u);
+  EXPECT_EQ(cp->registered.at("example.com/dev").size(), 2u);
+
+  // a ends: its device goes back to the pool at the next admission.
+  Deactivate("pod-a");
+  ASSERT_TRUE(m_->Admit(c).ok());
+  ASSERT_TRUE(m_->PrepareDevices(c).ok());
+  EXPECT_EQ(Held("pod-c", "c-0"), std::vector<std::string>{"dev-1"});
+  EXPECT_TRUE(m_->PodDevices("pod-a").empty());
+
+  // A container without device resources gets nothing, and no plugin is called for it.
+  api::Container plain;
+  plain.name = "plain";
+  auto none = m_->GetDeviceRunContainerOptions(a, plain);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(DeviceManagerTest, InitContainersDevicesAreReusedSidecarsKeepTheirs) {
+  StartManager();
+  StartPlugin({"--resource=example.com/dev", "--devices=3"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 3; }));
+  // init(2) then app(2) on 3 devices: the app reuses the init container's two.
+  auto p = Pod("pod-init", {2}, {2});
+  ASSERT_TRUE(m_->Admit(p).ok());
+  ASSERT_TRUE(m_->PrepareDevices(p).ok());
+  auto init = Held("pod-init", "init-0"), app = Held("pod-init", "c-0");
+  ASSERT_EQ(init.size(), 2u);
+  std::sort(init.begin(), init.end());
+  std::sort(app.begin(), app.end());
+  EXPECT_EQ(app, init);
+  // One device is left: two app containers of one each do not fit.
+  auto q = Pod("pod-two", {1, 1});
+  EXPECT_EQ(m_->Admit(q).message(), "requested number of devices unavailable for example.com/dev. Requested: 1, Available: 0");
+  Deactivate("pod-init");
+  // A sidecar (restartable init container) keeps its device: init(1) + sidecar(1) + app(2) needs 3.
+  auto s = Pod("pod-sidecar", {2}, {1, 1}, {false, true});
+  ASSERT_TRUE(m_->Admit(s).ok()) << m_->Admit(s);
+  ASSERT_TRUE(m_->PrepareDevices(s).ok());
+  auto side = Held("pod-sidecar", "init-1");
+  auto main = Held("pod-sidecar", "c-0");
+  ASSERT_EQ(side.size(), 1u);
+  ASSERT_EQ(main.size(), 2u);
+  EXPECT_EQ(std::count(main.begin(), main.end(), side[0]), 0) << "the sidecar's device went to the app container too";
+  auto first = Held("pod-sidecar", "init-0");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(std::count(main.begin(), main.end(), first[0]) + std::count(side.begin(), side.end(), first[0]), 1);
+}
+
+TEST_F(DeviceManagerTest, AFailingAllocateReleasesThePodsDevices) {
+  StartManager();
+  pid_t p = StartPlugin({"--resource=example.com/dev", "--devices=2", "--fail-allocate=device dev-x is on fire"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  auto a = Pod("pod-a", {1, 1});
+  ASSERT_TRUE(m_->Admit(a).ok());
+  auto st = m_->PrepareDevices(a);
+  EXPECT_EQ(st.message(), "rpc error: code = Unknown desc = device dev-x is on fire") << st;
+  EXPECT_TRUE(m_->PodDevices("pod-a").empty());
+  StopPlugin(p);
+  // Nothing half-allocated: a working plugin gives both devices to the next pod.
+  StartPlugin({"--resource=example.com/dev", "--devices=2", "--endpoint=again.sock"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  auto b = Pod("pod-b", {2});
+  ASSERT_TRUE(m_->Admit(b).ok());
+  ASSERT_TRUE(m_->PrepareDevices(b).ok());
+  EXPECT_EQ(Held("pod-b", "c-0").size(), 2u);
+  // A slow plugin: Allocate runs into the deadline, the pod is refused with it.
+  StartPlugin({"--resource=example.com/slow", "--devices=1", "--endpoint=slow.sock", "--allocate-delay-ms=5000"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/slow") == 1; }));
+  auto c = Pod("pod-c", {});
+  api::Container slow;
+  slow.name = "slow";
+  slow.resources.limits["example.com/slow"] = "1";
+  c.spec.containers.push_back(slow);
+  ASSERT_TRUE(m_->Admit(c).ok());
+  auto late = m_->PrepareDevices(c);
+  EXPECT_EQ(late.message(), "rpc error: code = DeadlineExceeded desc = Deadline Exceeded") << late;
+  EXPECT_TRUE(m_->PodDevices("pod-c").empty());
+  // Refusals before any plugin call.
+  auto d = Pod("pod-d", {});
+  api::Container unknown;
+  unknown.name = "unknown";
+  unknown.resources.limits["example.com/nothing"] = "1";
+  d.spec.containers.push_back(unknown);
+  EXPECT_TRUE(m_->Admit(d).ok()) << "a resource no plugin registered is not the device manager's";
+}
+
+TEST_F(DeviceManagerTest, ARestartKeepsAllocationsAndTheRunningContainers) {
+  StartManager();
+  pid_t plugin = StartPlugin({"--resource=example.com/dev", "--devices=2"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  auto a = Pod("pod-a", {1});
+  ASSERT_TRUE(m_->Admit(a).ok());
+  ASSERT_TRUE(m_->PrepareDevices(a).ok());
+  auto held = Held("pod-a", "c-0");
+  ASSERT_EQ(held.size(), 1u);
+  m_->Stop();
+  m_.reset();
+
+  // The kubelet starts again; its sources have not all spoken yet and a's container runs.
+  sources_ready_ = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    running_.insert("pod-a/c-0");
+  }
+  StartManager();
+  EXPECT_EQ(Held("pod-a", "c-0"), held);
+  EXPECT_EQ(Capacity("example.com/dev"), 0);  // until the plugin registers again
+  ASSERT_TRUE(m_->Admit(a).ok());              // re-admitted with the devices it has
+  // The plugin saw kubelet.sock made anew and registered again.
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  EXPECT_EQ(Calls("Register").size(), 2u);
+  size_t allocates = Calls("Allocate").size();
+  ASSERT_TRUE(m_->PrepareDevices(a).ok());
+  EXPECT_EQ(Calls("Allocate").size(), allocates);
+  auto opts = m_->GetDeviceRunContainerOptions(a, a.spec.containers[0]);
+  ASSERT_TRUE(opts.ok());
+  ASSERT_EQ(opts->envs.size(), 1u);
+  EXPECT_EQ(opts->envs[0].second, held[0]);  // from the checkpointed answer
+  // One device left for a new pod, none for a second.
+  sources_ready_ = true;
+  auto b = Pod("pod-b", {1});
+  ASSERT_TRUE(m_->Admit(b).ok());
+  ASSERT_TRUE(m_->PrepareDevices(b).ok());
+  EXPECT_NE(Held("pod-b", "c-0"), held);
+  auto c = Pod("pod-c", {1});
+  EXPECT_FALSE(m_->Admit(c).ok());
+  // A request that changed since the allocation is refused.
+  auto grown = a;
+  grown.spec.containers[0].resources.limits["example.com/dev"] = "2";
+  EXPECT_EQ(m_->Admit(grown).message(), "pod \"pod-a\" container \"c-0\" changed request for resource \"example.com/dev\" from 1 to 2");
+  m_->Stop();
+  m_.reset();
+
+  // A corrupted checkpoint: said so, and the kubelet starts without it.
+  {
+    std::ifstream in(sockets_ + "/" + kDeviceCheckpoint);
+    std::string blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    blob.replace(blob.find("pod-a"), 5, "pod-z");
+    std::ofstream(sockets_ + "/" + kDeviceCheckpoint) << blob;
+  }
+  StartManager();
+  EXPECT_TRUE(m_->PodDevices("pod-a").empty());
+  EXPECT_TRUE(m_->PodDevices("pod-z").empty());
+  m_->Stop();
+  m_.reset();
+
+  // A checkpoint from before a reboot: its allocations are not restored.
+  StopPlugin(plugin);
+  std::ofstream(dir_ / "boot_id") << "first-boot\n";
+  StartManager();
+  StartPlugin({"--resource=example.com/dev", "--devices=2"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  auto d = Pod("pod-d", {1});
+  ASSERT_TRUE(m_->Admit(d).ok());
+  ASSERT_TRUE(m_->PrepareDevices(d).ok());
+  m_->Stop();
+  m_.reset();
+  std::ofstream(dir_ / "boot_id") << "second-boot\n";
+  StartManager();
+  EXPECT_TRUE(m_->PodDevices("pod-d").empty());
 }
 
 }  // namespace
