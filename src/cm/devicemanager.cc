@@ -368,15 +368,23 @@ class DeviceManagerImpl : public DeviceManager {
     auto it = pod_devices_.find(uid);
     if (it == pod_devices_.end()) return out;
     for (const auto& [container, by_res] : it->second)
-      for (const auto& [res, h] : by_res) {
-        ContainerDeviceSet s;
-        s.resource = res;
+      for (const auto& [res, h] : by_res)
         for (const auto& [numa, ids] : h.per_numa) {
+          if (ids.empty()) continue;
+          ContainerDeviceSet s{res, ids, {}};
           if (numa != kNodeWithoutTopology) s.numa_nodes.push_back(numa);
-          for (const auto& id : ids)
-            if (std::find(s.ids.begin(), s.ids.end(), id) == s.ids.end()) s.ids.push_back(id);
+          out[container].push_back(std::move(s));
         }
-        out[container].push_back(std::move(s));
+    return out;
+  }
+
+  std::vector<ContainerDeviceSet> AllocatableDevices() const override {
+    std::vector<ContainerDeviceSet> out;
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [res, devs] : devices_)
+      for (const auto& d : devs) {
+        if (d.numa_nodes.empty()) out.push_back({res, {d.id}, {}});
+        for (int64_t n : d.numa_nodes) out.push_back({res, {d.id}, {n}});
       }
     return out;
   }

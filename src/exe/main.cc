@@ -40,6 +40,7 @@
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
 #include "kubelet/kuberuntime/types.h"
+#include "kubelet/server/podresources.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
 #include "kubelet/volumemanager/csi.h"
 #include "kubelet/volumemanager/volume_manager.h"
@@ -783,6 +784,31 @@ int main(int argc, char** argv) {
   }
   if (auto st = device_manager->Start(); !st.ok())
     logger->error("Device manager not started; device plugins cannot register err=\"{}\"", st.message());
+  // The pod resources API (node agents read which devices and CPUs went where).
+  server::PodResourcesOptions pro;
+  pro.socket = flags.root_dir + "/pod-resources/kubelet.sock";
+  if (auto g = cfg.feature_gates.find("KubeletPodResourcesGet"); g != cfg.feature_gates.end()) pro.get_enabled = g->second;
+  server::PodResourcesProviders prp;
+  prp.active_pods = [&kl] { return kl.ActivePods(); };
+  prp.pod_devices = [dm = device_manager.get()](const std::string& uid) { return dm->PodDevices(uid); };
+  prp.allocatable_devices = [dm = device_manager.get()] { return dm->AllocatableDevices(); };
+  if (cpu_manager->policy() == "static") {
+    prp.container_cpus = [cpm = cpu_manager.get()](const std::string& uid, const std::string& container) {
+      std::vector<int64_t> ids;
+      auto all = cpm->Assignments();
+      if (auto p = all.find(uid); p != all.end())
+        if (auto c = p->second.find(container); c != p->second.end()) ids.assign(c->second.begin(), c->second.end());
+      return ids;
+    };
+    prp.allocatable_cpus = [cpm = cpu_manager.get()] {
+      cm::CPUSet cpus = cpm->DefaultSet();
+      for (const auto& [uid, containers] : cpm->Assignments())
+        for (const auto& [name, set] : containers) cpus.insert(set.begin(), set.end());
+      return std::vector<int64_t>(cpus.begin(), cpus.end());
+    };
+  }
+  server::PodResourcesServer pod_resources(pro, prp);
+  if (auto st = pod_resources.Start(); !st.ok()) logger->error("Pod resources API not served err=\"{}\"", st.message());
   kl.Start();
   plugin_manager->Start();
   fs_analyzer.Start();
@@ -818,6 +844,7 @@ int main(int argc, char** argv) {
   fs_analyzer.Stop();
   kl.Stop();
   plugin_manager->Stop();
+  pod_resources.Stop();
   device_manager->Stop();
   env_source.reset();  // its watches end before the volume manager they notify
   volumes->Stop();

@@ -34,6 +34,7 @@
 #include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/server/http_server.h"
 #include "kubelet/util/mount.h"
+#include "podresources/v1/api.grpc.pb.h"
 #include "runtime/v1/api.grpc.pb.h"
 
 namespace {
@@ -2259,30 +2260,154 @@ TEST_F(CSIE2E, CSIVolumesThroughTheRegisteredDriver) {
   RemoveTree(state);
 }
 
-// Issue 14, first part: a device plugin (the project's, a separate process) registers through the kubelet's
-// <root-dir>/device-plugins/kubelet.sock; its devices become the Node's extended resource, allocatable follows
-// their health, and a plugin that goes leaves nothing allocatable.
-TEST_F(ClusterE2E, DevicePluginResourcesReachTheNodeStatus) {
+// Issue 14: a device plugin (the project's, a separate process) registers through the kubelet's
+// <root-dir>/device-plugins/kubelet.sock with two devices; they become the Node's extended resource. Two pods get
+// one each on containerd (the plugin's env var, its mounted file and a device node inside the container), a third
+// is refused (UnexpectedAdmissionError), a device turning unhealthy drops allocatable; a kubelet restart keeps both
+// pods and their devices and the plugin registers again; the pod resources API (a gRPC client here) reports the
+// assignment throughout; a plugin that goes leaves nothing allocatable.
+class DevicePluginE2E : public ClusterE2E {
+ protected:
+  static void SetUpTestSuite() {
+    work_name_ = "kubelet-devices";
+    extra_config_ = "featureGates:\n  KubeletPodResourcesGet: true\n";
+    ClusterE2E::SetUpTestSuite();
+  }
+};
+
+TEST_F(DevicePluginE2E, DevicesReachPodsThroughCRIAndThePodResourcesAPI) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
   const fs::path state = work_ / "device-plugin-state";
   fs::remove_all(state);
   fs::create_directories(state);
   std::vector<std::string> args{TEST_DEVICE_PLUGIN, "--socket-dir=" + (work_ / "root/device-plugins").string(),
-                                "--state-dir=" + state.string(), "--resource=example.com/dev", "--devices=2"};
+                                "--state-dir=" + state.string(), "--resource=example.com/dev", "--devices=2",
+                                "--device-node=/dev/null"};
   pid_t plugin = kubelet::testing::Spawn(args);
   auto status = [](const char* part) {
     auto n = api_->Get("nodes", "", "e2e-node");
     return n && (*n)["status"].contains(part) ? (*n)["status"][part].value("example.com/dev", "") : std::string();
   };
-  EXPECT_TRUE(WaitUntil([&] { return status("capacity") == "2" && status("allocatable") == "2"; }))
+  ASSERT_TRUE(WaitUntil([&] { return status("capacity") == "2" && status("allocatable") == "2"; }))
       << status("capacity") << "/" << status("allocatable");
-  std::ofstream(state / "unhealthy-dev-0") << "";
+
+  auto make = [](const std::string& name) {
+    json p = json::parse(R"({"metadata":{"namespace":"default"},"spec":{"nodeName":"e2e-node",
+      "terminationGracePeriodSeconds":1,"containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35",
+      "command":["sleep","3600"],"resources":{"limits":{"example.com/dev":"1"},"requests":{"example.com/dev":"1"}}}]}})");
+    p["metadata"]["name"] = name;
+    return p;
+  };
+  auto phase = [](const std::string& name) {
+    json p = ApiPod("default", name);
+    return p.is_null() || !p.contains("status") ? std::string() : p["status"].value("phase", "");
+  };
+  std::map<std::string, std::string> uid, id, dev;
+  for (const char* name : {"dev-a", "dev-b"}) {
+    api_->Create("pods", make(name));
+    ASSERT_TRUE(WaitUntil([&] { return phase(name) == "Running"; })) << ApiPod("default", name).dump(2);
+    uid[name] = ApiPod("default", name)["metadata"]["uid"];
+    auto cs = Containers(uid[name]);
+    ASSERT_EQ(cs.size(), 1u);
+    id[name] = cs[0].id();
+    // Inside the container: the plugin's env var, the device's file it mounted, the device node it asked for.
+    auto [code, out] = Exec(id[name], {"sh", "-c", "echo $TEST_DEVICES; cat /var/run/test-devices/$TEST_DEVICES; "
+                                                   "test -c /dev/test-$TEST_DEVICES && echo node"});
+    ASSERT_EQ(code, 0) << out;
+    std::istringstream lines(out);
+    std::string env, file, node;
+    std::getline(lines, env);
+    std::getline(lines, file);
+    std::getline(lines, node);
+    EXPECT_TRUE(env == "dev-0" || env == "dev-1") << out;
+    EXPECT_EQ(file, env) << "the mounted device file is the device's";
+    EXPECT_EQ(node, "node") << out;
+    dev[name] = env;
+  }
+  EXPECT_NE(dev["dev-a"], dev["dev-b"]);
+  // No device is left: the third pod is refused as upstream refuses it.
+  api_->Create("pods", make("dev-c"));
+  ASSERT_TRUE(WaitUntil([&] { return phase("dev-c") == "Failed"; })) << ApiPod("default", "dev-c").dump(2);
+  json refused = ApiPod("default", "dev-c")["status"];
+  EXPECT_EQ(refused.value("reason", ""), "UnexpectedAdmissionError");
+  EXPECT_EQ(refused.value("message", ""),
+            "Allocate failed due to requested number of devices unavailable for example.com/dev. Requested: 1, Available: 0, "
+            "which is unexpected");
+
+  // The pod resources API, read as a monitoring agent reads it.
+  auto channel = grpc::CreateChannel("unix://" + (work_ / "root/pod-resources/kubelet.sock").string(), grpc::InsecureChannelCredentials());
+  auto lister = v1::PodResourcesLister::NewStub(channel);
+  auto listed = [&]() {
+    std::map<std::string, std::string> out;  // pod -> its container's device
+    v1::ListPodResourcesResponse r;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!lister->List(&ctx, v1::ListPodResourcesRequest(), &r).ok()) return out;
+    for (const auto& p : r.pod_resources())
+      for (const auto& c : p.containers())
+        for (const auto& d : c.devices())
+          if (d.resource_name() == "example.com/dev" && d.device_ids_size() == 1 && p.namespace_() == "default")
+            out[p.name()] = d.device_ids(0);
+    return out;
+  };
+  auto assigned = listed();
+  EXPECT_EQ(assigned["dev-a"], dev["dev-a"]);
+  EXPECT_EQ(assigned["dev-b"], dev["dev-b"]);
+  EXPECT_EQ(assigned.count("dev-c"), 0u);
+  {
+    v1::GetPodResourcesRequest q;
+    q.set_pod_name("dev-b");
+    q.set_pod_namespace("default");
+    v1::GetPodResourcesResponse r;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(lister->Get(&ctx, q, &r).ok());
+    ASSERT_EQ(r.pod_resources().containers_size(), 1);
+    ASSERT_EQ(r.pod_resources().containers(0).devices_size(), 1);
+    EXPECT_EQ(r.pod_resources().containers(0).devices(0).device_ids(0), dev["dev-b"]);
+    v1::AllocatableResourcesResponse a;
+    grpc::ClientContext actx;
+    ASSERT_TRUE(lister->GetAllocatableResources(&actx, v1::AllocatableResourcesRequest(), &a).ok());
+    EXPECT_EQ(a.devices_size(), 2);
+  }
+
+  // A device turns unhealthy: allocatable 1, capacity 2; the pod holding it keeps running.
+  std::ofstream(state / ("unhealthy-" + dev["dev-a"])) << "";
   EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "1"; })) << status("allocatable");
   EXPECT_EQ(status("capacity"), "2");
+
+  // The kubelet restarts: both pods keep their containers and devices, the plugin registers again.
+  StopKubelet(SIGTERM);
+  StartKubelet();
+  EXPECT_TRUE(WaitUntil([&] { return kubelet::testing::ReadCallsLog((state / "calls.log").string(), "Register").size() >= 2; }))
+      << "the plugin did not register again";
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  for (const char* name : {"dev-a", "dev-b"}) {
+    auto cs = Containers(uid[name]);
+    ASSERT_EQ(cs.size(), 1u) << name;
+    EXPECT_EQ(cs[0].id(), id[name]) << name << " was restarted";
+    EXPECT_EQ(phase(name), "Running");
+  }
+  EXPECT_TRUE(WaitUntil([&] {
+    auto now = listed();
+    return now["dev-a"] == dev["dev-a"] && now["dev-b"] == dev["dev-b"];
+  })) << "the pod resources API lost the assignment over the restart";
+  EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "1" && status("capacity") == "2"; }))
+      << status("capacity") << "/" << status("allocatable");
+  EXPECT_EQ(kubelet::testing::ReadCallsLog((state / "calls.log").string(), "Allocate").size(), 2u)
+      << "devices were allocated again after the restart";
+
+  // The plugin goes: nothing allocatable.
   kill(plugin, SIGTERM);
   int st;
   waitpid(plugin, &st, 0);
   EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "0"; })) << status("allocatable");
+  for (const char* name : {"dev-a", "dev-b", "dev-c"}) {
+    std::string cmd = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() + "/api/v1/namespaces/default/pods/" +
+                      name + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+  for (const char* name : {"dev-a", "dev-b"})
+    EXPECT_TRUE(WaitUntil([&] { return Containers(uid[name], false).empty(); })) << name;
   EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
   fs::remove_all(state);
 }

@@ -101,9 +101,10 @@ class DeviceManagerTest : public ::testing::Test {
   }
   std::vector<std::string> Held(const std::string& uid, const std::string& container) {
     auto all = m_->PodDevices(uid);
+    std::vector<std::string> ids;
     for (const auto& s : all[container])
-      if (s.resource == "example.com/dev") return s.ids;
-    return {};
+      if (s.resource == "example.com/dev") ids.insert(ids.end(), s.ids.begin(), s.ids.end());
+    return ids;
   }
   void Deactivate(const std::string& uid) {
     std::lock_guard<std::mutex> l(mu_);

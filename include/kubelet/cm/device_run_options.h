@@ -1,6 +1,7 @@
 #pragma once
 // What a container gets from the device plugins that allocated its devices (upstream's DeviceRunContainerOptions):
 // environment, mounts, device nodes, annotations and CDI device names, merged over its resources.
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +24,13 @@ struct DeviceRunContainerOptions {
   std::map<std::string, std::string> annotations;
   std::vector<std::string> cdi_devices;
   bool empty() const { return envs.empty() && mounts.empty() && devices.empty() && annotations.empty() && cdi_devices.empty(); }
+};
+
+/** Devices of one resource on one NUMA node (none listed: the plugin gave no topology). */
+struct ContainerDeviceSet {
+  std::string resource;
+  std::vector<std::string> ids;
+  std::vector<int64_t> numa_nodes;
 };
 
 }  // namespace kubelet::cm

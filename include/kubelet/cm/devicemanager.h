@@ -61,12 +61,6 @@ struct PluginDevice {
   std::vector<int64_t> numa_nodes;
 };
 
-/** Devices of one resource held by a container, for the pod resources API. */
-struct ContainerDeviceSet {
-  std::string resource;
-  std::vector<std::string> ids;
-  std::vector<int64_t> numa_nodes;  // the NUMA nodes the devices sit on
-};
 
 struct DeviceCapacity {
   std::map<std::string, int64_t> capacity;     // resource -> all devices
@@ -100,8 +94,10 @@ class DeviceManager : public pluginmanager::PluginHandler {
   virtual absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) = 0;
   /** Drops the pod's reservation and devices (a pod refused after Admit by a later admission check). */
   virtual void RemovePod(const std::string& uid) = 0;
-  /** container -> the devices it holds. */
+  /** container -> the devices it holds, a set per resource and NUMA node (the pod resources API's shape). */
   virtual std::map<std::string, std::vector<ContainerDeviceSet>> PodDevices(const std::string& uid) const = 0;
+  /** Every registered device, a set per device and NUMA node (GetAllocatableResources). */
+  virtual std::vector<ContainerDeviceSet> AllocatableDevices() const = 0;
 };
 
 std::unique_ptr<DeviceManager> NewDeviceManager(DeviceManagerOptions o, DeviceManagerDeps d = {});
