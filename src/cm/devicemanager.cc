@@ -51,6 +51,60 @@ bool IsExtendedResourceName(const std::string& name) {
 
 namespace {
 
+std::vector<PluginDevice> DevicesFrom(const std::string& res, const v1beta1::ListAndWatchResponse& resp) {
+  static auto log = log::Get("devicemanager");
+  std::vector<PluginDevice> devs;
+  std::set<std::string> seen;
+  for (const auto& d : resp.devices()) {
+    if (devs.size() >= kMaxDevicesPerPlugin) {
+      log->error("Device plugin reported too many devices, the rest are ignored resourceName=\"{}\" limit={}", res, kMaxDevicesPerPlugin);
+      break;
+    }
+    if (d.id().empty() || !seen.insert(d.id()).second) {
+      log->warn("Device plugin reported a device without an ID or twice, ignored resourceName=\"{}\" id=\"{}\"", res, d.id());
+      continue;
+    }
+    PluginDevice pd;
+    pd.id = d.id();
+    pd.healthy = d.health() == "Healthy";
+    for (const auto& n : d.topology().nodes()) pd.numa_nodes.push_back(n.id());
+    devs.push_back(std::move(pd));
+  }
+  return devs;
+}
+
+}  // namespace
+
+std::vector<PluginDevice> DevicesFromListAndWatch(const std::string& resource, const std::string& serialized_reply) {
+  v1beta1::ListAndWatchResponse r;
+  if (!r.ParseFromString(serialized_reply)) return {};
+  return DevicesFrom(resource, r);
+}
+
+bool MergeAllocateResponse(const std::string& serialized, DeviceRunContainerOptions* out) {
+  v1beta1::ContainerAllocateResponse r;
+  if (!r.ParseFromString(serialized)) return false;
+  // The first resource to set a name wins, as upstream's deviceRunContainerOptions.
+  std::set<std::string> envs, mounts, devices, cdi;
+  for (const auto& [k, v] : out->envs) envs.insert(k);
+  for (const auto& m : out->mounts) mounts.insert(m.container_path);
+  for (const auto& d : out->devices) devices.insert(d.container_path);
+  cdi.insert(out->cdi_devices.begin(), out->cdi_devices.end());
+  std::map<std::string, std::string> sorted(r.envs().begin(), r.envs().end());
+  for (const auto& [k, v] : sorted)
+    if (envs.insert(k).second) out->envs.emplace_back(k, v);
+  for (const auto& m : r.mounts())
+    if (mounts.insert(m.container_path()).second) out->mounts.push_back({m.container_path(), m.host_path(), m.read_only()});
+  for (const auto& d : r.devices())
+    if (devices.insert(d.container_path()).second) out->devices.push_back({d.container_path(), d.host_path(), d.permissions()});
+  for (const auto& [k, v] : r.annotations()) out->annotations.emplace(k, v);
+  for (const auto& c : r.cdi_devices())
+    if (cdi.insert(c.name()).second) out->cdi_devices.push_back(c.name());
+  return true;
+}
+
+namespace {
+
 class DeviceManagerImpl;
 
 class RegistrationService final : public v1beta1::Registration::Service {
@@ -308,7 +362,6 @@ class DeviceManagerImpl : public DeviceManager {
   absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) override {
     const std::string& uid = pod.metadata.uid;
     DeviceRunContainerOptions out;
-    std::set<std::string> env_keys, mount_paths, device_paths, cdi_names;
     for (const auto& [res, need] : ResourceLimits(c)) {
       std::shared_ptr<Endpoint> e;
       std::optional<Held> held;
@@ -332,22 +385,8 @@ class DeviceManagerImpl : public DeviceManager {
           return absl::UnavailableError("device plugin PreStartContainer rpc failed with err: " + GoGrpcError(st));
       }
       if (!held || held->alloc_resp.empty()) continue;
-      v1beta1::ContainerAllocateResponse r;
-      if (!r.ParseFromString(held->alloc_resp)) {
+      if (!MergeAllocateResponse(held->alloc_resp, &out))
         log_->error("Stored allocation response does not parse, ignored podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\"", uid, c.name, res);
-        continue;
-      }
-      // The first resource to set a name wins, as upstream's deviceRunContainerOptions.
-      std::map<std::string, std::string> envs(r.envs().begin(), r.envs().end());
-      for (const auto& [k, v] : envs)
-        if (env_keys.insert(k).second) out.envs.emplace_back(k, v);
-      for (const auto& m : r.mounts())
-        if (mount_paths.insert(m.container_path()).second) out.mounts.push_back({m.container_path(), m.host_path(), m.read_only()});
-      for (const auto& d : r.devices())
-        if (device_paths.insert(d.container_path()).second) out.devices.push_back({d.container_path(), d.host_path(), d.permissions()});
-      for (const auto& [k, v] : r.annotations()) out.annotations.emplace(k, v);
-      for (const auto& cdi : r.cdi_devices())
-        if (cdi_names.insert(cdi.name()).second) out.cdi_devices.push_back(cdi.name());
     }
     return out;
   }
@@ -716,7 +755,7 @@ class DeviceManagerImpl : public DeviceManager {
       while (reader->Read(&resp)) {
         streamed = true;
         backoff = std::chrono::milliseconds(500);
-        std::vector<PluginDevice> devs = ParseDevices(e->resource, resp);
+        std::vector<PluginDevice> devs = DevicesFrom(e->resource, resp);
         std::lock_guard<std::mutex> l(mu_);
         auto it = endpoints_.find(e->resource);
         if (it == endpoints_.end() || it->second != e) break;  // replaced meanwhile
@@ -745,27 +784,6 @@ class DeviceManagerImpl : public DeviceManager {
       e->wake.wait_for(l, backoff, [&] { return e->cancelled.load(); });
       backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
     }
-  }
-
-  std::vector<PluginDevice> ParseDevices(const std::string& res, const v1beta1::ListAndWatchResponse& resp) {
-    std::vector<PluginDevice> devs;
-    std::set<std::string> seen;
-    for (const auto& d : resp.devices()) {
-      if (devs.size() >= kMaxDevicesPerPlugin) {
-        log_->error("Device plugin reported too many devices, the rest are ignored resourceName=\"{}\" limit={}", res, kMaxDevicesPerPlugin);
-        break;
-      }
-      if (d.id().empty() || !seen.insert(d.id()).second) {
-        log_->warn("Device plugin reported a device without an ID or twice, ignored resourceName=\"{}\" id=\"{}\"", res, d.id());
-        continue;
-      }
-      PluginDevice pd;
-      pd.id = d.id();
-      pd.healthy = d.health() == "Healthy";
-      for (const auto& n : d.topology().nodes()) pd.numa_nodes.push_back(n.id());
-      devs.push_back(std::move(pd));
-    }
-    return devs;
   }
 
   void StopEndpoint(const std::shared_ptr<Endpoint>& e) {

@@ -7,7 +7,6 @@
 
 namespace kubelet::cm {
 using json = nlohmann::json;
-using ojson = nlohmann::ordered_json;
 
 namespace {
 
@@ -132,29 +131,113 @@ absl::StatusOr<uint64_t> Checksum(const J& data) {
 
 absl::StatusOr<uint64_t> DeviceCheckpointChecksum(const json& data) { return Checksum(data); }
 
-std::string EncodeDeviceCheckpoint(const DeviceCheckpoint& cp) {
-  ojson data = ojson::object();
-  // As upstream writes it: no entries is null, every registered resource a list.
-  ojson entries = cp.entries.empty() ? ojson(nullptr) : ojson::array();
-  for (const auto& e : cp.entries) {
-    ojson ids = ojson::object();
-    for (const auto& [numa, list] : e.device_ids) ids[std::to_string(numa)] = list;
-    entries.push_back(ojson{{"PodUID", e.pod_uid},
-                            {"ContainerName", e.container_name},
-                            {"ResourceName", e.resource_name},
-                            {"DeviceIDs", ids},
-                            {"AllocResp", absl::Base64Escape(e.alloc_resp)}});
+namespace {
+
+void JSONString(const std::string& s, std::string* out) {
+  static const char hex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      *out += "\\u00";
+      out->push_back(hex[c >> 4]);
+      out->push_back(hex[c & 15]);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
   }
-  data["PodDeviceEntries"] = entries;
-  ojson reg = ojson::object();
-  for (const auto& [res, list] : cp.registered) reg[res] = list;
-  data["RegisteredDevices"] = reg;
-  ojson doc = ojson::object();
-  doc["Data"] = data;
-  auto sum = Checksum(data);
-  doc["Checksum"] = sum.ok() ? *sum : 0;
-  if (!cp.boot_id.empty()) doc["BootID"] = cp.boot_id;
-  return doc.dump();
+  out->push_back('"');
+}
+
+void JSONList(const std::vector<std::string>& v, std::string* json, std::string* spew) {
+  json->push_back('[');
+  spew->push_back('[');
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) {
+      json->push_back(',');
+      spew->push_back(' ');
+    }
+    JSONString(v[i], json);
+    *spew += v[i];
+  }
+  json->push_back(']');
+  spew->push_back(']');
+}
+
+}  // namespace
+
+// Written by hand in one pass, the file and the text its checksum hashes together (a checkpoint is written at every
+// pod start with devices; a JSON library took milliseconds for a node's worth). What the file says hashes the same
+// when read back (Render above), which the tests and the fuzz target hold it to.
+std::string EncodeDeviceCheckpoint(const DeviceCheckpoint& cp) {
+  std::string json = "{\"Data\":{\"PodDeviceEntries\":";
+  std::string spew = "(checkpoint.checkpointData){PodDeviceEntries:([]checkpoint.PodDevicesEntry)";
+  if (cp.entries.empty()) {
+    json += "null";  // as upstream writes no entries
+    spew += "<nil>";
+  } else {
+    json.push_back('[');
+    spew.push_back('[');
+    for (size_t i = 0; i < cp.entries.size(); ++i) {
+      const auto& e = cp.entries[i];
+      if (i) {
+        json.push_back(',');
+        spew.push_back(' ');
+      }
+      json += "{\"PodUID\":";
+      JSONString(e.pod_uid, &json);
+      json += ",\"ContainerName\":";
+      JSONString(e.container_name, &json);
+      json += ",\"ResourceName\":";
+      JSONString(e.resource_name, &json);
+      json += ",\"DeviceIDs\":{";
+      spew += "{PodUID:(string)" + e.pod_uid + " ContainerName:(string)" + e.container_name + " ResourceName:(string)" +
+              e.resource_name + " DeviceIDs:(checkpoint.DevicesPerNUMA)map[";
+      bool first = true;
+      for (const auto& [numa, list] : e.device_ids) {  // numeric order, as spew sorts the keys
+        if (!first) {
+          json.push_back(',');
+          spew.push_back(' ');
+        }
+        first = false;
+        json += "\"" + std::to_string(numa) + "\":";
+        spew += std::to_string(numa) + ":";
+        JSONList(list, &json, &spew);
+      }
+      json += "},\"AllocResp\":\"" + absl::Base64Escape(e.alloc_resp) + "\"}";
+      spew += "] AllocResp:([]uint8)[";
+      for (size_t k = 0; k < e.alloc_resp.size(); ++k) {
+        if (k) spew.push_back(' ');
+        spew += std::to_string(static_cast<unsigned char>(e.alloc_resp[k]));
+      }
+      spew += "]}";
+    }
+    json.push_back(']');
+    spew.push_back(']');
+  }
+  json += ",\"RegisteredDevices\":{";
+  spew += " RegisteredDevices:(map[string][]string)map[";
+  bool first = true;
+  for (const auto& [res, list] : cp.registered) {  // byte order, as spew sorts string keys
+    if (!first) {
+      json.push_back(',');
+      spew.push_back(' ');
+    }
+    first = false;
+    JSONString(res, &json);
+    json.push_back(':');
+    spew += res + ":";
+    JSONList(list, &json, &spew);
+  }
+  json += "}},\"Checksum\":" + std::to_string(Fnv32a(spew + "]}"));
+  if (!cp.boot_id.empty()) {
+    json += ",\"BootID\":";
+    JSONString(cp.boot_id, &json);
+  }
+  json.push_back('}');
+  return json;
 }
 
 absl::StatusOr<DeviceCheckpoint> DecodeDeviceCheckpoint(const std::string& blob) {

@@ -24,6 +24,10 @@
 #include "common/test_util.h"
 #include "kubelet/cm/devicemanager.h"
 #include "kubelet/cm/devicemanager_checkpoint.h"
+#include <grpcpp/grpcpp.h>
+
+#include "kubelet/server/podresources.h"
+#include "podresources/v1/api.grpc.pb.h"
 
 namespace kubelet::cm {
 namespace {
@@ -440,3 +444,107 @@ TEST_F(DeviceManagerTest, ARestartKeepsAllocationsAndTheRunningContainers) {
 
 }  // namespace
 }  // namespace kubelet::cm
+
+namespace kubelet::server {
+namespace {
+
+class PodResourcesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { sock_ = (std::filesystem::temp_directory_path() / ("podres-" + std::to_string(getpid())) / "kubelet.sock").string(); }
+  void TearDown() override {
+    if (s_) s_->Stop();
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(sock_).parent_path(), ec);
+  }
+  void Start(bool get_enabled, double qps = 100, int burst = 10) {
+    PodResourcesOptions o;
+    o.socket = sock_;
+    o.get_enabled = get_enabled;
+    o.qps = qps;
+    o.burst = burst;
+    PodResourcesProviders p;
+    p.active_pods = [] {
+      api::Pod pod;
+      pod.metadata.uid = "u1";
+      pod.metadata.name = "gpu";
+      pod.metadata.namespace_ = "ml";
+      api::Container init, sidecar, app;
+      init.name = "init";
+      sidecar.name = "sidecar";
+      sidecar.restart_policy = "Always";
+      app.name = "app";
+      pod.spec.init_containers = {init, sidecar};
+      pod.spec.containers = {app};
+      return std::vector<api::Pod>{pod};
+    };
+    p.pod_devices = [](const std::string& uid) {
+      std::map<std::string, std::vector<ContainerDeviceSet>> out;
+      if (uid == "u1") out["app"] = {{"example.com/dev", {"dev-1"}, {1}}, {"example.com/dev", {"dev-2"}, {}}};
+      return out;
+    };
+    p.allocatable_devices = [] { return std::vector<ContainerDeviceSet>{{"example.com/dev", {"dev-1"}, {1}}}; };
+    s_ = std::make_unique<PodResourcesServer>(o, p);
+    ASSERT_TRUE(s_->Start().ok());
+    stub_ = v1::PodResourcesLister::NewStub(grpc::CreateChannel("unix://" + sock_, grpc::InsecureChannelCredentials()));
+  }
+  std::string sock_;
+  std::unique_ptr<PodResourcesServer> s_;
+  std::unique_ptr<v1::PodResourcesLister::Stub> stub_;
+};
+
+TEST_F(PodResourcesTest, ListGetAndAllocatableAsUpstreamAnswers) {
+  Start(false);
+  v1::ListPodResourcesResponse r;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->List(&ctx, v1::ListPodResourcesRequest(), &r).ok());
+  ASSERT_EQ(r.pod_resources_size(), 1);
+  const auto& pod = r.pod_resources(0);
+  EXPECT_EQ(pod.name(), "gpu");
+  EXPECT_EQ(pod.namespace_(), "ml");
+  ASSERT_EQ(pod.containers_size(), 2);  // the sidecar and the app; the finished init container is not listed
+  EXPECT_EQ(pod.containers(0).name(), "sidecar");
+  EXPECT_EQ(pod.containers(1).name(), "app");
+  ASSERT_EQ(pod.containers(1).devices_size(), 2);
+  EXPECT_EQ(pod.containers(1).devices(0).device_ids(0), "dev-1");
+  ASSERT_EQ(pod.containers(1).devices(0).topology().nodes_size(), 1);
+  EXPECT_EQ(pod.containers(1).devices(0).topology().nodes(0).id(), 1);
+  EXPECT_FALSE(pod.containers(1).devices(1).has_topology());
+
+  v1::GetPodResourcesRequest q;
+  q.set_pod_name("gpu");
+  q.set_pod_namespace("ml");
+  v1::GetPodResourcesResponse g;
+  grpc::ClientContext gctx;
+  auto st = stub_->Get(&gctx, q, &g);
+  EXPECT_EQ(st.error_message(), "PodResources API Get method disabled");
+
+  v1::AllocatableResourcesResponse a;
+  grpc::ClientContext actx;
+  ASSERT_TRUE(stub_->GetAllocatableResources(&actx, v1::AllocatableResourcesRequest(), &a).ok());
+  ASSERT_EQ(a.devices_size(), 1);
+  EXPECT_EQ(a.devices(0).resource_name(), "example.com/dev");
+}
+
+TEST_F(PodResourcesTest, GetBehindItsGateAndTheRateLimit) {
+  Start(true, 0.001, 3);
+  v1::GetPodResourcesRequest q;
+  q.set_pod_name("gpu");
+  q.set_pod_namespace("ml");
+  v1::GetPodResourcesResponse g;
+  grpc::ClientContext c1;
+  ASSERT_TRUE(stub_->Get(&c1, q, &g).ok());
+  EXPECT_EQ(g.pod_resources().containers_size(), 2);
+  q.set_pod_name("cpu");
+  grpc::ClientContext c2;
+  EXPECT_EQ(stub_->Get(&c2, q, &g).error_message(), "pod cpu in namespace ml not found");
+  // The burst (3) is spent: the next call is refused as upstream refuses it.
+  grpc::ClientContext c3, c4;
+  v1::ListPodResourcesResponse r;
+  EXPECT_TRUE(stub_->List(&c3, v1::ListPodResourcesRequest(), &r).ok());
+  auto limited = stub_->List(&c4, v1::ListPodResourcesRequest(), &r);
+  EXPECT_EQ(limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(limited.error_message(), "rejected by rate limit");
+}
+
+}  // namespace
+}  // namespace kubelet::server

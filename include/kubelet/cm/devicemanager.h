@@ -68,6 +68,12 @@ struct DeviceCapacity {
   std::vector<std::string> removed;            // resources whose plugin is gone past the grace period
 };
 
+/** A ListAndWatch reply's devices as the manager keeps them (bounded; a device without an ID or seen twice skipped). */
+std::vector<PluginDevice> DevicesFromListAndWatch(const std::string& resource, const std::string& serialized_reply);
+/** Adds a stored Allocate answer (a serialized ContainerAllocateResponse) to a container's options, the first to set
+ *  a name winning; false when it does not parse. */
+bool MergeAllocateResponse(const std::string& serialized, DeviceRunContainerOptions* out);
+
 /** Whether `name` is an extended resource name a device plugin may register (upstream's IsExtendedResourceName). */
 bool IsExtendedResourceName(const std::string& name);
 
