@@ -731,9 +731,10 @@ class DeviceManagerImpl : public DeviceManager {
       if (stopped_) return absl::CancelledError("the device manager is stopping");
       if (auto it = endpoints_.find(resource); it != endpoints_.end()) old = it->second;
       endpoints_[resource] = e;
+      // Started under the lock: whoever stops the endpoint (a later registration, the grace period) finds its thread.
+      e->thread = std::thread([this, e] { GuardedRun("device plugin ListAndWatch " + e->resource, [this, e] { Watch(e); }); });
     }
     if (old) StopEndpoint(old);  // a plugin that registers again replaces its old endpoint
-    e->thread = std::thread([this, e] { GuardedRun("device plugin ListAndWatch " + e->resource, [this, e] { Watch(e); }); });
     log_->info("Registered endpoint resourceName=\"{}\" endpoint=\"{}\"", resource, path);
     return absl::OkStatus();
   }
