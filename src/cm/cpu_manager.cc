@@ -1,4 +1,5 @@
 #include "kubelet/cm/cpu_manager.h"
+#include "kubelet/util/fnv.h"
 #include "kubelet/util/json.h"
 #include "kubelet/util/guard.h"
 
@@ -27,14 +28,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-uint32_t Fnv32a(const std::string& s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h;
-}
 
 }  // namespace
 

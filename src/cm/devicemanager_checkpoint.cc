@@ -1,4 +1,5 @@
 #include "kubelet/cm/devicemanager_checkpoint.h"
+#include "kubelet/util/fnv.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,14 +11,6 @@ using json = nlohmann::json;
 
 namespace {
 
-uint32_t Fnv32a(const std::string& s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h;
-}
 
 // spew's formatter with "%#v" (what upstream hashes): a value's Go type in parentheses unless it is an element, key
 // or value inside a collection; strings raw; a nil slice "<nil>"; a nil map "map[]"; map keys sorted; bytes decimal.

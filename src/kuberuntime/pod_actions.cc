@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/util/fnv.h"
 #include "kubelet/kuberuntime/runtime_manager.h"
 
 namespace kubelet::kuberuntime {
@@ -28,17 +29,6 @@ bool RuntimePod::IsRunning() const {
     if (c.state == ContainerState::kRunning) return true;
   return false;
 }
-
-namespace {
-uint32_t Fnv32a(const std::string& data) {
-  uint32_t h = 2166136261u;
-  for (unsigned char ch : data) {
-    h ^= ch;
-    h *= 16777619u;
-  }
-  return h;
-}
-}  // namespace
 
 // As upstream's HashContainer since 1.31: only the fields a running container may never change (name and image), so
 // defaults added by a newer API server, or fields this kubelet does not know, never restart a container.
