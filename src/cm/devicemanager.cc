@@ -139,6 +139,7 @@ class DeviceManagerImpl : public DeviceManager {
     std::error_code ec;
     fs::create_directories(o_.socket_dir, ec);
     if (ec) return absl::InternalError("cannot create " + o_.socket_dir + ": " + ec.message());
+    boot_id_ = ReadBootID();  // once: it changes only with a reboot
     ReadCheckpoint();
     // Sockets left from before are stale: plugins watching theirs notice and register again. The checkpoint and
     // anything that is not a socket stay.
@@ -254,6 +255,18 @@ class DeviceManagerImpl : public DeviceManager {
 
   absl::Status Admit(const api::Pod& pod) override {
     const std::string& uid = pod.metadata.uid;
+    // Most pods ask for no device: they cost the loop one look, no list of the active pods.
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto asks = [this](const api::Container& c) {
+        for (const auto& limit : ResourceLimits(c))
+          if (IsDevicePluginResourceLocked(limit.first)) return true;
+        return false;
+      };
+      if (std::none_of(pod.spec.init_containers.begin(), pod.spec.init_containers.end(), asks) &&
+          std::none_of(pod.spec.containers.begin(), pod.spec.containers.end(), asks))
+        return absl::OkStatus();
+    }
     bool ready = !d_.sources_ready || d_.sources_ready();
     std::set<std::string> active;
     if (ready && d_.active_pods) active = d_.active_pods();
@@ -632,7 +645,7 @@ class DeviceManagerImpl : public DeviceManager {
 
   std::string CheckpointPath() const { return o_.socket_dir + "/" + kDeviceCheckpoint; }
 
-  std::string BootID() const {
+  std::string ReadBootID() const {
     std::ifstream in(o_.boot_id_file);
     std::string id;
     std::getline(in, id);
@@ -651,7 +664,7 @@ class DeviceManagerImpl : public DeviceManager {
       log_->error("Continue after failing to read checkpoint file. Device allocation info may NOT be up-to-date err=\"{}\"", why);
       return;
     }
-    std::string boot = BootID();
+    const std::string& boot = boot_id_;
     bool rebooted = !cp->boot_id.empty() && !boot.empty() && cp->boot_id != boot;
     if (rebooted) log_->info("The node booted since the device checkpoint was written, its allocations are not restored");
     std::lock_guard<std::mutex> l(mu_);
@@ -689,7 +702,7 @@ class DeviceManagerImpl : public DeviceManager {
         for (const auto& id : HealthyLocked(res)) ids.push_back(id);
       }
     }
-    cp.boot_id = BootID();
+    cp.boot_id = boot_id_;
     const std::string path = CheckpointPath(), tmp = path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -804,6 +817,7 @@ class DeviceManagerImpl : public DeviceManager {
   std::unique_ptr<grpc::Server> server_;
   mutable std::mutex mu_;
   std::mutex ckpt_mu_;  // one checkpoint write at a time, in order
+  std::string boot_id_;  // read at Start
   bool stopped_ = false;
   std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;
   std::map<std::string, std::vector<PluginDevice>> devices_;
