@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcurl4-openssl-dev libspdlog-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libssl-dev zlib1g-dev
+  libgtest-dev libgmock-dev libssl-dev zlib1g-dev clang-14 libclang-rt-14-dev
   containerd runc containernetworking-plugins busybox-static iproute2 iptables prometheus docker-registry skopeo
 )
 missing=()

@@ -92,6 +92,15 @@ std::vector<CPUInfo> DiscoverCPUs(const std::string& sysfs) {
     std::ifstream core(base + "core_id"), pkg(base + "physical_package_id");
     if (!(core >> c.core)) c.core = id;
     if (!(pkg >> c.socket)) c.socket = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(sysfs + "/cpu" + std::to_string(id), ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.size() > 4 && name.size() < 9 && name.compare(0, 4, "node") == 0 &&
+          std::all_of(name.begin() + 4, name.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+        c.numa = std::stoi(name.substr(4));
+        break;
+      }
+    }
     out.push_back(c);
   }
   return out;
@@ -116,7 +125,13 @@ CPUManager::CPUManager(std::vector<CPUInfo> cpus, CPUManagerOptions o, CPUManage
   std::sort(cpus_.begin(), cpus_.end(), [](const CPUInfo& a, const CPUInfo& b) {
     return std::tie(a.socket, a.core, a.id) < std::tie(b.socket, b.core, b.id);
   });
-  for (const auto& c : cpus_) all_.insert(c.id);
+  std::set<int> nodes(o_.numa_nodes.begin(), o_.numa_nodes.end());
+  for (const auto& c : cpus_) {
+    all_.insert(c.id);
+    numa_of_[c.id] = c.numa;
+    if (o_.numa_nodes.empty()) nodes.insert(c.numa);
+  }
+  numa_nodes_.assign(nodes.begin(), nodes.end());
 }
 
 CPUManager::~CPUManager() { Stop(); }
@@ -228,38 +243,149 @@ absl::Status CPUManager::Checkpoint() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The containers that may get CPUs of their own: sidecars and app containers (init containers run on the shared pool).
+std::vector<const api::Container*> ExclusiveCandidates(const api::Pod& pod) {
+  std::vector<const api::Container*> out;
+  for (const auto& c : pod.spec.init_containers)
+    if (api::IsRestartableInitContainer(c)) out.push_back(&c);
+  for (const auto& c : pod.spec.containers) out.push_back(&c);
+  return out;
+}
+
+bool MayHaveExclusiveCPUs(const api::Pod& pod, const api::Container& c) {
+  for (const auto* x : ExclusiveCandidates(pod))
+    if (x->name == c.name) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<int> CPUManager::AssignableLocked() const {
+  std::vector<int> out;
+  for (const auto& info : cpus_)
+    if (default_.count(info.id) && !reserved_.count(info.id)) out.push_back(info.id);
+  return out;
+}
+
+absl::Status CPUManager::AllocateLocked(const api::Pod& pod, const api::Container& c, int n) {
+  std::vector<int> available = AssignableLocked();
+  if (static_cast<int>(available.size()) < n)
+    return absl::ResourceExhaustedError("not enough cpus available to satisfy request: requested=" + std::to_string(n) +
+                                        ", available=" + std::to_string(available.size()));
+  CPUSet got;
+  // The NUMA nodes of the container's topology affinity first, then whatever is left.
+  const TopologyHint affinity = d_.affinity ? d_.affinity->GetAffinity(pod.metadata.uid, c.name) : TopologyHint{};
+  if (affinity.affinity)
+    for (int id : available)
+      if (static_cast<int>(got.size()) < n && affinity.affinity->IsSet(numa_of_[id])) got.insert(id);
+  for (int id : available)
+    if (static_cast<int>(got.size()) < n) got.insert(id);
+  assignments_[pod.metadata.uid][c.name] = got;
+  for (int id : got) default_.erase(id);
+  log_->info("CPU manager: exclusive CPUs assigned pod=\"{}/{}\" containerName=\"{}\" cpuset=\"{}\"", pod.metadata.namespace_,
+             pod.metadata.name, c.name, FormatCPUSet(got));
+  return absl::OkStatus();
+}
+
 absl::Status CPUManager::Allocate(const api::Pod& pod) {
   if (o_.policy != "static") return absl::OkStatus();
   std::lock_guard<std::mutex> l(mu_);
-  std::vector<const api::Container*> wanting;
-  for (const auto& c : pod.spec.init_containers)
-    if (api::IsRestartableInitContainer(c)) wanting.push_back(&c);
-  for (const auto& c : pod.spec.containers) wanting.push_back(&c);
-  CPUSet taken;
-  std::map<std::string, CPUSet> mine;
-  for (const api::Container* c : wanting) {
+  std::vector<std::string> assigned;
+  for (const api::Container* c : ExclusiveCandidates(pod)) {
     int n = GuaranteedCPUs(pod, *c);
     if (n == 0) continue;
     auto existing = assignments_.find(pod.metadata.uid);
     if (existing != assignments_.end() && existing->second.count(c->name)) continue;  // already has its CPUs
-    std::vector<int> available;
-    for (const auto& info : cpus_)
-      if (default_.count(info.id) && !reserved_.count(info.id) && !taken.count(info.id)) available.push_back(info.id);
-    if (static_cast<int>(available.size()) < n)
-      return absl::ResourceExhaustedError("not enough cpus available to satisfy request: requested=" + std::to_string(n) +
-                                          ", available=" + std::to_string(available.size()));
-    CPUSet got(available.begin(), available.begin() + n);
-    taken.insert(got.begin(), got.end());
-    mine[c->name] = got;
+    if (auto st = AllocateLocked(pod, *c, n); !st.ok()) {
+      // All or nothing: what this call took goes back.
+      for (const auto& name : assigned) {
+        auto& set = assignments_[pod.metadata.uid][name];
+        default_.insert(set.begin(), set.end());
+        assignments_[pod.metadata.uid].erase(name);
+      }
+      if (assignments_[pod.metadata.uid].empty()) assignments_.erase(pod.metadata.uid);
+      return st;
+    }
+    assigned.push_back(c->name);
   }
-  if (mine.empty()) return absl::OkStatus();
-  for (const auto& [name, set] : mine) {
-    assignments_[pod.metadata.uid][name] = set;
-    for (int id : set) default_.erase(id);
-    log_->info("CPU manager: exclusive CPUs assigned pod=\"{}/{}\" containerName=\"{}\" cpuset=\"{}\"", pod.metadata.namespace_,
-               pod.metadata.name, name, FormatCPUSet(set));
-  }
+  return assigned.empty() ? absl::OkStatus() : Checkpoint();
+}
+
+absl::Status CPUManager::Allocate(const api::Pod& pod, const api::Container& c) {
+  if (o_.policy != "static" || !MayHaveExclusiveCPUs(pod, c)) return absl::OkStatus();
+  int n = GuaranteedCPUs(pod, c);
+  if (n == 0) return absl::OkStatus();
+  std::lock_guard<std::mutex> l(mu_);
+  auto existing = assignments_.find(pod.metadata.uid);
+  if (existing != assignments_.end() && existing->second.count(c.name)) return absl::OkStatus();
+  if (auto st = AllocateLocked(pod, c, n); !st.ok()) return st;
   return Checkpoint();
+}
+
+void CPUManager::RemovePod(const std::string& uid) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = assignments_.find(uid);
+  if (it == assignments_.end()) return;
+  for (const auto& [name, set] : it->second) default_.insert(set.begin(), set.end());
+  assignments_.erase(it);
+  if (auto st = Checkpoint(); !st.ok()) log_->error("CPU manager: checkpoint failed err=\"{}\"", st.message());
+}
+
+// Upstream's generateCPUTopologyHints: every NUMA node set with enough free CPUs, preferred when as small as the
+// request allows on this machine.
+std::vector<TopologyHint> CPUManager::GenerateHintsLocked(const std::vector<int>& available, int request) const {
+  int min_size = static_cast<int>(numa_nodes_.size());
+  std::vector<TopologyHint> hints;
+  IterateBitMasks(numa_nodes_, [&](const BitMask& mask) {
+    int in_mask = 0;
+    for (const auto& c : cpus_) in_mask += mask.IsSet(c.numa) ? 1 : 0;
+    if (in_mask >= request && mask.Count() < min_size) min_size = mask.Count();
+    int matching = 0;
+    for (int id : available) {
+      auto n = numa_of_.find(id);
+      matching += n != numa_of_.end() && mask.IsSet(n->second) ? 1 : 0;
+    }
+    if (matching < request) return;
+    hints.push_back(TopologyHint{mask, false});
+  });
+  for (auto& h : hints) h.preferred = h.affinity->Count() == min_size;
+  return hints;
+}
+
+TopologyHints CPUManager::GetTopologyHints(const api::Pod& pod, const api::Container& c) {
+  if (o_.policy != "static" || !MayHaveExclusiveCPUs(pod, c)) return {};
+  int n = GuaranteedCPUs(pod, c);
+  if (n == 0) return {};  // no preference
+  std::lock_guard<std::mutex> l(mu_);
+  if (auto p = assignments_.find(pod.metadata.uid); p != assignments_.end())
+    if (auto a = p->second.find(c.name); a != p->second.end()) {
+      if (static_cast<int>(a->second.size()) != n) {
+        log_->info("CPUs already allocated to container with different number than request pod=\"{}/{}\" containerName=\"{}\" "
+                   "requestedSize={} allocatedSize={}", pod.metadata.namespace_, pod.metadata.name, c.name, n, a->second.size());
+        return {{"cpu", std::vector<TopologyHint>{}}};
+      }
+      KLOG_V(log_, 3)("Regenerating TopologyHints for CPUs already allocated pod=\"{}/{}\" containerName=\"{}\"", pod.metadata.namespace_,
+                      pod.metadata.name, c.name);
+      return {{"cpu", GenerateHintsLocked({a->second.begin(), a->second.end()}, n)}};
+    }
+  return {{"cpu", GenerateHintsLocked(AssignableLocked(), n)}};
+}
+
+TopologyHints CPUManager::GetPodTopologyHints(const api::Pod& pod) {
+  if (o_.policy != "static") return {};
+  int n = 0;
+  for (const api::Container* c : ExclusiveCandidates(pod)) n += GuaranteedCPUs(pod, *c);
+  if (n == 0) return {};
+  std::lock_guard<std::mutex> l(mu_);
+  if (auto p = assignments_.find(pod.metadata.uid); p != assignments_.end() && !p->second.empty()) {
+    std::vector<int> held;
+    for (const auto& [name, set] : p->second) held.insert(held.end(), set.begin(), set.end());
+    if (static_cast<int>(held.size()) != n) return {{"cpu", std::vector<TopologyHint>{}}};
+    return {{"cpu", GenerateHintsLocked(held, n)}};
+  }
+  return {{"cpu", GenerateHintsLocked(AssignableLocked(), n)}};
 }
 
 std::string CPUManager::ContainerCPUSet(const std::string& pod_uid, const std::string& container) const {

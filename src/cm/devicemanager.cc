@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
@@ -254,87 +255,115 @@ class DeviceManagerImpl : public DeviceManager {
   // ---- allocation ----
 
   absl::Status Admit(const api::Pod& pod) override {
+    for (const auto* list : {&pod.spec.init_containers, &pod.spec.containers})
+      for (const auto& c : *list)
+        if (auto st = Allocate(pod, c); !st.ok()) return st;
+    return absl::OkStatus();
+  }
+
+  // Sets aside the container's devices (the sync loop; no plugin is called). The pod's containers come in its order.
+  absl::Status Allocate(const api::Pod& pod, const api::Container& c) override {
+    BeginAdmission(pod, c.name);
     const std::string& uid = pod.metadata.uid;
-    // Most pods ask for no device: they cost the loop one look, no list of the active pods.
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      auto asks = [this](const api::Container& c) {
-        for (const auto& limit : ResourceLimits(c))
-          if (IsDevicePluginResourceLocked(limit.first)) return true;
-        return false;
-      };
-      if (std::none_of(pod.spec.init_containers.begin(), pod.spec.init_containers.end(), asks) &&
-          std::none_of(pod.spec.containers.begin(), pod.spec.containers.end(), asks))
-        return absl::OkStatus();
-    }
-    bool ready = !d_.sources_ready || d_.sources_ready();
-    std::set<std::string> active;
-    if (ready && d_.active_pods) active = d_.active_pods();
-    bool pruned = false;
-    absl::Status result;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (ready && d_.active_pods) pruned = PruneLocked(active, uid);
-      Pending p;
-      std::map<std::string, int64_t> reuse;  // devices the init containers so far leave to the containers after them
-      auto visit = [&](const api::Container& c, bool init) -> absl::Status {
-        const bool restartable = init && api::IsRestartableInitContainer(c);
-        for (const auto& [res, need] : ResourceLimits(c)) {
-          if (!IsDevicePluginResourceLocked(res)) continue;
-          Planned pl{c.name, init, restartable, res, need, false};
-          if (const Held* h = FindHeldLocked(uid, c.name, res)) {
-            int64_t have = static_cast<int64_t>(AllIDs(*h).size());
-            if (have != need)
-              return absl::InvalidArgumentError("pod \"" + uid + "\" container \"" + c.name + "\" changed request for resource \"" + res +
-                                                "\" from " + std::to_string(have) + " to " + std::to_string(need));
-            KLOG_V(log_, 3)("Found pre-allocated devices for resource on pod resourceName=\"{}\" containerName=\"{}\" podUID=\"{}\"", res,
-                            c.name, uid);
-            int64_t& r = reuse[res];
-            r = init && !restartable ? r + need : std::max<int64_t>(0, r - need);
-            p.plan.push_back(pl);
-            continue;
-          }
-          // A restarted kubelet finding the container running: it has its devices already.
-          if (!ready && d_.container_running && d_.container_running(uid, c.name)) {
-            KLOG_V(log_, 3)("Container detected running, nothing to do deviceNumber={} resourceName=\"{}\" podUID=\"{}\" containerName=\"{}\"",
-                            need, res, uid, c.name);
-            p.plan.push_back(pl);
-            continue;
-          }
-          if (!devices_.count(res)) return absl::FailedPreconditionError("cannot allocate unregistered device " + res);
-          int64_t healthy = static_cast<int64_t>(HealthyLocked(res).size());
-          if (healthy == 0) return absl::FailedPreconditionError("no healthy devices present; cannot allocate unhealthy devices " + res);
-          int64_t& r = reuse[res];
-          int64_t from_reuse = std::min(need, r);
-          int64_t n = need - from_reuse;
-          if (n > 0) {
-            int64_t available = FreeLocked(res).size() - ReservedLocked(res, uid) - p.reserved[res];
-            available = std::max<int64_t>(0, available);
-            if (available < n)
-              return absl::ResourceExhaustedError("requested number of devices unavailable for " + res + ". Requested: " + std::to_string(n) +
-                                                  ", Available: " + std::to_string(available));
-            p.reserved[res] += n;
-          }
-          r = init && !restartable ? r + n : r - from_reuse;
-          pl.allocate = true;
-          p.plan.push_back(pl);
-        }
-        return absl::OkStatus();
-      };
-      for (const auto& c : pod.spec.init_containers)
-        if (result = visit(c, true); !result.ok()) break;
-      if (result.ok())
-        for (const auto& c : pod.spec.containers)
-          if (result = visit(c, false); !result.ok()) break;
-      bool any = std::any_of(p.plan.begin(), p.plan.end(), [](const Planned& x) { return x.allocate; });
-      if (result.ok() && any) {
-        pending_[uid] = std::move(p);
-      } else {
-        pending_.erase(uid);
-      }
-    }
-    if (pruned) WriteCheckpoint();
+    bool init = std::any_of(pod.spec.init_containers.begin(), pod.spec.init_containers.end(),
+                            [&](const api::Container& x) { return x.name == c.name; });
+    const TopologyHint affinity = d_.affinity ? d_.affinity->GetAffinity(uid, c.name) : TopologyHint{};
+    std::lock_guard<std::mutex> l(mu_);
+    admitting_.seen.insert(c.name);
+    if (!admitting_.asks) return absl::OkStatus();
+    Pending& p = pending_[uid];
+    absl::Status result = VisitLocked(uid, c, init, affinity, &p);
+    const api::Container* last = !pod.spec.containers.empty() ? &pod.spec.containers.back()
+                                 : !pod.spec.init_containers.empty() ? &pod.spec.init_containers.back() : nullptr;
+    bool any = std::any_of(p.plan.begin(), p.plan.end(), [](const Planned& x) { return x.allocate; });
+    if (!result.ok() || (last && last->name == c.name && !any)) pending_.erase(uid);
     return result;
+  }
+
+  TopologyHints GetTopologyHints(const api::Pod& pod, const api::Container& c) override {
+    BeginAdmission(pod, c.name);
+    const std::string& uid = pod.metadata.uid;
+    TopologyHints out;
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [res, need] : ResourceLimits(c)) {
+      if (!IsDevicePluginResourceLocked(res)) continue;
+      if (!HasTopologyLocked(res)) {
+        KLOG_V(log_, 4)("Resource does not have a topology preference resourceName=\"{}\" pod=\"{}/{}\" containerName=\"{}\"", res,
+                        pod.metadata.namespace_, pod.metadata.name, c.name);
+        out[res] = std::nullopt;
+        continue;
+      }
+      if (const Held* h = FindHeldLocked(uid, c.name, res)) {
+        auto ids = AllIDs(*h);
+        if (static_cast<int64_t>(ids.size()) != need) {
+          log_->error("Resource already allocated to pod with different number than request resourceName=\"{}\" pod=\"{}/{}\" "
+                      "containerName=\"{}\" request={} allocated={}", res, pod.metadata.namespace_, pod.metadata.name, c.name, need, ids.size());
+          out[res] = std::vector<TopologyHint>{};
+          continue;
+        }
+        KLOG_V(log_, 3)("Regenerating TopologyHints for resource already allocated to pod resourceName=\"{}\" pod=\"{}/{}\" containerName=\"{}\"",
+                        res, pod.metadata.namespace_, pod.metadata.name, c.name);
+        out[res] = GenerateHintsLocked(uid, res, {ids.begin(), ids.end()}, {}, need);
+        continue;
+      }
+      if (!admitting_.ready && d_.container_running && d_.container_running(uid, c.name)) {
+        out[res] = std::nullopt;  // running from before the restart, its devices unknown: no preference
+        continue;
+      }
+      auto available = AvailableLocked(res, nullptr);
+      std::set<std::string> reusable;
+      if (auto r = admitting_.reuse.find(res); r != admitting_.reuse.end()) reusable = r->second;
+      std::set<std::string> either(available.begin(), available.end());
+      either.insert(reusable.begin(), reusable.end());
+      if (static_cast<int64_t>(either.size()) < need) {
+        log_->error("Unable to generate topology hints: requested number of devices unavailable resourceName=\"{}\" request={} available={}",
+                    res, need, either.size());
+        out[res] = std::vector<TopologyHint>{};
+        continue;
+      }
+      out[res] = GenerateHintsLocked(uid, res, available, reusable, need);
+    }
+    return out;
+  }
+
+  TopologyHints GetPodTopologyHints(const api::Pod& pod) override {
+    BeginAdmission(pod, "");
+    const std::string& uid = pod.metadata.uid;
+    TopologyHints out;
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [res, need] : PodDeviceRequests(pod)) {
+      if (!IsDevicePluginResourceLocked(res)) continue;
+      if (!HasTopologyLocked(res)) {
+        out[res] = std::nullopt;
+        continue;
+      }
+      std::set<std::string> held;
+      if (auto p = pod_devices_.find(uid); p != pod_devices_.end())
+        for (const auto& [container, by_res] : p->second)
+          if (auto r = by_res.find(res); r != by_res.end()) {
+            auto ids = AllIDs(r->second);
+            held.insert(ids.begin(), ids.end());
+          }
+      if (!held.empty()) {
+        if (static_cast<int64_t>(held.size()) != need) {
+          log_->error("Resource already allocated to pod with different number than request resourceName=\"{}\" pod=\"{}/{}\" request={} "
+                      "allocated={}", res, pod.metadata.namespace_, pod.metadata.name, need, held.size());
+          out[res] = std::vector<TopologyHint>{};
+          continue;
+        }
+        out[res] = GenerateHintsLocked(uid, res, {held.begin(), held.end()}, {}, need);
+        continue;
+      }
+      auto available = AvailableLocked(res, nullptr);
+      if (static_cast<int64_t>(available.size()) < need) {
+        log_->error("Unable to generate topology hints: requested number of devices unavailable resourceName=\"{}\" request={} available={}",
+                    res, need, available.size());
+        out[res] = std::vector<TopologyHint>{};
+        continue;
+      }
+      out[res] = GenerateHintsLocked(uid, res, available, {}, need);
+    }
+    return out;
   }
 
   absl::Status PrepareDevices(const api::Pod& pod) override {
@@ -347,7 +376,8 @@ class DeviceManagerImpl : public DeviceManager {
       plan = it->second.plan;
     }
     std::map<std::string, std::set<std::string>> reuse;
-    for (const auto& pl : plan) {
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const Planned& pl = plan[i];
       if (!pl.allocate) {
         std::set<std::string> ids;
         {
@@ -357,7 +387,7 @@ class DeviceManagerImpl : public DeviceManager {
         Reuse(pl, ids, &reuse);
         continue;
       }
-      if (auto st = AllocateContainer(uid, pl, &reuse); !st.ok()) {
+      if (auto st = AllocateContainer(uid, i, pl, &reuse); !st.ok()) {
         log_->error("Device allocation failed, the pod's devices are released pod=\"{}/{}\" containerName=\"{}\" resourceName=\"{}\" err=\"{}\"",
                     pod.metadata.namespace_, pod.metadata.name, pl.container, pl.resource, st.message());
         RemovePod(uid);
@@ -409,6 +439,7 @@ class DeviceManagerImpl : public DeviceManager {
     {
       std::lock_guard<std::mutex> l(mu_);
       pending_.erase(uid);
+      if (admitting_.uid == uid) admitting_ = Admitting{};
       had = pod_devices_.erase(uid) > 0;
     }
     if (had) WriteCheckpoint();
@@ -465,12 +496,227 @@ class DeviceManagerImpl : public DeviceManager {
     bool init = false, restartable = false;
     std::string resource;
     int64_t need = 0;
-    bool allocate = false;  // false: held already (or running before the restart)
+    bool allocate = false;              // false: held already (or running before the restart)
+    std::vector<std::string> reserved;  // devices set aside at admission (beyond those reused from init containers)
+    bool picked = false;                // the worker has picked the devices: the reservation is over
   };
   struct Pending {
     std::vector<Planned> plan;
-    std::map<std::string, int64_t> reserved;  // resource -> devices reserved at admission, not picked yet
   };
+  // The admission under way: the sync loop admits one pod at a time, container by container.
+  struct Admitting {
+    std::string uid;
+    std::set<std::string> seen;  // containers allocated so far
+    bool asks = false;           // the pod asks for a device-plugin resource at all
+    bool ready = true;           // every source had spoken when it began
+    std::map<std::string, std::set<std::string>> reuse;  // resource -> devices the init containers so far leave to the ones after
+  };
+
+  // A new admission (another pod, or a container seen again) starts afresh and releases the devices of pods gone.
+  void BeginAdmission(const api::Pod& pod, const std::string& container) {
+    const std::string& uid = pod.metadata.uid;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      const bool same = admitting_.uid == uid && (container.empty() ? admitting_.seen.empty() : !admitting_.seen.count(container));
+      if (same) return;
+      admitting_ = Admitting{};
+      admitting_.uid = uid;
+      pending_.erase(uid);
+      // Most pods ask for no device: they cost the loop one look, no list of the active pods.
+      auto asks = [this](const api::Container& c) {
+        for (const auto& limit : ResourceLimits(c))
+          if (IsDevicePluginResourceLocked(limit.first)) return true;
+        return false;
+      };
+      admitting_.asks = std::any_of(pod.spec.init_containers.begin(), pod.spec.init_containers.end(), asks) ||
+                        std::any_of(pod.spec.containers.begin(), pod.spec.containers.end(), asks);
+      if (!admitting_.asks) return;
+    }
+    bool ready = !d_.sources_ready || d_.sources_ready();
+    bool pruned = false;
+    if (ready && d_.active_pods) {
+      auto active = d_.active_pods();
+      std::lock_guard<std::mutex> l(mu_);
+      pruned = PruneLocked(active, uid);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (admitting_.uid == uid) admitting_.ready = ready;
+    }
+    if (pruned) WriteCheckpoint();
+  }
+
+  absl::Status VisitLocked(const std::string& uid, const api::Container& c, bool init, const TopologyHint& affinity, Pending* p) {
+    const bool restartable = init && api::IsRestartableInitContainer(c);
+    for (const auto& [res, need] : ResourceLimits(c)) {
+      if (!IsDevicePluginResourceLocked(res)) continue;
+      Planned pl{c.name, init, restartable, res, need, false, {}, false};
+      if (const Held* h = FindHeldLocked(uid, c.name, res)) {
+        auto ids = AllIDs(*h);
+        if (static_cast<int64_t>(ids.size()) != need)
+          return absl::InvalidArgumentError("pod \"" + uid + "\" container \"" + c.name + "\" changed request for resource \"" + res +
+                                            "\" from " + std::to_string(ids.size()) + " to " + std::to_string(need));
+        KLOG_V(log_, 3)("Found pre-allocated devices for resource on pod resourceName=\"{}\" containerName=\"{}\" podUID=\"{}\"", res,
+                        c.name, uid);
+        Reuse(pl, ids, &admitting_.reuse);
+        p->plan.push_back(pl);
+        continue;
+      }
+      // A restarted kubelet finding the container running: it has its devices already.
+      if (!admitting_.ready && d_.container_running && d_.container_running(uid, c.name)) {
+        KLOG_V(log_, 3)("Container detected running, nothing to do deviceNumber={} resourceName=\"{}\" podUID=\"{}\" containerName=\"{}\"",
+                        need, res, uid, c.name);
+        p->plan.push_back(pl);
+        continue;
+      }
+      if (!devices_.count(res)) return absl::FailedPreconditionError("cannot allocate unregistered device " + res);
+      if (HealthyLocked(res).empty())
+        return absl::FailedPreconditionError("no healthy devices present; cannot allocate unhealthy devices " + res);
+      std::set<std::string> chosen;
+      for (const auto& id : admitting_.reuse[res])
+        if (static_cast<int64_t>(chosen.size()) < need) chosen.insert(id);
+      int64_t n = need - static_cast<int64_t>(chosen.size());
+      if (n > 0) {
+        auto available = AvailableLocked(res, nullptr);
+        if (static_cast<int64_t>(available.size()) < n)
+          return absl::ResourceExhaustedError("requested number of devices unavailable for " + res + ". Requested: " + std::to_string(n) +
+                                              ", Available: " + std::to_string(available.size()));
+        // The affinity's NUMA nodes first, then the others, then devices without topology (as the worker will pick).
+        for (const auto& group : SplitByAffinityLocked(res, available, affinity))
+          for (const auto& id : group)
+            if (static_cast<int64_t>(pl.reserved.size()) < n) pl.reserved.push_back(id);
+      }
+      chosen.insert(pl.reserved.begin(), pl.reserved.end());
+      Reuse(pl, chosen, &admitting_.reuse);
+      pl.allocate = true;
+      p->plan.push_back(pl);
+    }
+    return absl::OkStatus();
+  }
+
+  // A pod's request per resource: the larger of what its init containers need at once and what runs beside each other.
+  std::map<std::string, int64_t> PodDeviceRequests(const api::Pod& pod) const {
+    std::map<std::string, int64_t> app, init_peak, sidecars;
+    for (const auto& c : pod.spec.init_containers) {
+      if (api::IsRestartableInitContainer(c)) {
+        for (const auto& [res, n] : ResourceLimits(c)) sidecars[res] += n;
+        continue;
+      }
+      for (const auto& [res, n] : ResourceLimits(c)) init_peak[res] = std::max(init_peak[res], n + sidecars[res]);
+    }
+    for (const auto& c : pod.spec.containers)
+      for (const auto& [res, n] : ResourceLimits(c)) app[res] += n;
+    for (const auto& [res, n] : sidecars) app[res] += n;
+    for (const auto& [res, n] : init_peak) app[res] = std::max(app[res], n);
+    return app;
+  }
+
+  bool HasTopologyLocked(const std::string& res) const {
+    auto d = devices_.find(res);
+    if (d == devices_.end()) return false;
+    return std::any_of(d->second.begin(), d->second.end(), [](const PluginDevice& x) { return !x.numa_nodes.empty(); });
+  }
+
+  // A device's NUMA nodes: as its plugin lists it, else as the pod's checkpointed allocation recorded it.
+  std::vector<int64_t> NodesOfLocked(const std::string& uid, const std::string& res, const std::string& id) const {
+    if (auto d = devices_.find(res); d != devices_.end())
+      for (const auto& dev : d->second)
+        if (dev.id == id) return dev.numa_nodes;
+    std::vector<int64_t> out;
+    if (auto p = pod_devices_.find(uid); p != pod_devices_.end())
+      for (const auto& [container, by_res] : p->second)
+        if (auto r = by_res.find(res); r != by_res.end())
+          for (const auto& [numa, ids] : r->second.per_numa)
+            if (numa != kNodeWithoutTopology && std::find(ids.begin(), ids.end(), id) != ids.end()) out.push_back(numa);
+    return out;
+  }
+
+  // Upstream's generateDeviceTopologyHints: every NUMA node set with enough devices for the request, preferred when
+  // as small as the request allows on this machine.
+  std::vector<TopologyHint> GenerateHintsLocked(const std::string& uid, const std::string& res, const std::vector<std::string>& available,
+                                                const std::set<std::string>& reusable, int64_t request) const {
+    int min_size = static_cast<int>(o_.numa_nodes.size());
+    std::vector<TopologyHint> hints;
+    const auto dev = devices_.find(res);
+    std::vector<std::vector<int64_t>> avail_nodes, reuse_nodes;
+    for (const auto& id : available) avail_nodes.push_back(NodesOfLocked(uid, res, id));
+    for (const auto& id : reusable) reuse_nodes.push_back(NodesOfLocked(uid, res, id));
+    IterateBitMasks(o_.numa_nodes, [&](const BitMask& mask) {
+      int64_t in_mask = 0;
+      if (dev != devices_.end())
+        for (const auto& d : dev->second) in_mask += mask.AnySet(d.numa_nodes) ? 1 : 0;
+      if (in_mask >= request && mask.Count() < min_size) min_size = mask.Count();
+      int64_t matching = 0;
+      for (const auto& nodes : reuse_nodes) {
+        if (nodes.empty()) continue;
+        if (!mask.AnySet(nodes)) return;  // every reusable device must be in the set
+        ++matching;
+      }
+      for (const auto& nodes : avail_nodes) matching += mask.AnySet(nodes) ? 1 : 0;
+      if (matching < request) return;
+      hints.push_back(TopologyHint{mask, false});
+    });
+    for (auto& h : hints) h.preferred = h.affinity->Count() == min_size;
+    return hints;
+  }
+
+  // Upstream's filterByAffinity: devices on the affinity's NUMA nodes, on other nodes, without topology; within each
+  // group by their node (nodes with fewer devices first), then by ID.
+  std::array<std::vector<std::string>, 3> SplitByAffinityLocked(const std::string& res, const std::vector<std::string>& ids,
+                                                                 const TopologyHint& affinity) const {
+    std::array<std::vector<std::string>, 3> out;
+    if (!affinity.affinity || !HasTopologyLocked(res)) {
+      out[2] = ids;
+      return out;
+    }
+    const BitMask& mask = *affinity.affinity;
+    std::map<int64_t, std::vector<std::string>> per_node;
+    std::map<std::string, std::vector<int64_t>> nodes_of;
+    for (const auto& id : ids) {
+      auto nodes = NodesOfLocked("", res, id);
+      if (nodes.empty()) nodes.push_back(kNodeWithoutTopology);
+      for (int64_t n : nodes) per_node[n].push_back(id);
+      nodes_of[id] = nodes;
+    }
+    std::vector<int64_t> order;
+    for (const auto& [n, list] : per_node) order.push_back(n);
+    auto rank = [&](int64_t n) { return n == kNodeWithoutTopology ? 2 : mask.IsSet(static_cast<int>(n)) ? 0 : 1; };
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      if (rank(a) != rank(b)) return rank(a) < rank(b);
+      return per_node[a].size() < per_node[b].size();
+    });
+    std::set<std::string> placed;
+    for (int64_t n : order)
+      for (const auto& id : per_node[n])
+        if (placed.insert(id).second) out[rank(n)].push_back(id);
+    return out;
+  }
+
+
+  // Devices set aside at admission and not picked yet, by every pod (but the one entry given).
+  std::set<std::string> ReservedLocked(const std::string& res, const Planned* except) const {
+    std::set<std::string> out;
+    for (const auto& [uid, p] : pending_)
+      for (const auto& pl : p.plan)
+        if (&pl != except && pl.allocate && !pl.picked && pl.resource == res) out.insert(pl.reserved.begin(), pl.reserved.end());
+    return out;
+  }
+
+  // Healthy devices nobody holds or has set aside.
+  std::vector<std::string> AvailableLocked(const std::string& res, const Planned* except) const {
+    std::vector<std::string> out;
+    auto reserved = ReservedLocked(res, except);
+    for (const auto& id : FreeLocked(res))
+      if (!reserved.count(id)) out.push_back(id);
+    return out;
+  }
+
+  Planned* FindPlannedLocked(const std::string& uid, size_t index, const Planned& pl) {
+    auto p = pending_.find(uid);
+    if (p == pending_.end() || index >= p->second.plan.size()) return nullptr;
+    Planned& x = p->second.plan[index];
+    return x.container == pl.container && x.resource == pl.resource ? &x : nullptr;
+  }
 
   static std::set<std::string> AllIDs(const Held& h) {
     std::set<std::string> out;
@@ -531,14 +777,6 @@ class DeviceManagerImpl : public DeviceManager {
     return out;
   }
 
-  int64_t ReservedLocked(const std::string& res, const std::string& except_uid) const {
-    int64_t n = 0;
-    for (const auto& [uid, p] : pending_)
-      if (uid != except_uid)
-        if (auto it = p.reserved.find(res); it != p.reserved.end()) n += it->second;
-    return n;
-  }
-
   // Devices of pods no longer active go back to the pool (never the pod being admitted).
   bool PruneLocked(const std::set<std::string>& active, const std::string& admitting) {
     bool changed = false;
@@ -556,25 +794,40 @@ class DeviceManagerImpl : public DeviceManager {
     return changed;
   }
 
-  absl::Status AllocateContainer(const std::string& uid, const Planned& pl, std::map<std::string, std::set<std::string>>* reuse) {
+  // Upstream's devicesToAllocate on the pod's worker: devices reused from init containers, then (with a topology
+  // affinity) those on its NUMA nodes, the plugin's preference where it offers one, then the rest; never a device
+  // another pod has set aside.
+  absl::Status AllocateContainer(const std::string& uid, size_t index, const Planned& pl, std::map<std::string, std::set<std::string>>* reuse) {
     const std::string& res = pl.resource;
-    std::vector<std::string> chosen, available;
+    std::vector<std::string> chosen;
+    std::array<std::vector<std::string>, 3> groups;  // aligned, unaligned, without topology
     std::shared_ptr<Endpoint> e;
+    const TopologyHint affinity = d_.affinity ? d_.affinity->GetAffinity(uid, pl.container) : TopologyHint{};
     {
       std::lock_guard<std::mutex> l(mu_);
-      if (!pending_.count(uid)) return absl::AbortedError("the pod's reservation was released");
+      const Planned* mine = FindPlannedLocked(uid, index, pl);
+      if (!mine) return absl::AbortedError("the pod's reservation was released");
       if (auto it = endpoints_.find(res); it != endpoints_.end()) e = it->second;
       for (const auto& id : (*reuse)[res])
         if (static_cast<int64_t>(chosen.size()) < pl.need) chosen.push_back(id);
-      if (static_cast<int64_t>(chosen.size()) < pl.need) available = FreeLocked(res);
+      if (static_cast<int64_t>(chosen.size()) < pl.need) {
+        std::vector<std::string> candidates;
+        std::set<std::string> taken(chosen.begin(), chosen.end());
+        for (const auto& id : AvailableLocked(res, mine))
+          if (!taken.count(id)) candidates.push_back(id);
+        groups = SplitByAffinityLocked(res, candidates, affinity);
+      }
     }
     if (!e || !e->stub) return absl::UnavailableError("unknown Device Plugin " + res);
     const int64_t from_reuse = static_cast<int64_t>(chosen.size());
+    const int64_t needed = pl.need - from_reuse;
+    const bool within_aligned = needed > 0 && needed < static_cast<int64_t>(groups[0].size());
     std::vector<std::string> preferred;
-    if (from_reuse < pl.need && e->preferred) {
+    if (needed > 0 && e->preferred) {
       v1beta1::PreferredAllocationRequest rq;
       auto* cr = rq.add_container_requests();
-      for (const auto& id : available) cr->add_available_deviceids(id);
+      for (size_t g = 0; g < (within_aligned ? 1u : 3u); ++g)
+        for (const auto& id : groups[g]) cr->add_available_deviceids(id);
       for (const auto& id : chosen) {
         cr->add_available_deviceids(id);
         cr->add_must_include_deviceids(id);
@@ -583,6 +836,8 @@ class DeviceManagerImpl : public DeviceManager {
       v1beta1::PreferredAllocationResponse rs;
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline(o_.rpc_timeout));
+      KLOG_V(log_, 4)("Issuing a GetPreferredAllocation call for container resourceName=\"{}\" containerName=\"{}\" podUID=\"{}\"", res,
+                      pl.container, uid);
       if (grpc::Status st = e->stub->GetPreferredAllocation(&ctx, rq, &rs); !st.ok())
         return absl::UnavailableError("device plugin GetPreferredAllocation rpc failed with err: " + GoGrpcError(st));
       if (rs.container_responses_size() > 0)
@@ -591,18 +846,29 @@ class DeviceManagerImpl : public DeviceManager {
     Held held;
     {
       std::lock_guard<std::mutex> l(mu_);
-      auto p = pending_.find(uid);
-      if (p == pending_.end()) return absl::AbortedError("the pod's reservation was released");
-      // Picked now, under the lock: other pods' workers pick at the same time.
-      auto free = FreeLocked(res);
+      Planned* mine = FindPlannedLocked(uid, index, pl);
+      if (!mine) return absl::AbortedError("the pod's reservation was released");
+      // Picked now, under the lock, among what is still free: other pods' workers pick at the same time.
+      auto free = AvailableLocked(res, mine);
       std::set<std::string> free_set(free.begin(), free.end()), taken(chosen.begin(), chosen.end());
-      for (const auto& id : preferred)
-        if (static_cast<int64_t>(chosen.size()) < pl.need && free_set.count(id) && taken.insert(id).second) chosen.push_back(id);
-      for (const auto& id : free)
-        if (static_cast<int64_t>(chosen.size()) < pl.need && taken.insert(id).second) chosen.push_back(id);
+      std::set<std::string> aligned(groups[0].begin(), groups[0].end());
+      auto take = [&](const std::vector<std::string>& from, const std::set<std::string>* within) {
+        for (const auto& id : from)
+          if (static_cast<int64_t>(chosen.size()) < pl.need && free_set.count(id) && (!within || within->count(id)) && taken.insert(id).second)
+            chosen.push_back(id);
+      };
+      if (within_aligned) {
+        take(preferred, &aligned);
+        take(groups[0], nullptr);
+      } else {
+        take(groups[0], nullptr);  // all aligned ones first: the alignment the topology manager promised
+        take(preferred, nullptr);
+        take(groups[1], nullptr);
+        take(groups[2], nullptr);
+      }
       if (static_cast<int64_t>(chosen.size()) < pl.need)
         return absl::ResourceExhaustedError("requested number of devices unavailable for " + res + ". Requested: " +
-                                            std::to_string(pl.need - from_reuse) + ", Available: " + std::to_string(free.size()));
+                                            std::to_string(needed) + ", Available: " + std::to_string(free.size()));
       std::map<std::string, const PluginDevice*> by_id;
       if (auto d = devices_.find(res); d != devices_.end())
         for (const auto& dev : d->second) by_id[dev.id] = &dev;
@@ -615,8 +881,7 @@ class DeviceManagerImpl : public DeviceManager {
         }
       }
       pod_devices_[uid][pl.container][res] = held;  // counted in use from now on
-      auto& r = p->second.reserved[res];
-      r = std::max<int64_t>(0, r - (pl.need - from_reuse));
+      mine->picked = true;                         // and no longer set aside
     }
     v1beta1::AllocateRequest rq;
     auto* cr = rq.add_container_requests();
@@ -823,6 +1088,7 @@ class DeviceManagerImpl : public DeviceManager {
   std::map<std::string, std::vector<PluginDevice>> devices_;
   std::map<std::string, std::map<std::string, std::map<std::string, Held>>> pod_devices_;  // uid -> container -> resource
   std::map<std::string, Pending> pending_;                                                // admitted, not allocated yet
+  Admitting admitting_;
 };
 
 grpc::Status RegistrationService::Register(grpc::ServerContext*, const v1beta1::RegisterRequest* r, v1beta1::Empty*) {

@@ -18,6 +18,7 @@
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/cm/container_manager.h"
 #include "kubelet/cm/cpu_manager.h"
+#include "kubelet/cm/topologymanager.h"
 #include "kubelet/config/kubelet_config.h"
 #include "kubelet/nodestatus/node_status.h"
 #include "kubelet/status/status_syncer.h"
@@ -356,11 +357,33 @@ int main(int argc, char** argv) {
   pmo.dir = flags.root_dir + "/plugins_registry";
   auto plugin_manager = pluginmanager::NewPluginManager(pmo);
   plugin_manager->AddHandler(pluginmanager::kCSIPlugin, &csi_handler);
+  // The topology manager (topologyManagerPolicy, topologyManagerScope): the CPU and device managers' hints merged at
+  // admission, over the machine's NUMA nodes.
+  std::atomic<Kubelet*> kubelet_ptr{nullptr};
+  cm::TopologyManagerOptions tmo;
+  tmo.policy = cfg.topology_manager_policy;
+  tmo.scope = cfg.topology_manager_scope;
+  tmo.policy_options = cfg.topology_manager_policy_options;
+  tmo.on_request = [&metrics] { metrics.topology_admission_requests.Increment(); };
+  tmo.on_error = [&metrics] { metrics.topology_admission_errors.Increment(); };
+  tmo.on_duration = [&metrics](double ms) { metrics.topology_admission_duration.Observe(ms); };
+  tmo.active_pods = [&kubelet_ptr] {
+    std::set<std::string> uids;
+    if (auto* k = kubelet_ptr.load())
+      for (const auto& p : k->ActivePods()) uids.insert(p.metadata.uid);
+    return uids;
+  };
+  auto topology = cm::TopologyManager::New(cm::DiscoverNUMA(), tmo);
+  if (!topology.ok()) {
+    logger->error("Failed to start ContainerManager err=\"failed to initialize topology manager: {}\"", topology.status().message());
+    return 1;
+  }
+  std::unique_ptr<cm::TopologyManager> topology_manager = std::move(*topology);
   // Device plugins: kubelet.sock in <root-dir>/device-plugins, and plugins_registry sockets of type DevicePlugin.
   cm::DeviceManagerOptions dmo;
   dmo.socket_dir = flags.root_dir + "/device-plugins";
+  dmo.numa_nodes = topology_manager->numa().nodes;
   // It sees the kubelet's pods once the Kubelet exists, and the runtime's running containers as they were at start.
-  std::atomic<Kubelet*> kubelet_ptr{nullptr};
   auto running_at_start = std::make_shared<std::set<std::pair<std::string, std::string>>>();
   cm::DeviceManagerDeps dmd;
   dmd.active_pods = [&kubelet_ptr] {
@@ -380,6 +403,7 @@ int main(int argc, char** argv) {
   dmd.on_allocation = [&metrics](const std::string& res, double secs) {
     metrics.device_plugin_alloc_duration.Add({{"resource_name", res}}, metrics::KubeletMetrics::kPodWorkerBuckets).Observe(secs);
   };
+  dmd.affinity = topology_manager.get();
   auto device_manager = cm::NewDeviceManager(dmo, dmd);
   plugin_manager->AddHandler(pluginmanager::kDevicePlugin, device_manager.get());
   auto volumes = volumemanager::NewVolumeManager(flags.root_dir + "/pods", std::move(vdeps));
@@ -444,6 +468,7 @@ int main(int argc, char** argv) {
         if (auto q = api::ParseQuantity(it->second); q.ok()) cpo.reserved_milli_cpu += q->MilliValue();
     cpo.state_file = flags.root_dir + "/cpu_manager_state";
     cpo.reconcile_period = cfg.cpu_manager_reconcile_period;
+    cpo.numa_nodes = topology_manager->numa().nodes;
     std::error_code ec;
     std::filesystem::create_directories(flags.root_dir, ec);
     cm::CPUManagerDeps cpd;
@@ -456,6 +481,7 @@ int main(int argc, char** argv) {
       auto* k = kubelet_ptr.load();
       return k && k->SourcesReady();
     };
+    cpd.affinity = topology_manager.get();
     auto made = cm::CPUManager::New(cm::DiscoverCPUs(), cpo, cpd);
     if (!made.ok()) {
       logger->error("Failed to start ContainerManager err=\"failed to initialize cpu manager: {}\"", made.status().message());
@@ -715,15 +741,16 @@ int main(int argc, char** argv) {
   eviction::EvictionManager eviction_manager(ed, eo);
   eviction_ptr = &eviction_manager;
   kubelet_ptr = &kl;
-  // Upstream's resource allocator: devices first, then exclusive CPUs.
-  kl.SetAllocateAdmitHandler([&cpu_manager, dm = device_manager.get()](const api::Pod& pod) {
-    auto st = dm->Admit(pod);
-    if (st.ok()) {
-      st = cpu_manager->Allocate(pod);
-      if (!st.ok()) dm->RemovePod(pod.metadata.uid);
-    }
-    if (st.ok()) return AdmitResult{};
-    return AdmitResult{false, "UnexpectedAdmissionError", "Allocate failed due to " + std::string(st.message()) + ", which is unexpected"};
+  // Upstream's resource allocator is the topology manager: the CPU manager's and the device manager's hints, then
+  // their allocations in that order; a refused pod keeps nothing.
+  topology_manager->AddHintProvider(cpu_manager.get());
+  topology_manager->AddHintProvider(device_manager.get());
+  kl.SetAllocateAdmitHandler([tm = topology_manager.get(), cpm = cpu_manager.get(), dm = device_manager.get()](const api::Pod& pod) {
+    auto r = tm->Admit(pod);
+    if (r.admit) return AdmitResult{};
+    dm->RemovePod(pod.metadata.uid);
+    cpm->RemovePod(pod.metadata.uid);
+    return AdmitResult{false, r.reason, r.message};
   });
   kl.SetExtraAdmitHandler([&eviction_manager](const api::Pod& pod) {
     auto r = eviction_manager.Admit(pod);

@@ -95,6 +95,18 @@ KubeletMetrics::KubeletMetrics()
                                        .Help("[ALPHA] Duration in seconds to serve a device plugin Allocation request. Broken down by "
                                              "resource name.")
                                        .Register(*registry_)),
+      topology_admission_requests(BuildCounter().Name(kTopologyAdmissionRequests)
+                                      .Help("[ALPHA] Number of admission requests where resources have to be aligned.")
+                                      .Register(*registry_)
+                                      .Add({})),
+      topology_admission_errors(BuildCounter().Name(kTopologyAdmissionErrors)
+                                    .Help("[ALPHA] Number of admission request errors where resources couldn't be aligned.")
+                                    .Register(*registry_)
+                                    .Add({})),
+      topology_admission_duration(BuildHistogram().Name(kTopologyAdmissionDuration)
+                                      .Help("[ALPHA] Duration in milliseconds to serve a pod admission request.")
+                                      .Register(*registry_)
+                                      .Add({}, Exponential(0.05, 2, 15))),
       desired_pods(BuildGauge().Name(kDesiredPods)
                        .Help("[ALPHA] The number of pods the kubelet is being instructed to run. static is true if "
                              "the pod is not from the apiserver.")

@@ -890,8 +890,9 @@ spec:
   EXPECT_EQ(rc, 0) << "promtool check metrics:\n" << out;
 
   // /metrics/cadvisor: cAdvisor's names and labels for the same samples, the pod's and the node's cgroups included.
-  auto [ccode, cbody] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/cadvisor");
-  ASSERT_EQ(ccode, 200);
+  auto cadvisor = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics/cadvisor");
+  ASSERT_EQ(cadvisor.first, 200);
+  const std::string& cbody = cadvisor.second;
   auto line_of = [&](const std::string& prefix) {
     size_t at = cbody.find("\n" + prefix);
     return at == std::string::npos ? std::string() : cbody.substr(at + 1, cbody.find('\n', at + 1) - at - 1);

@@ -733,7 +733,16 @@ TEST_F(LifecycleTest, ContainerLogsTerminationMessagesAndLogLinks) {
   ASSERT_TRUE(fake_->WriteLog(fb_id, "stderr", "panic: no config"));
   fake_->ExitContainer(app_id, 0);
   fake_->ExitContainer(fb_id, 2);
-  ASSERT_TRUE(WaitUntil([&] { return IsRunning("talky-node1", 1); }));
+  // Both restart once (a sanitizer build on a loaded machine can take a while to see both exits and restart both).
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("talky-node1", 1); }, std::chrono::milliseconds(60000)))
+      << [&] {
+           auto p = Find("talky-node1");
+           std::string s;
+           if (p)
+             for (const auto& c : p->status.container_statuses)
+               s += c.name + " running=" + std::to_string(c.state.running.has_value()) + " restarts=" + std::to_string(c.restart_count) + "; ";
+           return s;
+         }();
   auto p = *Find("talky-node1");
   for (const auto& c : p.status.container_statuses) {
     ASSERT_TRUE(c.last_termination_state.terminated.has_value()) << c.name;

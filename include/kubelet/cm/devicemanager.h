@@ -7,10 +7,12 @@
 // (upstream's 5 minutes), its resource is reported with capacity 0 and then forgotten.
 //
 // Allocation, in two steps so that the sync loop never waits on a plugin: Admit (at admission, on the loop) checks
-// and reserves the number of devices each container needs, in upstream's order (init containers first, their
-// devices reused by the containers after them, sidecars keeping theirs); PrepareDevices (on the pod's own worker,
-// before anything of the pod is created) picks the devices (GetPreferredAllocation when the plugin offers it), calls
-// Allocate per container and resource, and checkpoints. A failed Allocate releases everything of the pod and the pod
+// and sets aside the devices each container needs, in upstream's order (init containers first, their devices reused
+// by the containers after them, sidecars keeping theirs), from the NUMA nodes of the container's topology affinity
+// first; PrepareDevices (on the pod's own worker, before anything of the pod is created) picks the devices among those
+// no other pod has set aside, as upstream's devicesToAllocate does (aligned ones first, GetPreferredAllocation when the
+// plugin offers it), calls Allocate per container and resource, and checkpoints. As a topology manager hint provider
+// it offers, per container or per pod, the NUMA node sets whose free devices could serve the request. A failed Allocate releases everything of the pod and the pod
 // is rejected with the plugin's message. GetDeviceRunContainerOptions gives what the container is created with
 // (PreStartContainer first when the plugin asks for it). Devices of pods that are no longer active go back to the
 // pool. The checkpoint (upstream's format and checksum) is read at Start: a restarted kubelet keeps its running
@@ -29,6 +31,7 @@
 
 #include "kubelet/api/types.h"
 #include "kubelet/cm/device_run_options.h"
+#include "kubelet/cm/topologymanager.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
 
 namespace kubelet::cm {
@@ -44,6 +47,7 @@ struct DeviceManagerOptions {
   // Allocate, GetPreferredAllocation, PreStartContainer (upstream's KubeletPreStartContainerRPCTimeoutInSecs).
   std::chrono::milliseconds rpc_timeout{30000};
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
+  std::vector<int> numa_nodes = {0};  // the machine's NUMA nodes, for topology hints
 };
 
 struct DeviceManagerDeps {
@@ -52,6 +56,7 @@ struct DeviceManagerDeps {
   std::function<bool(const std::string& uid, const std::string& container)> container_running;
   std::function<void(const std::string& resource)> on_registration;                 // kubelet_device_plugin_registration_total
   std::function<void(const std::string& resource, double seconds)> on_allocation;  // kubelet_device_plugin_alloc_duration_seconds
+  const AffinityStore* affinity = nullptr;  // the topology manager: the NUMA nodes a container's devices come from first
 };
 
 /** A plugin's devices as its last ListAndWatch said. */
@@ -77,7 +82,7 @@ bool MergeAllocateResponse(const std::string& serialized, DeviceRunContainerOpti
 /** Whether `name` is an extended resource name a device plugin may register (upstream's IsExtendedResourceName). */
 bool IsExtendedResourceName(const std::string& name);
 
-class DeviceManager : public pluginmanager::PluginHandler {
+class DeviceManager : public pluginmanager::PluginHandler, public HintProvider {
  public:
   ~DeviceManager() override = default;
   /** Removes stale sockets from the folder (keeping the checkpoint) and serves kubelet.sock. */
@@ -92,7 +97,8 @@ class DeviceManager : public pluginmanager::PluginHandler {
                                             const std::string& resource_name, bool pre_start_required = false,
                                             bool get_preferred_allocation_available = false) = 0;
 
-  /** Admission (the sync loop): checks and reserves the pod's devices; no plugin is called. */
+  /** Admission (the sync loop): checks and reserves the pod's devices; no plugin is called. The same, one container
+   *  at a time in the pod's order, is the HintProvider's Allocate (the topology manager calls it after the hints). */
   virtual absl::Status Admit(const api::Pod& pod) = 0;
   /** The pod's worker: allocates what Admit reserved (plugin calls, bounded); idempotent, fast once done. */
   virtual absl::Status PrepareDevices(const api::Pod& pod) = 0;

@@ -43,6 +43,9 @@ inline constexpr char kImagePullDuration[] = "kubelet_image_pull_duration_second
 inline constexpr char kHTTPRequests[] = "kubelet_http_requests_total";
 inline constexpr char kDevicePluginRegistration[] = "kubelet_device_plugin_registration_total";
 inline constexpr char kDevicePluginAllocDuration[] = "kubelet_device_plugin_alloc_duration_seconds";
+inline constexpr char kTopologyAdmissionRequests[] = "kubelet_topology_manager_admission_requests_total";
+inline constexpr char kTopologyAdmissionErrors[] = "kubelet_topology_manager_admission_errors_total";
+inline constexpr char kTopologyAdmissionDuration[] = "kubelet_topology_manager_admission_duration_ms";
 
 /** Owns the registry and the families; handed to each manager by pointer. */
 class KubeletMetrics {
@@ -79,6 +82,9 @@ class KubeletMetrics {
   prometheus::Family<prometheus::Counter>& evictions;  // {eviction_signal}
   prometheus::Family<prometheus::Counter>& device_plugin_registration;      // {resource_name}
   prometheus::Family<prometheus::Histogram>& device_plugin_alloc_duration;  // {resource_name}
+  prometheus::Counter& topology_admission_requests;
+  prometheus::Counter& topology_admission_errors;
+  prometheus::Histogram& topology_admission_duration;  // milliseconds
   prometheus::Family<prometheus::Gauge>& desired_pods;
   prometheus::Family<prometheus::Gauge>& active_pods;
   prometheus::Family<prometheus::Gauge>& node_name;
