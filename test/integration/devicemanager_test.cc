@@ -22,7 +22,9 @@
 
 #include "common/calls_log.h"
 #include "common/test_util.h"
+#include "kubelet/cm/cpu_manager.h"
 #include "kubelet/cm/devicemanager.h"
+#include "kubelet/cm/topologymanager.h"
 #include "kubelet/cm/devicemanager_checkpoint.h"
 #include <grpcpp/grpcpp.h>
 
@@ -59,8 +61,10 @@ class DeviceManagerTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  void StartManager(std::chrono::milliseconds grace = std::chrono::seconds(1)) {
+  void StartManager(std::chrono::milliseconds grace = std::chrono::seconds(1), std::vector<int> numa = {0},
+                    const AffinityStore* affinity = nullptr) {
     DeviceManagerOptions o;
+    o.numa_nodes = numa;
     o.socket_dir = sockets_;
     o.stop_grace = grace;
     o.dial_timeout = std::chrono::seconds(3);
@@ -76,6 +80,7 @@ class DeviceManagerTest : public ::testing::Test {
       std::lock_guard<std::mutex> l(mu_);
       return running_.count(uid + "/" + c) > 0;
     };
+    d.affinity = affinity;
     m_ = NewDeviceManager(o, d);
     ASSERT_TRUE(m_->Start().ok());
   }
@@ -295,6 +300,97 @@ TEST_F(DeviceManagerTest, AllocationReachesTheContainerAndTheCheckpoint) {
   auto none = m_->GetDeviceRunContainerOptions(a, plain);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
+}
+
+// A machine of two NUMA nodes (fake CPUs 0,1 on node 0 and 2,3 on node 1; the plugin's devices alternate between
+// them): under single-numa-node the CPU manager's and the device manager's hints agree on one node, both allocate
+// from it, and a pod that no single node can hold is refused with TopologyAffinityError.
+TEST_F(DeviceManagerTest, TopologyManagerAlignsDevicesAndCPUsOnOneNUMANode) {
+  NUMAInfo numa{{0, 1}, {}};
+  TopologyManagerOptions to;
+  to.policy = kTopologyPolicySingleNumaNode;
+  auto tm = TopologyManager::New(numa, to);
+  ASSERT_TRUE(tm.ok()) << tm.status();
+  StartManager(std::chrono::seconds(1), {0, 1}, tm->get());
+  CPUManagerOptions co;
+  co.policy = "static";
+  co.reserved_system_cpus = "0";
+  co.state_file = (dir_ / "cpu_manager_state").string();
+  CPUManagerDeps cd;
+  cd.affinity = tm->get();
+  auto cpus = CPUManager::New({{0, 0, 0, 0}, {1, 1, 0, 0}, {2, 2, 0, 1}, {3, 3, 0, 1}}, co, cd);
+  ASSERT_TRUE(cpus.ok()) << cpus.status();
+  (*tm)->AddHintProvider(cpus->get());
+  (*tm)->AddHintProvider(m_.get());
+  StartPlugin({"--resource=example.com/dev", "--devices=4", "--numa=2", "--preferred"});
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 4; }));
+  auto guaranteed = [&](const std::string& uid, int devices, int ncpu) {
+    auto p = Pod(uid, {devices});
+    auto& c = p.spec.containers[0];
+    for (auto* rl : {&c.resources.limits, &c.resources.requests}) {
+      (*rl)["cpu"] = std::to_string(ncpu);
+      (*rl)["memory"] = "64Mi";
+    }
+    c.resources.requests["example.com/dev"] = std::to_string(devices);
+    return p;
+  };
+  auto on_node = [&](const std::string& uid) {
+    std::set<int64_t> nodes;
+    auto all = m_->PodDevices(uid);
+    for (const auto& s : all["c-0"]) nodes.insert(s.numa_nodes.begin(), s.numa_nodes.end());
+    return nodes;
+  };
+
+  // One device and one CPU: both on node 0 (the narrowest), the plugin offered only node 0's devices to prefer from.
+  auto a = guaranteed("pod-a", 1, 1);
+  auto hints = m_->GetTopologyHints(a, a.spec.containers[0]);
+  ASSERT_TRUE(hints.count("example.com/dev") && hints["example.com/dev"].has_value());
+  ASSERT_EQ(hints["example.com/dev"]->size(), 3u);  // {0} and {1} preferred, {0,1} not
+  EXPECT_EQ((*hints["example.com/dev"])[0].String(), "{01 true}");
+  EXPECT_EQ((*hints["example.com/dev"])[1].String(), "{10 true}");
+  EXPECT_EQ((*hints["example.com/dev"])[2].String(), "{11 false}");
+  auto r = (*tm)->Admit(a);
+  ASSERT_TRUE(r.admit) << r.reason << ": " << r.message;
+  EXPECT_EQ((*tm)->GetAffinity("pod-a", "c-0").String(), "{01 true}");
+  ASSERT_TRUE(m_->PrepareDevices(a).ok());
+  auto pref = Calls("GetPreferredAllocation");
+  ASSERT_EQ(pref.size(), 1u);
+  std::set<std::string> offered;
+  for (const auto& id : pref[0]["requests"][0]["available"]) offered.insert(id.get<std::string>());
+  EXPECT_EQ(offered, (std::set<std::string>{"dev-0", "dev-2"}));
+  EXPECT_EQ(on_node("pod-a"), std::set<int64_t>{0});
+  EXPECT_EQ(FormatCPUSet((*cpus)->Assignments()["pod-a"]["c-0"]), "1");
+
+  // Two devices and two CPUs: only node 1 has both free.
+  auto b = guaranteed("pod-b", 2, 2);
+  r = (*tm)->Admit(b);
+  ASSERT_TRUE(r.admit) << r.reason << ": " << r.message;
+  ASSERT_TRUE(m_->PrepareDevices(b).ok());
+  EXPECT_EQ(on_node("pod-b"), std::set<int64_t>{1});
+  EXPECT_EQ(Held("pod-b", "c-0").size(), 2u);
+  EXPECT_EQ(FormatCPUSet((*cpus)->Assignments()["pod-b"]["c-0"]), "2-3");
+
+  // Two more devices: one is left (on node 0); no hint can hold them, the pod is refused as upstream refuses it.
+  auto c = guaranteed("pod-c", 2, 1);
+  r = (*tm)->Admit(c);
+  EXPECT_FALSE(r.admit);
+  EXPECT_EQ(r.reason, "TopologyAffinityError");
+  EXPECT_EQ(r.message, "Resources cannot be allocated with Topology locality");
+  EXPECT_TRUE(m_->PodDevices("pod-c").empty());
+  EXPECT_FALSE((*cpus)->Assignments().count("pod-c"));
+
+  // Admitted but not prepared yet, a pod's devices are set aside: the next pod's hints do not count them.
+  auto d = guaranteed("pod-d", 1, 0);
+  d.spec.containers[0].resources.limits.erase("cpu");
+  d.spec.containers[0].resources.requests.erase("cpu");
+  r = (*tm)->Admit(d);
+  ASSERT_TRUE(r.admit) << r.reason << ": " << r.message;
+  auto e = Pod("pod-e", {1});
+  auto eh = m_->GetTopologyHints(e, e.spec.containers[0]);
+  ASSERT_TRUE(eh["example.com/dev"].has_value());
+  EXPECT_TRUE(eh["example.com/dev"]->empty());  // nothing free once d's device is set aside
+  ASSERT_TRUE(m_->PrepareDevices(d).ok());
+  EXPECT_EQ(on_node("pod-d"), std::set<int64_t>{0});
 }
 
 TEST_F(DeviceManagerTest, InitContainersDevicesAreReusedSidecarsKeepTheirs) {
