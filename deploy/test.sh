@@ -9,4 +9,5 @@ shift || true
 bash "$root/deploy/install-deps.sh"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 cmake --build "$build" -j "$(nproc)"
-ctest --test-dir "$build" --output-on-failure
+# Two at a time: the quick suites run beside the end-to-end suite, which mostly waits on containers.
+ctest --test-dir "$build" --output-on-failure -j 2

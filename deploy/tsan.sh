@@ -11,4 +11,4 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKUBELE
 cmake --build "$build" -j "$(nproc)" --target kubelet_unit_tests kubelet_fake_runtime_tests kubelet_api_tests \
   kubelet_api_integration_tests kubelet_csi_tests kubelet_devicemanager_tests
 export TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 report_signal_unsafe=0 suppressions=$root/test/tsan.supp"
-ctest --test-dir "$build" --output-on-failure -R '^(unit|fake_runtime|api|api_integration|csi|devicemanager)$'
+ctest --test-dir "$build" --output-on-failure -j 2 -R '^(unit|fake_runtime|api|api_integration|csi|devicemanager)$'

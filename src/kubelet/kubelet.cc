@@ -338,7 +338,7 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
           RejectPod(ch.pod, admit.reason, admit.message);
           {
             std::lock_guard<std::mutex> l(mu_);
-            rejected_.insert(uid);
+            rejected_[uid] = ch.pod;
             if (rejected_.size() > 4096) rejected_.erase(rejected_.begin());
           }
           continue;
@@ -359,7 +359,9 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
         {
           std::lock_guard<std::mutex> l(mu_);
           if (!pods_.count(uid)) {
-            rejected = rejected_.count(uid) > 0;
+            auto r = rejected_.find(uid);
+            rejected = r != rejected_.end();
+            if (rejected) r->second = ch.pod;
           } else {
             pods_[uid] = ch.pod;
             if (d_.objects) d_.objects->RegisterPod(ch.pod);  // its ConfigMaps and Secrets watched
@@ -475,6 +477,10 @@ void Kubelet::Housekeeping() {
     // Status of pods neither wanted nor being torn down is forgotten.
     std::set<std::string> keep_status;
     for (const auto& [uid, _] : desired) keep_status.insert(uid);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [uid, _] : rejected_) keep_status.insert(uid);  // their Failed status is what /pods shows
+    }
     status_.RemoveOrphanedStatuses(keep_status);
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -704,11 +710,13 @@ absl::Status Kubelet::SyncTerminatedPod(const std::string& uid, const api::Pod* 
 std::vector<api::Pod> Kubelet::GetPods() const {
   std::vector<api::Pod> out;
   std::lock_guard<std::mutex> l(mu_);
-  for (const auto& [uid, p] : pods_) {
-    api::Pod pod = p;
-    if (auto st = status_.GetPodStatus(uid)) pod.status = *st;
-    out.push_back(std::move(pod));
-  }
+  // Refused pods first: a lookup by name that keeps the last match finds a running pod of that name over them.
+  for (const auto* m : {&rejected_, &pods_})
+    for (const auto& [uid, p] : *m) {
+      api::Pod pod = p;
+      if (auto st = status_.GetPodStatus(uid)) pod.status = *st;
+      out.push_back(std::move(pod));
+    }
   return out;
 }
 

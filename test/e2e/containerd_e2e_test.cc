@@ -1131,6 +1131,12 @@ TEST_F(TopologyE2E, CPUsAndDevicesComeFromOneNUMANodeOrThePodIsRefused) {
                     "message=\"Resources cannot be allocated with Topology locality\"") != std::string::npos;
   };
   ASSERT_TRUE(WaitUntil(refusal, std::chrono::seconds(30)));
+  // /pods shows the refused static pod as upstream does: Failed, with the admission reason and message.
+  json refused = Pod("toobig-e2e-node");
+  ASSERT_FALSE(refused.is_null());
+  EXPECT_EQ(refused["status"]["phase"], "Failed") << refused.dump();
+  EXPECT_EQ(refused["status"]["reason"], "TopologyAffinityError") << refused.dump();
+  EXPECT_EQ(refused["status"]["message"], "Resources cannot be allocated with Topology locality") << refused.dump();
 
   auto [mcode, metrics] = HttpGet("https://127.0.0.1:" + std::to_string(port_) + "/metrics");
   ASSERT_EQ(mcode, 200);

@@ -341,6 +341,7 @@ TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
   o.allocatable_milli_cpu = 2000;
   o.allocatable_memory = 1LL << 30;
   o.pleg_period = std::chrono::milliseconds(100);
+  o.housekeeping_period = std::chrono::milliseconds(200);
   kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
   kubelet_->Start();
   auto big = StaticPod("big");
@@ -362,6 +363,17 @@ TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
             "OutOfcpu: Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000");
   EXPECT_EQ(rejected["default/hungry-node1"].rfind("OutOfmemory: Node didn't have enough resource: memory", 0), 0u);
   EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+  // /pods lists a refused pod with its Failed status while its manifest stays, housekeeping passes included.
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // five housekeeping periods
+  auto refused = Find("second-node1");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status.phase, "Failed");
+  EXPECT_EQ(refused->status.reason, "OutOfcpu");
+  EXPECT_EQ(refused->status.message, "Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000");
+  kubelet_->OnSnapshot(api::kSourceFile, {big, hungry});
+  ASSERT_TRUE(WaitUntil([&] { return !Find("second-node1"); }));
+  EXPECT_TRUE(Find("hungry-node1"));
+  EXPECT_TRUE(IsRunning("big-node1"));
 }
 
 TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {

@@ -87,7 +87,8 @@ class Kubelet {
   void Start();
   void Stop();
 
-  /** Pods the kubelet runs, with their current status (the /pods endpoint). */
+  /** Pods the kubelet runs and pods it refused at admission that their source still lists, with their current status
+   *  (the /pods endpoint; a refused pod shows phase Failed with the admission reason, as upstream). */
   std::vector<api::Pod> GetPods() const;
   /** /healthz: the sync loop and PLEG are alive. */
   bool Healthy(std::string* why) const;
@@ -154,7 +155,9 @@ class Kubelet {
   TimePoint last_qos_update_{};
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
   std::map<std::string, std::string> evicted_;  // UID -> eviction message, while the pod is wanted
-  std::set<std::string> rejected_;  // UIDs refused at admission (their graceful deletion is finished without a worker)
+  // Pods refused at admission, by UID, while their source still lists them: listed by GetPods with their Failed status
+  // (upstream keeps them in its pod manager); their graceful deletion is finished without a worker. At most 4096.
+  std::map<std::string, api::Pod> rejected_;
   std::set<std::string> undecodable_;  // api pods that cannot be decoded: whatever of them runs is left alone
   std::function<AdmitResult(const api::Pod&)> extra_admit_;
   std::function<AdmitResult(const api::Pod&)> allocate_admit_;
