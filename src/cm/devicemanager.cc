@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include <absl/strings/str_join.h>
 #include <grpcpp/grpcpp.h>
 
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
@@ -405,6 +406,7 @@ class DeviceManagerImpl : public DeviceManager {
   absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) override {
     const std::string& uid = pod.metadata.uid;
     DeviceRunContainerOptions out;
+    DeviceCheckpoint record;  // what the container gets, recorded on it (kDeviceAllocationAnnotation)
     for (const auto& [res, need] : ResourceLimits(c)) {
       std::shared_ptr<Endpoint> e;
       std::optional<Held> held;
@@ -427,11 +429,47 @@ class DeviceManagerImpl : public DeviceManager {
         if (grpc::Status st = e->stub->PreStartContainer(&ctx, rq, &rs); !st.ok())
           return absl::UnavailableError("device plugin PreStartContainer rpc failed with err: " + GoGrpcError(st));
       }
-      if (!held || held->alloc_resp.empty()) continue;
+      if (!held) continue;
+      record.entries.push_back({uid, c.name, res, held->per_numa, held->alloc_resp});
+      if (held->alloc_resp.empty()) continue;
       if (!MergeAllocateResponse(held->alloc_resp, &out))
         log_->error("Stored allocation response does not parse, ignored podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\"", uid, c.name, res);
     }
+    if (!record.entries.empty()) {
+      record.boot_id = boot_id_;
+      out.annotations[kDeviceAllocationAnnotation] = EncodeDeviceCheckpoint(record);
+    }
     return out;
+  }
+
+  int RestoreFromRuntime(const std::string& uid, const std::string& container, const std::string& annotation) override {
+    auto rec = DecodeDeviceCheckpoint(annotation);
+    if (!rec.ok()) {
+      log_->error("Device allocation recorded on the container cannot be read, not restored podUID=\"{}\" containerName=\"{}\" err=\"{}\"",
+                  uid, container, rec.status().message());
+      return 0;
+    }
+    if (!rec->boot_id.empty() && !boot_id_.empty() && rec->boot_id != boot_id_) return 0;  // from before a reboot
+    int n = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& e : rec->entries) {
+        if (e.pod_uid != uid || e.container_name != container || e.resource_name.empty() || e.device_ids.empty()) {
+          log_->error("Device allocation recorded on the container names another container, skipped podUID=\"{}\" containerName=\"{}\" "
+                      "entryPodUID=\"{}\" entryContainerName=\"{}\"", uid, container, e.pod_uid, e.container_name);
+          continue;
+        }
+        if (FindHeldLocked(uid, container, e.resource_name)) continue;  // the checkpoint had it
+        Held& h = pod_devices_[uid][container][e.resource_name];
+        h.per_numa = std::move(e.device_ids);
+        h.alloc_resp = std::move(e.alloc_resp);
+        ++n;
+        log_->info("Restored device allocation from the running container podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\" "
+                   "devices=\"{}\"", uid, container, e.resource_name, absl::StrJoin(AllIDs(h), ","));
+      }
+    }
+    if (n > 0) WriteCheckpoint();
+    return n;
   }
 
   void RemovePod(const std::string& uid) override {

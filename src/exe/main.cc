@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <iostream>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "kubelet/api/codec.h"
 #include "kubelet/api/quantity.h"
@@ -799,6 +801,9 @@ int main(int argc, char** argv) {
   if (syncer) syncer->Start();
   // The device manager reads its checkpoint before the first pod is admitted; the containers running now are
   // the ones a restarted kubelet re-admits without allocating their devices again.
+  // What they were created with is on them (kDeviceAllocationAnnotation): allocations the checkpoint lost are rebuilt
+  // from it, so their devices are not given to another pod.
+  std::vector<std::tuple<std::string, std::string, std::string>> recorded_devices;
   {
     cri::rt::ContainerFilter running;
     running.mutable_state()->set_state(cri::rt::CONTAINER_RUNNING);
@@ -806,11 +811,15 @@ int main(int argc, char** argv) {
       for (const auto& c : *cs) {
         auto uid = c.labels().find(kuberuntime::kPodUIDLabel);
         auto name = c.labels().find(kuberuntime::kContainerNameLabel);
-        if (uid != c.labels().end() && name != c.labels().end()) running_at_start->insert({uid->second, name->second});
+        if (uid == c.labels().end() || name == c.labels().end()) continue;
+        running_at_start->insert({uid->second, name->second});
+        if (auto rec = c.annotations().find(cm::kDeviceAllocationAnnotation); rec != c.annotations().end())
+          recorded_devices.emplace_back(uid->second, name->second, rec->second);
       }
   }
   if (auto st = device_manager->Start(); !st.ok())
     logger->error("Device manager not started; device plugins cannot register err=\"{}\"", st.message());
+  for (const auto& [uid, name, rec] : recorded_devices) device_manager->RestoreFromRuntime(uid, name, rec);
   // The pod resources API (node agents read which devices and CPUs went where).
   server::PodResourcesOptions pro;
   pro.socket = flags.root_dir + "/pod-resources/kubelet.sock";

@@ -2492,12 +2492,53 @@ TEST_F(DevicePluginE2E, DevicesReachPodsThroughCRIAndThePodResourcesAPI) {
   EXPECT_EQ(kubelet::testing::ReadCallsLog((state / "calls.log").string(), "Allocate").size(), 2u)
       << "devices were allocated again after the restart";
 
+  // Another restart, with the checkpoint corrupted: said so, and the allocations are rebuilt from what the running
+  // containers were created with, so the healthy device dev-b holds is not given to a new pod.
+  StopKubelet(SIGTERM);
+  {
+    const fs::path cp = work_ / "root/device-plugins/kubelet_internal_checkpoint";
+    std::ifstream in(cp);
+    std::string blob((std::istreambuf_iterator<char>(in)), {});
+    auto at = blob.find(uid["dev-a"]);
+    ASSERT_NE(at, std::string::npos) << blob;
+    blob[at] = blob[at] == 'f' ? '0' : 'f';  // another pod UID: still JSON, the checksum no longer matches
+    std::ofstream(cp, std::ios::trunc) << blob;
+  }
+  StartKubelet();
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  {
+    std::ifstream in(work_ / ("kubelet-" + std::to_string(starts_) + ".log"));
+    std::string log((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_NE(log.find("Continue after failing to read checkpoint file. Device allocation info may NOT be up-to-date "
+                       "err=\"device plugin checkpoint file \"kubelet_internal_checkpoint\" is corrupted\""),
+              std::string::npos)
+        << log;
+    for (const char* name : {"dev-a", "dev-b"})
+      EXPECT_NE(log.find("Restored device allocation from the running container podUID=\"" + uid[name] + "\""), std::string::npos)
+          << name << "\n" << log;
+  }
+  EXPECT_TRUE(WaitUntil([&] {
+    auto now = listed();
+    return now["dev-a"] == dev["dev-a"] && now["dev-b"] == dev["dev-b"];
+  })) << "the rebuilt assignment is not what the pods hold";
+  ASSERT_TRUE(WaitUntil([&] { return status("allocatable") == "1"; })) << status("allocatable");
+  api_->Create("pods", make("dev-d"));
+  ASSERT_TRUE(WaitUntil([&] { return phase("dev-d") == "Failed"; })) << ApiPod("default", "dev-d").dump(2);
+  EXPECT_EQ(ApiPod("default", "dev-d")["status"].value("message", ""),
+            "Allocate failed due to requested number of devices unavailable for example.com/dev. Requested: 1, Available: 0, "
+            "which is unexpected");
+  for (const char* name : {"dev-a", "dev-b"}) {
+    auto cs = Containers(uid[name]);
+    ASSERT_EQ(cs.size(), 1u) << name;
+    EXPECT_EQ(cs[0].id(), id[name]) << name << " was restarted";
+  }
+
   // The plugin goes: nothing allocatable.
   kill(plugin, SIGTERM);
   int st;
   waitpid(plugin, &st, 0);
   EXPECT_TRUE(WaitUntil([&] { return status("allocatable") == "0"; })) << status("allocatable");
-  for (const char* name : {"dev-a", "dev-b", "dev-c"}) {
+  for (const char* name : {"dev-a", "dev-b", "dev-c", "dev-d"}) {
     std::string cmd = "curl -sk -X DELETE -H 'Authorization: Bearer test-token' " + api_->url() + "/api/v1/namespaces/default/pods/" +
                       name + " > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0);

@@ -1,5 +1,6 @@
 // What reaches the device manager from outside: the checkpoint file (<root-dir>/device-plugins/
-// kubelet_internal_checkpoint, which anything with root can edit) and a device plugin's replies (its ListAndWatch
+// kubelet_internal_checkpoint, which anything with root can edit, and the same format recorded on each container
+// as its kubelet-cpp.io/device-allocation annotation) and a device plugin's replies (its ListAndWatch
 // device lists and the Allocate answers stored and given to containers). The first byte chooses which; the rest is
 // the input. No exception or crash; a checkpoint that decodes is written back to one that decodes to the same.
 #include <cstddef>

@@ -502,6 +502,18 @@ TEST_F(DeviceManagerTest, ARestartKeepsAllocationsAndTheRunningContainers) {
   EXPECT_NE(Held("pod-b", "c-0"), held);
   auto c = Pod("pod-c", {1});
   EXPECT_FALSE(m_->Admit(c).ok());
+  // What each container is created with carries its allocation, in the checkpoint's format.
+  auto opts_b = m_->GetDeviceRunContainerOptions(b, b.spec.containers[0]);
+  ASSERT_TRUE(opts_b.ok());
+  ASSERT_EQ(opts->annotations.count(kDeviceAllocationAnnotation), 1u);
+  ASSERT_EQ(opts_b->annotations.count(kDeviceAllocationAnnotation), 1u);
+  const std::string rec_a = opts->annotations.at(kDeviceAllocationAnnotation);
+  const std::string rec_b = opts_b->annotations.at(kDeviceAllocationAnnotation);
+  auto decoded = DecodeDeviceCheckpoint(rec_a);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ASSERT_EQ(decoded->entries.size(), 1u);
+  EXPECT_EQ(decoded->entries[0].pod_uid, "pod-a");
+  EXPECT_EQ(decoded->entries[0].resource_name, "example.com/dev");
   // A request that changed since the allocation is refused.
   auto grown = a;
   grown.spec.containers[0].resources.limits["example.com/dev"] = "2";
@@ -519,10 +531,39 @@ TEST_F(DeviceManagerTest, ARestartKeepsAllocationsAndTheRunningContainers) {
   StartManager();
   EXPECT_TRUE(m_->PodDevices("pod-a").empty());
   EXPECT_TRUE(m_->PodDevices("pod-z").empty());
+  // Rebuilt from the running containers' records: only a record of that very container, once, and one that decodes.
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-x", "c-0", rec_a), 0);
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-1", rec_a), 0);
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", "{not a record"), 0);
+  std::string tampered = rec_a;
+  tampered.replace(tampered.find("pod-a"), 5, "pod-q");
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-q", "c-0", tampered), 0);  // its checksum no longer matches
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", rec_a), 1);
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", rec_a), 0);
+  EXPECT_EQ(m_->RestoreFromRuntime("pod-b", "c-0", rec_b), 1);
+  EXPECT_EQ(Held("pod-a", "c-0"), held);
+  ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
+  {
+    auto restored = m_->GetDeviceRunContainerOptions(a, a.spec.containers[0]);
+    ASSERT_TRUE(restored.ok());
+    ASSERT_EQ(restored->envs.size(), 1u);
+    EXPECT_EQ(restored->envs[0].second, held[0]);  // the plugin's answer came back with the record
+  }
+  // Both devices are held again: a new pod is refused rather than given one of them.
+  auto e = Pod("pod-e", {1});
+  EXPECT_FALSE(m_->Admit(e).ok());
+  m_->Stop();
+  m_.reset();
+  // And the rebuilt allocations were checkpointed.
+  StartManager();
+  EXPECT_EQ(Held("pod-a", "c-0"), held);
+  EXPECT_FALSE(m_->PodDevices("pod-b").empty());
   m_->Stop();
   m_.reset();
 
-  // A checkpoint from before a reboot: its allocations are not restored.
+  // A checkpoint from before a reboot: its allocations are not restored (from a clean start: the rebuilt one above
+  // was written by managers that knew no boot ID).
+  std::filesystem::remove(sockets_ + "/" + kDeviceCheckpoint);
   StopPlugin(plugin);
   std::ofstream(dir_ / "boot_id") << "first-boot\n";
   StartManager();

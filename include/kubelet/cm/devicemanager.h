@@ -16,7 +16,8 @@
 // is rejected with the plugin's message. GetDeviceRunContainerOptions gives what the container is created with
 // (PreStartContainer first when the plugin asks for it). Devices of pods that are no longer active go back to the
 // pool. The checkpoint (upstream's format and checksum) is read at Start: a restarted kubelet keeps its running
-// pods' devices and re-admits them without allocating again.
+// pods' devices and re-admits them without allocating again. When the checkpoint is lost, what the running containers
+// were created with (kDeviceAllocationAnnotation) rebuilds their allocations (RestoreFromRuntime).
 #include <chrono>
 #include <map>
 #include <memory>
@@ -39,6 +40,10 @@ namespace kubelet::cm {
 inline constexpr char kDevicePluginVersion[] = "v1beta1";
 inline constexpr char kKubeletSocket[] = "kubelet.sock";
 inline constexpr char kDeviceCheckpoint[] = "kubelet_internal_checkpoint";
+/** The container annotation that records, in the checkpoint's own format (checksum and boot ID included), the devices
+ *  a container was created with: a kubelet whose checkpoint is lost or corrupted rebuilds its allocations from the
+ *  running containers, so devices they hold are not given again. */
+inline constexpr char kDeviceAllocationAnnotation[] = "kubelet-cpp.io/device-allocation";
 
 struct DeviceManagerOptions {
   std::string socket_dir;  // <root-dir>/device-plugins
@@ -104,6 +109,10 @@ class DeviceManager : public pluginmanager::PluginHandler, public HintProvider {
   virtual absl::Status PrepareDevices(const api::Pod& pod) = 0;
   /** What the container is created with; PreStartContainer first where the plugin asks for it. */
   virtual absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) = 0;
+  /** After Start, before the first admission: a running container's kDeviceAllocationAnnotation restores what the
+   *  checkpoint did not hold for it (entries of other containers, of another boot or that do not decode are skipped
+   *  with a log line naming the container). Returns how many allocations were restored. */
+  virtual int RestoreFromRuntime(const std::string& uid, const std::string& container, const std::string& annotation) = 0;
   /** Drops the pod's reservation and devices (a pod refused after Admit by a later admission check). */
   virtual void RemovePod(const std::string& uid) = 0;
   /** container -> the devices it holds, a set per resource and NUMA node (the pod resources API's shape). */
