@@ -61,6 +61,16 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // Declared after the locals a fake exec handler captures: stops the kubelet (its probes and hooks) when the test
+  // body ends, before those locals go, so no probe runs the handler on a dead frame before TearDown.
+  struct StopKubeletAtExit {
+    KubeletFakeRuntimeTest* t;
+    ~StopKubeletAtExit() {
+      if (t->kubelet_) t->kubelet_->Stop();
+      t->kubelet_.reset();
+    }
+  };
+
   void StartKubelet() {
     KubeletOptions o;
     o.node_name = "node1";
@@ -586,6 +596,7 @@ TEST_F(LifecycleTest, FailedInitContainerWithRestartNeverFailsThePod) {
 TEST_F(LifecycleTest, LivenessFailureRestartsTheContainer) {
   std::atomic<bool> healthy{true};
   std::atomic<int> probes{0};
+  StopKubeletAtExit stop_at_exit{this};
   fake_->SetExec([&](const std::string& name, const std::vector<std::string>& cmd) {
     if (name == "app" && cmd == std::vector<std::string>{"check"}) {
       ++probes;
@@ -615,6 +626,7 @@ TEST_F(LifecycleTest, LivenessFailureRestartsTheContainer) {
 
 TEST_F(LifecycleTest, ReadinessProbeGatesReady) {
   std::atomic<bool> ready{false};
+  StopKubeletAtExit stop_at_exit{this};
   fake_->SetExec([&](const std::string&, const std::vector<std::string>&) {
     return ready ? std::make_pair(0, std::string()) : std::make_pair(1, std::string("warming up"));
   });
@@ -648,6 +660,7 @@ TEST_F(LifecycleTest, PreStopRunsBeforeTheStopAndPostStartFailureRestarts) {
   std::mutex mu;
   std::vector<std::string> log;
   std::atomic<bool> post_start_ok{true};
+  StopKubeletAtExit stop_at_exit{this};
   fake_->SetExec([&](const std::string& name, const std::vector<std::string>& cmd) {
     std::lock_guard<std::mutex> l(mu);
     log.push_back("exec " + name + " " + cmd[0]);
