@@ -442,33 +442,13 @@ class DeviceManagerImpl : public DeviceManager {
     return out;
   }
 
-  int RestoreFromRuntime(const std::string& uid, const std::string& container, const std::string& annotation) override {
-    auto rec = DecodeDeviceCheckpoint(annotation);
-    if (!rec.ok()) {
-      log_->error("Device allocation recorded on the container cannot be read, not restored podUID=\"{}\" containerName=\"{}\" err=\"{}\"",
-                  uid, container, rec.status().message());
-      return 0;
-    }
-    if (!rec->boot_id.empty() && !boot_id_.empty() && rec->boot_id != boot_id_) return 0;  // from before a reboot
+  int RestoreFromRuntime(const std::vector<RecordedAllocation>& recorded) override {
     int n = 0;
     {
       std::lock_guard<std::mutex> l(mu_);
-      for (auto& e : rec->entries) {
-        if (e.pod_uid != uid || e.container_name != container || e.resource_name.empty() || e.device_ids.empty()) {
-          log_->error("Device allocation recorded on the container names another container, skipped podUID=\"{}\" containerName=\"{}\" "
-                      "entryPodUID=\"{}\" entryContainerName=\"{}\"", uid, container, e.pod_uid, e.container_name);
-          continue;
-        }
-        if (FindHeldLocked(uid, container, e.resource_name)) continue;  // the checkpoint had it
-        Held& h = pod_devices_[uid][container][e.resource_name];
-        h.per_numa = std::move(e.device_ids);
-        h.alloc_resp = std::move(e.alloc_resp);
-        ++n;
-        log_->info("Restored device allocation from the running container podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\" "
-                   "devices=\"{}\"", uid, container, e.resource_name, absl::StrJoin(AllIDs(h), ","));
-      }
+      for (const auto& r : recorded) n += RestoreOneLocked(r);
     }
-    if (n > 0) WriteCheckpoint();
+    if (n > 0) WriteCheckpoint();  // once for all of them
     return n;
   }
 
@@ -524,6 +504,51 @@ class DeviceManagerImpl : public DeviceManager {
   };
 
   // Devices a container holds of one resource.
+  // One running container's record (RestoreFromRuntime); mu_ held. A device another container already holds (the
+  // checkpoint's or an earlier record's) is not given twice: the later claim is skipped.
+  int RestoreOneLocked(const RecordedAllocation& r) {
+    const std::string& uid = r.pod_uid;
+    const std::string& container = r.container_name;
+    auto rec = DecodeDeviceCheckpoint(r.annotation);
+    if (!rec.ok()) {
+      log_->error("Device allocation recorded on the container cannot be read, not restored podUID=\"{}\" containerName=\"{}\" err=\"{}\"",
+                  uid, container, rec.status().message());
+      return 0;
+    }
+    if (!rec->boot_id.empty() && !boot_id_.empty() && rec->boot_id != boot_id_) return 0;  // from before a reboot
+    int n = 0;
+    for (auto& e : rec->entries) {
+      if (e.pod_uid != uid || e.container_name != container) {
+        log_->error("Device allocation recorded on the container names another container, skipped podUID=\"{}\" containerName=\"{}\" "
+                    "entryPodUID=\"{}\" entryContainerName=\"{}\"", uid, container, e.pod_uid, e.container_name);
+        continue;
+      }
+      if (e.resource_name.empty() || e.device_ids.empty()) {
+        log_->error("Device allocation recorded on the container names no resource or no device, skipped podUID=\"{}\" "
+                    "containerName=\"{}\" resourceName=\"{}\"", uid, container, e.resource_name);
+        continue;
+      }
+      if (FindHeldLocked(uid, container, e.resource_name)) continue;  // the checkpoint had it
+      auto in_use = InUseLocked(e.resource_name);
+      std::string taken;
+      for (const auto& [numa, ids] : e.device_ids)
+        for (const auto& id : ids)
+          if (in_use.count(id) && taken.empty()) taken = id;
+      if (!taken.empty()) {
+        log_->error("Device allocation recorded on the container names a device another container holds, skipped podUID=\"{}\" "
+                    "containerName=\"{}\" resourceName=\"{}\" deviceID=\"{}\"", uid, container, e.resource_name, taken);
+        continue;
+      }
+      Held& h = pod_devices_[uid][container][e.resource_name];
+      h.per_numa = std::move(e.device_ids);
+      h.alloc_resp = std::move(e.alloc_resp);
+      ++n;
+      log_->info("Restored device allocation from the running container podUID=\"{}\" containerName=\"{}\" resourceName=\"{}\" "
+                 "devices=\"{}\"", uid, container, e.resource_name, absl::StrJoin(AllIDs(h), ","));
+    }
+    return n;
+  }
+
   struct Held {
     std::map<int64_t, std::vector<std::string>> per_numa;
     std::string alloc_resp;  // empty until the plugin answered Allocate

@@ -803,7 +803,7 @@ int main(int argc, char** argv) {
   // the ones a restarted kubelet re-admits without allocating their devices again.
   // What they were created with is on them (kDeviceAllocationAnnotation): allocations the checkpoint lost are rebuilt
   // from it, so their devices are not given to another pod.
-  std::vector<std::tuple<std::string, std::string, std::string>> recorded_devices;
+  std::vector<cm::RecordedAllocation> recorded_devices;
   {
     cri::rt::ContainerFilter running;
     running.mutable_state()->set_state(cri::rt::CONTAINER_RUNNING);
@@ -814,12 +814,12 @@ int main(int argc, char** argv) {
         if (uid == c.labels().end() || name == c.labels().end()) continue;
         running_at_start->insert({uid->second, name->second});
         if (auto rec = c.annotations().find(cm::kDeviceAllocationAnnotation); rec != c.annotations().end())
-          recorded_devices.emplace_back(uid->second, name->second, rec->second);
+          recorded_devices.push_back({uid->second, name->second, rec->second});
       }
   }
   if (auto st = device_manager->Start(); !st.ok())
     logger->error("Device manager not started; device plugins cannot register err=\"{}\"", st.message());
-  for (const auto& [uid, name, rec] : recorded_devices) device_manager->RestoreFromRuntime(uid, name, rec);
+  device_manager->RestoreFromRuntime(recorded_devices);
   // The pod resources API (node agents read which devices and CPUs went where).
   server::PodResourcesOptions pro;
   pro.socket = flags.root_dir + "/pod-resources/kubelet.sock";

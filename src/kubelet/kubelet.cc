@@ -455,6 +455,15 @@ void Kubelet::Housekeeping() {
   // source has spoken, so a restarting kubelet adopts what is still wanted.
   if (pleg_->HasRelisted() && SourcesReady()) {
     std::vector<kuberuntime::RuntimePod> running = pleg_->LastPods();
+    // Status of pods neither wanted nor being torn down is forgotten; refused pods keep theirs (what /pods shows).
+    std::set<std::string> keep_status, undecodable;
+    for (const auto& [uid, _] : desired) keep_status.insert(uid);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& [uid, _] : rejected_) keep_status.insert(uid);
+      for (auto it = evicted_.begin(); it != evicted_.end();) it = keep_status.count(it->first) ? std::next(it) : evicted_.erase(it);
+      undecodable = undecodable_;
+    }
     size_t running_pods = 0;
     std::map<std::string, double> containers_by_state;
     for (const auto& rp : running) {
@@ -462,10 +471,7 @@ void Kubelet::Housekeeping() {
       for (const auto& c : rp.containers) containers_by_state[kuberuntime::ContainerStateName(c.state)] += 1;
       if (desired.count(rp.uid)) continue;
       if (workers_->IsKnown(rp.uid)) continue;  // being torn down, or just finished
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        if (undecodable_.count(rp.uid)) continue;  // an api pod the kubelet cannot read: never killed for that
-      }
+      if (undecodable.count(rp.uid)) continue;  // an api pod the kubelet cannot read: never killed for that
       log_->info("Cleaning up orphaned pod podUID=\"{}\" pod=\"{}/{}\"", rp.uid, rp.namespace_, rp.name);
       workers_->UpdatePod(UpdateType::kKill, rp.uid, std::nullopt);
     }
@@ -474,18 +480,7 @@ void Kubelet::Housekeeping() {
       for (const char* s : {"running", "exited", "created", "unknown"})
         d_.metrics->running_containers.Add({{"container_state", s}}).Set(containers_by_state[s]);
     }
-    // Status of pods neither wanted nor being torn down is forgotten.
-    std::set<std::string> keep_status;
-    for (const auto& [uid, _] : desired) keep_status.insert(uid);
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      for (const auto& [uid, _] : rejected_) keep_status.insert(uid);  // their Failed status is what /pods shows
-    }
     status_.RemoveOrphanedStatuses(keep_status);
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      for (auto it = evicted_.begin(); it != evicted_.end();) it = keep_status.count(it->first) ? std::next(it) : evicted_.erase(it);
-    }
     probes_->CleanupPods(keep_status);
     // Pod cgroups of pods nobody wants and nothing runs in (e.g. left by a kubelet that stopped mid-teardown).
     if (d_.container_manager) {

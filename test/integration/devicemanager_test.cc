@@ -108,6 +108,9 @@ class DeviceManagerTest : public ::testing::Test {
     active_.insert(uid);
     return p;
   }
+  int Restore(const std::string& uid, const std::string& container, const std::string& annotation) {
+    return m_->RestoreFromRuntime({{uid, container, annotation}});
+  }
   std::vector<std::string> Held(const std::string& uid, const std::string& container) {
     auto all = m_->PodDevices(uid);
     std::vector<std::string> ids;
@@ -532,15 +535,27 @@ TEST_F(DeviceManagerTest, ARestartKeepsAllocationsAndTheRunningContainers) {
   EXPECT_TRUE(m_->PodDevices("pod-a").empty());
   EXPECT_TRUE(m_->PodDevices("pod-z").empty());
   // Rebuilt from the running containers' records: only a record of that very container, once, and one that decodes.
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-x", "c-0", rec_a), 0);
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-1", rec_a), 0);
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", "{not a record"), 0);
+  EXPECT_EQ(Restore("pod-x", "c-0", rec_a), 0);
+  EXPECT_EQ(Restore("pod-a", "c-1", rec_a), 0);
+  EXPECT_EQ(Restore("pod-a", "c-0", "{not a record"), 0);
   std::string tampered = rec_a;
   tampered.replace(tampered.find("pod-a"), 5, "pod-q");
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-q", "c-0", tampered), 0);  // its checksum no longer matches
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", rec_a), 1);
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-a", "c-0", rec_a), 0);
-  EXPECT_EQ(m_->RestoreFromRuntime("pod-b", "c-0", rec_b), 1);
+  EXPECT_EQ(Restore("pod-q", "c-0", tampered), 0);  // its checksum no longer matches
+  EXPECT_EQ(Restore("pod-a", "c-0", rec_a), 1);
+  EXPECT_EQ(Restore("pod-a", "c-0", rec_a), 0);
+  // A record of another container claiming a device already restored (a copied annotation) is not given it twice;
+  // nor one with no device; and records restored together are all kept.
+  {
+    auto copied = DecodeDeviceCheckpoint(rec_a);
+    ASSERT_TRUE(copied.ok());
+    copied->entries[0].pod_uid = "pod-d";
+    EXPECT_EQ(Restore("pod-d", "c-0", EncodeDeviceCheckpoint(*copied)), 0);
+    EXPECT_TRUE(m_->PodDevices("pod-d").empty());
+    copied->entries[0].pod_uid = "pod-f";
+    copied->entries[0].device_ids.clear();
+    EXPECT_EQ(Restore("pod-f", "c-0", EncodeDeviceCheckpoint(*copied)), 0);
+  }
+  EXPECT_EQ(m_->RestoreFromRuntime({{"pod-b", "c-0", rec_b}, {"pod-b", "c-0", rec_b}}), 1);
   EXPECT_EQ(Held("pod-a", "c-0"), held);
   ASSERT_TRUE(WaitFor([&] { return Allocatable("example.com/dev") == 2; }));
   {

@@ -45,6 +45,13 @@ inline constexpr char kDeviceCheckpoint[] = "kubelet_internal_checkpoint";
  *  running containers, so devices they hold are not given again. */
 inline constexpr char kDeviceAllocationAnnotation[] = "kubelet-cpp.io/device-allocation";
 
+/** What a running container was created with: its pod, its name and its kDeviceAllocationAnnotation. */
+struct RecordedAllocation {
+  std::string pod_uid;
+  std::string container_name;
+  std::string annotation;
+};
+
 struct DeviceManagerOptions {
   std::string socket_dir;  // <root-dir>/device-plugins
   std::chrono::milliseconds stop_grace{5 * 60 * 1000};  // upstream's endpointStopGracePeriod
@@ -109,10 +116,11 @@ class DeviceManager : public pluginmanager::PluginHandler, public HintProvider {
   virtual absl::Status PrepareDevices(const api::Pod& pod) = 0;
   /** What the container is created with; PreStartContainer first where the plugin asks for it. */
   virtual absl::StatusOr<DeviceRunContainerOptions> GetDeviceRunContainerOptions(const api::Pod& pod, const api::Container& c) = 0;
-  /** After Start, before the first admission: a running container's kDeviceAllocationAnnotation restores what the
-   *  checkpoint did not hold for it (entries of other containers, of another boot or that do not decode are skipped
-   *  with a log line naming the container). Returns how many allocations were restored. */
-  virtual int RestoreFromRuntime(const std::string& uid, const std::string& container, const std::string& annotation) = 0;
+  /** After Start, before the first admission: the running containers' kDeviceAllocationAnnotation restore what the
+   *  checkpoint did not hold for them (entries of other containers, of another boot, that do not decode, or that name
+   *  a device another container holds are skipped with a log line naming the container); the checkpoint is written
+   *  once. Returns how many allocations were restored. */
+  virtual int RestoreFromRuntime(const std::vector<RecordedAllocation>& recorded) = 0;
   /** Drops the pod's reservation and devices (a pod refused after Admit by a later admission check). */
   virtual void RemovePod(const std::string& uid) = 0;
   /** container -> the devices it holds, a set per resource and NUMA node (the pod resources API's shape). */
