@@ -42,6 +42,7 @@
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
+#include "kubelet/util/sd_notify.h"
 #include "kubelet/kuberuntime/types.h"
 #include "kubelet/server/podresources.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
@@ -861,8 +862,25 @@ int main(int argc, char** argv) {
     log_manager = std::make_unique<kuberuntime::ContainerLogManager>(remote.get(), &clock, lo);
     log_manager->Start();
   }
-  while (WaitForSignal(&sigs, std::chrono::milliseconds(1000)) <= 0) {
+  // systemd (Type=notify): ready once the runtime answered, the servers listen and the managers run; with
+  // WatchdogSec, WATCHDOG=1 at half its period while the sync loop and PLEG are healthy, so that systemd restarts a
+  // wedged kubelet; STOPPING=1 at SIGTERM.
+  const auto notifier = util::SystemdNotifier::FromEnvironment();
+  if (auto st = notifier.Notify("READY=1"); !st.ok()) logger->error("Failed to notify systemd err=\"{}\"", st.message());
+  const auto watchdog = notifier.WatchdogInterval();
+  auto last_ping = std::chrono::steady_clock::now();
+  auto tick = watchdog ? std::min(*watchdog, std::chrono::milliseconds(1000)) : std::chrono::milliseconds(1000);
+  while (WaitForSignal(&sigs, tick) <= 0) {
+    if (!watchdog || std::chrono::steady_clock::now() - last_ping < *watchdog) continue;
+    std::string why;
+    if (!kl.Healthy(&why)) {
+      logger->warn("Not pinging the systemd watchdog: the kubelet is not healthy reason=\"{}\"", why);
+      continue;
+    }
+    if (auto st = notifier.Notify("WATCHDOG=1"); !st.ok()) logger->error("Failed to notify systemd err=\"{}\"", st.message());
+    last_ping = std::chrono::steady_clock::now();
   }
+  (void)notifier.Notify("STOPPING=1");
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
   // Whatever the API server or the runtime do (a retry loop, a call that waits out its deadline, a pod in its
   // grace period), the process ends within seconds of SIGTERM. The pods keep running either way.
