@@ -42,6 +42,7 @@
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
+#include "kubelet/util/forced_exit.h"
 #include "kubelet/util/sd_notify.h"
 #include "kubelet/kuberuntime/types.h"
 #include "kubelet/server/podresources.h"
@@ -869,6 +870,7 @@ int main(int argc, char** argv) {
   if (auto st = notifier.Notify("READY=1"); !st.ok()) logger->error("Failed to notify systemd err=\"{}\"", st.message());
   const auto watchdog = notifier.WatchdogInterval();
   auto last_ping = std::chrono::steady_clock::now();
+  bool ping_failing = false;
   auto tick = watchdog ? std::min(*watchdog, std::chrono::milliseconds(1000)) : std::chrono::milliseconds(1000);
   while (WaitForSignal(&sigs, tick) <= 0) {
     if (!watchdog || std::chrono::steady_clock::now() - last_ping < *watchdog) continue;
@@ -877,19 +879,20 @@ int main(int argc, char** argv) {
       logger->warn("Not pinging the systemd watchdog: the kubelet is not healthy reason=\"{}\"", why);
       continue;
     }
-    if (auto st = notifier.Notify("WATCHDOG=1"); !st.ok()) logger->error("Failed to notify systemd err=\"{}\"", st.message());
+    // A full socket (a manager that does not read) is said once, not at every ping.
+    if (auto st = notifier.Notify("WATCHDOG=1"); !st.ok()) {
+      if (!ping_failing) logger->error("Failed to notify systemd err=\"{}\"", st.message());
+      ping_failing = true;
+    } else {
+      ping_failing = false;
+    }
     last_ping = std::chrono::steady_clock::now();
   }
   (void)notifier.Notify("STOPPING=1");
   logger->info("Received signal, shutting down the kubelet (pods keep running)");
-  // Whatever the API server or the runtime do (a retry loop, a call that waits out its deadline, a pod in its
-  // grace period), the process ends within seconds of SIGTERM. The pods keep running either way.
-  std::thread([logger] {
-    std::this_thread::sleep_for(std::chrono::seconds(5));
-    logger->warn("Shutdown did not finish in 5s, exiting now (pods keep running)");
-    spdlog::shutdown();
-    std::_Exit(0);
-  }).detach();
+  // Whatever the API server or the runtime do (a retry loop, a call that waits out its deadline, a plugin that does
+  // not answer), a second signal or kForcedExitDeadline ends the process. The pods keep running either way.
+  util::ArmForcedExit(sigs, util::kForcedExitDeadline);
   if (log_manager) log_manager->Stop();
   srv.Stop();
   cpu_manager->Stop();

@@ -9,7 +9,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,7 +208,7 @@ class ContainerdE2E : public ::testing::Test {
     extra_args_.clear();
   }
 
-  static void StartKubelet() {
+  static void StartKubelet(bool wait_healthy = true) {
     std::string log = (work_ / ("kubelet-" + std::to_string(++starts_) + ".log")).string();
     std::vector<std::string> args = {binary_, "--config", (work_ / "config.yaml").string(), "--root-dir", (work_ / "root").string(),
                                      "--cert-dir", (work_ / "pki").string(), "--hostname-override", "e2e-node", "--v=2"};
@@ -227,6 +229,7 @@ class ContainerdE2E : public ::testing::Test {
       execv(binary_.c_str(), argv.data());
       _exit(127);
     }
+    if (!wait_healthy) return;
     ASSERT_TRUE(WaitUntil([] { return HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").first == 200; },
                           std::chrono::seconds(30)))
         << "kubelet did not become healthy; log: " << log;
@@ -991,6 +994,117 @@ TEST_F(ImageGCE2E, FullImageFilesystemRemovesUnusedImagesAndKeepsUsedOnes) {
   EXPECT_TRUE(HasImage("kubelet-cpp.local/pause:3.9"));
   EXPECT_TRUE(Running(Pod("keeper-e2e-node"), 0));
   fs::remove(work_ / "manifests" / "keeper.yaml");
+}
+
+// Issue 15: the kubelet as a Type=notify unit. The notification protocol is read
+// on a datagram socket bound here, as systemd's manager binds its own, and
+// given to the kubelet through NOTIFY_SOCKET and WATCHDOG_USEC as systemd does.
+class SystemdE2E : public ContainerdE2E {
+ protected:
+  static void SetUpTestSuite() {
+    work_name_ = "kubelet-systemd";
+    notify_path_ = "/tmp/kcpp-notify-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(notify_path_.c_str());
+    notify_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, notify_path_.c_str(), sizeof(a.sun_path) - 1);
+    ASSERT_EQ(::bind(notify_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << std::strerror(errno);
+    ::setenv("NOTIFY_SOCKET", notify_path_.c_str(), 1);
+    ::setenv("WATCHDOG_USEC", "1000000", 1);  // WatchdogSec=1s: a ping every half second
+    ContainerdE2E::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    ContainerdE2E::TearDownTestSuite();
+    ::unsetenv("NOTIFY_SOCKET");
+    ::unsetenv("WATCHDOG_USEC");
+    ::close(notify_fd_);
+    ::unlink(notify_path_.c_str());
+  }
+  // The next notification, or "" after `limit`.
+  static std::string Receive(std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) {
+    pollfd p{notify_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return "";
+    char buf[4096];
+    ssize_t n = ::recv(notify_fd_, buf, sizeof(buf), 0);
+    return n <= 0 ? "" : std::string(buf, static_cast<size_t>(n));
+  }
+  // Reads notifications until `want` arrives (true) or `limit` passes; the others are counted in `seen`.
+  static bool ReceiveUntil(const std::string& want, std::map<std::string, int>* seen,
+                           std::chrono::seconds limit = std::chrono::seconds(30)) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      std::string m = Receive(std::chrono::milliseconds(500));
+      if (m.empty()) continue;
+      if (seen) ++(*seen)[m];
+      if (m == want) return true;
+    }
+    return false;
+  }
+  static bool Healthy() { return HttpGet("http://127.0.0.1:" + std::to_string(healthz_port_) + "/healthz").first == 200; }
+  static inline std::string notify_path_;
+  static inline int notify_fd_ = -1;
+};
+
+TEST_F(SystemdE2E, ReadyWatchdogAndStoppingReachSystemdAndPodsOutliveTheKubelet) {
+  // The kubelet started (it answers /healthz): READY=1 came, then the watchdog's pings every half second.
+  std::map<std::string, int> seen;
+  ASSERT_TRUE(ReceiveUntil("READY=1", &seen)) << ::testing::PrintToString(seen);
+  // systemd restarts a unit whose pings are further apart than WatchdogSec (1 s here): none may be.
+  seen.clear();
+  ASSERT_TRUE(ReceiveUntil("WATCHDOG=1", &seen));
+  auto last = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration widest{};
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(ReceiveUntil("WATCHDOG=1", &seen));
+    auto now = std::chrono::steady_clock::now();
+    widest = std::max(widest, now - last);
+    last = now;
+  }
+  EXPECT_EQ(seen.size(), 1u) << ::testing::PrintToString(seen);
+  EXPECT_LT(widest, std::chrono::seconds(1)) << "WATCHDOG=1 is due every 0.5s";
+
+  // A static pod on containerd.
+  WriteManifest("sleeper.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n"
+                                "    image: kubelet-cpp.local/busybox:1.35\n    command: [sleep, '3600']\n");
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("sleeper-e2e-node"), 0); })) << Pods().dump(2);
+  std::string uid = Pod("sleeper-e2e-node")["metadata"]["uid"];
+  auto before = Containers(uid);
+  ASSERT_EQ(before.size(), 1u);
+
+  // SIGTERM (systemctl stop): STOPPING=1, the process ends, the pod keeps running.
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_TRUE(ReceiveUntil("STOPPING=1", nullptr));
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  auto after = Containers(uid);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].id(), before[0].id());
+  EXPECT_EQ(after[0].state(), rt::CONTAINER_RUNNING);
+  while (!Receive(std::chrono::milliseconds(100)).empty()) {
+  }
+
+  // Started again: READY=1 only once its servers answer (checked the moment it arrives), nothing restarted.
+  StartKubelet(/*wait_healthy=*/false);
+  ASSERT_TRUE(ReceiveUntil("READY=1", nullptr)) << "no READY=1 from the restarted kubelet";
+  EXPECT_TRUE(Healthy()) << "READY=1 came before /healthz answered";
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << "READY=1 came before port " << port_ << " listened";
+    ::close(fd);
+  }
+  ASSERT_TRUE(WaitUntil([] { return Running(Pod("sleeper-e2e-node"), 0); })) << Pods().dump(2);
+  auto again = Containers(uid);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id(), before[0].id());
+  fs::remove(work_ / "manifests" / "sleeper.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return Sandboxes(uid) == 0; }, std::chrono::seconds(30)));
 }
 
 // The CPU manager's static policy on containerd and real cpusets: with CPU 0
