@@ -76,6 +76,14 @@ server = "http://$registry"
 TOML
   sed -i "s|config_path = \"\"|config_path = \"$dir/certs.d\"|" "$dir/config.toml"
 fi
+# A second runtime handler (runc under another name), for the RuntimeClass tests.
+cat >> "$dir/config.toml" <<'TOML'
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kcpp-alt]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kcpp-alt.options]
+    SystemdCgroup = false
+TOML
 grep -q "address = \"$sock\"" "$dir/config.toml" || { echo "containerd-up: could not set grpc address" >&2; exit 1; }
 
 setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 < /dev/null &

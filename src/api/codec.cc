@@ -967,6 +967,7 @@ absl::StatusOr<Pod> DecodePod(const json& obj) {
     Str(spec, "hostname", "spec", &pod.spec.hostname);
     Str(spec, "subdomain", "spec", &pod.spec.subdomain);
     Str(spec, "runtimeClassName", "spec", &pod.spec.runtime_class_name);
+    QuantityMap(spec, "overhead", "spec", &pod.spec.overhead);
     Str(spec, "serviceAccountName", "spec", &pod.spec.service_account_name);
     Bool(spec, "enableServiceLinks", "spec", &pod.spec.enable_service_links);
     if (Field(spec, "priority")) {

@@ -59,10 +59,12 @@ PodResourceTotals ComputePodResources(const api::Pod& pod) {
                   [&](const api::Container& c) { return request(c, "memory", false); });
   Sum lim = total([](const api::Container& c) { return Quantity(c.resources.limits, "cpu", true); },
                   [](const api::Container& c) { return Quantity(c.resources.limits, "memory", false); });
-  t.cpu_request_milli = req.cpu;
-  t.memory_request = req.mem;
-  t.cpu_limit_milli = lim.cpu;
-  t.memory_limit = lim.mem;
+  // The pod's overhead (spec.overhead, from its RuntimeClass) counts in its requests, and in a limit the pod has.
+  int64_t over_cpu = Quantity(pod.spec.overhead, "cpu", true), over_mem = Quantity(pod.spec.overhead, "memory", false);
+  t.cpu_request_milli = req.cpu + over_cpu;
+  t.memory_request = req.mem + over_mem;
+  t.cpu_limit_milli = lim.cpu > 0 ? lim.cpu + over_cpu : 0;
+  t.memory_limit = lim.mem > 0 ? lim.mem + over_mem : 0;
   auto declared = [&](const api::Container& c) {
     if (Quantity(c.resources.limits, "cpu", true) == 0) t.all_cpu_limits = false;
     if (Quantity(c.resources.limits, "memory", false) == 0) t.all_memory_limits = false;

@@ -17,6 +17,7 @@
 #include "kubelet/api/quantity.h"
 #include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/client/api_client.h"
+#include "kubelet/runtimeclass/runtimeclass_manager.h"
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/cm/container_manager.h"
 #include "kubelet/cm/cpu_manager.h"
@@ -502,6 +503,13 @@ int main(int argc, char** argv) {
   rmd.container_devices = [dm = device_manager.get()](const api::Pod& pod, const api::Container& c) {
     return dm->GetDeviceRunContainerOptions(pod, c);
   };
+  // RuntimeClasses from the API (their handler goes to RunPodSandbox); standalone, every pod runs on the default one.
+  std::unique_ptr<runtimeclass::RuntimeClassInformer> runtime_classes;
+  if (api) {
+    runtime_classes = std::make_unique<runtimeclass::RuntimeClassInformer>(api.get());
+    runtime_classes->Start();
+    rmd.runtime_classes = runtime_classes.get();
+  }
   auto runtime = kuberuntime::NewRuntimeManager(rmd, rmo);
 
   std::unique_ptr<status::PodStatusSyncer> syncer;
@@ -900,6 +908,7 @@ int main(int argc, char** argv) {
   eviction_manager.Stop();
   fs_analyzer.Stop();
   kl.Stop();
+  if (runtime_classes) runtime_classes->Stop();
   plugin_manager->Stop();
   pod_resources.Stop();
   device_manager->Stop();

@@ -334,7 +334,20 @@ class RuntimeManagerImpl : public RuntimeManager {
         result.error = absl::InternalError("create pod log directory " + sandbox_config.log_directory() + ": " + ec.message());
         return result;
       }
-      auto id = d_.runtime->RunPodSandbox(sandbox_config, "");
+      std::string handler;
+      if (d_.runtime_classes) {
+        auto h = d_.runtime_classes->LookupRuntimeHandler(pod.spec.runtime_class_name);
+        if (!h.ok()) {
+          std::string msg = "Failed to create pod sandbox: " + std::string(h.status().message());
+          d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
+          log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), h.status().message());
+          result.error = absl::Status(h.status().code(), msg);
+          return result;
+        }
+        handler = *h;
+        if (!handler.empty()) KLOG_V(log_, 2)("Running pod with runtime handler pod=\"{}\" runtimeHandler=\"{}\"", PodDesc(pod), handler);
+      }
+      auto id = d_.runtime->RunPodSandbox(sandbox_config, handler);
       if (d_.metrics) d_.metrics->started_pods.Increment();
       if (!id.ok()) {
         if (d_.metrics) d_.metrics->started_pods_errors.Increment();

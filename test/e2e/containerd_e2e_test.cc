@@ -2803,6 +2803,100 @@ TEST_F(ClusterE2E, TheServiceAccountVolumeConfigMapsAndSecretsOfARealClusterPod)
 // pod's replacement; a configMap key mounted with subPath and an emptyDir folder named by subPathExpr reach the
 // container; a subPath the container itself pointed out of its volume (a symlink to /) is refused with
 // CreateContainerConfigError; a kubelet restart remounts and rewrites nothing and restarts no container.
+// Issue 15: RuntimeClasses from the API. The lab's containerd has a second
+// handler (kcpp-alt, runc under another name): a pod of the class naming it
+// runs under it (as containerd reports the sandbox), its overhead (what
+// RuntimeClass admission copies into spec.overhead) sizes the pod cgroup; a
+// class that does not exist, or names a handler containerd does not have, fails
+// the sandbox with upstream's event and leaves the pod Pending.
+TEST_F(ClusterE2E, RuntimeClassesChooseTheSandboxHandlerAndOverheadSizesThePodCgroup) {
+  ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
+  api_->Create("runtimeclasses", json::parse(R"({"metadata":{"name":"alt"},"handler":"kcpp-alt",
+    "overhead":{"podFixed":{"cpu":"250m","memory":"32Mi"}}})"));
+  api_->Create("runtimeclasses", json::parse(R"({"metadata":{"name":"missing"},"handler":"kcpp-missing"})"));
+  auto pod = [](const std::string& name, const std::string& cls, const std::string& overhead) {
+    return json::parse(R"({"metadata":{"name":")" + name + R"(","namespace":"default"},"spec":{"nodeName":"e2e-node",
+      "runtimeClassName":")" + cls + R"(",)" + overhead + R"("terminationGracePeriodSeconds":1,
+      "containers":[{"name":"c","image":"kubelet-cpp.local/busybox:1.35","command":["sleep","3600"],
+        "resources":{"limits":{"cpu":"250m","memory":"64Mi"}}}]}})");
+  };
+  api_->Create("pods", pod("alt-pod", "alt", R"("overhead":{"cpu":"250m","memory":"32Mi"},)"));
+  api_->Create("pods", pod("ghost-pod", "nope", ""));
+  api_->Create("pods", pod("nohandler-pod", "missing", ""));
+  ASSERT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "alt-pod");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  })) << ApiPod("default", "alt-pod").dump(2);
+  std::string uid = ApiPod("default", "alt-pod")["metadata"]["uid"];
+  // The sandbox runs under kcpp-alt, as containerd says.
+  {
+    rt::ListPodSandboxRequest req;
+    req.mutable_filter()->mutable_label_selector()->insert({"io.kubernetes.pod.uid", uid});
+    rt::ListPodSandboxResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(cri_->ListPodSandbox(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.items_size(), 1);
+    rt::PodSandboxStatusRequest sreq;
+    sreq.set_pod_sandbox_id(resp.items(0).id());
+    sreq.set_verbose(true);
+    rt::PodSandboxStatusResponse sresp;
+    grpc::ClientContext sctx;
+    sctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(cri_->PodSandboxStatus(&sctx, sreq, &sresp).ok());
+    json info = sresp.info().count("info") ? json::parse(sresp.info().at("info"), nullptr, false) : json();
+    ASSERT_TRUE(info.is_object()) << "containerd gave no verbose sandbox info";
+    EXPECT_EQ(info.value("runtimeHandler", ""), "kcpp-alt") << info.dump(2).substr(0, 2000);
+  }
+  // The pod cgroup: the containers' limits plus the overhead (cpu 250m+250m, memory 64Mi+32Mi).
+  const std::string root = env_["CGROUP_ROOT"];
+  const fs::path rel = fs::path("kubepods") / ("pod" + uid);
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string v;
+    std::getline(in, v);
+    return v;
+  };
+  if (fs::is_directory("/sys/fs/cgroup/memory" + root)) {
+    const fs::path mem = "/sys/fs/cgroup/memory" + root, cpu = "/sys/fs/cgroup/cpu" + root;
+    EXPECT_EQ(slurp(mem / rel / "memory.limit_in_bytes"), std::to_string(96 << 20));
+    EXPECT_EQ(slurp(cpu / rel / "cpu.cfs_quota_us"), "50000");
+    EXPECT_EQ(slurp(cpu / rel / "cpu.shares"), "512");
+  }
+  // The other two: upstream's FailedCreatePodSandBox event, no sandbox, Pending.
+  auto event_for = [](const std::string& name, const std::string& text) {
+    for (const auto& e : api_->List("events"))
+      if (e["involvedObject"].value("name", "") == name && e.value("reason", "") == "FailedCreatePodSandBox" &&
+          e.value("message", "").find(text) != std::string::npos)
+        return true;
+    return false;
+  };
+  EXPECT_TRUE(WaitUntil([&] {
+    return event_for("ghost-pod", "Failed to create pod sandbox: runtimeclasses.node.k8s.io \"nope\" not found");
+  }, std::chrono::seconds(30)));
+  EXPECT_TRUE(WaitUntil([&] { return event_for("nohandler-pod", "Failed to create pod sandbox: "); }, std::chrono::seconds(30)));
+  for (const auto& e : api_->List("events"))
+    if (e["involvedObject"].value("name", "") == "nohandler-pod" && e.value("reason", "") == "FailedCreatePodSandBox")
+      EXPECT_NE(e.value("message", "").find("kcpp-missing"), std::string::npos) << e.dump();
+  for (const char* name : {"ghost-pod", "nohandler-pod"}) {
+    json p = ApiPod("default", name);
+    EXPECT_EQ(Sandboxes(p["metadata"]["uid"]), 0) << name;
+    EXPECT_EQ(p["status"].value("phase", ""), "Pending") << p.dump(2);
+  }
+  // The class appearing later lets the pod start (the informer watches; the pod worker retries).
+  api_->Create("runtimeclasses", json::parse(R"({"metadata":{"name":"nope"},"handler":"kcpp-alt"})"));
+  EXPECT_TRUE(WaitUntil([] {
+    json p = ApiPod("default", "ghost-pod");
+    return !p.is_null() && p.contains("status") && p["status"].value("phase", "") == "Running";
+  }, std::chrono::seconds(60))) << ApiPod("default", "ghost-pod").dump(2);
+  EXPECT_TRUE(api_->Forbidden().empty()) << api_->Forbidden()[0];
+  for (const char* name : {"alt-pod", "ghost-pod", "nohandler-pod"}) {
+    std::string u = ApiPod("default", name)["metadata"]["uid"];
+    api_->Remove("pods", "default", name);
+    EXPECT_TRUE(WaitUntil([&] { return Sandboxes(u) == 0; }, std::chrono::seconds(30))) << name;
+  }
+}
+
 TEST_F(ClusterE2E, ClaimsSubPathsAndARestartKeepMountsAndContents) {
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
   api_->CreateNamespaceDefaults("default");

@@ -31,13 +31,15 @@ const std::map<std::string, std::pair<std::string, std::string>>& Kinds() {
       {"subjectaccessreviews", {"SubjectAccessReview", "authorization.k8s.io/v1"}},
       {"certificatesigningrequests", {"CertificateSigningRequest", "certificates.k8s.io/v1"}},
       {"csinodes", {"CSINode", "storage.k8s.io/v1"}}, {"csidrivers", {"CSIDriver", "storage.k8s.io/v1"}},
-      {"volumeattachments", {"VolumeAttachment", "storage.k8s.io/v1"}}};
+      {"volumeattachments", {"VolumeAttachment", "storage.k8s.io/v1"}},
+      {"runtimeclasses", {"RuntimeClass", "node.k8s.io/v1"}}};
   return k;
 }
 
 bool ClusterScoped(const std::string& r) {
   return r == "nodes" || r == "persistentvolumes" || r == "tokenreviews" || r == "subjectaccessreviews" ||
-         r == "certificatesigningrequests" || r == "csinodes" || r == "csidrivers" || r == "volumeattachments";
+         r == "certificatesigningrequests" || r == "csinodes" || r == "csidrivers" || r == "volumeattachments" ||
+         r == "runtimeclasses";
 }
 
 Response StatusError(int code, const std::string& reason, const std::string& message) {
@@ -171,7 +173,10 @@ std::optional<json> Discovery(const std::vector<std::string>& seg, int port) {
                    {"preferredVersion", {{"groupVersion", "coordination.k8s.io/v1"}, {"version", "v1"}}}},
                   {{"name", "storage.k8s.io"},
                    {"versions", {{{"groupVersion", "storage.k8s.io/v1"}, {"version", "v1"}}}},
-                   {"preferredVersion", {{"groupVersion", "storage.k8s.io/v1"}, {"version", "v1"}}}}}}};
+                   {"preferredVersion", {{"groupVersion", "storage.k8s.io/v1"}, {"version", "v1"}}}},
+                  {{"name", "node.k8s.io"},
+                   {"versions", {{{"groupVersion", "node.k8s.io/v1"}, {"version", "v1"}}}},
+                   {"preferredVersion", {{"groupVersion", "node.k8s.io/v1"}, {"version", "v1"}}}}}}};
   if (seg.size() == 2 && seg[0] == "api" && seg[1] == "v1")
     return json{{"kind", "APIResourceList"},
                 {"groupVersion", "v1"},
@@ -196,6 +201,11 @@ std::optional<json> Discovery(const std::vector<std::string>& seg, int port) {
                 {"resources",
                  {resource("csinodes", "csinode", false, "CSINode", all), resource("csidrivers", "csidriver", false, "CSIDriver", all),
                   resource("volumeattachments", "volumeattachment", false, "VolumeAttachment", all)}}};
+  if (seg.size() == 3 && seg[0] == "apis" && seg[1] == "node.k8s.io" && seg[2] == "v1")
+    return json{{"kind", "APIResourceList"},
+                {"apiVersion", "v1"},
+                {"groupVersion", "node.k8s.io/v1"},
+                {"resources", {resource("runtimeclasses", "runtimeclass", false, "RuntimeClass", all)}}};
   return std::nullopt;
 }
 
@@ -650,6 +660,8 @@ std::string FakeApiServer::AuthorizeNode(const std::string& node, const Request&
   }
   // RBAC's system:node: CSIDrivers are read (get, list, watch), never written.
   if (resource == "csidrivers") return read ? "" : "a node may only read csidrivers";
+  // RBAC's system:node: RuntimeClasses too (get, list, watch).
+  if (resource == "runtimeclasses") return read ? "" : "a node may only read runtimeclasses";
   // VolumeAttachments: get only, of an attachment to this node.
   if (resource == "volumeattachments") {
     if (!read || name.empty()) return "can only get individual resources of this type";
@@ -843,7 +855,12 @@ Response FakeApiServer::Handle(const Request& req) {
   resource = seg[i];
   if (seg.size() > i + 1) name = seg[i + 1];
   if (seg.size() > i + 2) sub = seg[i + 2];
+  // A resource is served under its own group and version only.
   if (!Kinds().count(resource)) return StatusError(404, "NotFound", "the server could not find the requested resource");
+  {
+    const std::string gv = seg[0] == "api" ? (seg.size() > 1 ? seg[1] : "") : seg[1] + "/" + seg[2];
+    if (Kinds().at(resource).second != gv) return StatusError(404, "NotFound", "the server could not find the requested resource");
+  }
   if (ClusterScoped(resource)) ns = "";
   bool namespaced_path = !ns.empty();
 

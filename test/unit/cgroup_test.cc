@@ -173,6 +173,29 @@ TEST_F(FakeTree, BurstableWithAllLimitsGetsQuotaAndMemory) {
   EXPECT_EQ(*unenforced.cpu_quota, -1);
 }
 
+// spec.overhead (from the pod's RuntimeClass) counts in the pod cgroup as upstream's PodRequests/PodLimits count it:
+// always in the requests, in a limit only where the containers set one; the QoS class ignores it.
+TEST_F(FakeTree, PodOverheadIsAddedToRequestsAndToTheLimitsThePodHas) {
+  auto guaranteed = MakePod("o1", "{limits: {cpu: 250m, memory: 64Mi}}");
+  guaranteed.spec.overhead = {{"cpu", "250m"}, {"memory", "32Mi"}};
+  auto rc = ResourceConfigForPod(guaranteed, true, 100000);
+  EXPECT_EQ(*rc.cpu_shares, 512u);
+  EXPECT_EQ(*rc.cpu_quota, 50000);
+  EXPECT_EQ(*rc.memory, 96 << 20);
+  EXPECT_EQ(api::QOSClass(guaranteed), "Guaranteed");
+  auto burstable = MakePod("o2", "{requests: {cpu: 100m}, limits: {memory: 64Mi}}");
+  burstable.spec.overhead = {{"cpu", "100m"}, {"memory", "16Mi"}};
+  auto t = ComputePodResources(burstable);
+  EXPECT_EQ(t.cpu_request_milli, 200);
+  EXPECT_EQ(t.cpu_limit_milli, 0);  // no cpu limit: none made by the overhead
+  EXPECT_EQ(t.memory_request, 80 << 20);  // the request defaults to the limit, then the overhead
+  EXPECT_EQ(t.memory_limit, 80 << 20);
+  auto besteffort = MakePod("o3", "{}");
+  besteffort.spec.overhead = {{"cpu", "100m"}};
+  EXPECT_EQ(api::QOSClass(besteffort), "BestEffort");
+  EXPECT_EQ(ComputePodResources(besteffort).cpu_request_milli, 100);
+}
+
 TEST_F(FakeTree, V2SystemdTree) {
   auto o = Options();
   ContainerManager cm(std::make_unique<CgroupManager>(V2(), "systemd"), o);

@@ -297,6 +297,7 @@ struct PodSpec {
   std::string hostname;
   std::string subdomain;
   std::string runtime_class_name;
+  std::map<std::string, std::string> overhead;  // spec.overhead (RuntimeClass admission copies the class's podFixed)
   std::string service_account_name;
   bool enable_service_links = true;
   std::optional<int32_t> priority;

@@ -13,6 +13,7 @@
 
 #include <absl/status/statusor.h>
 
+#include "kubelet/runtimeclass/runtimeclass_manager.h"
 #include "kubelet/api/types.h"
 #include "kubelet/cm/device_run_options.h"
 #include "kubelet/cri/runtime_service.h"
@@ -141,6 +142,9 @@ struct RuntimeManagerDeps {
   std::function<std::string(const api::Pod&, const std::string& container)> container_cpuset;
   // What the device plugins give the container (envs, mounts, device nodes, annotations, CDI devices); unset: nothing.
   std::function<absl::StatusOr<cm::DeviceRunContainerOptions>(const api::Pod&, const api::Container&)> container_devices;
+  // The pod's runtime handler from its runtimeClassName; null: every pod on the runtime's default (standalone, as
+  // upstream without an API server).
+  const runtimeclass::RuntimeClassManager* runtime_classes = nullptr;
 };
 
 std::unique_ptr<RuntimeManager> NewRuntimeManager(const RuntimeManagerDeps& deps, const RuntimeManagerOptions& options);
