@@ -334,16 +334,18 @@ class RuntimeManagerImpl : public RuntimeManager {
         result.error = absl::InternalError("create pod log directory " + sandbox_config.log_directory() + ": " + ec.message());
         return result;
       }
+      // Upstream's FailedCreatePodSandBox: the event, the log line, and the sync's error.
+      auto sandbox_failed = [&](const absl::Status& st) {
+        std::string msg = "Failed to create pod sandbox: " + std::string(st.message());
+        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
+        log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), st.message());
+        result.error = absl::Status(st.code(), msg);
+        return result;
+      };
       std::string handler;
       if (d_.runtime_classes) {
         auto h = d_.runtime_classes->LookupRuntimeHandler(pod.spec.runtime_class_name);
-        if (!h.ok()) {
-          std::string msg = "Failed to create pod sandbox: " + std::string(h.status().message());
-          d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
-          log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), h.status().message());
-          result.error = absl::Status(h.status().code(), msg);
-          return result;
-        }
+        if (!h.ok()) return sandbox_failed(h.status());
         handler = *h;
         if (!handler.empty()) KLOG_V(log_, 2)("Running pod with runtime handler pod=\"{}\" runtimeHandler=\"{}\"", PodDesc(pod), handler);
       }
@@ -351,11 +353,7 @@ class RuntimeManagerImpl : public RuntimeManager {
       if (d_.metrics) d_.metrics->started_pods.Increment();
       if (!id.ok()) {
         if (d_.metrics) d_.metrics->started_pods_errors.Increment();
-        std::string msg = "Failed to create pod sandbox: " + std::string(id.status().message());
-        d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
-        log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), id.status().message());
-        result.error = absl::Status(id.status().code(), msg);
-        return result;
+        return sandbox_failed(id.status());
       }
       sandbox_id = *id;
       auto ss = d_.runtime->PodSandboxStatus(sandbox_id);
@@ -368,12 +366,9 @@ class RuntimeManagerImpl : public RuntimeManager {
         // Kubelet network mode: attach the pod network into the sandbox's namespace with the CNI plugins.
         auto ips = AttachNetwork(pod, sandbox_id, ss->status().network().ip().empty() ? "eth0" : "eth1");
         if (!ips.ok()) {
-          std::string msg = "Failed to create pod sandbox: " + std::string(ips.status().message());
-          d_.recorder->PodEvent(pod, events::kWarning, events::kFailedCreatePodSandBox, msg);
-          log_->error("CreatePodSandbox for pod failed pod=\"{}\" err=\"{}\"", PodDesc(pod), ips.status().message());
+          auto failed = sandbox_failed(ips.status());
           (void)d_.runtime->StopPodSandbox(sandbox_id);
-          result.error = absl::Status(ips.status().code(), msg);
-          return result;
+          return failed;
         }
         pod_ips = *ips;
       } else if (!pod.spec.host_network && !ss->status().network().ip().empty()) {
