@@ -1,4 +1,5 @@
 #include "kubelet/kubelet/kubelet.h"
+#include "kubelet/kubelet/preemption.h"
 #include "kubelet/util/guard.h"
 
 #include <algorithm>
@@ -328,6 +329,10 @@ void Kubelet::HandleChanges(std::vector<config::PodChange> changes) {
                      PodDesc(ch.pod));
           admit = AdmitResult{};
         }
+        // A critical pod refused only for want of resources preempts lower pods instead (upstream's admission
+        // failure handler, part of the resource predicate).
+        if (!admit.admit && !already_running && admit.reason.rfind("OutOf", 0) == 0 && preemption::IsCriticalPod(ch.pod))
+          admit = PreemptForCriticalPod(ch.pod, admit);
         // The eviction manager's handler comes first upstream: under pressure its reason wins.
         if (extra_admit_)
           if (AdmitResult extra = extra_admit_(ch.pod); !extra.admit) admit = extra;
@@ -567,13 +572,13 @@ absl::StatusOr<api::PodStatus> Kubelet::RefreshStatus(const api::Pod& pod, kuber
     std::lock_guard<std::mutex> l(mu_);
     if (auto ev = evicted_.find(uid); ev != evicted_.end()) {
       st.phase = "Failed";
-      st.reason = eviction::kReason;
-      st.message = ev->second;
+      st.reason = ev->second.reason;
+      st.message = ev->second.message;
       api::PodCondition dt;
       dt.type = "DisruptionTarget";
       dt.status = "True";
       dt.reason = "TerminationByKubelet";
-      dt.message = ev->second;
+      dt.message = ev->second.condition_message;
       dt.last_transition_time = in.now;
       st.conditions.push_back(dt);
     }
@@ -742,12 +747,55 @@ std::vector<api::Pod> Kubelet::ActivePods() const {
   return out;
 }
 
+AdmitResult Kubelet::PreemptForCriticalPod(const api::Pod& pod, const AdmitResult& refused) {
+  std::vector<api::Pod> victims;
+  std::string signal;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<const api::Pod*> active;
+    for (const auto& [puid, p] : pods_) {
+      if (evicted_.count(puid)) continue;
+      auto st = status_.GetPodStatus(puid);
+      if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
+      active.push_back(&p);
+    }
+    auto reqs = preemption::InsufficientResources(pod, active, admit_node_);
+    if (reqs.empty()) return refused;  // refused for another reason after all
+    auto chosen = preemption::PodsToPreempt(pod, active, reqs);
+    if (!chosen.ok()) {
+      std::string err = "preemption: error finding a set of pods to preempt: " + std::string(chosen.status().message());
+      return {false, "UnexpectedAdmissionError", "Unexpected error while attempting to recover from admission failure: " + err};
+    }
+    // Every other check must pass once they are gone.
+    std::vector<const api::Pod*> rest;
+    for (const api::Pod* p : active)
+      if (std::find(chosen->begin(), chosen->end(), p) == chosen->end()) rest.push_back(p);
+    if (AdmitResult again = AdmitPod(pod, rest, admit_node_); !again.admit) return again;
+    for (const api::Pod* v : *chosen) {
+      victims.push_back(*v);
+      evicted_[v->metadata.uid] = {preemption::kReason, preemption::kMessage, preemption::kConditionMessage};
+    }
+    signal = reqs[0].resource;
+    KLOG_V(log_, 3)("Preempting pods to free up resources pod=\"{}\" insufficientResources=\"{}\"", PodDesc(pod),
+                    preemption::RequirementsString(reqs));
+  }
+  for (const auto& v : victims) {
+    d_.recorder->PodEvent(v, events::kWarning, preemption::kReason, preemption::kMessage);
+    log_->info("Preempting pod to admit a critical pod pod=\"{}\" podUID=\"{}\" criticalPod=\"{}\"", PodDesc(v), v.metadata.uid,
+               PodDesc(pod));
+    // Its own worker stops it within its grace period; nothing here waits for that.
+    workers_->UpdatePod(UpdateType::kKill, v.metadata.uid, v);
+    if (d_.metrics) d_.metrics->preemptions.Add({{"preemption_signal", signal}}).Increment();
+  }
+  return AdmitResult{};
+}
+
 bool Kubelet::EvictPod(const api::Pod& pod, int64_t grace, const std::string& message) {
   const std::string& uid = pod.metadata.uid;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!pods_.count(uid)) return false;
-    evicted_[uid] = message;
+    evicted_[uid] = {eviction::kReason, message, message};
   }
   d_.recorder->PodEvent(pod, events::kWarning, eviction::kReason, message);
   workers_->UpdatePod(UpdateType::kKill, uid, pod, grace);

@@ -88,6 +88,9 @@ KubeletMetrics::KubeletMetrics()
       evictions(BuildCounter().Name(kEvictions)
                     .Help("[ALPHA] Cumulative number of pod evictions by eviction signal")
                     .Register(*registry_)),
+      preemptions(BuildCounter().Name(kPreemptions)
+                      .Help("[ALPHA] Cumulative number of pod preemptions by preemption resource")
+                      .Register(*registry_)),
       device_plugin_registration(BuildCounter().Name(kDevicePluginRegistration)
                                      .Help("[ALPHA] Cumulative number of device plugin registrations. Broken down by resource name.")
                                      .Register(*registry_)),

@@ -105,7 +105,8 @@ std::string PromtoolFindingsBesideUpstreamNames(const std::string& file) {
   while (std::getline(lint, line))
     if (line.rfind("kubelet_certificate_manager_client_expiration_renew_errors ", 0) != 0 &&
         line.rfind("kubelet_server_expiration_renew_errors ", 0) != 0 &&
-        line.rfind("kubelet_topology_manager_admission_duration_ms ", 0) != 0)
+        line.rfind("kubelet_topology_manager_admission_duration_ms ", 0) != 0 &&
+        line.rfind("kubelet_evictions ", 0) != 0 && line.rfind("kubelet_preemptions ", 0) != 0)
       out += line + "\n";
   return out;
 }

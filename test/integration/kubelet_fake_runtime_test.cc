@@ -99,6 +99,16 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     return *pod;
   }
 
+  // A pod from the API server (not critical: no static source, no priority unless given).
+  api::Pod APIPod(const std::string& name, std::optional<int32_t> priority = std::nullopt) {
+    api::Pod pod = StaticPod(name);
+    pod.metadata.name = name;
+    pod.metadata.uid = "api-" + name;
+    pod.metadata.annotations[api::kConfigSourceAnnotation] = api::kSourceAPI;
+    pod.spec.priority = priority;
+    return pod;
+  }
+
   std::optional<api::Pod> Find(const std::string& name) {
     for (auto& p : kubelet_->GetPods())
       if (p.metadata.name == name) return p;
@@ -356,13 +366,14 @@ TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
   kubelet_->Start();
   auto big = StaticPod("big");
   big.spec.containers[0].resources.requests = {{"cpu", "1500m"}, {"memory", "100Mi"}};
-  auto second = StaticPod("second");
+  // API pods: a static pod is critical, and one that does not fit preempts instead (CriticalPodPreemptsLowerPods).
+  auto second = APIPod("second-node1");
   second.spec.containers[0].resources.requests = {{"cpu", "600m"}};
-  auto hungry = StaticPod("hungry");
+  auto hungry = APIPod("hungry-node1");
   hungry.spec.containers[0].resources.limits = {{"memory", "2Gi"}};  // requests default to limits
   kubelet_->OnSnapshot(api::kSourceFile, {big});
   ASSERT_TRUE(WaitUntil([&] { return IsRunning("big-node1"); }));
-  kubelet_->OnSnapshot(api::kSourceFile, {big, second, hungry});
+  kubelet_->OnSnapshot(api::kSourceAPI, {second, hungry});
   std::map<std::string, std::string> rejected;
   ASSERT_TRUE(WaitUntil([&] {
     for (const auto& e : recorder_.Recent())
@@ -380,7 +391,7 @@ TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
   EXPECT_EQ(refused->status.phase, "Failed");
   EXPECT_EQ(refused->status.reason, "OutOfcpu");
   EXPECT_EQ(refused->status.message, "Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000");
-  kubelet_->OnSnapshot(api::kSourceFile, {big, hungry});
+  kubelet_->OnSnapshot(api::kSourceAPI, {hungry});
   ASSERT_TRUE(WaitUntil([&] { return !Find("second-node1"); }));
   EXPECT_TRUE(Find("hungry-node1"));
   EXPECT_TRUE(IsRunning("big-node1"));
@@ -401,13 +412,83 @@ TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {
   kubelet_->Start();
   kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("one")});
   ASSERT_TRUE(WaitUntil([&] { return IsRunning("one-node1"); }));
-  kubelet_->OnSnapshot(api::kSourceFile, {StaticPod("one"), StaticPod("two")});
+  kubelet_->OnSnapshot(api::kSourceAPI, {APIPod("two-node1")});
   ASSERT_TRUE(WaitUntil([&] {
     for (const auto& e : recorder_.Recent())
       if (e.reason == "OutOfpods") return true;
     return false;
   }));
   EXPECT_EQ(fake_->Sandboxes().size(), 1u);
+}
+
+// Critical pod admission (upstream's CriticalPodAdmissionHandler): a static pod that does not fit preempts the
+// fewest lower pods that free what it lacks, burstable before guaranteed; preempted pods end Failed / Preempting
+// with a DisruptionTarget condition; when no set of pods frees enough, UnexpectedAdmissionError as upstream.
+TEST_F(KubeletFakeRuntimeTest, CriticalPodPreemptsLowerPods) {
+  KubeletOptions o;
+  o.node_name = "node1";
+  o.root_dir = (dir_ / "root").string();
+  o.config.pod_logs_dir = (dir_ / "logs").string();
+  o.allocatable_milli_cpu = 2000;
+  o.allocatable_memory = 1LL << 30;
+  o.pleg_period = std::chrono::milliseconds(100);
+  o.housekeeping_period = std::chrono::milliseconds(200);
+  kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
+  kubelet_->Start();
+  auto best_effort = APIPod("be");
+  auto burstable = APIPod("burst");
+  burstable.spec.containers[0].resources.requests = {{"cpu", "1200m"}};
+  auto guaranteed = APIPod("guar");
+  guaranteed.spec.containers[0].resources.limits = {{"cpu", "500m"}, {"memory", "100Mi"}};
+  guaranteed.spec.containers[0].resources.requests = {{"cpu", "500m"}, {"memory", "100Mi"}};
+  auto critical_api = APIPod("cluster-critical", 2000000000);  // system-cluster-critical: not preempted by a static pod
+  kubelet_->OnSnapshot(api::kSourceAPI, {best_effort, burstable, guaranteed, critical_api});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("be") && IsRunning("burst") && IsRunning("guar") && IsRunning("cluster-critical"); }));
+  // 1000m more than the 300m left: the burstable pod's 1200m suffice, the guaranteed one stays.
+  auto critical = StaticPod("critical");
+  critical.spec.containers[0].resources.requests = {{"cpu", "1000m"}};
+  kubelet_->OnSnapshot(api::kSourceFile, {critical});
+  ASSERT_TRUE(WaitUntil([&] { return IsRunning("critical-node1"); }));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto p = Find("burst");
+    return p && p->status.phase == "Failed";
+  }));
+  auto preempted = Find("burst");
+  EXPECT_EQ(preempted->status.reason, "Preempting");
+  EXPECT_EQ(preempted->status.message, "Preempted in order to admit critical pod");
+  bool disruption = false;
+  for (const auto& c : preempted->status.conditions)
+    if (c.type == "DisruptionTarget" && c.status == "True" && c.reason == "TerminationByKubelet" &&
+        c.message == "Pod was preempted by Kubelet to accommodate a critical pod.")
+      disruption = true;
+  EXPECT_TRUE(disruption);
+  bool event = false;
+  for (const auto& e : recorder_.Recent())
+    if (e.object == "default/burst" && e.reason == "Preempting" && e.message == "Preempted in order to admit critical pod") event = true;
+  EXPECT_TRUE(event);
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& s : fake_->Sandboxes())
+      if (s.metadata().uid() == "api-burst" && s.state() == rt::SANDBOX_READY) return false;
+    return true;
+  }));
+  EXPECT_TRUE(IsRunning("be"));
+  EXPECT_TRUE(IsRunning("guar"));
+  EXPECT_TRUE(IsRunning("cluster-critical"));
+  EXPECT_NE(metrics_.Serialize().find("kubelet_preemptions{preemption_signal=\"cpu\"} 1"), std::string::npos);
+  // Nothing preemptable frees 5 CPUs (be 0 + guar 500m of the 4500m it lacks): refused as upstream refuses it.
+  auto huge = StaticPod("huge");
+  huge.spec.containers[0].resources.requests = {{"cpu", "5"}};
+  kubelet_->OnSnapshot(api::kSourceFile, {critical, huge});
+  std::string message;
+  ASSERT_TRUE(WaitUntil([&] {
+    for (const auto& e : recorder_.Recent())
+      if (e.object == "default/huge-node1" && e.reason == "UnexpectedAdmissionError") message = e.message;
+    return !message.empty();
+  }));
+  EXPECT_EQ(message, "Unexpected error while attempting to recover from admission failure: preemption: error finding a set of "
+                     "pods to preempt: no set of running pods found to reclaim resources: [(res: cpu, q: 4000), ]");
+  EXPECT_TRUE(IsRunning("be"));
+  EXPECT_TRUE(IsRunning("guar"));
 }
 
 TEST_F(KubeletFakeRuntimeTest, GarbageCollectKeepsOnlyTheNewestDeadContainer) {

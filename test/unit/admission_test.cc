@@ -3,6 +3,7 @@
 
 #include "kubelet/api/codec.h"
 #include "kubelet/kubelet/admission.h"
+#include "kubelet/kubelet/preemption.h"
 
 namespace kubelet {
 namespace {
@@ -119,6 +120,66 @@ TEST(Admission, PodOS) {
   auto r = AdmitPod(MakePod("w", {{"os", {{"name", "windows"}}}}), {}, Node());
   EXPECT_EQ(r.reason, "PodOSNotSupported");
   EXPECT_TRUE(AdmitPod(MakePod("l", {{"os", {{"name", "linux"}}}}), {}, Node()).admit);
+}
+
+// Critical pod admission's choice of victims (upstream's getPodsToPreempt): fewest pods, best-effort before
+// burstable before guaranteed, never a critical pod.
+json Memory(const std::string& request, bool guaranteed = false) {
+  json res = guaranteed ? json{{"requests", {{"memory", request}, {"cpu", "100m"}}}, {"limits", {{"memory", request}, {"cpu", "100m"}}}}
+                        : json{{"requests", {{"memory", request}}}};
+  return {{"containers", {{{"name", "c"}, {"image", "i:1"}, {"resources", res}}}}};
+}
+
+std::vector<std::string> Names(const std::vector<const api::Pod*>& pods) {
+  std::vector<std::string> out;
+  for (const auto* p : pods) out.push_back(p->metadata.name);
+  return out;
+}
+
+TEST(Preemption, FewestPodsLowestQoSFirst) {
+  api::Pod critical = MakePod("critical", {{"priority", 2000001000}});
+  api::Pod be = MakePod("be"), burst = MakePod("burst", Memory("100Mi")), big = MakePod("burst-big", Memory("200Mi"));
+  api::Pod guar = MakePod("guar", Memory("300Mi", true));
+  api::Pod other_critical = MakePod("node-critical", {{"priority", 2000001000}, {"containers", Memory("1Gi")["containers"]}});
+  std::vector<const api::Pod*> pods = {&be, &burst, &big, &guar, &other_critical};
+  ASSERT_TRUE(preemption::IsCriticalPod(critical));
+  ASSERT_EQ(api::QOSClass(guar), "Guaranteed");
+  // 150Mi: the one burstable pod that covers it alone.
+  auto r = preemption::PodsToPreempt(critical, pods, {{"memory", 150 << 20}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Names(*r), std::vector<std::string>{"burst-big"});
+  // 450Mi: more than the burstable pods hold, so the guaranteed one too, and then only the burstable pod still needed.
+  r = preemption::PodsToPreempt(critical, pods, {{"memory", 450 << 20}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"burst-big", "guar"}));
+  // A pod slot: the best-effort pod.
+  r = preemption::PodsToPreempt(critical, pods, {{"pods", 1}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Names(*r), std::vector<std::string>{"be"});
+  // The other critical pod's 1Gi is not for taking.
+  r = preemption::PodsToPreempt(critical, pods, {{"memory", 700 << 20}});
+  EXPECT_EQ(r.status().message(), "no set of running pods found to reclaim resources: [(res: memory, q: 104857600), ]");
+}
+
+TEST(Preemption, CriticalityAndPriority) {
+  api::Pod low = MakePod("low", {{"priority", 50}}), high = MakePod("high", {{"priority", 100}}), none = MakePod("none");
+  EXPECT_FALSE(preemption::IsCriticalPod(high));
+  EXPECT_TRUE(preemption::Preemptable(high, low));
+  EXPECT_FALSE(preemption::Preemptable(low, high));
+  EXPECT_FALSE(preemption::Preemptable(high, high));
+  EXPECT_FALSE(preemption::Preemptable(high, none));  // no priority to compare
+  api::Pod mirror = MakePod("mirror");
+  mirror.metadata.annotations[api::kConfigMirrorAnnotation] = "abc";
+  EXPECT_TRUE(preemption::IsCriticalPod(mirror));
+  EXPECT_TRUE(preemption::Preemptable(mirror, none));
+  EXPECT_EQ(preemption::RequirementsString({{"cpu", 700}, {"pods", 1}}), "[(res: cpu, q: 700), (res: pods, q: 1), ]");
+  // What a pod lacks: pods, cpu and memory, in that order.
+  api::Pod a = MakePod("a", {{"containers", {{{"name", "c"}, {"image", "i:1"}, {"resources", {{"requests", {{"cpu", "1500m"}}}}}}}}});
+  api::Pod b = MakePod("b"), c = MakePod("c");
+  api::Pod want = MakePod("want", {{"containers", {{{"name", "c"}, {"image", "i:1"},
+                                                   {"resources", {{"requests", {{"cpu", "800m"}, {"memory", "2Gi"}}}}}}}}});
+  auto lack = preemption::InsufficientResources(want, {&a, &b, &c}, Node());
+  EXPECT_EQ(preemption::RequirementsString(lack), "[(res: pods, q: 1), (res: cpu, q: 300), (res: memory, q: 1073741824), ]");
 }
 
 }  // namespace

@@ -154,7 +154,14 @@ class Kubelet {
   std::set<std::string> start_recorded_;
   TimePoint last_qos_update_{};
   std::set<std::string> ever_removed_;  // UIDs removed while the kubelet watched (for restarted_pods)
-  std::map<std::string, std::string> evicted_;  // UID -> eviction message, while the pod is wanted
+  // Pods the kubelet itself ends (evicted, preempted for a critical pod), by UID, while they are wanted: their status
+  // is Failed with this reason and message, and a DisruptionTarget condition with condition_message.
+  struct KubeletTermination {
+    std::string reason, message, condition_message;
+  };
+  std::map<std::string, KubeletTermination> evicted_;
+  // Critical pod admission: preempts what the pod lacks (upstream's CriticalPodAdmissionHandler); the admission result.
+  AdmitResult PreemptForCriticalPod(const api::Pod& pod, const AdmitResult& refused);
   // Pods refused at admission, by UID, while their source still lists them: listed by GetPods with their Failed status
   // (upstream keeps them in its pod manager); their graceful deletion is finished without a worker. At most 4096.
   std::map<std::string, api::Pod> rejected_;

@@ -35,6 +35,7 @@ inline constexpr char kStartedContainers[] = "kubelet_started_containers_total";
 inline constexpr char kStartedContainersErrors[] = "kubelet_started_containers_errors_total";
 inline constexpr char kRestartedPods[] = "kubelet_restarted_pods_total";
 inline constexpr char kEvictions[] = "kubelet_evictions";  // upstream's name (no _total)
+inline constexpr char kPreemptions[] = "kubelet_preemptions";  // upstream's name (no _total)
 inline constexpr char kDesiredPods[] = "kubelet_desired_pods";
 inline constexpr char kActivePods[] = "kubelet_active_pods";
 inline constexpr char kWorkingPods[] = "kubelet_working_pods";
@@ -80,6 +81,7 @@ class KubeletMetrics {
   prometheus::Family<prometheus::Counter>& started_containers_errors;
   prometheus::Family<prometheus::Counter>& restarted_pods;
   prometheus::Family<prometheus::Counter>& evictions;  // {eviction_signal}
+  prometheus::Family<prometheus::Counter>& preemptions;  // {preemption_signal}
   prometheus::Family<prometheus::Counter>& device_plugin_registration;      // {resource_name}
   prometheus::Family<prometheus::Histogram>& device_plugin_alloc_duration;  // {resource_name}
   prometheus::Counter& topology_admission_requests;
