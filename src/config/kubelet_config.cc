@@ -12,6 +12,7 @@
 #include <absl/strings/str_split.h>
 
 #include "kubelet/api/codec.h"
+#include "kubelet/api/names.h"
 #include "kubelet/api/objects.h"
 #include "kubelet/api/quantity.h"
 
@@ -883,8 +884,52 @@ absl::StatusOr<Options> ParseCommandLine(const std::vector<std::string>& args) {
       sub(authz, "webhook")[name == "authorization-webhook-cache-authorized-ttl" ? "cacheAuthorizedTTL" : "cacheUnauthorizedTTL"] = value;
     }
   }
+  if (auto st = ValidateNodeLabels(opts.config.node_labels); !st.ok())
+    return absl::InvalidArgumentError("failed to validate kubelet flags: " + std::string(st.message()));
   if (auto st = ValidateKubeletConfiguration(opts.config); !st.ok()) return st;
   return opts;
+}
+
+absl::Status ValidateNodeLabels(const std::map<std::string, std::string>& labels) {
+  // The node may set only these in the kubernetes.io and k8s.io namespaces (NodeRestriction refuses the rest).
+  static const char* const kAllowedNamespaces[] = {"kubelet.kubernetes.io", "node.kubernetes.io"};
+  static const char* const kAllowedLabels[] = {
+      "beta.kubernetes.io/arch", "beta.kubernetes.io/instance-type", "beta.kubernetes.io/os",
+      "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone", "kubernetes.io/arch",
+      "kubernetes.io/hostname", "kubernetes.io/os", "node.kubernetes.io/instance-type", "topology.kubernetes.io/region",
+      "topology.kubernetes.io/zone"};
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  std::vector<std::string> unknown, invalid;
+  for (const auto& [k, v] : labels) {
+    size_t slash = k.find('/');
+    std::string ns = slash == std::string::npos ? "" : k.substr(0, slash);
+    std::string name = slash == std::string::npos ? k : k.substr(slash + 1);
+    bool kube = ns == "kubernetes.io" || ends_with(ns, ".kubernetes.io") || ns == "k8s.io" || ends_with(ns, ".k8s.io");
+    bool allowed = std::find(std::begin(kAllowedLabels), std::end(kAllowedLabels), k) != std::end(kAllowedLabels);
+    for (const char* a : kAllowedNamespaces)
+      if (ns == a || ends_with(ns, std::string(".") + a)) allowed = true;
+    if (kube && !allowed) unknown.push_back(k);
+    if (!api::IsQualifiedNamePart(name) || (slash != std::string::npos && (ns.empty() || !api::IsDNS1123Subdomain(ns))))
+      invalid.push_back("'" + k + "' - not a qualified name");
+    if (!v.empty() && !api::IsQualifiedNamePart(v)) invalid.push_back("'" + v + "' - not a valid label value");
+  }
+  if (!unknown.empty()) {
+    std::string list, namespaces, allowed;
+    for (const auto& u : unknown) list += (list.empty() ? "" : " ") + u;  // sorted: the map's order
+    for (const char* a : kAllowedNamespaces) namespaces += (namespaces.empty() ? "" : ", ") + std::string(a);
+    for (const char* a : kAllowedLabels) allowed += (allowed.empty() ? "" : ", ") + std::string(a);
+    return absl::InvalidArgumentError("unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [" + list +
+                                      "]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix (" +
+                                      namespaces + ") or be in the specifically allowed set (" + allowed + ")");
+  }
+  if (!invalid.empty()) {
+    std::string all;
+    for (const auto& i : invalid) all += (all.empty() ? "" : "; ") + i;
+    return absl::InvalidArgumentError("invalid node labels: " + all);
+  }
+  return absl::OkStatus();
 }
 
 std::string Usage() {

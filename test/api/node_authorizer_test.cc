@@ -121,6 +121,21 @@ TEST_F(NodeAuthorizerTest, ANodeKeepsOffItsTaintsAndRestrictedLabels) {
   EXPECT_FALSE((*api_->Get("nodes", "", "node1"))["spec"].contains("taints"));
 }
 
+// NodeRestriction at registration: the Node a kubelet creates carries only the labels a kubelet may set.
+TEST_F(NodeAuthorizerTest, ANodeRegistersOnlyWithTheKubeletsLabels) {
+  auto create = [&](const json& labels) {
+    return client_->Create("/api/v1/nodes", {{"apiVersion", "v1"}, {"kind", "Node"}, {"metadata", {{"name", "node1"}, {"labels", labels}}}});
+  };
+  auto role = create({{"node-role.kubernetes.io/worker", ""}, {"node-restriction.kubernetes.io/pool", "a"}, {"kubernetes.io/os", "linux"}});
+  EXPECT_EQ(Code(role), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(role.status().message().find("node \"node1\" is not allowed to set the following labels: "
+                                         "node-restriction.kubernetes.io/pool, node-role.kubernetes.io/worker"),
+            std::string::npos)
+      << role.status();
+  EXPECT_FALSE(api_->Get("nodes", "", "node1").has_value());
+  EXPECT_TRUE(create({{"kubernetes.io/os", "linux"}, {"kubernetes.io/hostname", "node1"}, {"example.com/team", "a"}}).ok());
+}
+
 TEST_F(NodeAuthorizerTest, ANodeCreatesOnlyMirrorPodsAndTouchesOnlyItsOwnPods) {
   // Reads: one pod bound to the node, or a list selecting the node's pods.
   EXPECT_TRUE(client_->Get("/api/v1/namespaces/default/pods/here").ok());

@@ -895,6 +895,23 @@ Response FakeApiServer::Handle(const Request& req) {
                              ": " + why);
     }
   }
+  // NodeRestriction on a node's own Node at create: no label outside what the kubelet may set.
+  if (!node.empty() && resource == "nodes" && req.method == "POST") {
+    json body = json::parse(req.body, nullptr, false);
+    std::string refused;
+    if (body.is_object() && body.contains("metadata") && body["metadata"].is_object() && body["metadata"].contains("labels") &&
+        body["metadata"]["labels"].is_object())
+      for (const auto& l : body["metadata"]["labels"].items())  // sorted, as upstream lists them
+        if (NodeRestrictionForbidsLabel(l.key())) refused += (refused.empty() ? "" : ", ") + l.key();
+    if (!refused.empty()) {
+      std::lock_guard<std::mutex> l(mu_);
+      forbidden_.push_back(req.method + " " + req.path + ": labels " + refused);
+      if (forbidden_.size() > 1000) forbidden_.pop_front();
+      std::string target = body.is_object() ? api::MetaField(body, "name") : "";
+      return StatusError(403, "Forbidden", "nodes \"" + target + "\" is forbidden: node \"" + node +
+                                               "\" is not allowed to set the following labels: " + refused);
+    }
+  }
   if (!node.empty() && resource == "pods" && req.method != "GET") {
     std::lock_guard<std::mutex> l(mu_);
     std::string why = AdmitNode(node, req, ns, name, sub);

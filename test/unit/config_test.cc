@@ -230,6 +230,30 @@ TEST(GoDuration, ParsesAndFormats) {
   EXPECT_EQ(FormatGoDuration(std::chrono::hours(4)), "4h0m0s");
 }
 
+// --node-labels as upstream's ValidateKubeletFlags checks them: in the kubernetes.io and k8s.io namespaces only the
+// kubelet's own prefixes and the allowed set (a node-role label is the usual mistake), and valid label names.
+TEST(KubeletFlags, NodeLabelsInTheKubernetesNamespacesAreRefusedAsUpstream) {
+  auto ok = ParseCommandLine({"--node-labels=node.kubernetes.io/pool=a,kubernetes.io/arch=amd64,x.kubelet.kubernetes.io/y=z,"
+                              "topology.kubernetes.io/zone=z1,example.com/team=infra,plain="});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->config.node_labels.size(), 6u);
+  auto role = ParseCommandLine({"--node-labels=node-role.kubernetes.io/worker=,beta.kubernetes.io/metadata-proxy-ready=true"});
+  ASSERT_FALSE(role.ok());
+  EXPECT_EQ(role.status().message(),
+            "failed to validate kubelet flags: unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: "
+            "[beta.kubernetes.io/metadata-proxy-ready node-role.kubernetes.io/worker]\n--node-labels in the 'kubernetes.io' "
+            "namespace must begin with an allowed prefix (kubelet.kubernetes.io, node.kubernetes.io) or be in the specifically "
+            "allowed set (beta.kubernetes.io/arch, beta.kubernetes.io/instance-type, beta.kubernetes.io/os, "
+            "failure-domain.beta.kubernetes.io/region, failure-domain.beta.kubernetes.io/zone, kubernetes.io/arch, "
+            "kubernetes.io/hostname, kubernetes.io/os, node.kubernetes.io/instance-type, topology.kubernetes.io/region, "
+            "topology.kubernetes.io/zone)");
+  EXPECT_FALSE(ParseCommandLine({"--node-labels=k8s.io/x=y"}).ok());
+  auto bad = ParseCommandLine({"--node-labels=-bad=x"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "failed to validate kubelet flags: invalid node labels: '-bad' - not a qualified name");
+  EXPECT_FALSE(ParseCommandLine({"--node-labels=good=bad value"}).ok());
+}
+
 // Issue 10: the deprecated flags kubeadm, kops and distributions still pass land in their config fields; flags
 // upstream removed are refused with pflag's message.
 TEST(KubeletFlags, DeprecatedFlagsMapToTheirConfigFields) {

@@ -176,6 +176,10 @@ struct Options {
 
 /** Decodes a KubeletConfiguration document (YAML or JSON). base_dir resolves relative paths. */
 absl::StatusOr<KubeletConfiguration> ParseKubeletConfiguration(const std::string& text, const std::string& base_dir);
+/** Upstream's ValidateKubeletFlags for --node-labels: labels in the kubernetes.io and k8s.io namespaces only under
+ *  kubelet.kubernetes.io, node.kubernetes.io or in the allowed set (what NodeRestriction lets a node set), keys and
+ *  values valid label names. */
+absl::Status ValidateNodeLabels(const std::map<std::string, std::string>& labels);
 /** Upstream's ValidateKubeletConfiguration: ranges, enums, eviction signals. */
 absl::Status ValidateKubeletConfiguration(const KubeletConfiguration& c);
 /**
