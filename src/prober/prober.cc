@@ -1,3 +1,4 @@
+#include "kubelet/util/grpc_error.h"
 #include "kubelet/prober/prober.h"
 
 #include <arpa/inet.h>
@@ -191,11 +192,17 @@ ProbeResult Prober::RunGRPC(const std::string& host, int port, const std::option
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status st = stub->Check(&ctx, req, &resp);
   if (!st.ok()) {
-    if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-      return {Outcome::kFailure, "timeout: failed to connect service \"" + target + "\" within " +
-                                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) + "s: " +
-                                     st.error_message()};
-    return {Outcome::kFailure, "rpc error: code = " + std::to_string(st.error_code()) + " desc = " + st.error_message()};
+    // Upstream's probe/grpc texts: no connection within the timeout; a server without the health service; a call
+    // that did not finish in time on a connection that was up; anything else as Go prints a gRPC error.
+    const std::string within = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) + "s";
+    const bool connected = channel->GetState(false) == GRPC_CHANNEL_READY;
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE || (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && !connected))
+      return {Outcome::kFailure, "timeout: failed to connect service \"" + target + "\" within " + within + ": " + st.error_message()};
+    if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED)
+      return {Outcome::kFailure, "server does not implement the grpc health protocol (grpc.health.v1.Health): " + st.error_message()};
+    if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      return {Outcome::kFailure, "timeout: health rpc did not complete within " + within};
+    return {Outcome::kFailure, "error: health rpc probe failed: " + GoGrpcError(st)};
   }
   if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING)
     return {Outcome::kFailure, "service unhealthy (responded with \"" +

@@ -17,6 +17,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "runtime/v1/api.grpc.pb.h"
 #include "kubelet/api/codec.h"
 #include "kubelet/prober/prober.h"
 #include "kubelet/server/http_server.h"
@@ -155,11 +156,25 @@ TEST(GRPCProbe, StandardHealthService) {
   auto r = Prober::RunGRPC("127.0.0.1", port, std::string("db"), std::chrono::seconds(2));
   EXPECT_EQ(r.outcome, Outcome::kFailure);
   EXPECT_EQ(r.output, "service unhealthy (responded with \"NOT_SERVING\")");
-  EXPECT_EQ(Prober::RunGRPC("127.0.0.1", port, std::string("nope"), std::chrono::seconds(2)).outcome, Outcome::kFailure);
+  r = Prober::RunGRPC("127.0.0.1", port, std::string("nope"), std::chrono::seconds(2));
+  EXPECT_EQ(r.outcome, Outcome::kFailure);
+  EXPECT_EQ(r.output, "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service");
   server->Shutdown();
   r = Prober::RunGRPC("127.0.0.1", port, std::nullopt, std::chrono::seconds(1));
   EXPECT_EQ(r.outcome, Outcome::kFailure);
   EXPECT_NE(r.output.find("timeout: failed to connect service"), std::string::npos) << r.output;
+  // A server without the health service (a CRI runtime service answering nothing, for one).
+  grpc::ServerBuilder plain;
+  int plain_port = 0;
+  runtime::v1::RuntimeService::Service other;
+  plain.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &plain_port);
+  plain.RegisterService(&other);
+  auto bare = plain.BuildAndStart();
+  ASSERT_TRUE(bare);
+  r = Prober::RunGRPC("127.0.0.1", plain_port, std::nullopt, std::chrono::seconds(2));
+  EXPECT_EQ(r.outcome, Outcome::kFailure);
+  EXPECT_EQ(r.output.rfind("server does not implement the grpc health protocol (grpc.health.v1.Health): ", 0), 0u) << r.output;
+  bare->Shutdown();
 }
 
 TEST(Ports, NamedAndNumeric) {
