@@ -289,6 +289,7 @@ class ContainerdE2E : public ::testing::Test {
     rt::ListContainersResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_wait_for_ready(true);  // a containerd restarting (the lifecycle test restarts it) is waited for, not failed
     EXPECT_TRUE(cri_->ListContainers(&ctx, req, &resp).ok());
     return {resp.containers().begin(), resp.containers().end()};
   }
