@@ -54,14 +54,11 @@ std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod) {
   return {t.cpu_request_milli, t.memory_request};
 }
 
-AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {
-  if (!pod.spec.os_name.empty() && pod.spec.os_name != "linux")
-    return Reject("PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS");
-
-  // Resources: the pod count first, then cpu and memory, as noderesources.Fits orders them.
+std::vector<InsufficientResource> InsufficientResources(const api::Pod& pod, const std::vector<const api::Pod*>& admitted,
+                                                        const AdmitNode& node) {
+  std::vector<InsufficientResource> out;
   int64_t count = static_cast<int64_t>(admitted.size());
-  if (node.max_pods > 0 && count + 1 > node.max_pods)
-    return Reject("OutOfpods", Insufficient("pods", 1, count, node.max_pods));
+  if (node.max_pods > 0 && count + 1 > node.max_pods) out.push_back({"pods", 1, count, node.max_pods});
   auto [want_cpu, want_mem] = PodRequests(pod);
   int64_t used_cpu = 0, used_mem = 0;
   for (const api::Pod* p : admitted) {
@@ -70,9 +67,21 @@ AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& ad
     used_mem += m;
   }
   if (node.allocatable_milli_cpu > 0 && want_cpu > 0 && used_cpu + want_cpu > node.allocatable_milli_cpu)
-    return Reject("OutOfcpu", Insufficient("cpu", want_cpu, used_cpu, node.allocatable_milli_cpu));
+    out.push_back({"cpu", want_cpu, used_cpu, node.allocatable_milli_cpu});
   if (node.allocatable_memory > 0 && want_mem > 0 && used_mem + want_mem > node.allocatable_memory)
-    return Reject("OutOfmemory", Insufficient("memory", want_mem, used_mem, node.allocatable_memory));
+    out.push_back({"memory", want_mem, used_mem, node.allocatable_memory});
+  return out;
+}
+
+AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node) {
+  if (!pod.spec.os_name.empty() && pod.spec.os_name != "linux")
+    return Reject("PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS");
+
+  // Resources: the first the node lacks, in noderesources.Fits' order.
+  if (auto lacking = InsufficientResources(pod, admitted, node); !lacking.empty()) {
+    const auto& r = lacking[0];
+    return Reject("OutOf" + r.resource, Insufficient(r.resource.c_str(), r.requested, r.used, r.capacity));
+  }
 
   if (!NodeAffinityMatches(pod, node))
     return Reject("NodeAffinity", "Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector");

@@ -735,15 +735,21 @@ bool Kubelet::Healthy(std::string* why) const {
 
 namespace kubelet {
 
-std::vector<api::Pod> Kubelet::ActivePods() const {
-  std::vector<api::Pod> out;
-  std::lock_guard<std::mutex> l(mu_);
+std::vector<const api::Pod*> Kubelet::ActivePodsLocked() const {
+  std::vector<const api::Pod*> out;
   for (const auto& [uid, p] : pods_) {
     if (evicted_.count(uid)) continue;
     auto st = status_.GetPodStatus(uid);
     if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
-    out.push_back(p);
+    out.push_back(&p);
   }
+  return out;
+}
+
+std::vector<api::Pod> Kubelet::ActivePods() const {
+  std::vector<api::Pod> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const api::Pod* p : ActivePodsLocked()) out.push_back(*p);
   return out;
 }
 
@@ -752,13 +758,7 @@ AdmitResult Kubelet::PreemptForCriticalPod(const api::Pod& pod, const AdmitResul
   std::string signal;
   {
     std::lock_guard<std::mutex> l(mu_);
-    std::vector<const api::Pod*> active;
-    for (const auto& [puid, p] : pods_) {
-      if (evicted_.count(puid)) continue;
-      auto st = status_.GetPodStatus(puid);
-      if (st && (st->phase == "Succeeded" || st->phase == "Failed")) continue;
-      active.push_back(&p);
-    }
+    std::vector<const api::Pod*> active = ActivePodsLocked();
     auto reqs = preemption::InsufficientResources(pod, active, admit_node_);
     if (reqs.empty()) return refused;  // refused for another reason after all
     auto chosen = preemption::PodsToPreempt(pod, active, reqs);

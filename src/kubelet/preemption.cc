@@ -93,19 +93,7 @@ bool Preemptable(const api::Pod& preemptor, const api::Pod& preemptee) {
 std::vector<Requirement> InsufficientResources(const api::Pod& pod, const std::vector<const api::Pod*>& admitted,
                                                const AdmitNode& node) {
   std::vector<Requirement> out;
-  int64_t count = static_cast<int64_t>(admitted.size());
-  if (node.max_pods > 0 && count + 1 > node.max_pods) out.push_back({"pods", count + 1 - node.max_pods});
-  auto [want_cpu, want_mem] = PodRequests(pod);
-  int64_t used_cpu = 0, used_mem = 0;
-  for (const api::Pod* p : admitted) {
-    auto [c, m] = PodRequests(*p);
-    used_cpu += c;
-    used_mem += m;
-  }
-  if (node.allocatable_milli_cpu > 0 && want_cpu > 0 && used_cpu + want_cpu > node.allocatable_milli_cpu)
-    out.push_back({"cpu", used_cpu + want_cpu - node.allocatable_milli_cpu});
-  if (node.allocatable_memory > 0 && want_mem > 0 && used_mem + want_mem > node.allocatable_memory)
-    out.push_back({"memory", used_mem + want_mem - node.allocatable_memory});
+  for (const auto& r : kubelet::InsufficientResources(pod, admitted, node)) out.push_back({r.resource, r.Shortfall()});
   return out;
 }
 

@@ -87,6 +87,20 @@ class KubeletFakeRuntimeTest : public ::testing::Test {
     kubelet_->Start();
   }
 
+  // A kubelet whose node has this much allocatable (admission checks it), without the file source.
+  void StartKubeletWithAllocatable(int64_t milli_cpu, int64_t memory) {
+    KubeletOptions o;
+    o.node_name = "node1";
+    o.root_dir = (dir_ / "root").string();
+    o.config.pod_logs_dir = (dir_ / "logs").string();
+    o.allocatable_milli_cpu = milli_cpu;
+    o.allocatable_memory = memory;
+    o.pleg_period = std::chrono::milliseconds(100);
+    o.housekeeping_period = std::chrono::milliseconds(200);
+    kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
+    kubelet_->Start();
+  }
+
   api::Pod StaticPod(const std::string& name, const std::string& image = "busybox:1.35", const std::string& restart = "Always",
                      int containers = 1) {
     nlohmann::json j = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", {{"name", name}}}};
@@ -354,16 +368,7 @@ TEST_F(KubeletFakeRuntimeTest, CompletedPodWithRestartNeverSucceedsAndStops) {
 }
 
 TEST_F(KubeletFakeRuntimeTest, PodsThatDoNotFitAreRejected) {
-  KubeletOptions o;
-  o.node_name = "node1";
-  o.root_dir = (dir_ / "root").string();
-  o.config.pod_logs_dir = (dir_ / "logs").string();
-  o.allocatable_milli_cpu = 2000;
-  o.allocatable_memory = 1LL << 30;
-  o.pleg_period = std::chrono::milliseconds(100);
-  o.housekeeping_period = std::chrono::milliseconds(200);
-  kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
-  kubelet_->Start();
+  StartKubeletWithAllocatable(2000, 1LL << 30);
   auto big = StaticPod("big");
   big.spec.containers[0].resources.requests = {{"cpu", "1500m"}, {"memory", "100Mi"}};
   // API pods: a static pod is critical, and one that does not fit preempts instead (CriticalPodPreemptsLowerPods).
@@ -425,16 +430,7 @@ TEST_F(KubeletFakeRuntimeTest, MaxPodsRejectsExtraPods) {
 // fewest lower pods that free what it lacks, burstable before guaranteed; preempted pods end Failed / Preempting
 // with a DisruptionTarget condition; when no set of pods frees enough, UnexpectedAdmissionError as upstream.
 TEST_F(KubeletFakeRuntimeTest, CriticalPodPreemptsLowerPods) {
-  KubeletOptions o;
-  o.node_name = "node1";
-  o.root_dir = (dir_ / "root").string();
-  o.config.pod_logs_dir = (dir_ / "logs").string();
-  o.allocatable_milli_cpu = 2000;
-  o.allocatable_memory = 1LL << 30;
-  o.pleg_period = std::chrono::milliseconds(100);
-  o.housekeeping_period = std::chrono::milliseconds(200);
-  kubelet_ = std::make_unique<Kubelet>(o, Dependencies{&clock_, runtime_.get(), volumes_.get(), &recorder_, &metrics_});
-  kubelet_->Start();
+  StartKubeletWithAllocatable(2000, 1LL << 30);
   auto best_effort = APIPod("be");
   auto burstable = APIPod("burst");
   burstable.spec.containers[0].resources.requests = {{"cpu", "1200m"}};

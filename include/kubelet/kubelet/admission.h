@@ -32,6 +32,18 @@ struct AdmitResult {
 /** Milli-CPU and memory bytes the pod requests (init containers as the max, requests defaulting to limits). */
 std::pair<int64_t, int64_t> PodRequests(const api::Pod& pod);
 
+/** A resource the node lacks for a pod (upstream's InsufficientResourceError): what the pod asks, what the admitted
+ *  pods use, the node's capacity. */
+struct InsufficientResource {
+  std::string resource;  // "pods", "cpu" (milli), "memory" (bytes)
+  int64_t requested = 0, used = 0, capacity = 0;
+  int64_t Shortfall() const { return requested + used - capacity; }
+};
+
+/** Every resource `pod` lacks beside `admitted` on `node`, in the order the resource predicate checks them. */
+std::vector<InsufficientResource> InsufficientResources(const api::Pod& pod, const std::vector<const api::Pod*>& admitted,
+                                                        const AdmitNode& node);
+
 /** Whether `pod` may join `admitted` (the pods the kubelet already runs) on `node`. */
 AdmitResult AdmitPod(const api::Pod& pod, const std::vector<const api::Pod*>& admitted, const AdmitNode& node);
 

@@ -162,6 +162,8 @@ class Kubelet {
   std::map<std::string, KubeletTermination> evicted_;
   // Critical pod admission: preempts what the pod lacks (upstream's CriticalPodAdmissionHandler); the admission result.
   AdmitResult PreemptForCriticalPod(const api::Pod& pod, const AdmitResult& refused);
+  // Pods wanted, neither terminal nor ended by the kubelet; mu_ held.
+  std::vector<const api::Pod*> ActivePodsLocked() const;
   // Pods refused at admission, by UID, while their source still lists them: listed by GetPods with their Failed status
   // (upstream keeps them in its pod manager); their graceful deletion is finished without a worker. At most 4096.
   std::map<std::string, api::Pod> rejected_;
