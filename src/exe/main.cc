@@ -17,7 +17,6 @@
 #include "kubelet/api/quantity.h"
 #include "kubelet/certificate/certificate_manager.h"
 #include "kubelet/client/api_client.h"
-#include "kubelet/runtimeclass/runtimeclass_manager.h"
 #include "kubelet/client/kubeconfig.h"
 #include "kubelet/cm/container_manager.h"
 #include "kubelet/cm/cpu_manager.h"
@@ -40,12 +39,13 @@
 #include "kubelet/images/image_gc_manager.h"
 #include "kubelet/util/guard.h"
 #include "kubelet/util/json.h"
+#include "kubelet/util/forced_exit.h"
 #include "kubelet/util/logging.h"
 #include "kubelet/util/mount.h"
 #include "kubelet/util/node_info.h"
-#include "kubelet/util/forced_exit.h"
 #include "kubelet/util/sd_notify.h"
 #include "kubelet/kuberuntime/types.h"
+#include "kubelet/runtimeclass/runtimeclass_manager.h"
 #include "kubelet/server/podresources.h"
 #include "kubelet/pluginmanager/plugin_manager.h"
 #include "kubelet/volumemanager/csi.h"
@@ -878,15 +878,17 @@ int main(int argc, char** argv) {
   if (auto st = notifier.Notify("READY=1"); !st.ok()) logger->error("Failed to notify systemd err=\"{}\"", st.message());
   const auto watchdog = notifier.WatchdogInterval();
   auto last_ping = std::chrono::steady_clock::now();
-  bool ping_failing = false;
+  bool ping_failing = false, unhealthy_said = false;
   auto tick = watchdog ? std::min(*watchdog, std::chrono::milliseconds(1000)) : std::chrono::milliseconds(1000);
   while (WaitForSignal(&sigs, tick) <= 0) {
     if (!watchdog || std::chrono::steady_clock::now() - last_ping < *watchdog) continue;
     std::string why;
     if (!kl.Healthy(&why)) {
-      logger->warn("Not pinging the systemd watchdog: the kubelet is not healthy reason=\"{}\"", why);
+      if (!unhealthy_said) logger->warn("Not pinging the systemd watchdog: the kubelet is not healthy reason=\"{}\"", why);
+      unhealthy_said = true;  // said once per spell, not at every tick
       continue;
     }
+    unhealthy_said = false;
     // A full socket (a manager that does not read) is said once, not at every ping.
     if (auto st = notifier.Notify("WATCHDOG=1"); !st.ok()) {
       if (!ping_failing) logger->error("Failed to notify systemd err=\"{}\"", st.message());
