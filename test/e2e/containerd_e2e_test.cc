@@ -2644,6 +2644,14 @@ TEST_F(DevicePluginE2E, DevicesReachPodsThroughCRIAndThePodResourcesAPI) {
     return now["dev-a"] == dev["dev-a"] && now["dev-b"] == dev["dev-b"];
   })) << "the rebuilt assignment is not what the pods hold";
   ASSERT_TRUE(WaitUntil([&] { return status("allocatable") == "1"; })) << status("allocatable");
+  // The Node's allocatable may still be the last kubelet's: wait until this one has the plugin's devices again (it
+  // re-registers and lists them; slower under the sanitizers), so dev-d meets the rebuilt allocations, not no plugin.
+  ASSERT_TRUE(WaitUntil([&] {
+    v1::AllocatableResourcesResponse a;
+    grpc::ClientContext actx;
+    actx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return lister->GetAllocatableResources(&actx, v1::AllocatableResourcesRequest(), &a).ok() && a.devices_size() > 0;
+  })) << "the device plugin did not register with the restarted kubelet";
   api_->Create("pods", make("dev-d"));
   ASSERT_TRUE(WaitUntil([&] { return phase("dev-d") == "Failed"; })) << ApiPod("default", "dev-d").dump(2);
   EXPECT_EQ(ApiPod("default", "dev-d")["status"].value("message", ""),
