@@ -2629,8 +2629,14 @@ TEST_F(DevicePluginE2E, DevicesReachPodsThroughCRIAndThePodResourcesAPI) {
   StartKubelet();
   ASSERT_TRUE(WaitUntil([] { return NodeCondition("Ready") == "True"; }));
   {
-    std::ifstream in(work_ / ("kubelet-" + std::to_string(starts_) + ".log"));
-    std::string log((std::istreambuf_iterator<char>(in)), {});
+    // The Node's Ready may still be the last kubelet's: read the log once the restore has been logged.
+    std::string log;
+    WaitUntil([&] {
+      std::ifstream in(work_ / ("kubelet-" + std::to_string(starts_) + ".log"));
+      log.assign((std::istreambuf_iterator<char>(in)), {});
+      return log.find("Restored device allocation from the running container podUID=\"" + uid["dev-b"] + "\"") != std::string::npos &&
+             log.find("Restored device allocation from the running container podUID=\"" + uid["dev-a"] + "\"") != std::string::npos;
+    }, std::chrono::seconds(30));
     EXPECT_NE(log.find("Continue after failing to read checkpoint file. Device allocation info may NOT be up-to-date "
                        "err=\"device plugin checkpoint file \"kubelet_internal_checkpoint\" is corrupted\""),
               std::string::npos)
